@@ -1,0 +1,82 @@
+// Byte helpers shared inside core. Not exported from the package.
+
+/** Throws TypeError unless `value` is a Uint8Array (of `length`, when given: RangeError). */
+export function abytes(value: unknown, label: string, length?: number): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new TypeError(`${label} must be a Uint8Array`)
+  if (length !== undefined && value.length !== length)
+    throw new RangeError(`${label} must be ${length} bytes, got ${value.length}`)
+}
+
+/** Throws TypeError/RangeError unless `value` is an integer in [0, max]. */
+export function auint(value: unknown, label: string, max: number): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`${label} must be an integer`)
+  if (value < 0 || value > max) throw new RangeError(`${label} must be in [0, ${max}], got ${value}`)
+}
+
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  let length = 0
+  for (const p of parts) length += p.length
+  const out = new Uint8Array(length)
+  let offset = 0
+  for (const p of parts) {
+    out.set(p, offset)
+    offset += p.length
+  }
+  return out
+}
+
+/** Constant-time equality for equal-length secrets; false for different lengths. */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  let diff = 0
+  for (let i = 0; i < a.length; i++) diff |= (a[i] as number) ^ (b[i] as number)
+  return diff === 0
+}
+
+const encoder = new TextEncoder()
+const strictDecoder = new TextDecoder('utf-8', { fatal: true })
+
+export function utf8(text: string): Uint8Array {
+  return encoder.encode(text)
+}
+
+/** Strict UTF-8 decoding: returns undefined on invalid input instead of replacing characters. */
+export function fromUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return strictDecoder.decode(bytes)
+  } catch {
+    return undefined
+  }
+}
+
+export function toHex(bytes: Uint8Array): string {
+  let out = ''
+  for (const b of bytes) out += b.toString(16).padStart(2, '0')
+  return out
+}
+
+export function fromHex(hex: string): Uint8Array {
+  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) throw new TypeError('invalid hex string')
+  const out = new Uint8Array(hex.length / 2)
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16)
+  return out
+}
+
+const B64URL = /^[A-Za-z0-9_-]*$/
+
+/** base64url without padding, the form used in JSON documents. */
+export function toBase64Url(bytes: Uint8Array): string {
+  let binary = ''
+  for (const b of bytes) binary += String.fromCharCode(b)
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+}
+
+/** Strict base64url decoding (no padding, no other alphabet); undefined on bad input. */
+export function fromBase64Url(text: string): Uint8Array | undefined {
+  if (typeof text !== 'string' || !B64URL.test(text) || text.length % 4 === 1) return undefined
+  const binary = atob(text.replace(/-/g, '+').replace(/_/g, '/'))
+  const out = new Uint8Array(binary.length)
+  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i)
+  // Reject non-canonical trailing bits so each byte string has exactly one text form.
+  return toBase64Url(out) === text ? out : undefined
+}

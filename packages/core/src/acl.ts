@@ -1,0 +1,512 @@
+// One access policy, enforced by the broker (who may publish and subscribe) and by the key
+// server (who gets which group keys). Deny by default, deny wins, exact MQTT wildcards.
+//
+// Rule patterns may name the principal: `%c` is replaced by its id and `%u` by its username,
+// as a whole level or inside one (`devices/%c/#`, `users/%u-inbox`). A value that is empty,
+// contains `+`, `#`, `/` or U+0000, or would turn the filter into a `$` topic, is refused, never
+// matched: an id of `a/#` must not turn `devices/%c` into `devices/a/#`. A refused ALLOW simply
+// does not apply. A refused DENY denies the whole action for that principal: the deny was meant
+// to exclude some topics of this principal and we cannot tell which, so the only safe reading
+// is "all of them" (failing open would hand out what the operator meant to withhold).
+import { isSmqttError, SmqttError } from './errors.js'
+import {
+  filterCovers,
+  filterIntersection,
+  filtersIntersect,
+  isValidFilter,
+  isValidTopic,
+  topicMatches,
+  unionCovers,
+  validateFilter,
+} from './topic-filter.js'
+
+/** What a rule governs. `subscribe` also governs receiving: the broker re-checks on forward. */
+export type AclAction = 'publish' | 'subscribe'
+
+/**
+ * One policy rule. A rule with neither `principals` nor `roles` applies to everyone; otherwise
+ * it applies to a principal whose id is in `principals` OR who holds a role in `roles`.
+ */
+export interface AclRule {
+  effect: 'allow' | 'deny'
+  actions: AclAction[]
+  /** Topic filters; may contain `%c` (principal id) and `%u` (username). */
+  topics: string[]
+  principals?: string[]
+  roles?: string[]
+}
+
+/** A key group: every concrete topic its filter matches shares the group's epoch keys. */
+export interface KeyGroupPolicy {
+  /** Group id carried in envelopes, an integer in [0, 2^32 - 1]. */
+  id: number
+  name: string
+  filter: string
+  rotateEverySeconds?: number
+  graceSeconds?: number
+}
+
+/** The whole policy document. */
+export interface Policy {
+  version: 1
+  rules: AclRule[]
+  groups: KeyGroupPolicy[]
+  /** Filters where unencrypted payloads are allowed (e.g. `$SYS/#`); they meet no group. */
+  plaintext: string[]
+}
+
+/** Who is asking: the authenticated principal. */
+export interface PrincipalContext {
+  id: string
+  username?: string
+  roles: readonly string[]
+}
+
+/** A key group a principal reads but may not subscribe to all of (see {@link PolicyEvaluator.wideGroupWarnings}). */
+export interface WideGroupWarning {
+  groupId: number
+  groupName: string
+  principalId: string
+  /** `partly-denied`: a deny rule reaches into the group; `not-fully-allowed`: allow rules do not cover it. */
+  reason: 'partly-denied' | 'not-fully-allowed'
+  message: string
+}
+
+const MAX_GROUP_ID = 0xffff_ffff
+const SUBSTITUTION = /%[cu]/g
+
+/**
+ * Replaces `%c` and `%u` in a rule pattern with the principal's id and username, in one pass
+ * (a value containing `%u` is not substituted again).
+ *
+ * @throws SmqttError('ERR_ACL_SUBSTITUTION_REFUSED') when a needed value is missing or empty,
+ * contains `+`, `#`, `/` or U+0000, makes a `$` filter out of one that was not, or makes the
+ * result an invalid filter.
+ * @example
+ * ```ts
+ * substitutePattern('devices/%c/#', { id: 'thermostat-1', roles: [] }) // 'devices/thermostat-1/#'
+ * substitutePattern('devices/%c/#', { id: 'a/#', roles: [] }) // throws ERR_ACL_SUBSTITUTION_REFUSED
+ * ```
+ */
+export function substitutePattern(pattern: string, principal: PrincipalContext): string {
+  const result = substitute(pattern, principal)
+  if (result === undefined)
+    throw new SmqttError(
+      'ERR_ACL_SUBSTITUTION_REFUSED',
+      'a %c/%u value is missing, empty, contains +, #, / or U+0000, or makes an invalid or $ filter',
+    )
+  return result
+}
+
+/** Non-throwing core of {@link substitutePattern}: the broker calls it per message. */
+function substitute(pattern: string, principal: PrincipalContext): string | undefined {
+  let refused = false
+  const result = pattern.replace(SUBSTITUTION, (token) => {
+    const value = token === '%c' ? principal.id : principal.username
+    if (!isSafeValue(value)) refused = true
+    return refused ? '' : (value as string)
+  })
+  if (refused || !isValidFilter(result)) return undefined
+  // An id like `$SYS` must not turn `%c/#` into the broker's own `$SYS/#`.
+  if (result.charCodeAt(0) === 0x24 && pattern.charCodeAt(0) !== 0x24) return undefined
+  return result
+}
+
+function isSafeValue(value: unknown): boolean {
+  if (typeof value !== 'string' || value.length === 0) return false
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c === 0x2b || c === 0x23 || c === 0x2f || c === 0x00) return false
+  }
+  return true
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing: strict, every problem reported with its path, nothing but ERR_POLICY_INVALID escapes.
+
+/**
+ * Validates an untrusted policy document (e.g. `JSON.parse` of a file or HTTP body) and returns
+ * a fresh, well-typed copy. Strict: unknown fields, wrong types, invalid filters, unknown
+ * `%` substitutions, duplicate or out-of-range group ids, duplicate group names, two groups whose
+ * filters intersect, or a plaintext filter that meets a group are all refused.
+ *
+ * @throws SmqttError('ERR_POLICY_INVALID') whose message starts with the path of the problem,
+ * e.g. `rules[2].topics[0]: ...`.
+ * @example
+ * ```ts
+ * const policy = parsePolicy(JSON.parse(text))
+ * const evaluator = new PolicyEvaluator(policy)
+ * ```
+ */
+export function parsePolicy(json: unknown): Policy {
+  const root = objectAt(json, 'policy', ['version', 'rules', 'groups', 'plaintext'])
+  if (root.version !== 1) fail('version', 'must be 1')
+  const rules = eachOf(arrayAt(root.rules, 'rules'), (rule, i) => parseRule(rule, `rules[${i}]`))
+  const groups = eachOf(arrayAt(root.groups, 'groups'), (group, i) => parseGroup(group, `groups[${i}]`))
+  const plaintext = eachOf(arrayAt(root.plaintext, 'plaintext'), (filter, i) =>
+    filterAt(filter, `plaintext[${i}]`, false),
+  )
+
+  for (let i = 0; i < groups.length; i++) {
+    const group = groups[i] as KeyGroupPolicy
+    for (let j = 0; j < i; j++) {
+      const other = groups[j] as KeyGroupPolicy
+      if (other.id === group.id) fail(`groups[${i}].id`, `duplicates groups[${j}].id`)
+      if (other.name === group.name) fail(`groups[${i}].name`, `duplicates groups[${j}].name`)
+      // A topic must belong to at most one group, or sender and receivers could pick different keys.
+      if (filtersIntersect(other.filter, group.filter))
+        fail(`groups[${i}].filter`, `shares topics with groups[${j}].filter`)
+    }
+    plaintext.forEach((filter, j) => {
+      if (filtersIntersect(filter, group.filter))
+        fail(`plaintext[${j}]`, `shares topics with groups[${i}].filter (a topic is either encrypted or not)`)
+    })
+  }
+  return { version: 1, rules, groups, plaintext }
+}
+
+function parseRule(value: unknown, path: string): AclRule {
+  const raw = objectAt(value, path, ['effect', 'actions', 'topics', 'principals', 'roles'])
+  if (raw.effect !== 'allow' && raw.effect !== 'deny') fail(`${path}.effect`, "must be 'allow' or 'deny'")
+  const actions = eachOf(nonEmptyArrayAt(raw.actions, `${path}.actions`), (action, i) => {
+    if (action !== 'publish' && action !== 'subscribe')
+      fail(`${path}.actions[${i}]`, "must be 'publish' or 'subscribe'")
+    return action
+  })
+  const topics = eachOf(nonEmptyArrayAt(raw.topics, `${path}.topics`), (t, i) =>
+    filterAt(t, `${path}.topics[${i}]`, true),
+  )
+  const rule: AclRule = { effect: raw.effect, actions, topics }
+  if (raw.principals !== undefined) rule.principals = namesAt(raw.principals, `${path}.principals`)
+  if (raw.roles !== undefined) rule.roles = namesAt(raw.roles, `${path}.roles`)
+  return rule
+}
+
+function parseGroup(value: unknown, path: string): KeyGroupPolicy {
+  const raw = objectAt(value, path, ['id', 'name', 'filter', 'rotateEverySeconds', 'graceSeconds'])
+  const { id, name } = raw
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > MAX_GROUP_ID)
+    fail(`${path}.id`, `must be an integer in [0, ${MAX_GROUP_ID}]`)
+  if (typeof name !== 'string' || name.length === 0) fail(`${path}.name`, 'must be a non-empty string')
+  const group: KeyGroupPolicy = { id, name, filter: filterAt(raw.filter, `${path}.filter`, false) }
+  if (raw.rotateEverySeconds !== undefined)
+    group.rotateEverySeconds = secondsAt(raw.rotateEverySeconds, `${path}.rotateEverySeconds`, 1)
+  if (raw.graceSeconds !== undefined) group.graceSeconds = secondsAt(raw.graceSeconds, `${path}.graceSeconds`, 0)
+  return group
+}
+
+function fail(path: string, problem: string): never {
+  throw new SmqttError('ERR_POLICY_INVALID', `${path}: ${problem}`)
+}
+
+function objectAt(value: unknown, path: string, allowed: readonly string[]): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(path, 'must be an object')
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) fail(path, `unknown field ${JSON.stringify(key)}`)
+  }
+  return value as Record<string, unknown>
+}
+
+function arrayAt(value: unknown, path: string): unknown[] {
+  if (!Array.isArray(value)) fail(path, 'must be an array')
+  return value
+}
+
+/** Like `Array.prototype.map`, but visits holes of sparse arrays too (as undefined, which then fails). */
+function eachOf<T>(array: readonly unknown[], parse: (value: unknown, index: number) => T): T[] {
+  const out: T[] = []
+  for (let i = 0; i < array.length; i++) out.push(parse(array[i], i))
+  return out
+}
+
+function nonEmptyArrayAt(value: unknown, path: string): unknown[] {
+  const array = arrayAt(value, path)
+  if (array.length === 0) fail(path, 'must not be empty')
+  return array
+}
+
+/** Principal ids or role names: an empty list would be ambiguous (nobody? everybody?), so refuse it. */
+function namesAt(value: unknown, path: string): string[] {
+  return eachOf(nonEmptyArrayAt(value, path), (name, i) => {
+    if (typeof name !== 'string' || name.length === 0) fail(`${path}[${i}]`, 'must be a non-empty string')
+    return name
+  })
+}
+
+function secondsAt(value: unknown, path: string, min: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min)
+    fail(path, `must be an integer number of seconds >= ${min}`)
+  return value
+}
+
+/**
+ * A valid filter. In rules, `%c` and `%u` are substitutions and any other `%` is refused, so a
+ * typo like `%C` fails loudly instead of silently matching nothing (which, in a deny, fails open).
+ * Groups and plaintext filters apply to everyone, so substitutions there are refused.
+ */
+function filterAt(value: unknown, path: string, substitutions: boolean): string {
+  if (typeof value !== 'string') fail(path, 'must be a string')
+  try {
+    validateFilter(value)
+  } catch (err) {
+    if (isSmqttError(err)) fail(path, err.message)
+    throw err
+  }
+  for (let i = value.indexOf('%'); i !== -1; i = value.indexOf('%', i + 1)) {
+    const next = value[i + 1]
+    if (!substitutions) fail(path, "'%' is not allowed here (substitutions %c and %u only apply in rules)")
+    if (next !== 'c' && next !== 'u') fail(path, `unknown substitution at index ${i}; only %c and %u exist`)
+  }
+  return value
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation.
+
+interface CompiledPattern {
+  readonly source: string
+  readonly substituted: boolean
+}
+
+interface CompiledRule {
+  readonly deny: boolean
+  readonly principals: ReadonlySet<string> | undefined
+  readonly roles: ReadonlySet<string> | undefined
+  readonly patterns: readonly CompiledPattern[]
+}
+
+/** The filters that apply to one principal for one action. */
+interface Permissions {
+  readonly allow: string[]
+  readonly deny: string[]
+  /** A deny rule's substitution was refused: the action is denied outright. */
+  denyAll: boolean
+}
+
+/**
+ * Answers access questions for one {@link Policy}. Build it once per policy version; the checks
+ * are pure functions of (policy, principal, topic), so policy changes take effect by building a
+ * new evaluator and using it for the next check (the broker re-checks on every forward).
+ *
+ * Invalid topics and filters are refused (`false`), not thrown: they are access decisions.
+ * MQTT 5 shared subscriptions must be checked on the filter without its `$share/{name}/` prefix.
+ *
+ * @example
+ * ```ts
+ * const acl = new PolicyEvaluator(parsePolicy(json))
+ * const device = { id: 'thermostat-1', roles: ['device'] }
+ * acl.mayPublish(device, 'devices/thermostat-1/temperature')
+ * acl.maySubscribe(device, 'devices/thermostat-1/commands/#')
+ * ```
+ */
+export class PolicyEvaluator {
+  readonly policy: Policy
+  // Deny rules come first in each list so mayPublish can stop at the first matching allow.
+  readonly #publish: readonly CompiledRule[]
+  readonly #subscribe: readonly CompiledRule[]
+  readonly #exactGroups = new Map<string, KeyGroupPolicy>()
+  readonly #wildcardGroups: KeyGroupPolicy[] = []
+
+  /** @throws SmqttError('ERR_POLICY_INVALID') when `policy` breaks the rules of {@link parsePolicy}. */
+  constructor(policy: Policy) {
+    // Re-validate: groupForTopic and the reader/writer logic rely on parsePolicy's invariants.
+    // The copy is frozen so no caller can change the policy under the precomputed lookups.
+    this.policy = freezePolicy(parsePolicy(policy))
+    this.#publish = compile(this.policy.rules, 'publish')
+    this.#subscribe = compile(this.policy.rules, 'subscribe')
+    for (const group of this.policy.groups) {
+      if (/[+#]/.test(group.filter)) this.#wildcardGroups.push(group)
+      else this.#exactGroups.set(group.filter, group)
+    }
+  }
+
+  /**
+   * True iff some applicable allow rule matches `topic` and no applicable deny rule does.
+   *
+   * @example
+   * ```ts
+   * acl.mayPublish({ id: 'd1', roles: [] }, 'devices/d1/state')
+   * ```
+   */
+  mayPublish(principal: PrincipalContext, topic: string): boolean {
+    if (!isValidTopic(topic)) return false
+    for (const rule of this.#publish) {
+      if (!applies(rule, principal)) continue
+      for (const pattern of rule.patterns) {
+        const filter = pattern.substituted ? substitute(pattern.source, principal) : pattern.source
+        if (filter === undefined) {
+          if (rule.deny) return false
+          continue
+        }
+        if (topicMatches(filter, topic)) return !rule.deny
+      }
+    }
+    return false
+  }
+
+  /**
+   * True iff the applicable allow rules together cover every topic `filter` can match and no
+   * applicable deny rule intersects it: a wildcard subscription that could reach any denied
+   * topic is refused as a whole.
+   *
+   * @example
+   * ```ts
+   * acl.maySubscribe({ id: 'app', roles: ['app'] }, 'home/+/temperature')
+   * ```
+   */
+  maySubscribe(principal: PrincipalContext, filter: string): boolean {
+    if (!isValidFilter(filter)) return false
+    const { allow, deny, denyAll } = permissions(this.#subscribe, principal)
+    if (denyAll) return false
+    for (const d of deny) if (filtersIntersect(d, filter)) return false
+    for (const a of allow) if (filterCovers(a, filter)) return true
+    return unionCovers(allow, filter)
+  }
+
+  /**
+   * The key group `topic` belongs to, if any (at most one, by construction).
+   *
+   * @example
+   * ```ts
+   * acl.groupForTopic('home/kitchen/thermostat/setpoint')?.id
+   * ```
+   */
+  groupForTopic(topic: string): KeyGroupPolicy | undefined {
+    const exact = this.#exactGroups.get(topic)
+    if (exact !== undefined) return exact
+    for (const group of this.#wildcardGroups) if (topicMatches(group.filter, topic)) return group
+    return undefined
+  }
+
+  /**
+   * True when the policy explicitly allows unencrypted payloads on `topic`.
+   *
+   * @example
+   * ```ts
+   * acl.isPlaintextTopic('$SYS/broker/uptime')
+   * ```
+   */
+  isPlaintextTopic(topic: string): boolean {
+    for (const filter of this.policy.plaintext) if (topicMatches(filter, topic)) return true
+    return false
+  }
+
+  /**
+   * The principals that are readers of `group`: those that may subscribe to at least one
+   * concrete topic of the group, i.e. for some topic `t` matched by `group.filter`,
+   * `maySubscribe(p, t)` holds. Computed exactly (deny rules that together cover the part of
+   * the group a principal is allowed are taken into account), and a principal with a refused
+   * deny substitution reads nothing. Readers receive the group's keys.
+   *
+   * @example
+   * ```ts
+   * const readers = acl.readersOf(group, directory.principals())
+   * ```
+   */
+  readersOf(group: KeyGroupPolicy, principals: Iterable<PrincipalContext>): PrincipalContext[] {
+    return [...principals].filter((p) => reaches(permissions(this.#subscribe, p), group.filter))
+  }
+
+  /**
+   * The principals that are writers of `group`: those for which `mayPublish(p, t)` holds for
+   * at least one topic `t` of the group. Subscribers accept signatures only from writers.
+   *
+   * @example
+   * ```ts
+   * const writers = acl.writersOf(group, directory.principals())
+   * ```
+   */
+  writersOf(group: KeyGroupPolicy, principals: Iterable<PrincipalContext>): PrincipalContext[] {
+    return [...principals].filter((p) => reaches(permissions(this.#publish, p), group.filter))
+  }
+
+  /**
+   * One warning per (group, reader) where the reader may not subscribe to the whole group
+   * filter: it will receive keys for topics it cannot read. The key server shows these so the
+   * operator can narrow the group or widen the permission.
+   *
+   * @example
+   * ```ts
+   * for (const w of acl.wideGroupWarnings(principals)) log.warn(w, w.message)
+   * ```
+   */
+  wideGroupWarnings(principals: Iterable<PrincipalContext>): WideGroupWarning[] {
+    const all = [...principals]
+    const warnings: WideGroupWarning[] = []
+    for (const group of this.policy.groups) {
+      for (const principal of all) {
+        const perms = permissions(this.#subscribe, principal)
+        if (!reaches(perms, group.filter)) continue
+        let reason: WideGroupWarning['reason'] | undefined
+        if (perms.deny.some((d) => filtersIntersect(d, group.filter))) reason = 'partly-denied'
+        else if (!unionCovers(perms.allow, group.filter)) reason = 'not-fully-allowed'
+        if (reason === undefined) continue
+        warnings.push({
+          groupId: group.id,
+          groupName: group.name,
+          principalId: principal.id,
+          reason,
+          message:
+            `principal ${JSON.stringify(principal.id)} reads key group ${JSON.stringify(group.name)} ` +
+            `(${group.filter}) but may not subscribe to all of it (${reason}): ` +
+            'it will receive keys for topics it cannot read',
+        })
+      }
+    }
+    return warnings
+  }
+}
+
+function freezePolicy(policy: Policy): Policy {
+  for (const rule of policy.rules) {
+    for (const list of [rule.actions, rule.topics, rule.principals, rule.roles]) if (list) Object.freeze(list)
+    Object.freeze(rule)
+  }
+  for (const group of policy.groups) Object.freeze(group)
+  for (const list of [policy.rules, policy.groups, policy.plaintext]) Object.freeze(list)
+  return Object.freeze(policy)
+}
+
+function compile(rules: readonly AclRule[], action: AclAction): CompiledRule[] {
+  const compiled = rules
+    .filter((rule) => rule.actions.includes(action))
+    .map(
+      (rule): CompiledRule => ({
+        deny: rule.effect === 'deny',
+        principals: rule.principals && new Set(rule.principals),
+        roles: rule.roles && new Set(rule.roles),
+        patterns: rule.topics.map((source) => ({ source, substituted: source.includes('%') })),
+      }),
+    )
+  return [...compiled.filter((r) => r.deny), ...compiled.filter((r) => !r.deny)]
+}
+
+function applies(rule: CompiledRule, principal: PrincipalContext): boolean {
+  if (rule.principals === undefined && rule.roles === undefined) return true
+  if (rule.principals?.has(principal.id)) return true
+  if (rule.roles !== undefined) for (const role of principal.roles) if (rule.roles.has(role)) return true
+  return false
+}
+
+function permissions(rules: readonly CompiledRule[], principal: PrincipalContext): Permissions {
+  const result: Permissions = { allow: [], deny: [], denyAll: false }
+  for (const rule of rules) {
+    if (!applies(rule, principal)) continue
+    for (const pattern of rule.patterns) {
+      const filter = pattern.substituted ? substitute(pattern.source, principal) : pattern.source
+      if (filter !== undefined) (rule.deny ? result.deny : result.allow).push(filter)
+      else if (rule.deny) result.denyAll = true
+    }
+  }
+  return result
+}
+
+/** Is some topic of `groupFilter` allowed by one allow filter and outside every deny filter? */
+function reaches(perms: Permissions, groupFilter: string): boolean {
+  if (perms.denyAll) return false
+  for (const allow of perms.allow) {
+    const inBoth = filterIntersection(allow, groupFilter)
+    if (inBoth !== undefined && !unionCovers(perms.deny, inBoth)) return true
+  }
+  return false
+}

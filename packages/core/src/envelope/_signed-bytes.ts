@@ -1,0 +1,29 @@
+import { utf8 } from '../_bytes.js'
+
+const CONTEXT = utf8('smqtt/v1 envelope\0')
+const MAX_TOPIC_BYTES = 0xffff
+
+/**
+ * Lays out one buffer: context | header | topic length u16 | topic | ciphertext.
+ * The AEAD's associated data is its middle (header + topic) and the signature covers it all,
+ * so both bind the exact topic, and the whole thing costs one allocation.
+ */
+export function signedBytes(
+  headerBytes: Uint8Array,
+  topic: Uint8Array,
+  ciphertextLength: number,
+): { buffer: Uint8Array; aad: Uint8Array; ciphertextOffset: number } {
+  if (topic.length > MAX_TOPIC_BYTES) throw new RangeError('topic is longer than 65535 bytes')
+  const aadStart = CONTEXT.length
+  const topicStart = aadStart + headerBytes.length + 2
+  const ciphertextOffset = topicStart + topic.length
+  const buffer = new Uint8Array(ciphertextOffset + ciphertextLength)
+  buffer.set(CONTEXT, 0)
+  buffer.set(headerBytes, aadStart)
+  buffer[topicStart - 2] = topic.length >>> 8
+  buffer[topicStart - 1] = topic.length & 0xff
+  buffer.set(topic, topicStart)
+  return { buffer, aad: buffer.subarray(aadStart, ciphertextOffset), ciphertextOffset }
+}
+
+export { MAX_TOPIC_BYTES }

@@ -1,0 +1,80 @@
+import { defaultBackend } from '#crypto-backend'
+import { abytes, auint, utf8 } from '../_bytes.js'
+import type { CryptoBackend } from '../crypto/backend.js'
+import { SmqttError } from '../errors.js'
+import { validateTopic } from '../topic-filter.js'
+import { signedBytes } from './_signed-bytes.js'
+import type { EpochKey } from './epoch-key.js'
+import { senderNonce } from './epoch-key.js'
+import { ENVELOPE_VERSION, encodeHeader, MAX_SEQ, SIGNATURE_LENGTH } from './header.js'
+import type { EnvelopeSigner } from './signer.js'
+import { SUITES } from './suites.js'
+
+/** What to seal. `seq` must never repeat for this sender: take it from a {@link SequenceCounter}. */
+export interface SealEnvelopeInput {
+  /** The exact MQTT topic the envelope will be published to. */
+  readonly topic: string
+  readonly payload: Uint8Array
+  /** The group's current epoch key; the topic must belong to that group. */
+  readonly epochKey: EpochKey
+  readonly signer: EnvelopeSigner
+  readonly seq: number
+  /** Unix seconds; defaults to now. */
+  readonly sentAt?: number
+  /** Set when publishing with the MQTT retain flag, so subscribers can apply the retained-message rules. */
+  readonly retain?: boolean
+}
+
+export interface SealEnvelopeOptions {
+  readonly backend?: CryptoBackend
+  /** Largest payload accepted, in bytes (default 4 MiB). */
+  readonly maxPayloadBytes?: number
+}
+
+export const DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+
+/**
+ * Encrypts and signs a payload for one topic: AEAD under the sender's key derived from the
+ * epoch key, with header and topic as associated data, then an Ed25519 signature over
+ * header, topic and ciphertext so brokers can check the sender without the group key.
+ *
+ * @example
+ * ```ts
+ * const envelope = sealEnvelope({ topic: 'home/hall/thermostat/temp', payload, epochKey, signer, seq: await counter.next() })
+ * client.publish('home/hall/thermostat/temp', envelope)
+ * ```
+ */
+export function sealEnvelope(input: SealEnvelopeInput, options: SealEnvelopeOptions = {}): Uint8Array {
+  const backend = options.backend ?? defaultBackend
+  const { epochKey, signer, payload } = input
+  abytes(payload, 'payload')
+  auint(input.seq, 'seq', MAX_SEQ)
+  if (payload.length > (options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES))
+    throw new SmqttError('ERR_ENVELOPE_TOO_LARGE', `payload of ${payload.length} bytes exceeds the limit`)
+  validateTopic(input.topic)
+  const sentAt = input.sentAt ?? Math.floor(Date.now() / 1000)
+  auint(sentAt, 'sentAt', 0xffff_ffff)
+
+  const headerBytes = encodeHeader({
+    version: ENVELOPE_VERSION,
+    suite: epochKey.suite,
+    retain: input.retain === true,
+    group: epochKey.group,
+    epoch: epochKey.epoch,
+    sender: signer.kid,
+    seq: input.seq,
+    sentAt,
+  })
+  const { key, iv } = epochKey.senderKey(signer.kid)
+  const ciphertextLength = payload.length + 16
+  const { buffer, aad, ciphertextOffset } = signedBytes(headerBytes, utf8(input.topic), ciphertextLength)
+  const ciphertext = backend.aeadSeal(SUITES[epochKey.suite].aead, key, senderNonce(iv, input.seq), payload, aad)
+  buffer.set(ciphertext, ciphertextOffset)
+  const signature = signer.sign(buffer)
+
+  const envelope = new Uint8Array(headerBytes.length + ciphertext.length + SIGNATURE_LENGTH)
+  envelope.set(headerBytes, 0)
+  envelope.set(ciphertext, headerBytes.length)
+  envelope.set(signature, headerBytes.length + ciphertext.length)
+  return envelope
+}

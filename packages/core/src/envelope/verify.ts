@@ -1,0 +1,54 @@
+import { defaultBackend } from '#crypto-backend'
+import { utf8 } from '../_bytes.js'
+import type { CryptoBackend } from '../crypto/backend.js'
+import { SmqttError } from '../errors.js'
+import { signedBytes } from './_signed-bytes.js'
+import { type ParsedEnvelope, parseEnvelope } from './header.js'
+
+/** Looks up a group's writer: its Ed25519 public key by sender key id, or undefined. */
+export type WriterLookup = (group: number, sender: number) => Uint8Array | undefined
+
+export interface VerifyEnvelopeOptions {
+  readonly writerKey: WriterLookup
+  readonly backend?: CryptoBackend
+  /** Largest envelope accepted, in bytes (default 4 MiB + 1 KiB). */
+  readonly maxEnvelopeBytes?: number
+}
+
+export const DEFAULT_MAX_ENVELOPE_BYTES = 4 * 1024 * 1024 + 1024
+
+/**
+ * Parses an envelope and checks its sender's signature over header, topic and ciphertext,
+ * without any group key: what a broker can check. Returns the parsed envelope; the caller
+ * decides about sender identity, epoch and freshness.
+ *
+ * @example
+ * ```ts
+ * const { header } = verifyEnvelope(packet.payload, packet.topic, { writerKey: (g, kid) => directory.key(g, kid) })
+ * if (header.sender !== session.kid) refuse()
+ * ```
+ */
+export function verifyEnvelope(bytes: Uint8Array, topic: string, options: VerifyEnvelopeOptions): ParsedEnvelope {
+  if (bytes instanceof Uint8Array && bytes.length > (options.maxEnvelopeBytes ?? DEFAULT_MAX_ENVELOPE_BYTES))
+    throw new SmqttError('ERR_ENVELOPE_TOO_LARGE', `envelope of ${bytes.length} bytes exceeds the limit`)
+  const parsed = parseEnvelope(bytes)
+  checkSignature(parsed, topic, options.writerKey, options.backend ?? defaultBackend)
+  return parsed
+}
+
+/** Shared by verify and open: sender must be a listed writer, and its signature must hold. */
+export function checkSignature(
+  parsed: ParsedEnvelope,
+  topic: string,
+  writerKey: WriterLookup,
+  backend: CryptoBackend,
+): { aad: Uint8Array } {
+  const { header, headerBytes, ciphertext, signature } = parsed
+  const publicKey = writerKey(header.group, header.sender)
+  if (!publicKey)
+    throw new SmqttError('ERR_UNKNOWN_SENDER', `sender ${header.sender} is not a writer of group ${header.group}`)
+  const { buffer, aad, ciphertextOffset } = signedBytes(headerBytes, utf8(topic), ciphertext.length)
+  buffer.set(ciphertext, ciphertextOffset)
+  if (!backend.ed25519Verify(signature, buffer, publicKey)) throw new SmqttError('ERR_ENVELOPE_SIGNATURE_INVALID')
+  return { aad }
+}

@@ -1,0 +1,69 @@
+/**
+ * Every error SMQTT raises for untrusted input is an {@link SmqttError} with a stable
+ * string `code`. Switch on `err.code`, never on the message. Programmer mistakes
+ * (wrong argument types, impossible lengths) raise `TypeError` / `RangeError` instead.
+ *
+ * Each code, with its meaning, is listed here once; `docs/errors.md` must list the same
+ * codes (a test checks it).
+ */
+export const ERROR_CODES = {
+  ERR_ENVELOPE_MALFORMED: 'The bytes are not a well-formed SMQTT envelope (bad length, varint, trailing bytes).',
+  ERR_ENVELOPE_UNSUPPORTED: 'The envelope names a version or suite this implementation does not accept.',
+  ERR_ENVELOPE_TOO_LARGE: 'The envelope or its plaintext exceeds the configured size limit.',
+  ERR_ENVELOPE_SIGNATURE_INVALID:
+    "The sender's Ed25519 signature does not verify (forged or altered envelope, or moved to another topic).",
+  ERR_ENVELOPE_DECRYPTION_FAILED:
+    'Decryption failed. Deliberately uninformative: wrong key, altered ciphertext and wrong topic look the same.',
+  ERR_UNKNOWN_SENDER: 'The sender key id is not listed as a writer of the group.',
+  ERR_UNKNOWN_EPOCH: 'No key is held for the group and epoch the envelope names.',
+  ERR_REPLAY: 'The sequence number was already seen, or is older than the replay window.',
+  ERR_STALE: 'The send time is outside the freshness limit.',
+  ERR_SENDER_REVOKED: 'The sender is on the revocation list.',
+  ERR_SEQUENCE_EXHAUSTED: 'The sender has used every sequence number it may; a new identity or epoch is needed.',
+  ERR_KEY_INVALID: 'A key is malformed, of the wrong length, or a point of small order.',
+  ERR_HPKE_OPEN_FAILED: 'An HPKE-sealed key could not be opened (wrong recipient or altered ciphertext).',
+  ERR_BUNDLE_MALFORMED: 'A key bundle is not well formed.',
+  ERR_BUNDLE_SIGNATURE_INVALID: "A key bundle's signature does not verify under the pinned key-server key.",
+  ERR_BUNDLE_EXPIRED: 'A key bundle is past its validity window.',
+  ERR_BUNDLE_NOT_YET_VALID: 'A key bundle is not yet valid.',
+  ERR_BUNDLE_WRONG_RECIPIENT: 'A key bundle is addressed to another principal.',
+  ERR_REVOCATION_LIST_MALFORMED: 'A revocation list is not well formed.',
+  ERR_REVOCATION_LIST_SIGNATURE_INVALID:
+    "A revocation list's signature does not verify under the pinned key-server key.",
+  ERR_REVOCATION_LIST_ROLLBACK: 'A revocation list is older than one already accepted.',
+  ERR_IDENTITY_MALFORMED: 'An exported identity or principal record is not well formed.',
+  ERR_TOPIC_INVALID: 'A topic name breaks MQTT rules (empty, wildcard characters, NUL, too long or too deep).',
+  ERR_FILTER_INVALID: 'A topic filter breaks MQTT rules (misplaced wildcard, empty, NUL, too long or too deep).',
+  ERR_ACL_SUBSTITUTION_REFUSED:
+    'A %c/%u substitution value is empty, contains +, #, / or NUL, or would make the filter start with $ or be invalid; an allow rule is not applied, a deny rule denies.',
+  ERR_POLICY_INVALID: 'A policy document is not well formed.',
+} as const
+
+/** The union of every stable error code. */
+export type SmqttErrorCode = keyof typeof ERROR_CODES
+
+/**
+ * The one error type for untrusted input.
+ *
+ * @example
+ * ```ts
+ * try { openEnvelope(bytes, context) } catch (err) {
+ *   if (err instanceof SmqttError && err.code === 'ERR_REPLAY') return
+ *   throw err
+ * }
+ * ```
+ */
+export class SmqttError extends Error {
+  override readonly name = 'SmqttError'
+  readonly code: SmqttErrorCode
+
+  constructor(code: SmqttErrorCode, message: string = ERROR_CODES[code], options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+}
+
+/** True when `err` is an {@link SmqttError}, optionally with the given code. */
+export function isSmqttError(err: unknown, code?: SmqttErrorCode): err is SmqttError {
+  return err instanceof SmqttError && (code === undefined || err.code === code)
+}

@@ -1,0 +1,67 @@
+// @smqtt/core: the public API. Everything not exported here is internal.
+
+export type { AclAction, AclRule, KeyGroupPolicy, Policy, PrincipalContext, WideGroupWarning } from './acl.js'
+export { PolicyEvaluator, parsePolicy, substitutePattern } from './acl.js'
+export type { AeadAlgorithm, CryptoBackend } from './crypto/backend.js'
+export type { HpkeKem } from './crypto/hpke.js'
+export { isValidEd25519PublicKey, isValidX25519PublicKey, isValidXWingPublicKey } from './crypto/keys.js'
+export { nobleBackend } from './crypto/noble.js'
+export type { SigningKeyPair } from './crypto/signature.js'
+export { signWithContext, verifyWithContext } from './crypto/signature.js'
+export { EpochKey } from './envelope/epoch-key.js'
+export type { EnvelopeHeader, ParsedEnvelope } from './envelope/header.js'
+export { parseEnvelope } from './envelope/header.js'
+export type { EnvelopeKeys, OpenEnvelopeOptions, OpenedEnvelope } from './envelope/open.js'
+export { openEnvelope } from './envelope/open.js'
+export type { SealEnvelopeInput, SealEnvelopeOptions } from './envelope/seal.js'
+export { sealEnvelope } from './envelope/seal.js'
+export type { EnvelopeSigner } from './envelope/signer.js'
+export { createEnvelopeSigner } from './envelope/signer.js'
+export type { SuiteId } from './envelope/suites.js'
+export { DEFAULT_SUITE, SUITES } from './envelope/suites.js'
+export type { VerifyEnvelopeOptions, WriterLookup } from './envelope/verify.js'
+export { verifyEnvelope } from './envelope/verify.js'
+export type { SmqttErrorCode } from './errors.js'
+export { ERROR_CODES, isSmqttError, SmqttError } from './errors.js'
+export type { Identity, IdentityJson, PublicIdentity, PublicIdentityJson } from './identity.js'
+export {
+  exportIdentity,
+  exportPublicIdentity,
+  generateIdentity,
+  importIdentity,
+  importPublicIdentity,
+  publicIdentity,
+} from './identity.js'
+export type {
+  CreateKeyBundleOptions,
+  KeyBundleEpochInput,
+  KeyBundleGroupInput,
+  KeyGroupWriter,
+  OpenedEpochKey,
+  OpenedKeyBundle,
+  OpenedKeyGroup,
+  OpenKeyBundleOptions,
+} from './key-bundle.js'
+export { createKeyBundle, openKeyBundle } from './key-bundle.js'
+export type { ReplayCheckInput, ReplayWindowOptions } from './replay-window.js'
+export { ReplayWindow } from './replay-window.js'
+export type { CreateRevocationListOptions, RevocationEntry } from './revocation-list.js'
+export { createRevocationList, RevocationList } from './revocation-list.js'
+export type { SequenceCounterOptions, SequenceStore } from './sequence-counter.js'
+export { memorySequenceStore, SequenceCounter } from './sequence-counter.js'
+export type { SignedDocument } from './signed-document.js'
+export { isValidPrincipalId } from './signed-document.js'
+export type { TopicLimits } from './topic-filter.js'
+export {
+  filterCovers,
+  filtersIntersect,
+  isValidFilter,
+  isValidTopic,
+  topicMatches,
+  validateFilter,
+  validateTopic,
+} from './topic-filter.js'
+
+import { defaultBackend } from '#crypto-backend'
+/** The backend this platform uses by default: `native` on Node with sodium-native, `noble` elsewhere. */
+export const cryptoBackend = defaultBackend

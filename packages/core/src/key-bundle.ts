@@ -1,0 +1,356 @@
+// A key bundle is what the key server hands one principal: for each key group it may use, the
+// epoch keys (each sealed to the principal with HPKE) and the group's writers (key id -> Ed25519
+// key), in one document signed by the key server and valid for a time window.
+//
+// Each sealed key is bound, through HPKE's `info`, to the recipient, group, epoch and suite: a
+// sealed key copied into another slot (even by someone holding the key-server signing key)
+// does not open.
+import { defaultBackend } from '#crypto-backend'
+import { abytes, auint, concatBytes, toBase64Url, utf8 } from './_bytes.js'
+import type { CryptoBackend } from './crypto/backend.js'
+import { HPKE_KEM_LENGTHS, HPKE_TAG_LENGTH, type HpkeKem, hpkeOpen, hpkeSeal } from './crypto/hpke.js'
+import { isValidEd25519PublicKey } from './crypto/keys.js'
+import type { SigningKeyPair } from './crypto/signature.js'
+import { SmqttError } from './errors.js'
+import type { Identity, PublicIdentity } from './identity.js'
+import {
+  type DocumentKind,
+  isValidPrincipalId,
+  openSignedDocument,
+  type SignedDocument,
+  StrictJsonReader,
+  signDocument,
+} from './signed-document.js'
+
+/** Length of a group epoch key. */
+export const EPOCH_KEY_LENGTH = 32
+
+const TYPE = 'smqtt.key-bundle'
+const UINT32_MAX = 0xffff_ffff
+const KEMS: readonly HpkeKem[] = ['x25519', 'xwing']
+
+/** One epoch of a group, as the key server knows it. */
+export interface KeyBundleEpochInput {
+  epoch: number
+  /** The epoch's 32-byte group key. */
+  key: Uint8Array
+  /** Unix seconds from which senders use this epoch. */
+  activatesAt: number
+  /** Unix seconds at which the grace period ends and the key should be forgotten. */
+  retiresAt: number
+}
+
+/** A principal allowed to publish to a group, under its envelope key id. */
+export interface KeyGroupWriter {
+  readonly kid: number
+  readonly principal: string
+  readonly signingKey: Uint8Array
+}
+
+/** One key group in a bundle, as the key server knows it. */
+export interface KeyBundleGroupInput {
+  group: number
+  name: string
+  /** The group's MQTT topic filter, e.g. `home/+/thermostat/#`. */
+  filter: string
+  /** The envelope suite id the group uses. */
+  suite: number
+  epochs: readonly KeyBundleEpochInput[]
+  writers: readonly KeyGroupWriter[]
+}
+
+/** Options of {@link createKeyBundle}. */
+export interface CreateKeyBundleOptions {
+  recipient: PublicIdentity
+  groups: readonly KeyBundleGroupInput[]
+  /** Unix seconds: the bundle is valid for notBefore <= now < notAfter. */
+  validity: { notBefore: number; notAfter: number }
+  /** Unix seconds; defaults to now. */
+  issuedAt?: number
+  keyServer: SigningKeyPair
+  backend?: CryptoBackend
+}
+
+/** An opened epoch: its key in the clear. */
+export interface OpenedEpochKey {
+  readonly epoch: number
+  readonly key: Uint8Array
+  readonly activatesAt: number
+  readonly retiresAt: number
+}
+
+/** An opened key group. */
+export interface OpenedKeyGroup {
+  readonly group: number
+  readonly name: string
+  readonly filter: string
+  readonly suite: number
+  readonly epochs: readonly OpenedEpochKey[]
+  readonly writers: ReadonlyMap<number, { readonly principal: string; readonly signingKey: Uint8Array }>
+}
+
+/** A verified, decrypted key bundle. */
+export interface OpenedKeyBundle {
+  readonly principal: string
+  readonly issuedAt: number
+  readonly notBefore: number
+  readonly notAfter: number
+  readonly groups: readonly OpenedKeyGroup[]
+}
+
+/** Options of {@link openKeyBundle}. */
+export interface OpenKeyBundleOptions {
+  /** The key server's Ed25519 key, pinned at enrollment. */
+  keyServerPublicKey: Uint8Array
+  recipient: Identity
+  /** Unix seconds. */
+  now: number
+  /** Payload size limit in bytes (default 1 MiB). */
+  maxBytes?: number
+  backend?: CryptoBackend
+}
+
+// HPKE info: a fixed label, then the slot the key belongs in. The recipient id comes last, so
+// the fixed-width fields before it make the encoding unambiguous.
+function groupKeyInfo(recipient: string, group: number, epoch: number, suite: number): Uint8Array {
+  const slot = new Uint8Array(12)
+  const view = new DataView(slot.buffer)
+  view.setUint32(0, group)
+  view.setUint32(4, epoch)
+  view.setUint32(8, suite)
+  return concatBytes(utf8('smqtt/v1 group-key'), new Uint8Array([0]), slot, utf8(recipient))
+}
+
+function assertUniqueNumbers(values: readonly number[], label: string): void {
+  if (new Set(values).size !== values.length) throw new RangeError(`duplicate ${label}`)
+}
+
+/**
+ * Builds and signs a key bundle for `recipient`, sealing each epoch key to its KEM key.
+ *
+ * @example
+ * ```ts
+ * const signed = createKeyBundle({
+ *   recipient: device,
+ *   groups: [{ group: 7, name: 'thermostats', filter: 'home/+/thermostat/#', suite: 1,
+ *     epochs: [{ epoch: 300, key, activatesAt: now, retiresAt: now + 86_400 }], writers }],
+ *   validity: { notBefore: now, notAfter: now + 3600 },
+ *   keyServer,
+ * })
+ * ```
+ */
+export function createKeyBundle(options: CreateKeyBundleOptions): SignedDocument {
+  const { recipient, groups, validity, keyServer, backend = defaultBackend } = options
+  const issuedAt = options.issuedAt ?? Math.floor(Date.now() / 1000)
+  if (!isValidPrincipalId(recipient.id)) throw new TypeError('recipient.id is not a valid principal id')
+  auint(issuedAt, 'issuedAt', UINT32_MAX)
+  auint(validity.notBefore, 'validity.notBefore', UINT32_MAX)
+  auint(validity.notAfter, 'validity.notAfter', UINT32_MAX)
+  if (validity.notBefore > validity.notAfter) throw new RangeError('validity.notBefore is after validity.notAfter')
+  assertUniqueNumbers(
+    groups.map((g) => g.group),
+    'group',
+  )
+
+  const body = {
+    type: TYPE,
+    v: 1,
+    principal: recipient.id,
+    issuedAt,
+    notBefore: validity.notBefore,
+    notAfter: validity.notAfter,
+    groups: groups.map((group) => {
+      auint(group.group, 'group', UINT32_MAX)
+      auint(group.suite, 'suite', UINT32_MAX)
+      assertUniqueNumbers(
+        group.epochs.map((e) => e.epoch),
+        `epoch in group ${group.group}`,
+      )
+      assertUniqueNumbers(
+        group.writers.map((w) => w.kid),
+        `kid in group ${group.group}`,
+      )
+      return {
+        group: group.group,
+        name: group.name,
+        filter: group.filter,
+        suite: group.suite,
+        epochs: group.epochs.map((epoch) => {
+          auint(epoch.epoch, 'epoch', UINT32_MAX)
+          auint(epoch.activatesAt, 'activatesAt', UINT32_MAX)
+          auint(epoch.retiresAt, 'retiresAt', UINT32_MAX)
+          abytes(epoch.key, 'epoch key', EPOCH_KEY_LENGTH)
+          const { enc, ciphertext } = hpkeSeal({
+            kem: recipient.kem,
+            recipientPublicKey: recipient.agreementKey,
+            info: groupKeyInfo(recipient.id, group.group, epoch.epoch, group.suite),
+            plaintext: epoch.key,
+            backend,
+          })
+          return {
+            epoch: epoch.epoch,
+            activatesAt: epoch.activatesAt,
+            retiresAt: epoch.retiresAt,
+            enc: toBase64Url(enc),
+            sealedKey: toBase64Url(ciphertext),
+            kem: recipient.kem,
+          }
+        }),
+        writers: group.writers.map((writer) => {
+          auint(writer.kid, 'kid', UINT32_MAX)
+          abytes(writer.signingKey, 'writer signingKey', 32)
+          return { kid: writer.kid, principal: writer.principal, signingKey: toBase64Url(writer.signingKey) }
+        }),
+      }
+    }),
+  }
+  // Run the clients' strict parser first, so the key server never signs what clients refuse
+  // (a name with a control character, an invalid writer key).
+  try {
+    parseKeyBundleBody(JSON.parse(JSON.stringify(body)), new StrictJsonReader('ERR_BUNDLE_MALFORMED'))
+  } catch (err) {
+    throw new TypeError(`refusing to sign a key bundle clients would reject: ${(err as Error).message}`)
+  }
+  return signDocument(TYPE, body, keyServer, backend)
+}
+
+interface SealedEpoch {
+  epoch: number
+  activatesAt: number
+  retiresAt: number
+  kem: HpkeKem
+  enc: Uint8Array
+  sealedKey: Uint8Array
+}
+
+interface ParsedKeyBundle {
+  principal: string
+  issuedAt: number
+  notBefore: number
+  notAfter: number
+  groups: {
+    group: number
+    name: string
+    filter: string
+    suite: number
+    epochs: SealedEpoch[]
+    writers: Map<number, { principal: string; signingKey: Uint8Array }>
+  }[]
+}
+
+function parseKeyBundleBody(json: unknown, read: StrictJsonReader): ParsedKeyBundle {
+  const body = read.object(json, 'bundle', ['type', 'v', 'principal', 'issuedAt', 'notBefore', 'notAfter', 'groups'])
+  read.literal(body.type, 'type', TYPE)
+  read.literal(body.v, 'v', 1)
+  const principal = read.principal(body.principal, 'principal')
+  const issuedAt = read.uint32(body.issuedAt, 'issuedAt')
+  const notBefore = read.uint32(body.notBefore, 'notBefore')
+  const notAfter = read.uint32(body.notAfter, 'notAfter')
+  if (notBefore > notAfter) read.fail('notBefore is after notAfter')
+
+  const seenGroups = new Set<number>()
+  const groups = read.array(body.groups, 'groups').map((value, g) => {
+    const path = `groups[${g}]`
+    const fields = read.object(value, path, ['group', 'name', 'filter', 'suite', 'epochs', 'writers'])
+    const group = read.uint32(fields.group, `${path}.group`)
+    if (seenGroups.has(group)) read.fail(`duplicate group ${group}`)
+    seenGroups.add(group)
+
+    const seenEpochs = new Set<number>()
+    const epochs = read.array(fields.epochs, `${path}.epochs`).map((value, e): SealedEpoch => {
+      const at = `${path}.epochs[${e}]`
+      const epochFields = read.object(value, at, ['epoch', 'activatesAt', 'retiresAt', 'enc', 'sealedKey', 'kem'])
+      const epoch = read.uint32(epochFields.epoch, `${at}.epoch`)
+      if (seenEpochs.has(epoch)) read.fail(`duplicate epoch ${epoch} in group ${group}`)
+      seenEpochs.add(epoch)
+      const activatesAt = read.uint32(epochFields.activatesAt, `${at}.activatesAt`)
+      const retiresAt = read.uint32(epochFields.retiresAt, `${at}.retiresAt`)
+      if (activatesAt > retiresAt) read.fail(`${at}.activatesAt is after retiresAt`)
+      const kem = read.oneOf(epochFields.kem, `${at}.kem`, KEMS)
+      const enc = read.bytes(epochFields.enc, `${at}.enc`, HPKE_KEM_LENGTHS[kem].enc)
+      const sealedKey = read.bytes(epochFields.sealedKey, `${at}.sealedKey`, EPOCH_KEY_LENGTH + HPKE_TAG_LENGTH)
+      return { epoch, activatesAt, retiresAt, kem, enc, sealedKey }
+    })
+
+    const writers = new Map<number, { principal: string; signingKey: Uint8Array }>()
+    read.array(fields.writers, `${path}.writers`).forEach((value, w) => {
+      const at = `${path}.writers[${w}]`
+      const writerFields = read.object(value, at, ['kid', 'principal', 'signingKey'])
+      const kid = read.uint32(writerFields.kid, `${at}.kid`)
+      if (writers.has(kid)) read.fail(`duplicate kid ${kid} in group ${group}`)
+      const signingKey = read.bytes(writerFields.signingKey, `${at}.signingKey`, 32)
+      if (!isValidEd25519PublicKey(signingKey)) read.fail(`${at}.signingKey is not a valid Ed25519 key`)
+      writers.set(kid, { principal: read.principal(writerFields.principal, `${at}.principal`), signingKey })
+    })
+
+    return {
+      group,
+      name: read.string(fields.name, `${path}.name`, 256),
+      filter: read.string(fields.filter, `${path}.filter`, 65_535),
+      suite: read.uint32(fields.suite, `${path}.suite`),
+      epochs,
+      writers,
+    }
+  })
+  return { principal, issuedAt, notBefore, notAfter, groups }
+}
+
+const keyBundleKind: DocumentKind<ParsedKeyBundle> = {
+  type: TYPE,
+  malformed: 'ERR_BUNDLE_MALFORMED',
+  signatureInvalid: 'ERR_BUNDLE_SIGNATURE_INVALID',
+  parseBody: parseKeyBundleBody,
+}
+
+/**
+ * Verifies a key bundle under the pinned key-server key, parses it strictly, checks it is for
+ * `recipient` and valid at `now`, and opens every epoch key. Throws `SmqttError` with
+ * `ERR_BUNDLE_SIGNATURE_INVALID`, `ERR_BUNDLE_MALFORMED`, `ERR_BUNDLE_WRONG_RECIPIENT`,
+ * `ERR_BUNDLE_NOT_YET_VALID`, `ERR_BUNDLE_EXPIRED` or `ERR_HPKE_OPEN_FAILED`, in that order of
+ * checks; nothing else on any input.
+ *
+ * @example
+ * ```ts
+ * const bundle = openKeyBundle(await response.json(), {
+ *   keyServerPublicKey, recipient: identity, now: Math.floor(Date.now() / 1000),
+ * })
+ * for (const group of bundle.groups) keyStore.add(group)
+ * ```
+ */
+export function openKeyBundle(signed: unknown, options: OpenKeyBundleOptions): OpenedKeyBundle {
+  const { keyServerPublicKey, recipient, now, backend = defaultBackend } = options
+  auint(now, 'now', Number.MAX_SAFE_INTEGER)
+  const bundle = openSignedDocument(signed, {
+    kind: keyBundleKind,
+    signingKey: keyServerPublicKey,
+    backend,
+    ...(options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes }),
+  })
+  if (bundle.principal !== recipient.id) throw new SmqttError('ERR_BUNDLE_WRONG_RECIPIENT')
+  if (now < bundle.notBefore) throw new SmqttError('ERR_BUNDLE_NOT_YET_VALID')
+  if (now >= bundle.notAfter) throw new SmqttError('ERR_BUNDLE_EXPIRED')
+
+  const groups = bundle.groups.map(({ epochs, ...group }) => ({
+    ...group,
+    epochs: epochs.map(({ epoch, activatesAt, retiresAt, kem, enc, sealedKey }) => {
+      // A key sealed for another KEM cannot be ours: same failure as any other that won't open.
+      if (kem !== recipient.kem) throw new SmqttError('ERR_HPKE_OPEN_FAILED')
+      const key = hpkeOpen({
+        kem,
+        recipientSecretKey: recipient.agreementSecret,
+        enc,
+        info: groupKeyInfo(recipient.id, group.group, epoch, group.suite),
+        ciphertext: sealedKey,
+        backend,
+      })
+      return { epoch, key, activatesAt, retiresAt }
+    }),
+  }))
+  return {
+    principal: bundle.principal,
+    issuedAt: bundle.issuedAt,
+    notBefore: bundle.notBefore,
+    notAfter: bundle.notAfter,
+    groups,
+  }
+}

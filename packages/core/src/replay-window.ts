@@ -1,0 +1,250 @@
+// Replay protection for subscribers (and the broker): a sliding window per (group, epoch, sender)
+// like IPsec ESP (RFC 4303 §3.4.3) and OSCORE (RFC 8613 §7.4), plus a freshness limit on the
+// envelope's send time. The window remembers the highest sequence number seen and a bitmap of
+// the `windowSize` numbers below it, so reordered messages inside the window are accepted once
+// and anything older is refused. A new epoch has its own window; the previous epoch's windows
+// stay until evicted, so in-flight messages from the rotation grace period still verify.
+//
+// Memory is bounded by `maxSenders` windows, least recently used evicted first. Evicting must not
+// open a replay hole, so an evicted window leaves a floor behind (its highest sequence number:
+// when the window comes back, everything at or below it counts as seen). Floors are small but are
+// bounded too (also `maxSenders`); when one has to be dropped, `#notBefore` is raised so that a
+// window created from nothing only accepts messages sent after the dropped window was evicted
+// (any message that window recorded was sent no later than its eviction + `maxFutureSkewSeconds`).
+// That refuses a brand-new sender only under extreme churn, which is the safe direction.
+import { auint } from './_bytes.js'
+import { SmqttError } from './errors.js'
+
+/** Tuning for {@link ReplayWindow}. */
+export interface ReplayWindowOptions {
+  /** Sequence numbers remembered below the highest seen, per sender. Default 128, max 4096. */
+  windowSize?: number
+  /** Freshness: a send time older than this many seconds is stale. Default 300. */
+  maxAgeSeconds?: number
+  /** A send time more than this many seconds in the future is stale. Default 30. */
+  maxFutureSkewSeconds?: number
+  /** Freshness limit for retained deliveries instead of `maxAgeSeconds`. Default 7 days; `Infinity` allowed. */
+  retainedMaxAgeSeconds?: number
+  /** At most this many windows are kept (least recently used evicted). Default 100,000. */
+  maxSenders?: number
+}
+
+/** What the replay check needs from an envelope header, plus the local clock. */
+export interface ReplayCheckInput {
+  group: number
+  epoch: number
+  sender: number
+  seq: number
+  /** Envelope send time, unix seconds. */
+  sentAt: number
+  /** Local clock, unix seconds. */
+  now: number
+  /** True for a retained message delivered on subscribe. */
+  retained?: boolean
+}
+
+interface SenderWindow {
+  highest: number
+  /** Bit k set: sequence number `highest - k` was seen. */
+  readonly seen: Uint32Array
+  /** Send times at or below this are refused: the window may have forgotten them (see top). */
+  readonly notBefore: number
+}
+
+interface Floor {
+  readonly highest: number
+  readonly notBefore: number
+  readonly evictedAt: number
+}
+
+/** Where an accepted message goes, so accept() records without looking up again. */
+interface Verdict {
+  readonly key: string
+  readonly window: SenderWindow | undefined
+  readonly floor: Floor | undefined
+}
+
+const MAX_WINDOW_SIZE = 4096
+const DAY = 86_400
+
+/**
+ * Per-sender sliding replay window with freshness limits.
+ *
+ * Retained deliveries (`retained: true`) are checked for freshness against
+ * `retainedMaxAgeSeconds` only and neither checked against nor recorded in the window: the
+ * broker legitimately re-delivers the same retained message on every subscribe, and recording
+ * its (old) sequence number could push live messages out of the window. The price is that a
+ * retained message can be re-delivered within its age limit, which is what retained means.
+ *
+ * @example
+ * ```ts
+ * const replay = new ReplayWindow({ maxAgeSeconds: 120 })
+ * replay.accept({ group, epoch, sender, seq, sentAt, now: Math.floor(Date.now() / 1000) })
+ * // throws SmqttError 'ERR_REPLAY' or 'ERR_STALE'; on success the message is recorded
+ * ```
+ */
+export class ReplayWindow {
+  readonly #windowSize: number
+  readonly #words: number
+  readonly #maxAge: number
+  readonly #maxSkew: number
+  readonly #retainedMaxAge: number
+  readonly #maxSenders: number
+  /** Map iteration order is insertion order: re-inserting on use makes the first entry the LRU. */
+  readonly #windows = new Map<string, SenderWindow>()
+  readonly #floors = new Map<string, Floor>()
+  #notBefore = Number.NEGATIVE_INFINITY
+  #latestNow = Number.NEGATIVE_INFINITY
+
+  /** @throws RangeError for options out of range. */
+  constructor(options: ReplayWindowOptions = {}) {
+    const { windowSize = 128, maxAgeSeconds = 300, maxFutureSkewSeconds = 30 } = options
+    const { retainedMaxAgeSeconds = 7 * DAY, maxSenders = 100_000 } = options
+    if (!Number.isInteger(windowSize) || windowSize < 1 || windowSize > MAX_WINDOW_SIZE)
+      throw new RangeError(`windowSize must be an integer in [1, ${MAX_WINDOW_SIZE}]`)
+    if (!Number.isFinite(maxAgeSeconds) || maxAgeSeconds <= 0) throw new RangeError('maxAgeSeconds must be > 0')
+    if (!Number.isFinite(maxFutureSkewSeconds) || maxFutureSkewSeconds < 0)
+      throw new RangeError('maxFutureSkewSeconds must be >= 0')
+    if (Number.isNaN(retainedMaxAgeSeconds) || retainedMaxAgeSeconds <= 0)
+      throw new RangeError('retainedMaxAgeSeconds must be > 0 (Infinity allowed)')
+    if (!Number.isSafeInteger(maxSenders) || maxSenders < 1) throw new RangeError('maxSenders must be an integer >= 1')
+    this.#windowSize = windowSize
+    this.#words = Math.ceil(windowSize / 32)
+    this.#maxAge = maxAgeSeconds
+    this.#maxSkew = maxFutureSkewSeconds
+    this.#retainedMaxAge = retainedMaxAgeSeconds
+    this.#maxSenders = maxSenders
+  }
+
+  /** Number of sender windows currently held (at most `maxSenders`). */
+  get size(): number {
+    return this.#windows.size
+  }
+
+  /**
+   * Throws unless the message would be accepted; records nothing.
+   *
+   * @throws SmqttError('ERR_STALE') when `sentAt` is outside the freshness limits,
+   * SmqttError('ERR_REPLAY') when the sequence number was seen or is older than the window.
+   * @example
+   * ```ts
+   * replay.check({ group: 1, epoch: 3, sender: 7, seq: 42, sentAt, now })
+   * ```
+   */
+  check(input: ReplayCheckInput): void {
+    this.#judge(input)
+  }
+
+  /**
+   * {@link check}, then records the sequence number so it is refused from now on.
+   *
+   * @throws the same errors as {@link check}; nothing is recorded when it throws.
+   * @example
+   * ```ts
+   * replay.accept({ group: 1, epoch: 3, sender: 7, seq: 42, sentAt, now })
+   * ```
+   */
+  accept(input: ReplayCheckInput): void {
+    const verdict = this.#judge(input)
+    if (verdict === undefined) return // retained: not recorded, see the class comment
+    if (input.now > this.#latestNow) this.#latestNow = input.now
+    let window = verdict.window
+    if (window === undefined) {
+      window = this.#createWindow(verdict.floor)
+      this.#floors.delete(verdict.key)
+      this.#windows.set(verdict.key, window)
+      if (this.#windows.size > this.#maxSenders) this.#evictLeastRecentlyUsed()
+    } else {
+      this.#windows.delete(verdict.key)
+      this.#windows.set(verdict.key, window)
+    }
+    this.#record(window, input.seq)
+  }
+
+  /** Validates, checks freshness and the window; undefined for retained messages. */
+  #judge(input: ReplayCheckInput): Verdict | undefined {
+    const { group, epoch, sender, seq, sentAt, now } = input
+    auint(group, 'group', Number.MAX_SAFE_INTEGER)
+    auint(epoch, 'epoch', Number.MAX_SAFE_INTEGER)
+    auint(sender, 'sender', Number.MAX_SAFE_INTEGER)
+    auint(seq, 'seq', Number.MAX_SAFE_INTEGER)
+    if (!Number.isFinite(sentAt)) throw new TypeError('sentAt must be a finite number')
+    if (!Number.isFinite(now)) throw new TypeError('now must be a finite number')
+
+    const maxAge = input.retained === true ? this.#retainedMaxAge : this.#maxAge
+    if (sentAt < now - maxAge) throw new SmqttError('ERR_STALE', 'the message was sent too long ago')
+    if (sentAt > now + this.#maxSkew) throw new SmqttError('ERR_STALE', 'the message was sent in the future')
+    if (input.retained === true) return undefined
+
+    const key = `${group}/${epoch}/${sender}`
+    const window = this.#windows.get(key)
+    if (window !== undefined) {
+      if (sentAt <= window.notBefore) throw replay('sent before this window could remember')
+      if (seq > window.highest) return { key, window, floor: undefined }
+      const age = window.highest - seq
+      if (age >= this.#windowSize) throw replay('older than the replay window')
+      if (((window.seen[age >>> 5] as number) >>> (age & 31)) & 1) throw replay('already seen')
+      return { key, window, floor: undefined }
+    }
+    const floor = this.#floors.get(key)
+    if (floor !== undefined) {
+      if (sentAt <= floor.notBefore) throw replay('sent before this window could remember')
+      if (seq <= floor.highest) throw replay('at or below the floor of an evicted window')
+      return { key, window: undefined, floor }
+    }
+    if (sentAt <= this.#notBefore) throw replay('sent before an evicted window was forgotten')
+    return { key, window: undefined, floor: undefined }
+  }
+
+  #createWindow(floor: Floor | undefined): SenderWindow {
+    const seen = new Uint32Array(this.#words)
+    // Coming back from a floor: everything at or below the evicted window's highest counts as seen.
+    if (floor !== undefined) seen.fill(0xffff_ffff)
+    return floor === undefined
+      ? { highest: -1, seen, notBefore: this.#notBefore }
+      : { highest: floor.highest, seen, notBefore: floor.notBefore }
+  }
+
+  #record(window: SenderWindow, seq: number): void {
+    const seen = window.seen
+    if (seq <= window.highest) {
+      const age = window.highest - seq
+      seen[age >>> 5] = (seen[age >>> 5] as number) | (1 << (age & 31))
+      return
+    }
+    const shift = seq - window.highest
+    window.highest = seq
+    if (shift >= this.#windowSize) {
+      seen.fill(0)
+    } else {
+      // Shift the bitmap up by `shift` bits (bit k becomes bit k + shift), top word first.
+      const wordShift = shift >>> 5
+      const bitShift = shift & 31
+      for (let w = seen.length - 1; w >= 0; w--) {
+        const from = w - wordShift
+        let word = from >= 0 ? (seen[from] as number) << bitShift : 0
+        if (bitShift !== 0 && from >= 1) word |= (seen[from - 1] as number) >>> (32 - bitShift)
+        seen[w] = word
+      }
+    }
+    seen[0] = (seen[0] as number) | 1
+  }
+
+  #evictLeastRecentlyUsed(): void {
+    const oldest = this.#windows.entries().next()
+    if (oldest.done === true) return
+    const [key, window] = oldest.value
+    this.#windows.delete(key)
+    // Every message this window recorded was sent at most latestNow + maxSkew.
+    this.#floors.set(key, { highest: window.highest, notBefore: window.notBefore, evictedAt: this.#latestNow })
+    if (this.#floors.size <= this.#maxSenders) return
+    const dropped = this.#floors.entries().next()
+    if (dropped.done === true) return
+    this.#floors.delete(dropped.value[0])
+    this.#notBefore = Math.max(this.#notBefore, dropped.value[1].evictedAt + this.#maxSkew)
+  }
+}
+
+function replay(reason: string): SmqttError {
+  return new SmqttError('ERR_REPLAY', `replayed or too old sequence number: ${reason}`)
+}

@@ -1,0 +1,21 @@
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { expect, test } from 'vitest'
+import { ERROR_CODES, isSmqttError, SmqttError } from '../src/errors.js'
+
+const docs = readFileSync(fileURLToPath(new URL('../../../docs/errors.md', import.meta.url)), 'utf8')
+const documented = new Set([...docs.matchAll(/^\|\s*`(ERR_[A-Z0-9_]+)`\s*\|/gm)].map((m) => m[1]))
+
+test('docs/errors.md lists every error code, and no code that does not exist', () => {
+  expect([...documented].sort()).toEqual(Object.keys(ERROR_CODES).sort())
+})
+
+test('SmqttError carries a stable code and a default message', () => {
+  const err = new SmqttError('ERR_REPLAY')
+  expect(err.code).toBe('ERR_REPLAY')
+  expect(err.message).toBe(ERROR_CODES.ERR_REPLAY)
+  expect(err.name).toBe('SmqttError')
+  expect(isSmqttError(err, 'ERR_REPLAY')).toBe(true)
+  expect(isSmqttError(err, 'ERR_STALE')).toBe(false)
+  expect(isSmqttError(new Error('x'))).toBe(false)
+})

@@ -1,0 +1,291 @@
+import fc from 'fast-check'
+import { describe, expect, test } from 'vitest'
+import { isSmqttError } from '../src/errors.js'
+import { type ReplayCheckInput, ReplayWindow } from '../src/replay-window.js'
+
+const NOW = 1_790_000_000
+
+const message = (seq: number, more: Partial<ReplayCheckInput> = {}): ReplayCheckInput => ({
+  group: 1,
+  epoch: 1,
+  sender: 1,
+  seq,
+  sentAt: NOW,
+  now: NOW,
+  ...more,
+})
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn()
+    return undefined
+  } catch (err) {
+    if (isSmqttError(err)) return err.code
+    throw err
+  }
+}
+
+const accepts = (window: ReplayWindow, input: ReplayCheckInput) => codeOf(() => window.accept(input)) === undefined
+
+describe('sliding window', () => {
+  test('a duplicate is refused, the next number is accepted', () => {
+    const window = new ReplayWindow()
+    window.accept(message(5))
+    expect(codeOf(() => window.accept(message(5)))).toBe('ERR_REPLAY')
+    expect(codeOf(() => window.check(message(5)))).toBe('ERR_REPLAY')
+    expect(accepts(window, message(6))).toBe(true)
+  })
+
+  test('sequence number 0 and 2^53 - 1 work', () => {
+    const window = new ReplayWindow()
+    expect(accepts(window, message(0))).toBe(true)
+    expect(accepts(window, message(0))).toBe(false)
+    expect(accepts(window, message(Number.MAX_SAFE_INTEGER))).toBe(true)
+    expect(accepts(window, message(Number.MAX_SAFE_INTEGER))).toBe(false)
+    expect(accepts(window, message(Number.MAX_SAFE_INTEGER - 1))).toBe(true)
+  })
+
+  test('out of order within the window is accepted once', () => {
+    const window = new ReplayWindow({ windowSize: 64 })
+    window.accept(message(100))
+    for (const seq of [99, 37, 50, 99 - 20]) {
+      expect(accepts(window, message(seq))).toBe(true)
+      expect(accepts(window, message(seq))).toBe(false)
+    }
+  })
+
+  test('older than the window is refused even if never seen', () => {
+    const window = new ReplayWindow({ windowSize: 64 })
+    window.accept(message(100))
+    expect(codeOf(() => window.accept(message(36)))).toBe('ERR_REPLAY')
+    expect(accepts(window, message(37))).toBe(true) // 100 - 63: the oldest number still inside
+  })
+
+  test('a big jump forgets everything below the new window', () => {
+    const window = new ReplayWindow({ windowSize: 128 })
+    for (let seq = 0; seq < 10; seq++) window.accept(message(seq))
+    window.accept(message(1_000_000))
+    expect(accepts(window, message(9))).toBe(false)
+    expect(accepts(window, message(999_873))).toBe(true)
+    expect(accepts(window, message(999_872))).toBe(false)
+  })
+
+  test.each([1, 31, 32, 33, 100, 4096])('window size %i keeps exactly that many numbers', (size) => {
+    const window = new ReplayWindow({ windowSize: size })
+    window.accept(message(10_000))
+    expect(accepts(window, message(10_000 - size))).toBe(false)
+    if (size > 1) expect(accepts(window, message(10_000 - size + 1))).toBe(true)
+    // Shifts of every size keep the bits in the right place.
+    const seen = [10_000]
+    for (const step of [1, 5, 31, 32, 33, 64, 7]) {
+      const seq = (seen.at(-1) as number) + step
+      window.accept(message(seq))
+      seen.push(seq)
+    }
+    const top = seen.at(-1) as number
+    for (const seq of seen) expect(accepts(window, message(seq))).toBe(false)
+    for (let seq = top - 1; seq > top - size && seq > 10_000; seq--) {
+      if (!seen.includes(seq)) expect(window.check(message(seq))).toBeUndefined()
+    }
+  })
+
+  test('check() records nothing', () => {
+    const window = new ReplayWindow()
+    window.check(message(5))
+    window.check(message(5))
+    expect(accepts(window, message(5))).toBe(true)
+    expect(accepts(window, message(5))).toBe(false)
+  })
+
+  test('a refused message is not recorded', () => {
+    const window = new ReplayWindow()
+    expect(codeOf(() => window.accept(message(5, { sentAt: NOW - 3600 })))).toBe('ERR_STALE')
+    expect(accepts(window, message(5))).toBe(true)
+  })
+
+  test('senders, groups and epochs have separate windows; a new epoch starts fresh', () => {
+    const window = new ReplayWindow()
+    window.accept(message(500))
+    expect(accepts(window, message(500, { sender: 2 }))).toBe(true)
+    expect(accepts(window, message(500, { group: 2 }))).toBe(true)
+    expect(accepts(window, message(1, { epoch: 2 }))).toBe(true)
+    // The previous epoch's window is still there for in-flight messages of the grace period.
+    expect(accepts(window, message(499))).toBe(true)
+    expect(accepts(window, message(500))).toBe(false)
+    expect(accepts(window, message(1, { epoch: 2 }))).toBe(false)
+  })
+
+  test('programmer mistakes are TypeError / RangeError', () => {
+    const window = new ReplayWindow()
+    expect(() => window.check(message(-1))).toThrow(RangeError)
+    expect(() => window.check(message(1.5))).toThrow(TypeError)
+    expect(() => window.check(message(2 ** 53))).toThrow(RangeError)
+    expect(() => window.check(message(1, { now: Number.NaN }))).toThrow(TypeError)
+    expect(() => window.check(message(1, { sentAt: Number.POSITIVE_INFINITY }))).toThrow(TypeError)
+    expect(() => new ReplayWindow({ windowSize: 0 })).toThrow(RangeError)
+    expect(() => new ReplayWindow({ windowSize: 4097 })).toThrow(RangeError)
+    expect(() => new ReplayWindow({ maxSenders: 0 })).toThrow(RangeError)
+    expect(() => new ReplayWindow({ maxAgeSeconds: Number.POSITIVE_INFINITY })).toThrow(RangeError)
+    expect(() => new ReplayWindow({ retainedMaxAgeSeconds: Number.POSITIVE_INFINITY })).not.toThrow()
+  })
+})
+
+describe('freshness', () => {
+  const window = new ReplayWindow({ maxAgeSeconds: 300, maxFutureSkewSeconds: 30 })
+
+  test('too old and too far in the future are stale', () => {
+    expect(codeOf(() => window.check(message(1, { sentAt: NOW - 301 })))).toBe('ERR_STALE')
+    expect(codeOf(() => window.check(message(1, { sentAt: NOW + 31 })))).toBe('ERR_STALE')
+  })
+
+  test('the limits themselves are fresh', () => {
+    expect(codeOf(() => window.check(message(1, { sentAt: NOW - 300 })))).toBeUndefined()
+    expect(codeOf(() => window.check(message(1, { sentAt: NOW + 30 })))).toBeUndefined()
+  })
+})
+
+describe('retained deliveries', () => {
+  const options = { maxAgeSeconds: 300, retainedMaxAgeSeconds: 3600 }
+
+  test('use retainedMaxAgeSeconds instead of maxAgeSeconds', () => {
+    const window = new ReplayWindow(options)
+    expect(codeOf(() => window.check(message(1, { sentAt: NOW - 3000, retained: true })))).toBeUndefined()
+    expect(codeOf(() => window.check(message(1, { sentAt: NOW - 3601, retained: true })))).toBe('ERR_STALE')
+    expect(codeOf(() => window.check(message(1, { sentAt: NOW + 31, retained: true })))).toBe('ERR_STALE')
+    const forever = new ReplayWindow({ retainedMaxAgeSeconds: Number.POSITIVE_INFINITY })
+    expect(codeOf(() => forever.check(message(1, { sentAt: 0, retained: true })))).toBeUndefined()
+  })
+
+  test('are delivered again on every subscribe and do not touch the window', () => {
+    const window = new ReplayWindow({ ...options, windowSize: 32 })
+    window.accept(message(1000))
+    // A retained copy of an old message (below the window, even a duplicate) is fine...
+    for (let i = 0; i < 3; i++) expect(accepts(window, message(1000, { retained: true }))).toBe(true)
+    expect(accepts(window, message(5, { retained: true, sentAt: NOW - 1000 }))).toBe(true)
+    // ...and a retained message far ahead does not push live messages out of the window.
+    expect(accepts(window, message(1_000_000, { retained: true }))).toBe(true)
+    expect(accepts(window, message(999))).toBe(true)
+    expect(accepts(window, message(1_000_000))).toBe(true)
+  })
+})
+
+describe('memory bound and eviction', () => {
+  test('at most maxSenders windows are kept, least recently used evicted', () => {
+    const window = new ReplayWindow({ maxSenders: 3 })
+    for (let sender = 1; sender <= 10; sender++) {
+      const now = NOW + 60 * sender // senders minutes apart: see the churn test below for a burst
+      window.accept(message(1, { sender, now, sentAt: now }))
+      expect(window.size).toBe(Math.min(sender, 3))
+    }
+  })
+
+  test('an evicted window does not allow a replay', () => {
+    const window = new ReplayWindow({ maxSenders: 2, windowSize: 64 })
+    window.accept(message(10, { sender: 1 }))
+    window.accept(message(8, { sender: 1 }))
+    window.accept(message(1, { sender: 2 }))
+    window.accept(message(1, { sender: 3 })) // evicts sender 1
+    expect(window.size).toBe(2)
+    for (const seq of [10, 8, 9, 2]) expect(codeOf(() => window.accept(message(seq, { sender: 1 })))).toBe('ERR_REPLAY')
+    expect(accepts(window, message(11, { sender: 1 }))).toBe(true)
+    expect(accepts(window, message(11, { sender: 1 }))).toBe(false)
+  })
+
+  test('least recently USED: a sender in use is not evicted', () => {
+    const window = new ReplayWindow({ maxSenders: 2 })
+    window.accept(message(1, { sender: 1 }))
+    window.accept(message(1, { sender: 2 }))
+    window.accept(message(2, { sender: 1 })) // sender 1 is now the most recent
+    window.accept(message(1, { sender: 3 })) // evicts sender 2
+    // Sender 1 still has its full window: an unseen number inside it is accepted.
+    expect(accepts(window, message(0, { sender: 1 }))).toBe(true)
+    // Sender 2 came back from its floor: everything at or below 1 counts as seen.
+    expect(accepts(window, message(0, { sender: 2 }))).toBe(false)
+  })
+
+  test('when even the floors overflow, windows created from nothing refuse earlier send times', () => {
+    const window = new ReplayWindow({ maxSenders: 1, maxFutureSkewSeconds: 30 })
+    window.accept(message(10, { sender: 1, now: NOW }))
+    window.accept(message(1, { sender: 2, now: NOW + 1 })) // evicts 1 (floor)
+    window.accept(message(1, { sender: 3, now: NOW + 2 })) // evicts 2, floor of 1 is dropped
+    // Sender 1's old message is within the freshness limit but its window and floor are gone.
+    expect(codeOf(() => window.accept(message(10, { sender: 1, sentAt: NOW, now: NOW + 2 })))).toBe('ERR_REPLAY')
+    expect(codeOf(() => window.accept(message(10, { sender: 1, sentAt: NOW + 30, now: NOW + 2 })))).toBe('ERR_REPLAY')
+    // Sender 1 was evicted at NOW + 1, so it recorded nothing sent after NOW + 1 + 30.
+    expect(codeOf(() => window.accept(message(11, { sender: 1, sentAt: NOW + 31, now: NOW + 31 })))).toBe('ERR_REPLAY')
+    expect(accepts(window, message(11, { sender: 1, sentAt: NOW + 32, now: NOW + 32 }))).toBe(true)
+  })
+
+  test('property: with heavy eviction, no (group, epoch, sender, seq) is ever accepted twice', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 4 }),
+        fc.array(fc.record({ sender: fc.integer({ min: 0, max: 5 }), seq: fc.integer({ min: 0, max: 40 }) }), {
+          maxLength: 200,
+        }),
+        (maxSenders, inputs) => {
+          const window = new ReplayWindow({ maxSenders, windowSize: 8 })
+          const accepted = new Set<string>()
+          for (const [i, { sender, seq }] of inputs.entries()) {
+            const input = message(seq, { sender, now: NOW + i, sentAt: NOW + i })
+            if (!accepts(window, input)) continue
+            const key = `${sender}/${seq}`
+            expect(accepted.has(key)).toBe(false)
+            accepted.add(key)
+          }
+          expect(window.size).toBeLessThanOrEqual(maxSenders)
+        },
+      ),
+      { numRuns: 300 },
+    )
+  })
+})
+
+describe('properties', () => {
+  test('never accepts the same seq twice; always accepts a seq above all before it', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 100 }),
+        fc.array(fc.oneof(fc.integer({ min: 0, max: 300 }), fc.maxSafeNat()), { maxLength: 300 }),
+        (windowSize, seqs) => {
+          const window = new ReplayWindow({ windowSize })
+          const accepted = new Set<number>()
+          let highest = -1
+          for (const seq of seqs) {
+            const ok = accepts(window, message(seq))
+            if (seq > highest) expect(ok).toBe(true)
+            if (ok) {
+              expect(accepted.has(seq)).toBe(false)
+              accepted.add(seq)
+            }
+            highest = Math.max(highest, seq)
+          }
+        },
+      ),
+      { numRuns: 500 },
+    )
+  })
+
+  test('accepts exactly what a reference window (a set and a highest) accepts', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 70 }),
+        fc.array(fc.integer({ min: 0, max: 200 }), { maxLength: 300 }),
+        (windowSize, seqs) => {
+          const window = new ReplayWindow({ windowSize })
+          const seen = new Set<number>()
+          let highest = -1
+          for (const seq of seqs) {
+            const expected = !seen.has(seq) && (seq > highest || highest - seq < windowSize)
+            expect(accepts(window, message(seq))).toBe(expected)
+            if (expected) {
+              seen.add(seq)
+              highest = Math.max(highest, seq)
+            }
+          }
+        },
+      ),
+      { numRuns: 500 },
+    )
+  })
+})

@@ -1,0 +1,26 @@
+// The README promises two commands; CI must run exactly the test one.
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { expect, test } from 'vitest'
+
+const root = (path: string) => readFileSync(fileURLToPath(new URL(`../${path}`, import.meta.url)), 'utf8')
+
+function readmeCommand(heading: string): string {
+  const readme = root('README.md')
+  const section = readme.slice(readme.indexOf(`**${heading}**`))
+  const match = /```sh\n(.+)\n```/.exec(section)
+  if (!match?.[1]) throw new Error(`no command under **${heading}** in README.md`)
+  return match[1]
+}
+
+test('.ci/run runs exactly the README test command', () => {
+  const ciCommands = root('.ci/run')
+    .split('\n')
+    .filter((line) => line.trim() && !line.startsWith('#') && !/^(set|cd) /.test(line))
+  expect(ciCommands).toEqual([readmeCommand('Test')])
+})
+
+test('the README run command installs first and starts the main job', () => {
+  expect(readmeCommand('Run')).toBe('npm ci && npm start')
+  expect(JSON.parse(root('package.json')).scripts.start).toBeTruthy()
+})
