@@ -37,6 +37,27 @@ export const ERROR_CODES = {
   ERR_ACL_SUBSTITUTION_REFUSED:
     'A %c/%u substitution value is empty, contains +, #, / or NUL, or would make the filter start with $ or be invalid; an allow rule is not applied, a deny rule denies.',
   ERR_POLICY_INVALID: 'A policy document is not well formed.',
+  ERR_CERTIFICATE_REQUEST_INVALID: 'Refused certificate request: key not P-256, or a malformed name, address or id.',
+  ERR_CERTIFICATE_AUTHORITY_INVALID: 'The CA certificate or key is malformed, not a P-256 CA, or they do not match.',
+  ERR_MASTER_KEY_INVALID: 'The master key is missing, badly encoded, not 32 bytes, or its file is readable by others.',
+  ERR_SEALED_SECRET_INVALID: 'A secret sealed at rest does not open (wrong master key, altered bytes or wrong label).',
+  ERR_CONFIG_INVALID: 'The key server config file is unreadable, not JSON, or has an unknown field or a bad value.',
+  ERR_REQUEST_SIGNATURE_INVALID:
+    'A signed HTTP request is missing its signature headers, is stale, replayed, or its signature does not verify.',
+  ERR_UNAUTHENTICATED: 'The request is not authenticated (no or wrong credentials).',
+  ERR_FORBIDDEN: 'The caller is authenticated but not allowed to do this.',
+  ERR_PRINCIPAL_REVOKED: 'The principal is revoked (or disabled) and may do nothing.',
+  ERR_NOT_FOUND: 'The requested resource does not exist.',
+  ERR_CONFLICT:
+    'The request conflicts with the current state (duplicate id, concurrent change); retry after re-reading.',
+  ERR_REQUEST_INVALID:
+    'The request body, query or parameters do not match the schema (malformed JSON, unknown fields, wrong types).',
+  ERR_PAYLOAD_TOO_LARGE: 'The request body exceeds the size limit.',
+  ERR_UNSUPPORTED_MEDIA_TYPE: 'The request body has a content type other than application/json.',
+  ERR_ENROLLMENT_TOKEN_INVALID: 'The enrollment token is unknown, already used, expired, or bound to another id.',
+  ERR_INTERNAL: 'An internal error; details are in the server log, not in the response.',
+  ERR_PRINCIPAL_RECORD_SIGNATURE_INVALID:
+    "A principal record's signature does not verify under the pinned key-server key.",
 } as const
 
 /** The union of every stable error code. */

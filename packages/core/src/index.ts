@@ -1,9 +1,11 @@
 // @smqtt/core: the public API. Everything not exported here is internal.
 
+export { equalBytes as constantTimeEqual } from './_bytes.js'
 export type { AclAction, AclRule, KeyGroupPolicy, Policy, PrincipalContext, WideGroupWarning } from './acl.js'
 export { PolicyEvaluator, parsePolicy, substitutePattern } from './acl.js'
 export type { AeadAlgorithm, CryptoBackend } from './crypto/backend.js'
 export type { HpkeKem } from './crypto/hpke.js'
+export { hkdf, sha256 } from './crypto/kdf.js'
 export { isValidEd25519PublicKey, isValidX25519PublicKey, isValidXWingPublicKey } from './crypto/keys.js'
 export { nobleBackend } from './crypto/noble.js'
 export type { SigningKeyPair } from './crypto/signature.js'
@@ -65,3 +67,14 @@ export {
 import { defaultBackend } from '#crypto-backend'
 /** The backend this platform uses by default: `native` on Node with sodium-native, `noble` elsewhere. */
 export const cryptoBackend = defaultBackend
+export type { EnrollmentRequest } from './enrollment-request.js'
+export { createEnrollmentRequest, verifyEnrollmentProof } from './enrollment-request.js'
+export type { PrincipalRecord } from './principal-record.js'
+export { createPrincipalRecord, openPrincipalRecord } from './principal-record.js'
+export type { RequestSignature, RequestToSign } from './request-signature.js'
+export {
+  parseRequestSignature,
+  REQUEST_SIGNATURE_HEADERS,
+  signRequest,
+  verifyRequestSignature,
+} from './request-signature.js'

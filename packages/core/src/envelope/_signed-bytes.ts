@@ -1,6 +1,7 @@
-import { utf8 } from '../_bytes.js'
+import { signedBytes as contextSignedBytes } from '../crypto/signature.js'
 
-const CONTEXT = utf8('smqtt/v1 envelope\0')
+// The same domain separation as every other SMQTT signature: "smqtt/v1 envelope" 0x00 || ...
+const CONTEXT = contextSignedBytes('envelope', new Uint8Array(0))
 const MAX_TOPIC_BYTES = 0xffff
 
 /**

@@ -1,0 +1,280 @@
+// The key server's config file: JSON, strictly validated (an unknown field is a typo that would
+// otherwise silently fall back to a default), every relative path resolved against the file's
+// own folder so the server behaves the same whatever directory it is started from.
+//
+// Plain HTTP exists only behind `insecureAllowPlainHttp: true`: TLS settings always resolve
+// (to defaults if absent) and cannot be switched off any other way. Loading such a config logs
+// nothing; the flag stays in the result so the server can warn loudly when it listens.
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { SmqttError } from '@smqtt/core'
+
+/** The key server's resolved configuration: absolute paths, every default filled in. */
+export interface KeyServerConfig {
+  /** Absolute folder of the config file; relative paths in the file were resolved against it. */
+  readonly baseDir: string
+  readonly listen: { readonly host: string; readonly port: number }
+  /** Server certificate and key (PEM), and the deployment CA that client certificates chain to. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly caFile: string }
+  /**
+   * The store URL for `openStore`: `sqlite:<absolute path>`, `sqlite::memory:`, or a
+   * `postgres://` / `postgresql://` URL verbatim (it may hold a password: do not log it).
+   */
+  readonly store: string
+  readonly masterKeyFile: string
+  readonly adminTokenFile: string
+  /** How long a key bundle stays valid. */
+  readonly bundleTtlSeconds: number
+  /** How long before it becomes active the next epoch's key is handed out. */
+  readonly rotationLeadSeconds: number
+  /** How long a past epoch stays readable, unless policy says otherwise. */
+  readonly defaultGraceSeconds: number
+  readonly enrollmentTokenTtlSeconds: number
+  readonly clientCertificateValidityDays: number
+  /** Largest HTTP request body accepted. */
+  readonly maxBodyBytes: number
+  /** Serve plain HTTP instead of HTTPS. For tests and local experiments only; warn when set. */
+  readonly insecureAllowPlainHttp: boolean
+}
+
+/** The config file as written on disk (relative paths, store as a string). Every field is optional. */
+export interface KeyServerConfigDocument {
+  listen?: { host?: string; port?: number }
+  tls?: { certFile?: string; keyFile?: string; caFile?: string }
+  /** `sqlite:<path>` (relative to the config file), `sqlite::memory:`, or `postgres://…` / `postgresql://…`. */
+  store?: string
+  masterKeyFile?: string
+  adminTokenFile?: string
+  bundleTtlSeconds?: number
+  rotationLeadSeconds?: number
+  defaultGraceSeconds?: number
+  enrollmentTokenTtlSeconds?: number
+  clientCertificateValidityDays?: number
+  maxBodyBytes?: number
+  insecureAllowPlainHttp?: boolean
+}
+
+const MINUTE = 60
+const DAY = 86_400
+
+/**
+ * The config file `init` writes: every field at its default, paths relative to the file.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('keyserver.json', `${JSON.stringify(defaultConfigDocument(), null, 2)}\n`)
+ * ```
+ */
+export function defaultConfigDocument(): Required<KeyServerConfigDocument> {
+  return {
+    listen: { host: '127.0.0.1', port: 8443 },
+    tls: { certFile: 'pki/server.pem', keyFile: 'pki/server.key', caFile: 'pki/ca.pem' },
+    store: 'sqlite:data/keyserver.db',
+    masterKeyFile: 'master.key',
+    adminTokenFile: 'admin.token',
+    bundleTtlSeconds: 3600,
+    rotationLeadSeconds: 30,
+    defaultGraceSeconds: 300,
+    enrollmentTokenTtlSeconds: DAY,
+    clientCertificateValidityDays: 365,
+    maxBodyBytes: 65_536,
+    insecureAllowPlainHttp: false,
+  }
+}
+
+/**
+ * The resolved default configuration for a config file in `baseDir`.
+ *
+ * @example
+ * ```ts
+ * const config = defaultConfig('/etc/smqtt') // config.masterKeyFile === '/etc/smqtt/master.key'
+ * ```
+ */
+export function defaultConfig(baseDir: string): KeyServerConfig {
+  return parseConfig(defaultConfigDocument(), baseDir)
+}
+
+/**
+ * Reads and validates a config file. Relative paths in it are resolved against its folder.
+ * Throws `ERR_CONFIG_INVALID` if the file cannot be read, is not JSON, or does not validate.
+ *
+ * @example
+ * ```ts
+ * const config = loadConfig('/etc/smqtt/keyserver.json')
+ * if (config.insecureAllowPlainHttp) log.warn('PLAIN HTTP: every token and key travels in clear')
+ * ```
+ */
+export function loadConfig(path: string): KeyServerConfig {
+  const absolute = resolve(path)
+  let text: string
+  try {
+    text = readFileSync(absolute, 'utf8')
+  } catch (cause) {
+    throw new SmqttError('ERR_CONFIG_INVALID', `config file ${absolute} cannot be read`, { cause })
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text.replace(/^\uFEFF/, ''))
+  } catch (cause) {
+    throw new SmqttError('ERR_CONFIG_INVALID', `config file ${absolute} is not valid JSON`, { cause })
+  }
+  return parseConfig(json, dirname(absolute))
+}
+
+/**
+ * Validates a parsed config document (or its JSON text) and resolves it against `baseDir`.
+ * Unknown fields and values of the wrong type or range throw `ERR_CONFIG_INVALID`, with the
+ * field's JSON path (e.g. `$.listen.port`) in the message.
+ *
+ * @example
+ * ```ts
+ * const config = parseConfig({ listen: { port: 9443 } }, '/etc/smqtt')
+ * ```
+ */
+export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
+  if (typeof baseDir !== 'string') throw new TypeError('baseDir must be a string')
+  const base = resolve(baseDir)
+  let document = json
+  if (typeof json === 'string') {
+    try {
+      document = JSON.parse(json)
+    } catch (cause) {
+      throw new SmqttError('ERR_CONFIG_INVALID', 'config is not valid JSON', { cause })
+    }
+  }
+  const defaults = defaultConfigDocument()
+  const root = object(document, '$', [
+    'listen',
+    'tls',
+    'store',
+    'masterKeyFile',
+    'adminTokenFile',
+    'bundleTtlSeconds',
+    'rotationLeadSeconds',
+    'defaultGraceSeconds',
+    'enrollmentTokenTtlSeconds',
+    'clientCertificateValidityDays',
+    'maxBodyBytes',
+    'insecureAllowPlainHttp',
+  ])
+  const listen = object(orDefault(root.listen, {}), '$.listen', ['host', 'port'])
+  const tls = object(orDefault(root.tls, {}), '$.tls', ['certFile', 'keyFile', 'caFile'])
+  const path = (value: unknown, at: string) => resolve(base, pathString(value, at))
+  return {
+    baseDir: base,
+    listen: {
+      host: hostString(orDefault(listen.host, defaults.listen.host), '$.listen.host'),
+      port: integer(orDefault(listen.port, defaults.listen.port), '$.listen.port', 0, 65_535),
+    },
+    tls: {
+      certFile: path(orDefault(tls.certFile, defaults.tls.certFile), '$.tls.certFile'),
+      keyFile: path(orDefault(tls.keyFile, defaults.tls.keyFile), '$.tls.keyFile'),
+      caFile: path(orDefault(tls.caFile, defaults.tls.caFile), '$.tls.caFile'),
+    },
+    store: storeUrl(orDefault(root.store, defaults.store), '$.store', base),
+    masterKeyFile: path(orDefault(root.masterKeyFile, defaults.masterKeyFile), '$.masterKeyFile'),
+    adminTokenFile: path(orDefault(root.adminTokenFile, defaults.adminTokenFile), '$.adminTokenFile'),
+    bundleTtlSeconds: integer(
+      orDefault(root.bundleTtlSeconds, defaults.bundleTtlSeconds),
+      '$.bundleTtlSeconds',
+      1,
+      30 * DAY,
+    ),
+    rotationLeadSeconds: integer(
+      orDefault(root.rotationLeadSeconds, defaults.rotationLeadSeconds),
+      '$.rotationLeadSeconds',
+      0,
+      DAY,
+    ),
+    defaultGraceSeconds: integer(
+      orDefault(root.defaultGraceSeconds, defaults.defaultGraceSeconds),
+      '$.defaultGraceSeconds',
+      0,
+      30 * DAY,
+    ),
+    enrollmentTokenTtlSeconds: integer(
+      orDefault(root.enrollmentTokenTtlSeconds, defaults.enrollmentTokenTtlSeconds),
+      '$.enrollmentTokenTtlSeconds',
+      MINUTE,
+      30 * DAY,
+    ),
+    clientCertificateValidityDays: integer(
+      orDefault(root.clientCertificateValidityDays, defaults.clientCertificateValidityDays),
+      '$.clientCertificateValidityDays',
+      1,
+      3650,
+    ),
+    maxBodyBytes: integer(
+      orDefault(root.maxBodyBytes, defaults.maxBodyBytes),
+      '$.maxBodyBytes',
+      1024,
+      16 * 1024 * 1024,
+    ),
+    insecureAllowPlainHttp: boolean(
+      orDefault(root.insecureAllowPlainHttp, defaults.insecureAllowPlainHttp),
+      '$.insecureAllowPlainHttp',
+    ),
+  }
+}
+
+/** Absent fields take the default; an explicit `null` is a wrong type, not "use the default". */
+function orDefault(value: unknown, fallback: unknown): unknown {
+  return value === undefined ? fallback : value
+}
+
+function invalid(at: string, expected: string): SmqttError {
+  // Name the field and what it must be, never echo the value (a store URL may hold a password).
+  return new SmqttError('ERR_CONFIG_INVALID', `config ${at}: ${expected}`)
+}
+
+/** A plain object with only the allowed keys; `null` is refused, not taken as "use the default". */
+function object(value: unknown, at: string, allowed: readonly string[]): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(at, 'expected an object')
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) throw invalid(`${at}.${key}`, `unknown field (allowed: ${allowed.join(', ')})`)
+  }
+  return value as Record<string, unknown>
+}
+
+function integer(value: unknown, at: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalid(at, `expected an integer from ${min} to ${max}`)
+  }
+  return value
+}
+
+function boolean(value: unknown, at: string): boolean {
+  if (typeof value !== 'boolean') throw invalid(at, 'expected true or false')
+  return value
+}
+
+function pathString(value: unknown, at: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
+    throw invalid(at, 'expected a non-empty path')
+  }
+  return value
+}
+
+function hostString(value: unknown, at: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 255 || /[\s/\0]/.test(value)) {
+    throw invalid(at, 'expected a host name or IP address')
+  }
+  return value
+}
+
+function storeUrl(value: unknown, at: string, base: string): string {
+  const expected = 'expected "sqlite:<path>", "sqlite::memory:" or a "postgres://" URL'
+  if (typeof value !== 'string') throw invalid(at, expected)
+  if (value.startsWith('sqlite:')) {
+    const file = value.slice('sqlite:'.length)
+    if (file === ':memory:') return value
+    // 'sqlite://x' reads as the path '//x': refuse it rather than guess what was meant.
+    if (file.startsWith('//')) throw invalid(at, expected)
+    return `sqlite:${resolve(base, pathString(file, at))}`
+  }
+  if (value.startsWith('postgres://') || value.startsWith('postgresql://')) {
+    if (!URL.canParse(value)) throw invalid(at, 'the postgres URL does not parse')
+    return value
+  }
+  throw invalid(at, expected)
+}

@@ -1,0 +1,147 @@
+// buildApp() makes the HTTPS application without listening, so tests use inject() and the
+// CLI decides where to listen. Device routes authenticate by proof of possession (signed
+// requests), admin routes by a bearer token whose hash is all the server keeps.
+
+import swagger from '@fastify/swagger'
+import { constantTimeEqual, SmqttError, sha256 } from '@smqtt/core'
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import type { KeyServer } from '../service/key-server.js'
+import type { PrincipalRecord } from '../store/key-store.js'
+import { registerAdminRoutes } from './admin-routes.js'
+import { registerDeviceRoutes } from './device-routes.js'
+import { errorResponse } from './error-response.js'
+import { KeyServerMetrics } from './metrics.js'
+
+export interface BuildAppOptions {
+  readonly keyServer: KeyServer
+  /** SHA-256 of the admin token. */
+  readonly adminTokenHash: Uint8Array
+  /** TLS server key and certificate (PEM). Required unless insecureAllowPlainHttp. */
+  readonly tls?: { readonly key: string; readonly cert: string }
+  /** Plain HTTP: only for tests behind a TLS-terminating proxy. Logged loudly. */
+  readonly insecureAllowPlainHttp?: boolean
+  readonly maxBodyBytes?: number
+  readonly logger?: Logger
+  readonly metrics?: KeyServerMetrics
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The exact request body bytes (null for a request without a body). */
+    rawBody: Uint8Array | null
+    principal: PrincipalRecord | undefined
+  }
+  interface FastifyContextConfig {
+    /** Who may call the route: anyone, an enrolled principal (signed request), or the admin. */
+    auth?: 'none' | 'device' | 'admin'
+  }
+}
+
+/**
+ * Builds the key server's HTTP application.
+ *
+ * @example
+ * ```ts
+ * const app = await buildApp({ keyServer, adminTokenHash, tls: { key, cert } })
+ * await app.listen({ host: '127.0.0.1', port: 8443 })
+ * ```
+ */
+export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
+  if (!options.tls && !options.insecureAllowPlainHttp)
+    throw new TypeError('the key server needs TLS (tls.key, tls.cert); plain HTTP only with insecureAllowPlainHttp')
+  const metrics = options.metrics ?? new KeyServerMetrics()
+  const app = Fastify({
+    ...(options.tls ? { https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' as const } } : {}),
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    bodyLimit: options.maxBodyBytes ?? 65_536,
+    // Unknown fields are refused, not silently dropped; no type coercion of untrusted input.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance
+  if (options.insecureAllowPlainHttp && !options.tls)
+    app.log.warn('INSECURE: the key server is serving plain HTTP (insecureAllowPlainHttp)')
+
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'SMQTT key server',
+        version: '1',
+        description: 'Enrollment, key bundles, revocation lists; admin API.',
+      },
+      components: {
+        securitySchemes: {
+          admin: { type: 'http', scheme: 'bearer' },
+          device: {
+            type: 'apiKey',
+            in: 'header',
+            name: 'smqtt-signature',
+            description: 'Signed request: smqtt-principal, smqtt-timestamp, smqtt-nonce, smqtt-signature headers',
+          },
+        },
+      },
+    },
+  })
+
+  app.decorateRequest('rawBody', null)
+  app.decorateRequest('principal', undefined)
+  // JSON only, and the exact bytes are kept: device signatures cover the raw body.
+  app.removeAllContentTypeParsers()
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    request.rawBody = new Uint8Array(body as Buffer)
+    parseJson(request, (body as Buffer).toString('utf8'), (err, value) => {
+      done(err ? new SmqttError('ERR_REQUEST_INVALID', `malformed JSON: ${err.message}`) : null, value)
+    })
+  })
+
+  app.addHook('preHandler', async (request) => {
+    const auth = request.routeOptions.config.auth ?? 'none'
+    if (auth === 'device') request.principal = await authenticateDevice(options.keyServer, request)
+    if (auth === 'admin') await authenticateAdmin(options, request)
+  })
+
+  app.setErrorHandler(async (err, request, reply) => {
+    const { status, body } = errorResponse(err)
+    if (status >= 500) request.log.error({ err }, 'request failed')
+    metrics.refusals.inc({ code: body.error.code })
+    return reply.status(status).send(body)
+  })
+  app.setNotFoundHandler(async (request, reply) => {
+    metrics.refusals.inc({ code: 'ERR_NOT_FOUND' })
+    return reply
+      .status(404)
+      .send({ error: { code: 'ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}` } })
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.requests.inc({ route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) })
+  })
+
+  options.keyServer.onChange((change) => metrics.changes.inc({ kind: change.kind }))
+  registerDeviceRoutes(app, options.keyServer, metrics)
+  registerAdminRoutes(app, options.keyServer, metrics)
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  return app
+}
+
+function authenticateDevice(keyServer: KeyServer, request: FastifyRequest): Promise<PrincipalRecord> {
+  return keyServer.authenticateRequest(
+    request.headers,
+    { method: request.method, path: request.url, body: request.rawBody ?? new Uint8Array(0) },
+    request.ip,
+  )
+}
+
+async function authenticateAdmin(options: BuildAppOptions, request: FastifyRequest): Promise<void> {
+  const header = request.headers.authorization
+  const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7) : ''
+  if (token && constantTimeEqual(sha256(new TextEncoder().encode(token)), options.adminTokenHash)) return
+  await options.keyServer.audit.record({
+    actor: 'anonymous',
+    action: 'auth.failed',
+    subject: 'admin',
+    outcome: 'refused',
+    details: { reason: token ? 'wrong admin token' : 'no admin token', remoteAddress: request.ip, route: request.url },
+  })
+  throw new SmqttError('ERR_UNAUTHENTICATED', 'admin token missing or wrong')
+}

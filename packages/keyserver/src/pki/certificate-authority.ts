@@ -1,0 +1,390 @@
+// X.509 is key-server-only, so it uses @peculiar/x509 over WebCrypto here instead of growing core.
+//
+// The deployment CA issues the broker's and key server's TLS certificates and each principal's
+// client certificate for mutual TLS. ECDSA P-256 with SHA-256 throughout: the one curve every
+// embedded TLS stack (mbedTLS, wolfSSL, BearSSL) supports.
+//
+// A client certificate names its principal twice: CN = the id (for humans and logs) and a URI
+// SAN `urn:smqtt:principal:<encodeURIComponent(id)>`. Only the URI SAN is authoritative: the broker
+// maps a certificate to a principal with `principalIdFromCertificate`, never from the CN (which
+// X.500 limits to 64 characters and which has no single canonical string form).
+import { isIP } from 'node:net'
+import { cryptoBackend, isValidPrincipalId, SmqttError } from '@smqtt/core'
+import {
+  AuthorityKeyIdentifierExtension,
+  BasicConstraintsExtension,
+  ExtendedKeyUsage,
+  ExtendedKeyUsageExtension,
+  type Extension,
+  KeyUsageFlags,
+  KeyUsagesExtension,
+  PemConverter,
+  SubjectAlternativeNameExtension,
+  SubjectKeyIdentifierExtension,
+  X509Certificate,
+  X509CertificateGenerator,
+} from './x509.js'
+
+/** The URI SAN prefix that names a principal in a client certificate. */
+export const PRINCIPAL_URI_PREFIX = 'urn:smqtt:principal:'
+
+const webCrypto = globalThis.crypto
+// The lib settings have no DOM, so name WebCrypto's key type through the global.
+type CryptoKey = Awaited<ReturnType<typeof webCrypto.subtle.importKey>>
+const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const
+const ECDSA_SHA256 = { name: 'ECDSA', hash: 'SHA-256' } as const
+const DAY_MS = 86_400_000
+// Backdate notBefore a little so a device whose clock runs slightly behind still accepts
+// a certificate issued a moment ago.
+const CLOCK_SKEW_MS = 5 * 60_000
+// RFC 5280 allows serials up to 20 octets; 128 random bits keep them unguessable and unique.
+const SERIAL_BYTES = 16
+
+/** A CA certificate and its private key, as {@link createCertificateAuthority} returns them. */
+export interface CertificateAuthorityMaterial {
+  readonly certificatePem: string
+  /** PKCS #8 DER. Secret: store it encrypted or in a 0600 file. */
+  readonly privateKeyPkcs8: Uint8Array
+}
+
+export interface CreateCertificateAuthorityOptions {
+  readonly commonName: string
+  readonly validityDays: number
+}
+
+export interface IssueServerCertificateOptions {
+  readonly commonName: string
+  /** DNS names for the SAN (e.g. `localhost`, `broker.example.com`, `*.example.com`). */
+  readonly dnsNames?: readonly string[]
+  /** IPv4 or IPv6 addresses for the SAN (e.g. `127.0.0.1`, `::1`). */
+  readonly ipAddresses?: readonly string[]
+  readonly validityDays: number
+}
+
+export interface IssuedServerCertificate {
+  readonly certificatePem: string
+  /** PKCS #8 PEM of the freshly generated key. Secret. */
+  readonly privateKeyPem: string
+}
+
+export interface IssueClientCertificateOptions {
+  readonly principalId: string
+  /** DER SubjectPublicKeyInfo of the principal's EC P-256 TLS key (made on the principal). */
+  readonly publicKeySpki: Uint8Array
+  readonly validityDays: number
+}
+
+export interface IssuedClientCertificate {
+  readonly certificatePem: string
+  /** Lowercase hex of the serial number, without a leading sign octet. */
+  readonly serialNumber: string
+}
+
+/**
+ * Creates a self-signed deployment CA: ECDSA P-256, basicConstraints CA:true with path length 0
+ * (it signs end-entity certificates only), keyUsage keyCertSign + cRLSign, and a subject key id.
+ *
+ * @example
+ * ```ts
+ * const { certificatePem, privateKeyPkcs8 } = await createCertificateAuthority({
+ *   commonName: 'SMQTT home CA',
+ *   validityDays: 3650,
+ * })
+ * const ca = await CertificateAuthority.load(certificatePem, privateKeyPkcs8)
+ * ```
+ */
+export async function createCertificateAuthority(
+  options: CreateCertificateAuthorityOptions,
+): Promise<CertificateAuthorityMaterial> {
+  checkCommonName(options.commonName)
+  const validity = validityWindow(options.validityDays)
+  const keys = await webCrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])
+  const certificate = await X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: randomSerialHex(),
+      name: [{ CN: [options.commonName] }],
+      ...validity,
+      keys,
+      signingAlgorithm: ECDSA_SHA256,
+      extensions: [
+        new BasicConstraintsExtension(true, 0, true),
+        new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
+        await SubjectKeyIdentifierExtension.create(keys.publicKey, false, webCrypto),
+      ],
+    },
+    webCrypto,
+  )
+  const pkcs8 = await webCrypto.subtle.exportKey('pkcs8', keys.privateKey)
+  return { certificatePem: certificate.toString('pem'), privateKeyPkcs8: new Uint8Array(pkcs8) }
+}
+
+/**
+ * The deployment CA, loaded from its certificate and private key. Issues server certificates
+ * (for the broker and the key server) and client certificates (one per enrolled principal).
+ *
+ * @example
+ * ```ts
+ * const ca = await CertificateAuthority.load(caPem, caKeyPkcs8)
+ * const server = await ca.issueServerCertificate({
+ *   commonName: 'broker', dnsNames: ['broker.local'], ipAddresses: ['127.0.0.1', '::1'], validityDays: 365,
+ * })
+ * const client = await ca.issueClientCertificate({ principalId: 'thermostat-hall', publicKeySpki, validityDays: 365 })
+ * ```
+ */
+export class CertificateAuthority {
+  /** The CA certificate, PEM. Distribute it as the trust anchor for the deployment's TLS. */
+  readonly certificatePem: string
+  readonly #certificate: X509Certificate
+  readonly #signingKey: CryptoKey
+  readonly #authorityKeyId: string
+
+  private constructor(certificate: X509Certificate, signingKey: CryptoKey, authorityKeyId: string) {
+    this.#certificate = certificate
+    this.#signingKey = signingKey
+    this.#authorityKeyId = authorityKeyId
+    this.certificatePem = certificate.toString('pem')
+  }
+
+  /**
+   * Loads a CA. Refuses (with `ERR_CERTIFICATE_AUTHORITY_INVALID`) a certificate that is not a
+   * P-256 CA with a subject key id, or a private key that is not the certificate's.
+   *
+   * @example
+   * ```ts
+   * const ca = await CertificateAuthority.load(readFileSync('pki/ca.pem', 'utf8'), caKeyPkcs8)
+   * ```
+   */
+  static async load(certificatePem: string, privateKeyPkcs8: Uint8Array): Promise<CertificateAuthority> {
+    if (typeof certificatePem !== 'string') throw new TypeError('certificatePem must be a string')
+    if (!(privateKeyPkcs8 instanceof Uint8Array)) throw new TypeError('privateKeyPkcs8 must be a Uint8Array')
+    const invalid = (why: string, cause?: unknown) =>
+      new SmqttError('ERR_CERTIFICATE_AUTHORITY_INVALID', `CA not loaded: ${why}`, { cause })
+
+    let certificate: X509Certificate
+    try {
+      certificate = new X509Certificate(certificatePem)
+    } catch (cause) {
+      throw invalid('the certificate is not a well-formed X.509 certificate', cause)
+    }
+    const constraints = certificate.getExtension(BasicConstraintsExtension)
+    if (!constraints?.ca) throw invalid('the certificate is not a CA certificate (basicConstraints CA:true)')
+    const subjectKeyId = certificate.getExtension(SubjectKeyIdentifierExtension)
+    if (!subjectKeyId) throw invalid('the certificate has no subject key identifier')
+
+    let certificateKey: CryptoKey
+    let privateKey: CryptoKey
+    try {
+      certificateKey = await certificate.publicKey.export(EC_P256, ['verify'], webCrypto)
+    } catch (cause) {
+      throw invalid('the certificate key is not an EC P-256 key', cause)
+    }
+    try {
+      privateKey = await webCrypto.subtle.importKey('pkcs8', privateKeyPkcs8, EC_P256, true, ['sign'])
+    } catch (cause) {
+      throw invalid('the private key is not a PKCS #8 EC P-256 key', cause)
+    }
+    const [publicJwk, privateJwk] = await Promise.all([
+      webCrypto.subtle.exportKey('jwk', certificateKey),
+      webCrypto.subtle.exportKey('jwk', privateKey),
+    ])
+    if (publicJwk.x !== privateJwk.x || publicJwk.y !== privateJwk.y) {
+      throw invalid('the private key does not belong to the certificate')
+    }
+    // Keep only a non-extractable handle: nothing later can read the key back out.
+    const signingKey = await webCrypto.subtle.importKey('pkcs8', privateKeyPkcs8, EC_P256, false, ['sign'])
+    return new CertificateAuthority(certificate, signingKey, subjectKeyId.keyId)
+  }
+
+  /**
+   * Issues a TLS server certificate with a freshly generated P-256 key: serverAuth EKU, SAN with
+   * the given DNS names and IP addresses (at least one is required; clients ignore the CN).
+   *
+   * @example
+   * ```ts
+   * const { certificatePem, privateKeyPem } = await ca.issueServerCertificate({
+   *   commonName: 'localhost', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], validityDays: 365,
+   * })
+   * ```
+   */
+  async issueServerCertificate(options: IssueServerCertificateOptions): Promise<IssuedServerCertificate> {
+    checkCommonName(options.commonName)
+    const dnsNames = options.dnsNames ?? []
+    const ipAddresses = options.ipAddresses ?? []
+    for (const name of dnsNames) {
+      if (!isDnsName(name)) throw requestInvalid(`${JSON.stringify(name)} is not a DNS name`)
+    }
+    for (const address of ipAddresses) {
+      if (!isIpAddress(address)) throw requestInvalid(`${JSON.stringify(address)} is not an IPv4 or IPv6 address`)
+    }
+    if (dnsNames.length + ipAddresses.length === 0) {
+      throw requestInvalid('a server certificate needs at least one DNS name or IP address')
+    }
+    const validity = validityWindow(options.validityDays)
+    const keys = await webCrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])
+    const certificate = await this.#issue({
+      subject: options.commonName,
+      publicKey: keys.publicKey,
+      validity,
+      extendedKeyUsage: ExtendedKeyUsage.serverAuth,
+      alternativeNames: [
+        ...dnsNames.map((value) => ({ type: 'dns' as const, value })),
+        ...ipAddresses.map((value) => ({ type: 'ip' as const, value })),
+      ],
+    })
+    const pkcs8 = await webCrypto.subtle.exportKey('pkcs8', keys.privateKey)
+    return { certificatePem: certificate.toString('pem'), privateKeyPem: PemConverter.encode(pkcs8, 'PRIVATE KEY') }
+  }
+
+  /**
+   * Issues a client certificate for mutual TLS to the broker: clientAuth EKU, CN = the principal
+   * id, URI SAN `urn:smqtt:principal:<id>` (percent-encoded), random 128-bit serial. The key is
+   * made on the principal; only its public half comes here. Refuses a key that is not a valid
+   * EC P-256 key, or an invalid principal id, with `ERR_CERTIFICATE_REQUEST_INVALID`.
+   *
+   * @example
+   * ```ts
+   * const { certificatePem, serialNumber } = await ca.issueClientCertificate({
+   *   principalId: 'thermostat-hall', publicKeySpki, validityDays: 365,
+   * })
+   * ```
+   */
+  async issueClientCertificate(options: IssueClientCertificateOptions): Promise<IssuedClientCertificate> {
+    if (!isValidPrincipalId(options.principalId)) throw requestInvalid('the principal id is not valid')
+    if (!(options.publicKeySpki instanceof Uint8Array)) throw new TypeError('publicKeySpki must be a Uint8Array')
+    const validity = validityWindow(options.validityDays)
+    let publicKey: CryptoKey
+    try {
+      // WebCrypto checks the curve and that the point is on it; the certificate then carries the
+      // key re-encoded from this handle, never the caller's bytes.
+      publicKey = await webCrypto.subtle.importKey('spki', options.publicKeySpki, EC_P256, true, ['verify'])
+    } catch (cause) {
+      throw new SmqttError('ERR_CERTIFICATE_REQUEST_INVALID', 'the client key is not a DER SPKI EC P-256 public key', {
+        cause,
+      })
+    }
+    const certificate = await this.#issue({
+      subject: options.principalId,
+      publicKey,
+      validity,
+      extendedKeyUsage: ExtendedKeyUsage.clientAuth,
+      alternativeNames: [{ type: 'url', value: principalUri(options.principalId) }],
+    })
+    return { certificatePem: certificate.toString('pem'), serialNumber: certificate.serialNumber }
+  }
+
+  async #issue(request: {
+    subject: string
+    publicKey: CryptoKey
+    validity: { notBefore: Date; notAfter: Date }
+    extendedKeyUsage: ExtendedKeyUsage
+    alternativeNames: { type: 'dns' | 'ip' | 'url'; value: string }[]
+  }): Promise<X509Certificate> {
+    // Never outlive the CA: a chain is only as valid as its shortest link.
+    const notAfter = new Date(Math.min(request.validity.notAfter.getTime(), this.#certificate.notAfter.getTime()))
+    const extensions: Extension[] = [
+      new BasicConstraintsExtension(false, undefined, true),
+      new KeyUsagesExtension(KeyUsageFlags.digitalSignature, true),
+      new ExtendedKeyUsageExtension([request.extendedKeyUsage], false),
+      new SubjectAlternativeNameExtension(request.alternativeNames, false),
+      await SubjectKeyIdentifierExtension.create(request.publicKey, false, webCrypto),
+      new AuthorityKeyIdentifierExtension(this.#authorityKeyId, false),
+    ]
+    return X509CertificateGenerator.create(
+      {
+        serialNumber: randomSerialHex(),
+        subject: [{ CN: [request.subject] }],
+        issuer: this.#certificate.subjectName,
+        notBefore: request.validity.notBefore,
+        notAfter,
+        publicKey: request.publicKey,
+        signingKey: this.#signingKey,
+        signingAlgorithm: ECDSA_SHA256,
+        extensions,
+      },
+      webCrypto,
+    )
+  }
+}
+
+/**
+ * The principal a client certificate names: the id in its one `urn:smqtt:principal:` URI SAN.
+ * Undefined when the certificate has no such SAN, more than one, a non-canonical encoding, an
+ * invalid id, or is not a parsable certificate — callers treat all of these as "no principal".
+ * It does not check the chain: use it only on a certificate TLS has already verified.
+ *
+ * @example
+ * ```ts
+ * const peer = tlsSocket.getPeerCertificate()
+ * const principalId = peer.raw ? principalIdFromCertificate(peer.raw) : undefined
+ * ```
+ */
+export function principalIdFromCertificate(certificate: string | Uint8Array): string | undefined {
+  let alternativeNames: SubjectAlternativeNameExtension | null
+  try {
+    alternativeNames = new X509Certificate(certificate).getExtension(SubjectAlternativeNameExtension)
+  } catch {
+    return undefined
+  }
+  const uris = (alternativeNames?.names.items ?? [])
+    .filter((name) => name.type === 'url' && name.value.startsWith(PRINCIPAL_URI_PREFIX))
+    .map((name) => name.value)
+  // Two principal URIs would make the mapping ambiguous: fail closed.
+  if (uris.length !== 1 || uris[0] === undefined) return undefined
+  let id: string
+  try {
+    id = decodeURIComponent(uris[0].slice(PRINCIPAL_URI_PREFIX.length))
+  } catch {
+    return undefined
+  }
+  // One id, one URI: refuse any other spelling (e.g. %2d for '-') of the same id.
+  if (!isValidPrincipalId(id) || principalUri(id) !== uris[0]) return undefined
+  return id
+}
+
+function principalUri(principalId: string): string {
+  return PRINCIPAL_URI_PREFIX + encodeURIComponent(principalId)
+}
+
+function requestInvalid(why: string): SmqttError {
+  return new SmqttError('ERR_CERTIFICATE_REQUEST_INVALID', `certificate request refused: ${why}`)
+}
+
+function checkCommonName(commonName: unknown): asserts commonName is string {
+  if (typeof commonName !== 'string') throw new TypeError('commonName must be a string')
+  // X.500 ub-common-name; control characters would garble logs and DN strings.
+  if (commonName.length < 1 || commonName.length > 64 || /\p{Cc}/u.test(commonName)) {
+    throw requestInvalid('the common name must be 1 to 64 characters without control characters')
+  }
+}
+
+function validityWindow(validityDays: unknown): { notBefore: Date; notAfter: Date } {
+  if (
+    typeof validityDays !== 'number' ||
+    !Number.isInteger(validityDays) ||
+    validityDays < 1 ||
+    validityDays > 36_500
+  ) {
+    throw new RangeError('validityDays must be an integer from 1 to 36500')
+  }
+  const now = Date.now()
+  return { notBefore: new Date(now - CLOCK_SKEW_MS), notAfter: new Date(now + validityDays * DAY_MS) }
+}
+
+function randomSerialHex(): string {
+  // The X.509 library strips leading zeros and adds the sign octet: always a positive INTEGER.
+  return Array.from(cryptoBackend.randomBytes(SERIAL_BYTES), (byte) => byte.toString(16).padStart(2, '0')).join('')
+}
+
+function isDnsName(name: unknown): boolean {
+  if (typeof name !== 'string' || name.length > 253) return false
+  // A leading `*.` wildcard is allowed; each label is LDH, 1 to 63 characters, no edge hyphen.
+  const labels = (name.startsWith('*.') ? name.slice(2) : name).split('.')
+  return labels.every((label) => /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label))
+}
+
+function isIpAddress(address: unknown): boolean {
+  if (typeof address !== 'string') return false
+  if (isIP(address) === 4) return true
+  // The X.509 library encodes plain hex-and-colon IPv6 only: no zone ids, no embedded IPv4.
+  return isIP(address) === 6 && /^[0-9A-Fa-f:]+$/.test(address)
+}

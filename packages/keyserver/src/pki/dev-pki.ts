@@ -1,0 +1,133 @@
+// X.509 is key-server-only, so PKI code uses @peculiar/x509 over WebCrypto instead of growing core.
+//
+// A ready-to-use PKI for development and first runs: a CA and a server certificate for this
+// machine, created once in a folder and reused ever after. Production deployments point the
+// config at their own files instead; nothing here is special except that it never overwrites.
+// Must load before @peculiar/x509 (see the file).
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { CertificateAuthority, createCertificateAuthority } from './certificate-authority.js'
+import { PemConverter } from './x509.js'
+
+/** The files {@link ensureDevPki} keeps, by role. Keys are PKCS #8 PEM, mode 0600. */
+export const DEV_PKI_FILES = {
+  caCertificate: 'ca.pem',
+  caKey: 'ca.key',
+  serverCertificate: 'server.pem',
+  serverKey: 'server.key',
+} as const
+
+const CA_VALIDITY_DAYS = 3650
+const SERVER_VALIDITY_DAYS = 825
+const SECRET_FILE_MODE = 0o600
+
+export interface DevPki {
+  readonly caPem: string
+  readonly serverCertPem: string
+  readonly serverKeyPem: string
+  readonly ca: CertificateAuthority
+  /** True when this call created the files, false when it loaded existing ones. */
+  readonly created: boolean
+}
+
+/**
+ * Makes sure `dir` holds a development PKI and returns it: on the first run creates `ca.pem`,
+ * `ca.key`, `server.pem` and `server.key` (a certificate for `localhost`, `127.0.0.1` and `::1`);
+ * on later runs loads them. Never overwrites. Refuses, with an Error naming the files, a folder
+ * that holds some of the files but not all, or a key file readable by group or others.
+ *
+ * @example
+ * ```ts
+ * const pki = await ensureDevPki('/var/lib/smqtt/pki')
+ * https.createServer({ cert: pki.serverCertPem, key: pki.serverKeyPem, ca: pki.caPem })
+ * ```
+ */
+export async function ensureDevPki(dir: string): Promise<DevPki> {
+  const paths = {
+    caCertificate: join(dir, DEV_PKI_FILES.caCertificate),
+    caKey: join(dir, DEV_PKI_FILES.caKey),
+    serverCertificate: join(dir, DEV_PKI_FILES.serverCertificate),
+    serverKey: join(dir, DEV_PKI_FILES.serverKey),
+  }
+  const present = await Promise.all(Object.values(paths).map(exists))
+  if (present.every(Boolean)) return loadDevPki(paths)
+  if (present.some(Boolean)) {
+    const missing = Object.values(paths).filter((_, i) => !present[i])
+    throw new Error(
+      `${dir} holds part of a development PKI; missing: ${missing.join(', ')}. ` +
+        'Restore the missing files, or remove the others to start a new CA (every certificate it issued then stops working).',
+    )
+  }
+  return createDevPki(dir, paths)
+}
+
+type DevPkiPaths = Record<keyof typeof DEV_PKI_FILES, string>
+
+async function createDevPki(dir: string, paths: DevPkiPaths): Promise<DevPki> {
+  const caMaterial = await createCertificateAuthority({
+    commonName: 'SMQTT development CA',
+    validityDays: CA_VALIDITY_DAYS,
+  })
+  const ca = await CertificateAuthority.load(caMaterial.certificatePem, caMaterial.privateKeyPkcs8)
+  const server = await ca.issueServerCertificate({
+    commonName: 'localhost',
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1', '::1'],
+    validityDays: SERVER_VALIDITY_DAYS,
+  })
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  // 'wx' fails if the file appeared meanwhile (another process): never overwrite.
+  await writeFile(paths.caKey, PemConverter.encode(caMaterial.privateKeyPkcs8, 'PRIVATE KEY'), {
+    flag: 'wx',
+    mode: SECRET_FILE_MODE,
+  })
+  await writeFile(paths.caCertificate, caMaterial.certificatePem, { flag: 'wx' })
+  await writeFile(paths.serverKey, server.privateKeyPem, { flag: 'wx', mode: SECRET_FILE_MODE })
+  await writeFile(paths.serverCertificate, server.certificatePem, { flag: 'wx' })
+  return {
+    caPem: caMaterial.certificatePem,
+    serverCertPem: server.certificatePem,
+    serverKeyPem: server.privateKeyPem,
+    ca,
+    created: true,
+  }
+}
+
+async function loadDevPki(paths: DevPkiPaths): Promise<DevPki> {
+  await Promise.all([refuseOpenPermissions(paths.caKey), refuseOpenPermissions(paths.serverKey)])
+  const [caPem, caKeyPem, serverCertPem, serverKeyPem] = await Promise.all([
+    readFile(paths.caCertificate, 'utf8'),
+    readFile(paths.caKey, 'utf8'),
+    readFile(paths.serverCertificate, 'utf8'),
+    readFile(paths.serverKey, 'utf8'),
+  ])
+  let caKey: Uint8Array
+  try {
+    caKey = new Uint8Array(PemConverter.decodeFirst(caKeyPem))
+  } catch (cause) {
+    throw new Error(`${paths.caKey} is not a PEM private key`, { cause })
+  }
+  const ca = await CertificateAuthority.load(caPem, caKey)
+  return { caPem, serverCertPem, serverKeyPem, ca, created: false }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path)
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw err
+  }
+}
+
+async function refuseOpenPermissions(path: string): Promise<void> {
+  // POSIX modes only; Windows reports synthetic ones.
+  if (process.platform === 'win32') return
+  const { mode } = await stat(path)
+  if ((mode & 0o077) !== 0) {
+    throw new Error(
+      `${path} is readable by group or others (mode ${(mode & 0o777).toString(8)}); run: chmod 600 ${path}`,
+    )
+  }
+}

@@ -1,0 +1,157 @@
+// Assembles a running key server from a config: master key, store, CA, service, HTTPS app,
+// and the periodic job. The CLI's `start`, the project's `npm start` and the tests use this.
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { cryptoBackend, sha256 } from '@smqtt/core'
+import type { FastifyInstance } from 'fastify'
+import { type Logger, pino } from 'pino'
+import { defaultConfig, type KeyServerConfig } from './config.js'
+import { buildApp } from './http/app.js'
+import { MasterKey } from './master-key.js'
+import { CertificateAuthority } from './pki/certificate-authority.js'
+import { ensureDevPki } from './pki/dev-pki.js'
+import { KeyServer } from './service/key-server.js'
+import { openStore } from './store/open-store.js'
+
+/** The name of the CA private key among the store's sealed secrets. */
+const CA_KEY_SECRET = 'ca.private-key'
+const TICK_MS = 5_000
+
+export interface RunningKeyServer {
+  readonly url: string
+  readonly keyServer: KeyServer
+  readonly app: FastifyInstance
+  close(): Promise<void>
+}
+
+/**
+ * Starts the key server described by `config` and listens.
+ *
+ * @example
+ * ```ts
+ * const server = await startKeyServer(loadConfig('./keyserver/config.json'))
+ * process.on('SIGTERM', () => server.close())
+ * ```
+ */
+export async function startKeyServer(
+  config: KeyServerConfig,
+  options: { logger?: Logger } = {},
+): Promise<RunningKeyServer> {
+  const logger = options.logger ?? pino({ name: 'smqtt-keyserver' })
+  const masterKey = MasterKey.fromEnvOrFile({ file: config.masterKeyFile })
+  const store = await openStore(config.store)
+  try {
+    const sealedCaKey = await store.getSecret(CA_KEY_SECRET)
+    const certificateAuthority = sealedCaKey
+      ? await CertificateAuthority.load(
+          readFileSync(config.tls.caFile, 'utf8'),
+          masterKey.open(CA_KEY_SECRET, sealedCaKey),
+        )
+      : undefined
+    if (!certificateAuthority) logger.warn('no CA key in the store: enrollment will issue no client certificates')
+    const keyServer = await KeyServer.open({
+      store,
+      masterKey,
+      logger,
+      settings: config,
+      ...(certificateAuthority ? { certificateAuthority } : {}),
+    })
+    const adminTokenHash = sha256(new TextEncoder().encode(readFileSync(config.adminTokenFile, 'utf8').trim()))
+    const app = await buildApp({
+      keyServer,
+      adminTokenHash,
+      logger,
+      maxBodyBytes: config.maxBodyBytes,
+      ...(config.insecureAllowPlainHttp
+        ? { insecureAllowPlainHttp: true }
+        : { tls: { key: readFileSync(config.tls.keyFile, 'utf8'), cert: readFileSync(config.tls.certFile, 'utf8') } }),
+    })
+    await app.listen({ host: config.listen.host, port: config.listen.port })
+    const address = app.server.address()
+    const port = typeof address === 'object' && address ? address.port : config.listen.port
+    const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host
+    const url = `${config.insecureAllowPlainHttp ? 'http' : 'https'}://${host}:${port}`
+
+    let ticking = false
+    const timer = setInterval(() => {
+      if (ticking) return // a slow store must not pile up ticks
+      ticking = true
+      keyServer
+        .tick()
+        .catch((err: unknown) => logger.error({ err }, 'periodic rotation job failed'))
+        .finally(() => {
+          ticking = false
+        })
+    }, TICK_MS)
+    timer.unref()
+    logger.info({ url, store: store.kind }, 'key server listening')
+    return {
+      url,
+      keyServer,
+      app,
+      async close() {
+        clearInterval(timer)
+        await app.close()
+        await store.close()
+      },
+    }
+  } catch (err) {
+    await store.close()
+    throw err
+  }
+}
+
+/**
+ * `smqtt-keyserver init`: a new deployment in `dir` — master key, admin token, development
+ * PKI, config and store with the key server's identity and the CA key sealed inside.
+ * Refuses to touch a directory that already has a config.
+ *
+ * @example
+ * ```ts
+ * const { configFile, adminToken } = await initKeyServer('./deployment/keyserver')
+ * ```
+ */
+export async function initKeyServer(
+  dir: string,
+  options: { listen?: { host: string; port: number } } = {},
+): Promise<{ configFile: string; adminToken: string; keyServerPublicKey: string }> {
+  const config = defaultConfig(dir)
+  const configFile = join(dir, 'config.json')
+  if (existsSync(configFile))
+    throw new Error(`${configFile} exists: this directory is already initialized (refusing to overwrite)`)
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  const listen = options.listen ?? config.listen
+  const masterKey = MasterKey.generate()
+  masterKey.writeFile(config.masterKeyFile)
+  const adminToken = Buffer.from(cryptoBackend.randomBytes(32)).toString('base64url')
+  writeFileSync(config.adminTokenFile, `${adminToken}\n`, { mode: 0o600, flag: 'wx' })
+  await ensureDevPki(dirname(config.tls.caFile))
+  await mkdir(dirname(storePath(config.store) ?? join(dir, 'x')), { recursive: true })
+  const store = await openStore(config.store)
+  try {
+    // The CA key lives sealed in the store; the plain file ensureDevPki wrote is removed.
+    const caKeyFile = join(dirname(config.tls.caFile), 'ca.key')
+    const pkcs8 = new Uint8Array(
+      Buffer.from(readFileSync(caKeyFile, 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64'),
+    )
+    await store.insertSecret(CA_KEY_SECRET, masterKey.seal(CA_KEY_SECRET, pkcs8))
+    rmSync(caKeyFile)
+    const keyServer = await KeyServer.open({ store, masterKey })
+    const written = {
+      listen,
+      tls: { certFile: 'pki/server.pem', keyFile: 'pki/server.key', caFile: 'pki/ca.pem' },
+      store: 'sqlite:data/keyserver.db',
+      masterKeyFile: 'master.key',
+      adminTokenFile: 'admin.token',
+    }
+    writeFileSync(configFile, `${JSON.stringify(written, null, 2)}\n`, { flag: 'wx' })
+    return { configFile, adminToken, keyServerPublicKey: Buffer.from(keyServer.publicKey).toString('base64url') }
+  } finally {
+    await store.close()
+  }
+}
+
+function storePath(url: string): string | undefined {
+  return url.startsWith('sqlite:') && url !== 'sqlite::memory:' ? url.slice('sqlite:'.length) : undefined
+}

@@ -1,0 +1,570 @@
+// The key server's domain: who is enrolled, which policy holds, which epoch keys exist, who
+// is revoked. The HTTP layer and the CLI call this; nothing here knows about HTTP.
+import {
+  createKeyBundle,
+  createPrincipalRecord,
+  createRevocationList,
+  cryptoBackend,
+  DEFAULT_SUITE,
+  type EnrollmentRequest,
+  exportIdentity,
+  generateIdentity,
+  type Identity,
+  importIdentity,
+  importPublicIdentity,
+  parsePolicy,
+  parseRequestSignature,
+  type SignedDocument,
+  SmqttError,
+  sha256,
+  verifyEnrollmentProof,
+  verifyRequestSignature,
+} from '@smqtt/core'
+import { type Logger, pino } from 'pino'
+import type { MasterKey } from '../master-key.js'
+import type { CertificateAuthority } from '../pki/certificate-authority.js'
+import type { EpochRecord, KeyStore, PrincipalRecord } from '../store/key-store.js'
+import { StoreConflictError } from '../store/key-store.js'
+import { AuditLog } from './audit-log.js'
+import { NonceCache } from './nonce-cache.js'
+import { EMPTY_POLICY, PolicyState, principalContext } from './policy-state.js'
+
+export interface KeyServerSettings {
+  /** How long a key bundle is valid; clients refresh before (default 3600). */
+  readonly bundleTtlSeconds: number
+  /** How long before activation a scheduled epoch is handed out (default 30). */
+  readonly rotationLeadSeconds: number
+  /** How long a replaced epoch stays readable, unless the group sets its own (default 300). */
+  readonly defaultGraceSeconds: number
+  readonly enrollmentTokenTtlSeconds: number
+  readonly clientCertificateValidityDays: number
+}
+
+export const DEFAULT_SETTINGS: KeyServerSettings = {
+  bundleTtlSeconds: 3600,
+  rotationLeadSeconds: 30,
+  defaultGraceSeconds: 300,
+  enrollmentTokenTtlSeconds: 86_400,
+  clientCertificateValidityDays: 365,
+}
+
+export interface KeyServerOptions {
+  readonly store: KeyStore
+  readonly masterKey: MasterKey
+  /** Issues client certificates at enrollment; without it enrollment issues none. */
+  readonly certificateAuthority?: CertificateAuthority
+  readonly settings?: Partial<KeyServerSettings>
+  readonly logger?: Logger
+  /** Unix seconds; injectable for tests. */
+  readonly now?: () => number
+}
+
+/** What a change means to those who hold keys; the push channel listens to these. */
+export type KeyServerChange =
+  | { readonly kind: 'epochs'; readonly groups: readonly number[] }
+  | { readonly kind: 'revoked'; readonly principal: string; readonly kid: number }
+  | { readonly kind: 'policy'; readonly version: number }
+
+export type { EnrollmentRequest }
+
+export interface EnrollmentResult {
+  readonly principal: SignedDocument
+  readonly kid: number
+  readonly keyServerPublicKey: string
+  readonly certificatePem?: string
+}
+
+/** Principal ids are used as MQTT client ids, in topics and in certificates: keep them plain. */
+export const PRINCIPAL_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
+const ROLE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/
+const IDENTITY_SECRET = 'keyserver.identity'
+const epochLabel = (group: number, epoch: number) => `epoch:${group}:${epoch}`
+
+function fromB64u(text: string): Uint8Array | undefined {
+  if (!/^[A-Za-z0-9_-]*$/.test(text)) return undefined
+  return new Uint8Array(Buffer.from(text, 'base64url'))
+}
+
+/**
+ * The key server.
+ *
+ * @example
+ * ```ts
+ * const keyServer = await KeyServer.open({ store, masterKey, certificateAuthority })
+ * const { token } = await keyServer.createEnrollmentToken({ principalId: 'thermostat-1', roles: ['device'] }, 'admin')
+ * ```
+ */
+export class KeyServer {
+  readonly settings: KeyServerSettings
+  readonly audit: AuditLog
+  readonly #store: KeyStore
+  readonly #masterKey: MasterKey
+  readonly #ca: CertificateAuthority | undefined
+  readonly #logger: Logger
+  readonly #now: () => number
+  readonly #identity: Identity
+  readonly #nonces = new NonceCache()
+  readonly #listeners = new Set<(change: KeyServerChange) => void>()
+  #policy: PolicyState
+
+  private constructor(options: KeyServerOptions, identity: Identity, policy: PolicyState) {
+    this.settings = { ...DEFAULT_SETTINGS, ...options.settings }
+    this.#store = options.store
+    this.#masterKey = options.masterKey
+    this.#ca = options.certificateAuthority
+    this.#logger = options.logger ?? pino({ level: 'silent' })
+    this.#now = options.now ?? (() => Math.floor(Date.now() / 1000))
+    this.audit = new AuditLog(this.#store, this.#logger, this.#now)
+    this.#identity = identity
+    this.#policy = policy
+  }
+
+  /** Loads (or on first start creates) the key server's signing identity and the policy. */
+  static async open(options: KeyServerOptions): Promise<KeyServer> {
+    const { store, masterKey } = options
+    let sealed = await store.getSecret(IDENTITY_SECRET)
+    if (!sealed) {
+      const created = generateIdentity('keyserver')
+      const json = new TextEncoder().encode(JSON.stringify(exportIdentity(created)))
+      await store.insertSecret(IDENTITY_SECRET, masterKey.seal(IDENTITY_SECRET, json))
+      sealed = await store.getSecret(IDENTITY_SECRET) // another process may have won the race
+      if (!sealed) throw new Error('the key server identity could not be stored')
+    }
+    const identity = importIdentity(JSON.parse(new TextDecoder().decode(masterKey.open(IDENTITY_SECRET, sealed))))
+    const stored = await store.getPolicy()
+    const policy = stored ? PolicyState.fromDocument(stored.version, stored.document) : new PolicyState(0, EMPTY_POLICY)
+    const server = new KeyServer(options, identity, policy)
+    await server.ensureEpochs()
+    return server
+  }
+
+  /** The key server's Ed25519 public key, which clients pin at enrollment. */
+  get publicKey(): Uint8Array {
+    return this.#identity.signingKey
+  }
+
+  get policy(): PolicyState {
+    return this.#policy
+  }
+
+  /** Subscribes to changes (for push delivery); returns the unsubscribe function. */
+  onChange(listener: (change: KeyServerChange) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  #emit(change: KeyServerChange): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(change)
+      } catch (err) {
+        this.#logger.error({ err, change: change.kind }, 'change listener failed')
+      }
+    }
+  }
+
+  // ---- enrollment -------------------------------------------------------------------------
+
+  /** Issues a one-time enrollment token bound to an id and roles. The token is shown once. */
+  async createEnrollmentToken(
+    request: { principalId: string; roles: readonly string[]; ttlSeconds?: number },
+    actor: string,
+  ): Promise<{ token: string; expiresAt: number }> {
+    const { principalId, roles } = request
+    if (!PRINCIPAL_ID_PATTERN.test(principalId))
+      throw new SmqttError('ERR_REQUEST_INVALID', `principal id must match ${PRINCIPAL_ID_PATTERN}`)
+    const badRole = roles.find((role) => !ROLE_PATTERN.test(role))
+    if (badRole !== undefined)
+      throw new SmqttError('ERR_REQUEST_INVALID', `role ${JSON.stringify(badRole)} must match ${ROLE_PATTERN}`)
+    if (await this.#store.getPrincipal(principalId))
+      throw new SmqttError('ERR_CONFLICT', `principal ${principalId} is already enrolled`)
+    const now = this.#now()
+    const ttl = request.ttlSeconds ?? this.settings.enrollmentTokenTtlSeconds
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 30 * 86_400)
+      throw new SmqttError('ERR_REQUEST_INVALID', 'ttlSeconds must be an integer in [1, 2592000]')
+    const token = Buffer.from(cryptoBackend.randomBytes(32)).toString('base64url')
+    await this.#store.insertEnrollmentToken({
+      tokenHash: sha256(new TextEncoder().encode(token)),
+      principalId,
+      roles: [...roles],
+      createdAt: now,
+      expiresAt: now + ttl,
+      usedAt: undefined,
+    })
+    await this.audit.record({
+      actor,
+      action: 'enrollment-token.create',
+      subject: principalId,
+      outcome: 'ok',
+      details: { roles, expiresAt: now + ttl },
+    })
+    return { token, expiresAt: now + ttl }
+  }
+
+  /**
+   * Enrolls a device: checks its proof of possession, consumes the token (once, atomically),
+   * records the principal with the token's roles, issues a client certificate if asked.
+   */
+  async enroll(request: EnrollmentRequest, remoteAddress: string): Promise<EnrollmentResult> {
+    const refuse = async (
+      reason: string,
+      code: 'ERR_ENROLLMENT_TOKEN_INVALID' | 'ERR_REQUEST_SIGNATURE_INVALID' = 'ERR_ENROLLMENT_TOKEN_INVALID',
+    ) => {
+      await this.audit.record({
+        actor: 'anonymous',
+        action: 'enroll',
+        subject: String(request.identity?.id ?? '?'),
+        outcome: 'refused',
+        details: { reason, remoteAddress },
+      })
+      return new SmqttError(code)
+    }
+    const identity = importPublicIdentity(request.identity)
+    const tokenHash = sha256(new TextEncoder().encode(request.token))
+    if (!verifyEnrollmentProof(request.token, identity, request.proof))
+      throw await refuse('proof of possession does not verify', 'ERR_REQUEST_SIGNATURE_INVALID')
+    const tlsKey = request.tlsPublicKey === undefined ? undefined : fromB64u(request.tlsPublicKey)
+    if (request.tlsPublicKey !== undefined && (!tlsKey || !this.#ca))
+      throw new SmqttError(
+        'ERR_REQUEST_INVALID',
+        this.#ca ? 'tlsPublicKey is not base64url' : 'this key server issues no certificates',
+      )
+
+    const now = this.#now()
+    const token = await this.#store.consumeEnrollmentToken(tokenHash, now)
+    if (!token) throw await refuse('token unknown, used or expired')
+    if (token.principalId !== identity.id) throw await refuse(`token is bound to ${token.principalId}`)
+    if (request.roles && !sameSet(request.roles, token.roles)) throw await refuse('roles differ from the token')
+
+    const certificate =
+      tlsKey && this.#ca
+        ? await this.#ca.issueClientCertificate({
+            principalId: identity.id,
+            publicKeySpki: tlsKey,
+            validityDays: this.settings.clientCertificateValidityDays,
+          })
+        : undefined
+    let principal: PrincipalRecord
+    try {
+      principal = await this.#store.createPrincipal({
+        id: identity.id,
+        roles: token.roles,
+        username: undefined,
+        signingKey: identity.signingKey,
+        agreementKey: identity.agreementKey,
+        kem: identity.kem,
+        createdAt: now,
+        certificateSerial: certificate?.serialNumber,
+      })
+    } catch (err) {
+      if (err instanceof StoreConflictError) throw await refuse('principal already enrolled')
+      throw err
+    }
+    await this.audit.record({
+      actor: `principal:${principal.id}`,
+      action: 'enroll',
+      subject: principal.id,
+      outcome: 'ok',
+      details: {
+        kid: principal.kid,
+        roles: principal.roles,
+        remoteAddress,
+        certificate: certificate?.serialNumber ?? null,
+      },
+    })
+    this.#emit({ kind: 'policy', version: this.#policy.version }) // readers/writers may have changed
+    return {
+      principal: this.signedPrincipalRecord(principal),
+      kid: principal.kid,
+      keyServerPublicKey: Buffer.from(this.publicKey).toString('base64url'),
+      ...(certificate ? { certificatePem: certificate.certificatePem } : {}),
+    }
+  }
+
+  signedPrincipalRecord(principal: PrincipalRecord): SignedDocument {
+    return createPrincipalRecord(
+      {
+        id: principal.id,
+        kid: principal.kid,
+        roles: principal.roles,
+        signingKey: principal.signingKey,
+        agreementKey: principal.agreementKey,
+        kem: principal.kem,
+        issuedAt: this.#now(),
+      },
+      this.#identity,
+    )
+  }
+
+  // ---- device authentication ----------------------------------------------------------------
+
+  /**
+   * Authenticates a signed request (proof of possession): known, active principal, fresh
+   * timestamp, unused nonce, valid signature. Every refusal is audited with its reason.
+   */
+  async authenticateRequest(
+    headers: Readonly<Record<string, string | string[] | undefined>>,
+    request: { method: string; path: string; body: Uint8Array },
+    remoteAddress: string,
+  ): Promise<PrincipalRecord> {
+    let claimed = '?'
+    try {
+      const parsed = parseRequestSignature(headers)
+      claimed = parsed.principal
+      const principal = await this.#store.getPrincipal(parsed.principal)
+      if (!principal) throw new SmqttError('ERR_UNAUTHENTICATED', 'unknown principal')
+      verifyRequestSignature(parsed, principal.signingKey, request, { now: this.#now() })
+      if (!this.#nonces.useOnce(`${parsed.principal}\n${parsed.nonce}`, this.#now()))
+        throw new SmqttError('ERR_REQUEST_SIGNATURE_INVALID', 'request signature invalid: nonce already used')
+      if (principal.status !== 'active')
+        throw new SmqttError('ERR_PRINCIPAL_REVOKED', `principal is ${principal.status}`)
+      return principal
+    } catch (err) {
+      if (err instanceof SmqttError)
+        await this.audit.record({
+          actor: 'anonymous',
+          action: 'auth.failed',
+          subject: claimed,
+          outcome: 'refused',
+          details: { reason: err.code, message: err.message, remoteAddress },
+        })
+      throw err
+    }
+  }
+
+  // ---- policy ---------------------------------------------------------------------------
+
+  /**
+   * Replaces the policy (optimistically: `expectedVersion` must be the current version when
+   * given). Groups that lose a reader are re-keyed at once. Returns the wide-group warnings.
+   */
+  async setPolicy(
+    document: unknown,
+    actor: string,
+    expectedVersion?: number,
+  ): Promise<{ version: number; warnings: string[] }> {
+    const policy = parsePolicy(document)
+    const current = this.#policy
+    if (expectedVersion !== undefined && expectedVersion !== current.version)
+      throw new SmqttError('ERR_CONFLICT', `policy is at version ${current.version}, not ${expectedVersion}`)
+    const next = new PolicyState(current.version + 1, policy)
+    const active = await this.#activePrincipals()
+    if (!(await this.#store.putPolicy(JSON.stringify(policy), current.version, this.#now())))
+      throw new SmqttError('ERR_CONFLICT', 'the policy changed concurrently; re-read and retry')
+    this.#policy = next
+    const lostReader = current.policy.groups
+      .filter((g) => next.policy.groups.some((n) => n.id === g.id))
+      .filter((g) => active.some((p) => current.readableGroups(p).has(g.id) && !next.readableGroups(p).has(g.id)))
+      .map((g) => g.id)
+    const warnings = next.evaluator.wideGroupWarnings(active.map(principalContext)).map((w) => w.message)
+    await this.audit.record({
+      actor,
+      action: 'policy.update',
+      subject: `policy:${next.version}`,
+      outcome: 'ok',
+      details: { rekeyed: lostReader, warnings },
+    })
+    await this.ensureEpochs()
+    for (const group of lostReader)
+      await this.rotateGroup(group, { immediate: true, actor: 'system', reason: 'reader removed' })
+    this.#emit({ kind: 'policy', version: next.version })
+    return { version: next.version, warnings }
+  }
+
+  /** Reloads the policy from the store (another key server process may have changed it). */
+  async reloadPolicy(): Promise<void> {
+    const stored = await this.#store.getPolicy()
+    if (stored && stored.version !== this.#policy.version)
+      this.#policy = PolicyState.fromDocument(stored.version, stored.document)
+  }
+
+  // ---- epochs and rotation -----------------------------------------------------------------
+
+  /** Gives every group of the policy a first epoch, active now. */
+  async ensureEpochs(): Promise<void> {
+    const epochs = await this.#store.listEpochs()
+    for (const group of this.#policy.policy.groups)
+      if (!epochs.some((e) => e.group === group.id))
+        await this.rotateGroup(group.id, { immediate: true, actor: 'system', reason: 'new group' })
+  }
+
+  /**
+   * Creates the group's next epoch. Scheduled: it activates `rotationLeadSeconds` from now, so
+   * every member holds it before anyone seals with it. Immediate (revocation, reader removed):
+   * it activates now, and any epoch scheduled but not yet active is withdrawn, because the
+   * departed reader may already hold it. The previous epochs stay readable for the grace period.
+   */
+  async rotateGroup(
+    group: number,
+    options: { immediate: boolean; actor: string; reason: string },
+  ): Promise<EpochRecord> {
+    const policyGroup = this.#policy.policy.groups.find((g) => g.id === group)
+    if (!policyGroup) throw new SmqttError('ERR_NOT_FOUND', `no key group ${group} in the policy`)
+    const grace = policyGroup.graceSeconds ?? this.settings.defaultGraceSeconds
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const now = this.#now()
+      const epochs = await this.#store.listEpochs(group)
+      const number = (epochs.at(-1)?.epoch ?? 0) + 1
+      const activatesAt = options.immediate ? now : now + this.settings.rotationLeadSeconds
+      const key = cryptoBackend.randomBytes(32)
+      const record: EpochRecord = {
+        group,
+        epoch: number,
+        suite: DEFAULT_SUITE,
+        sealedKey: this.#masterKey.seal(epochLabel(group, number), key),
+        createdAt: now,
+        activatesAt,
+        retiresAt: undefined,
+      }
+      if (!(await this.#store.insertEpoch(record))) continue // a concurrent rotation took the number
+      for (const previous of epochs) {
+        if (previous.retiresAt !== undefined && previous.retiresAt <= activatesAt + grace) continue
+        // A withdrawn future epoch retires now; the others after the grace period.
+        const retiresAt = options.immediate && previous.activatesAt > now ? now : activatesAt + grace
+        await this.#store.setEpochRetirement(group, previous.epoch, retiresAt)
+      }
+      await this.audit.record({
+        actor: options.actor,
+        action: 'rotate',
+        subject: `group:${group}`,
+        outcome: 'ok',
+        details: { epoch: number, activatesAt, immediate: options.immediate, reason: options.reason },
+      })
+      this.#emit({ kind: 'epochs', groups: [group] })
+      return record
+    }
+    throw new SmqttError('ERR_CONFLICT', `could not rotate group ${group}: too many concurrent rotations`)
+  }
+
+  /** The periodic job: scheduled rotations, then deletion of epochs past their grace period. */
+  async tick(): Promise<void> {
+    await this.reloadPolicy()
+    const now = this.#now()
+    const epochs = await this.#store.listEpochs()
+    for (const group of this.#policy.policy.groups) {
+      if (!group.rotateEverySeconds) continue
+      const own = epochs.filter((e) => e.group === group.id && (e.retiresAt === undefined || e.retiresAt > now))
+      if (own.some((e) => e.activatesAt > now)) continue // the next one is already scheduled
+      const current = own.at(-1)
+      if (!current || current.activatesAt + group.rotateEverySeconds - this.settings.rotationLeadSeconds <= now)
+        await this.rotateGroup(group.id, { immediate: false, actor: 'system', reason: 'schedule' })
+    }
+    const deleted = await this.#store.deleteRetiredEpochs(now)
+    if (deleted > 0) this.#logger.info({ deleted }, 'deleted epochs past their grace period')
+  }
+
+  // ---- bundles ----------------------------------------------------------------------------
+
+  /** The signed key bundle of a principal: every group it may read or write, live epochs only. */
+  async bundleFor(principal: PrincipalRecord): Promise<SignedDocument> {
+    if (principal.status !== 'active') throw new SmqttError('ERR_PRINCIPAL_REVOKED')
+    const now = this.#now()
+    const notAfter = now + this.settings.bundleTtlSeconds
+    const groups = this.#policy.keyedGroups(principal)
+    const active = await this.#activePrincipals()
+    const epochs = (await this.#store.listEpochs()).filter(
+      (e) => groups.has(e.group) && (e.retiresAt === undefined || e.retiresAt > now),
+    )
+    const bundleGroups = this.#policy.policy.groups
+      .filter((g) => groups.has(g.id))
+      .map((g) => ({
+        group: g.id,
+        name: g.name,
+        filter: g.filter,
+        suite: DEFAULT_SUITE,
+        epochs: epochs
+          .filter((e) => e.group === g.id)
+          .map((e) => ({
+            epoch: e.epoch,
+            key: this.#masterKey.open(epochLabel(e.group, e.epoch), e.sealedKey),
+            activatesAt: e.activatesAt,
+            retiresAt: e.retiresAt ?? notAfter + (g.graceSeconds ?? this.settings.defaultGraceSeconds),
+          })),
+        writers: this.#policy.evaluator
+          .writersOf(g, active.map(principalContext))
+          .map((w) => active.find((p) => p.id === w.id) as PrincipalRecord)
+          .map((p) => ({ kid: p.kid, principal: p.id, signingKey: p.signingKey })),
+      }))
+    return createKeyBundle({
+      recipient: {
+        id: principal.id,
+        signingKey: principal.signingKey,
+        agreementKey: principal.agreementKey,
+        kem: principal.kem,
+      },
+      groups: bundleGroups,
+      validity: { notBefore: now - 60, notAfter },
+      issuedAt: now,
+      keyServer: this.#identity,
+    })
+  }
+
+  // ---- principals and revocation --------------------------------------------------------------
+
+  listPrincipals(): Promise<PrincipalRecord[]> {
+    return this.#store.listPrincipals()
+  }
+
+  async getPrincipal(id: string): Promise<PrincipalRecord> {
+    const principal = await this.#store.getPrincipal(id)
+    if (!principal) throw new SmqttError('ERR_NOT_FOUND', `no principal ${id}`)
+    return principal
+  }
+
+  /** Disables a principal (reversible by an operator in the store; not published as revoked). */
+  async disablePrincipal(id: string, actor: string): Promise<void> {
+    const principal = await this.getPrincipal(id)
+    if (principal.status === 'revoked') throw new SmqttError('ERR_CONFLICT', `${id} is revoked`)
+    await this.#store.setPrincipalStatus(id, 'disabled', this.#now())
+    await this.audit.record({ actor, action: 'principal.disable', subject: id, outcome: 'ok', details: {} })
+    await this.#rekeyReadableGroups(principal, 'principal disabled')
+  }
+
+  /**
+   * Revokes a principal: records it, publishes a new signed revocation list, re-keys every
+   * group it could read, and tells listeners (brokers close its sessions).
+   */
+  async revokePrincipal(id: string, actor: string): Promise<SignedDocument> {
+    const principal = await this.getPrincipal(id)
+    if (principal.status === 'revoked') throw new SmqttError('ERR_CONFLICT', `${id} is already revoked`)
+    await this.#store.setPrincipalStatus(id, 'revoked', this.#now())
+    const list = await this.#publishRevocationList()
+    await this.audit.record({ actor, action: 'revoke', subject: id, outcome: 'ok', details: { kid: principal.kid } })
+    this.#emit({ kind: 'revoked', principal: id, kid: principal.kid })
+    await this.#rekeyReadableGroups(principal, 'principal revoked')
+    return list
+  }
+
+  /** The latest signed revocation list, if any principal was ever revoked. */
+  async revocationList(): Promise<SignedDocument | undefined> {
+    const stored = await this.#store.getRevocationList()
+    return stored ? (JSON.parse(stored.document) as SignedDocument) : undefined
+  }
+
+  async #publishRevocationList(): Promise<SignedDocument> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const current = await this.#store.getRevocationList()
+      const version = (current?.version ?? 0) + 1
+      const entries = (await this.#store.listPrincipals())
+        .filter((p) => p.status === 'revoked')
+        .map((p) => ({ principal: p.id, kid: p.kid, revokedAt: p.statusChangedAt ?? this.#now() }))
+      const document = createRevocationList({ version, entries, issuedAt: this.#now(), keyServer: this.#identity })
+      if (await this.#store.putRevocationList(version, JSON.stringify(document), current?.version ?? 0, this.#now()))
+        return document
+    }
+    throw new SmqttError('ERR_CONFLICT', 'could not publish the revocation list: too many concurrent changes')
+  }
+
+  async #rekeyReadableGroups(principal: PrincipalRecord, reason: string): Promise<void> {
+    for (const group of this.#policy.readableGroups(principal))
+      await this.rotateGroup(group, { immediate: true, actor: 'system', reason })
+  }
+
+  async #activePrincipals(): Promise<PrincipalRecord[]> {
+    return (await this.#store.listPrincipals()).filter((p) => p.status === 'active')
+  }
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x) => b.includes(x))
+}

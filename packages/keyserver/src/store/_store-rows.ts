@@ -1,0 +1,190 @@
+// Rows as both SQL backends return them (same snake_case columns), the mapping to the records
+// of key-store.ts, and the argument checks both backends share. Internal to src/store.
+//
+// Both backends check arguments the same way so that a caller's mistake (a fractional time, a
+// Buffer-less key) fails identically on SQLite, which would store almost anything, and on
+// PostgreSQL, which would refuse it with a driver error.
+
+import type {
+  AuditEntry,
+  EnrollmentTokenRecord,
+  EpochRecord,
+  NewPrincipal,
+  PrincipalRecord,
+  PrincipalStatus,
+  StoredPolicy,
+} from './key-store.js'
+
+export interface PrincipalRow {
+  kid: number
+  id: string
+  roles: string
+  username: string | null
+  signing_key: Uint8Array
+  agreement_key: Uint8Array
+  kem: string
+  status: string
+  created_at: number
+  status_changed_at: number | null
+  certificate_serial: string | null
+}
+
+export interface EnrollmentTokenRow {
+  token_hash: Uint8Array
+  principal_id: string
+  roles: string
+  created_at: number
+  expires_at: number
+  used_at: number | null
+}
+
+export interface EpochRow {
+  group_id: number
+  epoch: number
+  suite: number
+  sealed_key: Uint8Array
+  created_at: number
+  activates_at: number
+  retires_at: number | null
+}
+
+export interface DocumentRow {
+  version: number
+  document: string
+  updated_at: number
+}
+
+export interface AuditRow {
+  id: number
+  at: number
+  actor: string
+  action: string
+  subject: string
+  outcome: string
+  details: string
+}
+
+const STATUSES: readonly PrincipalStatus[] = ['active', 'disabled', 'revoked']
+const KEMS: readonly PrincipalRecord['kem'][] = ['x25519', 'xwing']
+const OUTCOMES: readonly AuditEntry['outcome'][] = ['ok', 'refused', 'error']
+
+/** Drivers hand back Buffer (a Uint8Array subclass); callers get a plain, unshared copy. */
+export function toBytes(value: Uint8Array): Uint8Array {
+  return new Uint8Array(value)
+}
+
+function oneOf<T extends string>(allowed: readonly T[], value: string, column: string): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`store holds an unexpected ${column}: ${value}`)
+  return value as T
+}
+
+function parseRoles(text: string): string[] {
+  const roles: unknown = JSON.parse(text)
+  if (!Array.isArray(roles) || !roles.every((role) => typeof role === 'string'))
+    throw new Error('store holds roles that are not a JSON array of strings')
+  return roles
+}
+
+export function toPrincipal(row: PrincipalRow): PrincipalRecord {
+  return {
+    id: row.id,
+    kid: row.kid,
+    roles: parseRoles(row.roles),
+    username: row.username ?? undefined,
+    signingKey: toBytes(row.signing_key),
+    agreementKey: toBytes(row.agreement_key),
+    kem: oneOf(KEMS, row.kem, 'kem'),
+    status: oneOf(STATUSES, row.status, 'status'),
+    createdAt: row.created_at,
+    statusChangedAt: row.status_changed_at ?? undefined,
+    certificateSerial: row.certificate_serial ?? undefined,
+  }
+}
+
+export function toEnrollmentToken(row: EnrollmentTokenRow): EnrollmentTokenRecord {
+  return {
+    tokenHash: toBytes(row.token_hash),
+    principalId: row.principal_id,
+    roles: parseRoles(row.roles),
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    usedAt: row.used_at ?? undefined,
+  }
+}
+
+export function toEpoch(row: EpochRow): EpochRecord {
+  return {
+    group: row.group_id,
+    epoch: row.epoch,
+    suite: row.suite,
+    sealedKey: toBytes(row.sealed_key),
+    createdAt: row.created_at,
+    activatesAt: row.activates_at,
+    retiresAt: row.retires_at ?? undefined,
+  }
+}
+
+/** For both the policy and the revocation list, which are stored the same way. */
+export function toStoredDocument(row: DocumentRow): StoredPolicy {
+  return { version: row.version, document: row.document, updatedAt: row.updated_at }
+}
+
+export function toAuditEntry(row: AuditRow): AuditEntry {
+  const details: unknown = JSON.parse(row.details)
+  if (typeof details !== 'object' || details === null || Array.isArray(details))
+    throw new Error(`store holds audit details that are not a JSON object (entry ${row.id})`)
+  return {
+    id: row.id,
+    at: row.at,
+    actor: row.actor,
+    action: row.action,
+    subject: row.subject,
+    outcome: oneOf(OUTCOMES, row.outcome, 'audit outcome'),
+    details: details as Record<string, unknown>,
+  }
+}
+
+/** Throws TypeError unless `value` is an integer, RangeError unless it is in [0, 2^53 - 1]. */
+export function checkCount(value: unknown, label: string): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`${label} must be an integer`)
+  if (value < 0 || value > Number.MAX_SAFE_INTEGER) throw new RangeError(`${label} must be a non-negative safe integer`)
+}
+
+export function checkBytes(value: unknown, label: string): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new TypeError(`${label} must be a Uint8Array`)
+}
+
+export function checkStringList(value: unknown, label: string): asserts value is readonly string[] {
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string'))
+    throw new TypeError(`${label} must be an array of strings`)
+}
+
+/** Checks a new principal before either backend writes it. */
+export function checkNewPrincipal(principal: NewPrincipal): void {
+  checkStringList(principal.roles, 'roles')
+  checkBytes(principal.signingKey, 'signingKey')
+  checkBytes(principal.agreementKey, 'agreementKey')
+  oneOfArgument(KEMS, principal.kem, 'kem')
+  checkCount(principal.createdAt, 'createdAt')
+}
+
+export function checkStatus(status: PrincipalStatus): void {
+  oneOfArgument(STATUSES, status, 'status')
+}
+
+export function checkOutcome(outcome: AuditEntry['outcome']): void {
+  oneOfArgument(OUTCOMES, outcome, 'outcome')
+}
+
+function oneOfArgument(allowed: readonly string[], value: unknown, label: string): void {
+  if (typeof value !== 'string' || !allowed.includes(value))
+    throw new TypeError(`${label} must be one of ${allowed.join(', ')}, got ${String(value)}`)
+}
+
+/** The revocation list carries its own version in the signed document, so it must be the next one. */
+export function checkNextVersion(version: number, expectedVersion: number): void {
+  checkCount(version, 'version')
+  checkCount(expectedVersion, 'expectedVersion')
+  if (version !== expectedVersion + 1)
+    throw new RangeError(`version must be expectedVersion + 1 (${expectedVersion + 1}), got ${version}`)
+}

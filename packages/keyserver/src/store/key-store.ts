@@ -1,0 +1,147 @@
+// The key server's persistent state, behind one interface with two implementations
+// (SQLite by default, PostgreSQL for scale-out) that pass one conformance suite
+// (test/store-conformance.ts). The store holds no plaintext secret: epoch keys and the key
+// server's own private keys arrive already sealed under the master key.
+
+/** Unix seconds. */
+export type UnixSeconds = number
+
+export type PrincipalStatus = 'active' | 'disabled' | 'revoked'
+
+export interface PrincipalRecord {
+  readonly id: string
+  /** Short sender key id used in envelopes; assigned by the store, unique, never reused. */
+  readonly kid: number
+  readonly roles: readonly string[]
+  readonly username: string | undefined
+  /** Ed25519 public key. */
+  readonly signingKey: Uint8Array
+  /** X25519 or X-Wing public key, per `kem`. */
+  readonly agreementKey: Uint8Array
+  readonly kem: 'x25519' | 'xwing'
+  readonly status: PrincipalStatus
+  readonly createdAt: UnixSeconds
+  /** When the status last changed away from active, if it did. */
+  readonly statusChangedAt: UnixSeconds | undefined
+  /** Serial number (hex) of the client certificate issued at enrollment, if any. */
+  readonly certificateSerial: string | undefined
+}
+
+export type NewPrincipal = Omit<PrincipalRecord, 'kid' | 'status' | 'statusChangedAt'>
+
+export interface EnrollmentTokenRecord {
+  /** SHA-256 of the token; the token itself is never stored. */
+  readonly tokenHash: Uint8Array
+  readonly principalId: string
+  readonly roles: readonly string[]
+  readonly createdAt: UnixSeconds
+  readonly expiresAt: UnixSeconds
+  readonly usedAt: UnixSeconds | undefined
+}
+
+export interface StoredPolicy {
+  /** 1 for the first policy, +1 on each change. */
+  readonly version: number
+  /** The policy document as JSON text (validated by the service, stored verbatim). */
+  readonly document: string
+  readonly updatedAt: UnixSeconds
+}
+
+export interface EpochRecord {
+  readonly group: number
+  readonly epoch: number
+  readonly suite: number
+  /** The epoch key sealed under the master key (the store never sees it in clear). */
+  readonly sealedKey: Uint8Array
+  readonly createdAt: UnixSeconds
+  readonly activatesAt: UnixSeconds
+  /** End of the grace period once a newer epoch is active; undefined while current. */
+  readonly retiresAt: UnixSeconds | undefined
+}
+
+export interface StoredRevocationList {
+  readonly version: number
+  /** The signed revocation list document (JSON text). */
+  readonly document: string
+  readonly updatedAt: UnixSeconds
+}
+
+export interface AuditEntry {
+  readonly id: number
+  readonly at: UnixSeconds
+  /** Who acted: `admin`, `principal:<id>`, `system`, or `anonymous` (with the address in details). */
+  readonly actor: string
+  /** What happened, e.g. `enroll`, `auth.failed`, `rotate`, `revoke`, `policy.update`. */
+  readonly action: string
+  /** What it happened to, e.g. a principal id or `group:7`. */
+  readonly subject: string
+  readonly outcome: 'ok' | 'refused' | 'error'
+  /** Small JSON object with the details (reason codes, addresses, epochs). */
+  readonly details: Readonly<Record<string, unknown>>
+}
+
+export type NewAuditEntry = Omit<AuditEntry, 'id'>
+
+/**
+ * Raised by a store when a uniqueness rule refuses a write (duplicate principal id, epoch
+ * number taken). The service turns it into the right API error; it never reaches a client raw.
+ */
+export class StoreConflictError extends Error {
+  override readonly name = 'StoreConflictError'
+}
+
+export interface KeyStore {
+  readonly kind: 'sqlite' | 'postgres'
+  /** Creates or upgrades the schema; safe to call on every start. */
+  migrate(): Promise<void>
+  close(): Promise<void>
+
+  /** A sealed secret by name (CA key, key-server signing key, admin token hash). */
+  getSecret(name: string): Promise<Uint8Array | undefined>
+  /** Inserts a secret; returns false, changing nothing, if the name exists (secrets are never overwritten). */
+  insertSecret(name: string, sealed: Uint8Array): Promise<boolean>
+
+  /** Assigns the next kid (1, 2, …, never reused even after deletion). StoreConflictError on a duplicate id. */
+  createPrincipal(principal: NewPrincipal): Promise<PrincipalRecord>
+  getPrincipal(id: string): Promise<PrincipalRecord | undefined>
+  getPrincipalByKid(kid: number): Promise<PrincipalRecord | undefined>
+  /** All principals, ordered by kid. */
+  listPrincipals(): Promise<PrincipalRecord[]>
+  /** Returns false if there is no such principal. A revoked principal stays revoked: false, unchanged. */
+  setPrincipalStatus(id: string, status: PrincipalStatus, at: UnixSeconds): Promise<boolean>
+
+  insertEnrollmentToken(token: EnrollmentTokenRecord): Promise<void>
+  /**
+   * Atomically marks the token used and returns it, if it exists, is unused and
+   * `now < expiresAt`; otherwise returns undefined and changes nothing. Two concurrent calls
+   * with the same hash: exactly one gets the record.
+   */
+  consumeEnrollmentToken(tokenHash: Uint8Array, now: UnixSeconds): Promise<EnrollmentTokenRecord | undefined>
+  /** Tokens not yet used, ordered by creation. */
+  listPendingEnrollmentTokens(now: UnixSeconds): Promise<EnrollmentTokenRecord[]>
+
+  getPolicy(): Promise<StoredPolicy | undefined>
+  /**
+   * Stores `document` as version `expectedVersion + 1` if the stored version is
+   * `expectedVersion` (0 when there is none yet); returns false, changing nothing, otherwise.
+   */
+  putPolicy(document: string, expectedVersion: number, at: UnixSeconds): Promise<boolean>
+
+  /** Epochs of one group (or all groups), ordered by group then epoch. */
+  listEpochs(group?: number): Promise<EpochRecord[]>
+  /** Inserts an epoch; returns false, changing nothing, if (group, epoch) exists. */
+  insertEpoch(epoch: EpochRecord): Promise<boolean>
+  /** Sets the end of an epoch's grace period. Returns false if there is no such epoch. */
+  setEpochRetirement(group: number, epoch: number, retiresAt: UnixSeconds): Promise<boolean>
+  /** Deletes epochs whose grace period ended before `now`; returns how many. */
+  deleteRetiredEpochs(now: UnixSeconds): Promise<number>
+
+  getRevocationList(): Promise<StoredRevocationList | undefined>
+  /** Same optimistic rule as putPolicy, with `version` = the new version (must be expectedVersion + 1). */
+  putRevocationList(version: number, document: string, expectedVersion: number, at: UnixSeconds): Promise<boolean>
+
+  /** Append-only: there is no update or delete. */
+  appendAudit(entry: NewAuditEntry): Promise<AuditEntry>
+  /** Entries with id > afterId (default 0), oldest first, at most `limit`. */
+  listAudit(options: { afterId?: number; limit: number }): Promise<AuditEntry[]>
+}

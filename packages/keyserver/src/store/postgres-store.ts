@@ -1,0 +1,570 @@
+// The key store for scale-out: several key server processes share one PostgreSQL database.
+// Every write the interface calls atomic is one statement (READ COMMITTED re-checks an
+// UPDATE's WHERE clause after waiting for a concurrent writer's row lock, so exactly one of
+// several racing writers matches), and migrations run under an advisory lock.
+
+import { DatabaseError, escapeIdentifier, Pool, type PoolClient, types as pgTypes, TypeOverrides } from 'pg'
+import {
+  type AuditRow,
+  checkBytes,
+  checkCount,
+  checkNewPrincipal,
+  checkNextVersion,
+  checkOutcome,
+  checkStatus,
+  checkStringList,
+  type DocumentRow,
+  type EnrollmentTokenRow,
+  type EpochRow,
+  type PrincipalRow,
+  toAuditEntry,
+  toBytes,
+  toEnrollmentToken,
+  toEpoch,
+  toPrincipal,
+  toStoredDocument,
+} from './_store-rows.js'
+import {
+  type AuditEntry,
+  type EnrollmentTokenRecord,
+  type EpochRecord,
+  type KeyStore,
+  type NewAuditEntry,
+  type NewPrincipal,
+  type PrincipalRecord,
+  type PrincipalStatus,
+  StoreConflictError,
+  type StoredPolicy,
+  type StoredRevocationList,
+  type UnixSeconds,
+} from './key-store.js'
+
+export interface PostgresKeyStoreOptions {
+  /** `postgres://user:password@host:port/database`, with any libpq-style parameters pg accepts. */
+  readonly connectionString: string
+  /** The schema holding the tables, created if missing (default `public`). */
+  readonly schema?: string
+  /** How long to wait for a connection before failing (default 5000 ms). */
+  readonly connectionTimeoutMillis?: number
+  /** Pool size (default 10). */
+  readonly maxConnections?: number
+}
+
+const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
+
+/**
+ * True if `name` is a schema name the store accepts: a plain identifier of at most 63
+ * characters (letters, digits, underscores), so it never needs more than quoting.
+ *
+ * @example
+ * ```ts
+ * isPostgresSchemaName('smqtt') // true
+ * isPostgresSchemaName('a; DROP TABLE x') // false
+ * ```
+ */
+export function isPostgresSchemaName(name: string): boolean {
+  return SCHEMA_NAME.test(name)
+}
+
+// First key of the two-key advisory locks this store takes ('SMQT'); the second is the schema.
+const LOCK_CLASS = 0x534d5154
+
+// BIGINT arrives as a string by default; every BIGINT here is a count, kid or time that fits
+// in a JS number, and one that does not is refused rather than rounded.
+const typeParsers = new TypeOverrides()
+typeParsers.setTypeParser(pgTypes.builtins.INT8, (text: string) => {
+  const value = Number(text)
+  if (!Number.isSafeInteger(value)) throw new RangeError(`BIGINT ${text} does not fit in a JavaScript number`)
+  return value
+})
+
+// Migration n (1-based) takes the schema from version n - 1 to n; `s` is the quoted schema.
+// Append only: never edit one that has shipped. Documents, roles and audit details are TEXT
+// (JSON), not JSONB: signed documents are kept byte for byte, and JSON's "\u0000" escape,
+// which JSONB refuses, stays storable.
+const MIGRATIONS: readonly ((s: string) => string)[] = [
+  (s) => `
+  CREATE TABLE ${s}.secrets (
+    name TEXT PRIMARY KEY,
+    sealed BYTEA NOT NULL
+  );
+
+  -- Kids come from a counter row updated in the same statement as the insert: a refused
+  -- insert rolls the counter back (no gaps, like SQLite), and a kid is never handed out twice.
+  CREATE TABLE ${s}.counters (
+    name TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+  );
+  INSERT INTO ${s}.counters (name, value) VALUES ('kid', 0);
+
+  CREATE TABLE ${s}.principals (
+    kid BIGINT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    roles TEXT NOT NULL,
+    username TEXT,
+    signing_key BYTEA NOT NULL,
+    agreement_key BYTEA NOT NULL,
+    kem TEXT NOT NULL CHECK (kem IN ('x25519', 'xwing')),
+    status TEXT NOT NULL CHECK (status IN ('active', 'disabled', 'revoked')),
+    created_at BIGINT NOT NULL,
+    status_changed_at BIGINT,
+    certificate_serial TEXT
+  );
+
+  CREATE TABLE ${s}.enrollment_tokens (
+    token_hash BYTEA PRIMARY KEY,
+    principal_id TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+  );
+  CREATE INDEX enrollment_tokens_pending ON ${s}.enrollment_tokens (created_at) WHERE used_at IS NULL;
+
+  CREATE TABLE ${s}.policy (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    version BIGINT NOT NULL CHECK (version >= 1),
+    document TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+  );
+
+  CREATE TABLE ${s}.epochs (
+    group_id BIGINT NOT NULL,
+    epoch BIGINT NOT NULL,
+    suite BIGINT NOT NULL,
+    sealed_key BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    activates_at BIGINT NOT NULL,
+    retires_at BIGINT,
+    PRIMARY KEY (group_id, epoch)
+  );
+
+  CREATE TABLE ${s}.revocation_list (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    version BIGINT NOT NULL CHECK (version >= 1),
+    document TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+  );
+
+  CREATE TABLE ${s}.audit (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'refused', 'error')),
+    details TEXT NOT NULL
+  );
+
+  -- The audit log is append-only for the application too: a bug cannot rewrite history.
+  -- (The table's owner can still drop the triggers; this guards against mistakes, not a DBA.)
+  CREATE FUNCTION ${s}.audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    RAISE EXCEPTION 'audit log is append-only';
+  END
+  $$;
+  CREATE TRIGGER audit_refuse_change BEFORE UPDATE OR DELETE ON ${s}.audit
+    FOR EACH ROW EXECUTE FUNCTION ${s}.audit_refuse_change();
+  CREATE TRIGGER audit_refuse_truncate BEFORE TRUNCATE ON ${s}.audit
+    FOR EACH STATEMENT EXECUTE FUNCTION ${s}.audit_refuse_change();
+  `,
+]
+
+/**
+ * A {@link KeyStore} in PostgreSQL, for several key server processes sharing one database.
+ * Tables live in `options.schema` (default `public`), so deployments and tests can share a
+ * database. A database that cannot be reached fails `migrate()` with an `Error` naming the
+ * host, port and database (never the password), after at most `connectionTimeoutMillis`.
+ *
+ * @example
+ * ```ts
+ * const store = new PostgresKeyStore({ connectionString: 'postgres://smqtt@db:5432/smqtt', schema: 'keyserver' })
+ * await store.migrate()
+ * const policy = await store.getPolicy()
+ * await store.close()
+ * ```
+ */
+export class PostgresKeyStore implements KeyStore {
+  readonly kind = 'postgres'
+  readonly schema: string
+  readonly #s: string
+  readonly #pool: Pool
+  readonly #where: string
+  #closed = false
+
+  constructor(options: PostgresKeyStoreOptions) {
+    const schema = options.schema ?? 'public'
+    if (!isPostgresSchemaName(schema))
+      throw new RangeError(`schema must be letters, digits and underscores (at most 63), got ${JSON.stringify(schema)}`)
+    this.schema = schema
+    this.#s = escapeIdentifier(schema)
+    this.#where = describeServer(options.connectionString)
+    this.#pool = new Pool({
+      connectionString: options.connectionString,
+      connectionTimeoutMillis: options.connectionTimeoutMillis ?? 5000,
+      max: options.maxConnections ?? 10,
+      types: typeParsers,
+    })
+    // An idle connection that breaks (server restart) is dropped by the pool and replaced on
+    // the next query, which reports any lasting failure; without a listener it would crash the process.
+    this.#pool.on('error', () => {})
+  }
+
+  /**
+   * Creates the schema if needed and applies pending migrations in one transaction, under an
+   * advisory lock so key server processes starting together apply each migration once.
+   */
+  async migrate(): Promise<void> {
+    const client = await this.#connect()
+    const s = this.#s
+    try {
+      await client.query('BEGIN')
+      await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [LOCK_CLASS, this.schema])
+      // Checked first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the schema exists.
+      const found = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [this.schema])
+      if (found.rowCount === 0) await client.query(`CREATE SCHEMA ${s}`)
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${s}.schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`,
+      )
+      const { rows } = await client.query<{ version: number | null }>(
+        `SELECT max(version) AS version FROM ${s}.schema_version`,
+      )
+      const current = rows[0]?.version ?? 0
+      if (current > MIGRATIONS.length)
+        throw new Error(
+          `PostgreSQL schema ${this.schema} at ${this.#where} has schema version ${current}, newer than this key ` +
+            `server knows (${MIGRATIONS.length}): upgrade the key server`,
+        )
+      for (let version = current + 1; version <= MIGRATIONS.length; version++) {
+        await client.query((MIGRATIONS[version - 1] as (s: string) => string)(s))
+        await client.query(`INSERT INTO ${s}.schema_version (version, applied_at) VALUES ($1, $2)`, [
+          version,
+          Math.floor(Date.now() / 1000),
+        ])
+      }
+      await client.query('COMMIT')
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {})
+      throw err
+    } finally {
+      client.release()
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#pool.end()
+  }
+
+  async getSecret(name: string): Promise<Uint8Array | undefined> {
+    const row = await this.#one<{ sealed: Uint8Array }>(`SELECT sealed FROM ${this.#s}.secrets WHERE name = $1`, [name])
+    return row && toBytes(row.sealed)
+  }
+
+  async insertSecret(name: string, sealed: Uint8Array): Promise<boolean> {
+    checkBytes(sealed, 'sealed')
+    const result = await this.#pool.query(
+      `INSERT INTO ${this.#s}.secrets (name, sealed) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+      [name, sealed],
+    )
+    return result.rowCount === 1
+  }
+
+  async createPrincipal(principal: NewPrincipal): Promise<PrincipalRecord> {
+    checkNewPrincipal(principal)
+    const s = this.#s
+    try {
+      const row = await this.#one<PrincipalRow>(
+        `WITH next_kid AS (UPDATE ${s}.counters SET value = value + 1 WHERE name = 'kid' RETURNING value)
+         INSERT INTO ${s}.principals
+           (kid, id, roles, username, signing_key, agreement_key, kem, status, created_at, certificate_serial)
+         SELECT value, $1::text, $2::text, $3::text, $4::bytea, $5::bytea, $6::text, 'active', $7::bigint, $8::text
+         FROM next_kid
+         RETURNING *`,
+        [
+          principal.id,
+          JSON.stringify(principal.roles),
+          principal.username ?? null,
+          principal.signingKey,
+          principal.agreementKey,
+          principal.kem,
+          principal.createdAt,
+          principal.certificateSerial ?? null,
+        ],
+      )
+      if (!row) throw new Error(`PostgreSQL schema ${this.schema} has no kid counter: was it migrated?`)
+      return toPrincipal(row)
+    } catch (err) {
+      if (isUniqueViolation(err))
+        throw new StoreConflictError(`principal ${principal.id} already exists`, { cause: err })
+      throw err
+    }
+  }
+
+  async getPrincipal(id: string): Promise<PrincipalRecord | undefined> {
+    const row = await this.#one<PrincipalRow>(`SELECT * FROM ${this.#s}.principals WHERE id = $1`, [id])
+    return row && toPrincipal(row)
+  }
+
+  async getPrincipalByKid(kid: number): Promise<PrincipalRecord | undefined> {
+    checkCount(kid, 'kid')
+    const row = await this.#one<PrincipalRow>(`SELECT * FROM ${this.#s}.principals WHERE kid = $1`, [kid])
+    return row && toPrincipal(row)
+  }
+
+  async listPrincipals(): Promise<PrincipalRecord[]> {
+    const { rows } = await this.#pool.query<PrincipalRow>(`SELECT * FROM ${this.#s}.principals ORDER BY kid`)
+    return rows.map(toPrincipal)
+  }
+
+  /**
+   * `statusChangedAt` becomes `at` when the status actually changes to disabled or revoked;
+   * re-activating keeps the time it was last disabled.
+   */
+  async setPrincipalStatus(id: string, status: PrincipalStatus, at: UnixSeconds): Promise<boolean> {
+    checkStatus(status)
+    checkCount(at, 'at')
+    const result = await this.#pool.query(
+      `UPDATE ${this.#s}.principals
+       SET status = $2::text,
+           status_changed_at = CASE WHEN status <> $2::text AND $2::text <> 'active' THEN $3::bigint
+                               ELSE status_changed_at END
+       WHERE id = $1 AND status <> 'revoked'`,
+      [id, status, at],
+    )
+    return result.rowCount === 1
+  }
+
+  /** A duplicate token hash raises {@link StoreConflictError}. */
+  async insertEnrollmentToken(token: EnrollmentTokenRecord): Promise<void> {
+    checkBytes(token.tokenHash, 'tokenHash')
+    checkStringList(token.roles, 'roles')
+    checkCount(token.createdAt, 'createdAt')
+    checkCount(token.expiresAt, 'expiresAt')
+    if (token.usedAt !== undefined) checkCount(token.usedAt, 'usedAt')
+    try {
+      await this.#pool.query(
+        `INSERT INTO ${this.#s}.enrollment_tokens (token_hash, principal_id, roles, created_at, expires_at, used_at)
+         VALUES ($1, $2, $3, $4, $5, $6)`,
+        [
+          token.tokenHash,
+          token.principalId,
+          JSON.stringify(token.roles),
+          token.createdAt,
+          token.expiresAt,
+          token.usedAt ?? null,
+        ],
+      )
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new StoreConflictError('enrollment token already exists', { cause: err })
+      throw err
+    }
+  }
+
+  async consumeEnrollmentToken(tokenHash: Uint8Array, now: UnixSeconds): Promise<EnrollmentTokenRecord | undefined> {
+    checkBytes(tokenHash, 'tokenHash')
+    checkCount(now, 'now')
+    const row = await this.#one<EnrollmentTokenRow>(
+      `UPDATE ${this.#s}.enrollment_tokens SET used_at = $2
+       WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
+       RETURNING *`,
+      [tokenHash, now],
+    )
+    return row && toEnrollmentToken(row)
+  }
+
+  /** Unused tokens that have not expired at `now`, oldest first. */
+  async listPendingEnrollmentTokens(now: UnixSeconds): Promise<EnrollmentTokenRecord[]> {
+    checkCount(now, 'now')
+    const { rows } = await this.#pool.query<EnrollmentTokenRow>(
+      `SELECT * FROM ${this.#s}.enrollment_tokens WHERE used_at IS NULL AND expires_at > $1
+       ORDER BY created_at, token_hash`,
+      [now],
+    )
+    return rows.map(toEnrollmentToken)
+  }
+
+  async getPolicy(): Promise<StoredPolicy | undefined> {
+    return this.#getDocument('policy')
+  }
+
+  async putPolicy(document: string, expectedVersion: number, at: UnixSeconds): Promise<boolean> {
+    checkCount(expectedVersion, 'expectedVersion')
+    return this.#putDocument('policy', expectedVersion + 1, document, expectedVersion, at)
+  }
+
+  async listEpochs(group?: number): Promise<EpochRecord[]> {
+    const s = this.#s
+    if (group !== undefined) checkCount(group, 'group')
+    const { rows } =
+      group === undefined
+        ? await this.#pool.query<EpochRow>(`SELECT * FROM ${s}.epochs ORDER BY group_id, epoch`)
+        : await this.#pool.query<EpochRow>(`SELECT * FROM ${s}.epochs WHERE group_id = $1 ORDER BY epoch`, [group])
+    return rows.map(toEpoch)
+  }
+
+  async insertEpoch(epoch: EpochRecord): Promise<boolean> {
+    for (const field of ['group', 'epoch', 'suite', 'createdAt', 'activatesAt'] as const)
+      checkCount(epoch[field], field)
+    if (epoch.retiresAt !== undefined) checkCount(epoch.retiresAt, 'retiresAt')
+    checkBytes(epoch.sealedKey, 'sealedKey')
+    const result = await this.#pool.query(
+      `INSERT INTO ${this.#s}.epochs (group_id, epoch, suite, sealed_key, created_at, activates_at, retires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (group_id, epoch) DO NOTHING`,
+      [
+        epoch.group,
+        epoch.epoch,
+        epoch.suite,
+        epoch.sealedKey,
+        epoch.createdAt,
+        epoch.activatesAt,
+        epoch.retiresAt ?? null,
+      ],
+    )
+    return result.rowCount === 1
+  }
+
+  async setEpochRetirement(group: number, epoch: number, retiresAt: UnixSeconds): Promise<boolean> {
+    checkCount(group, 'group')
+    checkCount(epoch, 'epoch')
+    checkCount(retiresAt, 'retiresAt')
+    const result = await this.#pool.query(
+      `UPDATE ${this.#s}.epochs SET retires_at = $3 WHERE group_id = $1 AND epoch = $2`,
+      [group, epoch, retiresAt],
+    )
+    return result.rowCount === 1
+  }
+
+  async deleteRetiredEpochs(now: UnixSeconds): Promise<number> {
+    checkCount(now, 'now')
+    const result = await this.#pool.query(
+      `DELETE FROM ${this.#s}.epochs WHERE retires_at IS NOT NULL AND retires_at < $1`,
+      [now],
+    )
+    return result.rowCount ?? 0
+  }
+
+  async getRevocationList(): Promise<StoredRevocationList | undefined> {
+    return this.#getDocument('revocation_list')
+  }
+
+  /** Throws RangeError unless `version === expectedVersion + 1`. */
+  async putRevocationList(
+    version: number,
+    document: string,
+    expectedVersion: number,
+    at: UnixSeconds,
+  ): Promise<boolean> {
+    checkNextVersion(version, expectedVersion)
+    return this.#putDocument('revocation_list', version, document, expectedVersion, at)
+  }
+
+  /**
+   * The insert first takes a per-schema transaction lock, so ids are handed out in commit
+   * order: a reader paging with `afterId` can never skip an entry that commits late with a
+   * smaller id.
+   */
+  async appendAudit(entry: NewAuditEntry): Promise<AuditEntry> {
+    checkCount(entry.at, 'at')
+    checkOutcome(entry.outcome)
+    const row = await this.#one<AuditRow>(
+      `WITH commit_order AS MATERIALIZED (SELECT pg_advisory_xact_lock($7, hashtext($8)))
+       INSERT INTO ${this.#s}.audit (at, actor, action, subject, outcome, details)
+       SELECT $1::bigint, $2::text, $3::text, $4::text, $5::text, $6::text FROM commit_order
+       RETURNING *`,
+      [
+        entry.at,
+        entry.actor,
+        entry.action,
+        entry.subject,
+        entry.outcome,
+        JSON.stringify(entry.details),
+        LOCK_CLASS + 1,
+        this.schema,
+      ],
+    )
+    return toAuditEntry(row as AuditRow)
+  }
+
+  async listAudit(options: { afterId?: number; limit: number }): Promise<AuditEntry[]> {
+    const afterId = options.afterId ?? 0
+    checkCount(afterId, 'afterId')
+    checkCount(options.limit, 'limit')
+    const { rows } = await this.#pool.query<AuditRow>(
+      `SELECT * FROM ${this.#s}.audit WHERE id > $1 ORDER BY id LIMIT $2`,
+      [afterId, options.limit],
+    )
+    return rows.map(toAuditEntry)
+  }
+
+  async #getDocument(table: 'policy' | 'revocation_list'): Promise<StoredPolicy | undefined> {
+    const row = await this.#one<DocumentRow>(
+      `SELECT version, document, updated_at FROM ${this.#s}.${table} WHERE singleton = 1`,
+    )
+    return row && toStoredDocument(row)
+  }
+
+  // The first version is an insert that loses to any existing row (ON CONFLICT waits for a
+  // concurrent inserter, then does nothing); later ones an update that only matches the
+  // expected version. Either way one statement, so exactly one of racing writers wins.
+  async #putDocument(
+    table: 'policy' | 'revocation_list',
+    version: number,
+    document: string,
+    expectedVersion: number,
+    at: UnixSeconds,
+  ): Promise<boolean> {
+    if (typeof document !== 'string') throw new TypeError('document must be a string')
+    checkCount(at, 'at')
+    const result =
+      expectedVersion === 0
+        ? await this.#pool.query(
+            `INSERT INTO ${this.#s}.${table} (singleton, version, document, updated_at) VALUES (1, $1, $2, $3)
+             ON CONFLICT (singleton) DO NOTHING`,
+            [version, document, at],
+          )
+        : await this.#pool.query(
+            `UPDATE ${this.#s}.${table} SET version = $1, document = $2, updated_at = $3
+             WHERE singleton = 1 AND version = $4`,
+            [version, document, at, expectedVersion],
+          )
+    return result.rowCount === 1
+  }
+
+  async #one<Row>(sql: string, params: unknown[] = []): Promise<Row | undefined> {
+    const { rows } = await this.#pool.query<Row & object>(sql, params)
+    return rows[0]
+  }
+
+  async #connect(): Promise<PoolClient> {
+    try {
+      return await this.#pool.connect()
+    } catch (err) {
+      throw new Error(`cannot connect to PostgreSQL at ${this.#where}: ${describeError(err)}`, { cause: err })
+    }
+  }
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return err instanceof DatabaseError && err.code === '23505'
+}
+
+/** `host:port/database` from a connection string, without user or password. */
+function describeServer(connectionString: string): string {
+  try {
+    const url = new URL(connectionString)
+    const host = url.hostname || url.searchParams.get('host') || 'localhost'
+    return `${host}:${url.port || '5432'}${url.pathname || '/'}`
+  } catch {
+    return 'the configured server'
+  }
+}
+
+function describeError(err: unknown): string {
+  // A host name with several addresses fails with an AggregateError whose own message is empty.
+  if (err instanceof AggregateError && err.errors.length > 0) return err.errors.map(describeError).join('; ')
+  if (err instanceof Error) return err.message || (err as NodeJS.ErrnoException).code || err.name
+  return String(err)
+}

@@ -1,0 +1,210 @@
+// Needs the PostgreSQL service (SMQTT_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test).
+// Every store lives in its own schema smqtt_test_<random>, dropped at the end.
+
+import { createServer, type Socket } from 'node:net'
+import { isSmqttError } from '@smqtt/core'
+import pg from 'pg'
+import { afterAll, describe, expect, it } from 'vitest'
+import { openStore } from '../src/store/open-store.js'
+import { PostgresKeyStore } from '../src/store/postgres-store.js'
+import { describeKeyStoreConformance } from './store-conformance.js'
+
+const POSTGRES_URL = process.env.SMQTT_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+
+const schemas: string[] = []
+function freshSchema(): string {
+  const schema = `smqtt_test_${crypto.randomUUID().replaceAll('-', '')}`
+  schemas.push(schema)
+  return schema
+}
+
+function storeUrl(schema: string): string {
+  const url = new URL(POSTGRES_URL)
+  url.searchParams.set('schema', schema)
+  return url.toString()
+}
+
+/** A separate connection, as an operator (or a bug) could open, outside the store's API. */
+async function withRawClient<T>(action: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: POSTGRES_URL })
+  await client.connect()
+  try {
+    return await action(client)
+  } finally {
+    await client.end()
+  }
+}
+
+afterAll(async () => {
+  await withRawClient(async (client) => {
+    for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`)
+  })
+})
+
+let lastSchema = ''
+describeKeyStoreConformance(
+  'postgres',
+  () => {
+    lastSchema = freshSchema()
+    return openStore(storeUrl(lastSchema))
+  },
+  { reopen: () => openStore(storeUrl(lastSchema)) },
+)
+
+const principal = {
+  roles: ['sensor'],
+  username: undefined,
+  signingKey: new Uint8Array(32).fill(1),
+  agreementKey: new Uint8Array(32).fill(2),
+  kem: 'x25519',
+  createdAt: 1_700_000_000,
+  certificateSerial: undefined,
+} as const
+
+describe('PostgresKeyStore', () => {
+  it('creates its tables in the schema named by ?schema= and records the schema version', async () => {
+    const schema = freshSchema()
+    const store = await openStore(storeUrl(schema))
+    expect(store.kind).toBe('postgres')
+    await store.close()
+    await withRawClient(async (client) => {
+      const tables = await client.query<{ table_name: string }>(
+        'SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name',
+        [schema],
+      )
+      expect(tables.rows.map((row) => row.table_name)).toEqual([
+        'audit',
+        'counters',
+        'enrollment_tokens',
+        'epochs',
+        'policy',
+        'principals',
+        'revocation_list',
+        'schema_version',
+        'secrets',
+      ])
+      const versions = await client.query(`SELECT version FROM ${pg.escapeIdentifier(schema)}.schema_version`)
+      expect(versions.rows).toEqual([{ version: 1 }])
+    })
+  })
+
+  it('keeps stores in different schemas apart', async () => {
+    const first = await openStore(storeUrl(freshSchema()))
+    const second = await openStore(storeUrl(freshSchema()))
+    await first.insertSecret('ca-key', new Uint8Array([1]))
+    expect(await second.getSecret('ca-key')).toBeUndefined()
+    expect(await second.insertSecret('ca-key', new Uint8Array([2]))).toBe(true)
+    expect(await first.getSecret('ca-key')).toEqual(new Uint8Array([1]))
+    await first.close()
+    await second.close()
+  })
+
+  it('lets several key server processes migrate one fresh schema at the same time', async () => {
+    const schema = freshSchema()
+    const stores = Array.from(
+      { length: 4 },
+      () => new PostgresKeyStore({ connectionString: POSTGRES_URL, schema, maxConnections: 1 }),
+    )
+    try {
+      await Promise.all(stores.map((store) => store.migrate()))
+      await withRawClient(async (client) => {
+        const versions = await client.query(`SELECT version FROM ${pg.escapeIdentifier(schema)}.schema_version`)
+        expect(versions.rows).toEqual([{ version: 1 }])
+      })
+      const kids = await Promise.all(stores.map((store, i) => store.createPrincipal({ ...principal, id: `p${i}` })))
+      expect(kids.map((p) => p.kid).sort()).toEqual([1, 2, 3, 4])
+    } finally {
+      await Promise.all(stores.map((store) => store.close()))
+    }
+  })
+
+  it('refuses UPDATE, DELETE and TRUNCATE of audit rows, even through raw SQL', async () => {
+    const schema = freshSchema()
+    const store = await openStore(storeUrl(schema))
+    const entry = await store.appendAudit({
+      at: 1,
+      actor: 'admin',
+      action: 'revoke',
+      subject: 'a',
+      outcome: 'ok',
+      details: {},
+    })
+    const audit = `${pg.escapeIdentifier(schema)}.audit`
+    await withRawClient(async (client) => {
+      await expect(client.query(`UPDATE ${audit} SET outcome = 'refused'`)).rejects.toThrow(/append-only/)
+      await expect(client.query(`DELETE FROM ${audit} WHERE id = $1`, [entry.id])).rejects.toThrow(/append-only/)
+      await expect(client.query(`TRUNCATE ${audit}`)).rejects.toThrow(/append-only/)
+    })
+    expect(await store.listAudit({ limit: 10 })).toEqual([entry])
+    await store.close()
+  })
+
+  it('never reuses a kid, even after the last principal row is deleted', async () => {
+    const schema = freshSchema()
+    const store = await openStore(storeUrl(schema))
+    await store.createPrincipal({ ...principal, id: 'a' })
+    await store.createPrincipal({ ...principal, id: 'b' })
+    await withRawClient((client) =>
+      client.query(`DELETE FROM ${pg.escapeIdentifier(schema)}.principals WHERE id = 'b'`),
+    )
+    expect((await store.createPrincipal({ ...principal, id: 'c' })).kid).toBe(3)
+    await store.close()
+  })
+
+  it('refuses a schema whose version is newer than this key server knows', async () => {
+    const schema = freshSchema()
+    await (await openStore(storeUrl(schema))).close()
+    await withRawClient((client) =>
+      client.query(`INSERT INTO ${pg.escapeIdentifier(schema)}.schema_version (version, applied_at) VALUES (999, 0)`),
+    )
+    await expect(openStore(storeUrl(schema))).rejects.toThrow(`PostgreSQL schema ${schema} at`)
+  })
+
+  it('accepts the postgresql:// scheme too', async () => {
+    const url = storeUrl(freshSchema()).replace(/^postgres:/, 'postgresql:')
+    const store = await openStore(url)
+    expect(await store.insertSecret('k', new Uint8Array([7]))).toBe(true)
+    await store.close()
+  })
+
+  it('refuses a schema name that is not a plain identifier', async () => {
+    expect(
+      () => new PostgresKeyStore({ connectionString: POSTGRES_URL, schema: 'x"; DROP SCHEMA public; --' }),
+    ).toThrow(RangeError)
+    const error = await openStore(storeUrl('Robert-tables')).catch((err: unknown) => err)
+    expect(isSmqttError(error, 'ERR_CONFIG_INVALID')).toBe(true)
+  })
+
+  it('closes twice without error', async () => {
+    const store = await openStore(storeUrl(freshSchema()))
+    await store.close()
+    await store.close()
+  })
+})
+
+describe('PostgresKeyStore without a server', () => {
+  it('fails at once with the host, port and database (not the password) when the connection is refused', async () => {
+    const error = await openStore('postgres://smqtt:s3cret@127.0.0.1:1/keys').catch((err: unknown) => err)
+    expect(error).toBeInstanceOf(Error)
+    expect((error as Error).message).toMatch(/^cannot connect to PostgreSQL at 127\.0\.0\.1:1\/keys: .*ECONNREFUSED/)
+    expect((error as Error).message).not.toContain('s3cret')
+  })
+
+  it('gives up after connectionTimeoutMillis when the server accepts but never answers', async () => {
+    const sockets = new Set<Socket>()
+    const silent = createServer((socket) => sockets.add(socket))
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    const { port } = silent.address() as { port: number }
+    const store = new PostgresKeyStore({
+      connectionString: `postgres://postgres@127.0.0.1:${port}/test`,
+      connectionTimeoutMillis: 300,
+    })
+    try {
+      await expect(store.migrate()).rejects.toThrow(`cannot connect to PostgreSQL at 127.0.0.1:${port}/test`)
+    } finally {
+      await store.close()
+      for (const socket of sockets) socket.destroy()
+      await new Promise((resolve) => silent.close(resolve))
+    }
+  })
+})

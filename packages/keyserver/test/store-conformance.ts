@@ -1,0 +1,592 @@
+// The one suite every KeyStore backend must pass (like Aedes's persistence suite). Each
+// backend's test file calls describeKeyStoreConformance with a factory for a fresh, migrated,
+// empty store; backend-specific behaviour (files, connections, raw SQL) is tested there.
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import {
+  type EnrollmentTokenRecord,
+  type EpochRecord,
+  type KeyStore,
+  type NewAuditEntry,
+  type NewPrincipal,
+  StoreConflictError,
+} from '../src/store/key-store.js'
+
+export interface KeyStoreConformanceOptions {
+  /** Opens, again, the storage behind the store `open()` returned last, as a restarted key server would. */
+  readonly reopen?: () => Promise<KeyStore>
+}
+
+const T = 1_700_000_000 // an arbitrary "now", in Unix seconds
+
+/** Bytes that include 0x00 and 0xff, different for each seed. */
+function bytes(length: number, seed: number): Uint8Array {
+  return Uint8Array.from({ length }, (_, i) => (i === 0 ? 0 : i === 1 ? 0xff : (i * 97 + seed * 31) & 0xff))
+}
+
+function newPrincipal(id: string, overrides: Partial<NewPrincipal> = {}): NewPrincipal {
+  return {
+    id,
+    roles: ['sensor'],
+    username: undefined,
+    signingKey: bytes(32, id.length),
+    agreementKey: bytes(32, id.length + 1),
+    kem: 'x25519',
+    createdAt: T,
+    certificateSerial: undefined,
+    ...overrides,
+  }
+}
+
+function newToken(seed: number, overrides: Partial<EnrollmentTokenRecord> = {}): EnrollmentTokenRecord {
+  return {
+    tokenHash: bytes(32, seed),
+    principalId: `device-${seed}`,
+    roles: ['sensor', 'reader'],
+    createdAt: T + seed,
+    expiresAt: T + 3600,
+    usedAt: undefined,
+    ...overrides,
+  }
+}
+
+function newEpoch(group: number, epoch: number, overrides: Partial<EpochRecord> = {}): EpochRecord {
+  return {
+    group,
+    epoch,
+    suite: 1,
+    sealedKey: bytes(72, group * 1000 + epoch),
+    createdAt: T,
+    activatesAt: T + 60,
+    retiresAt: undefined,
+    ...overrides,
+  }
+}
+
+function newAudit(action: string, overrides: Partial<NewAuditEntry> = {}): NewAuditEntry {
+  return { at: T, actor: 'admin', action, subject: 'thermostat-1', outcome: 'ok', details: {}, ...overrides }
+}
+
+/** Byte-exact, and a plain Uint8Array (not a driver's Buffer subclass). */
+function expectBytes(actual: Uint8Array | undefined, expected: Uint8Array): void {
+  expect(actual).toBeDefined()
+  expect(Object.getPrototypeOf(actual)).toBe(Uint8Array.prototype)
+  expect(Array.from(actual as Uint8Array)).toEqual(Array.from(expected))
+}
+
+function countTrue(results: readonly boolean[]): number {
+  return results.filter((result) => result).length
+}
+
+/**
+ * Declares the shared KeyStore suite. `open` must return a fresh, migrated, empty store for
+ * each test; the suite closes it. With `reopen`, state is also checked across a restart.
+ *
+ * @example
+ * ```ts
+ * describeKeyStoreConformance('sqlite', () => openStore(`sqlite:${freshPath()}`), {
+ *   reopen: () => openStore(`sqlite:${lastPath}`),
+ * })
+ * ```
+ */
+export function describeKeyStoreConformance(
+  name: string,
+  open: () => Promise<KeyStore>,
+  options: KeyStoreConformanceOptions = {},
+): void {
+  describe(`KeyStore conformance: ${name}`, () => {
+    let store: KeyStore
+
+    beforeEach(async () => {
+      store = await open()
+    })
+
+    afterEach(async () => {
+      await store.close()
+    })
+
+    describe('migrate', () => {
+      it('can run again on every start without losing data', async () => {
+        await store.insertSecret('ca-key', bytes(48, 1))
+        await store.migrate()
+        await store.migrate()
+        expectBytes(await store.getSecret('ca-key'), bytes(48, 1))
+      })
+    })
+
+    describe('secrets', () => {
+      it('returns undefined for an unknown name', async () => {
+        expect(await store.getSecret('nothing')).toBeUndefined()
+      })
+
+      it('returns the sealed bytes exactly, as a plain Uint8Array', async () => {
+        const sealed = bytes(1000, 3)
+        expect(await store.insertSecret('ca-key', sealed)).toBe(true)
+        expectBytes(await store.getSecret('ca-key'), sealed)
+      })
+
+      it('never overwrites a secret: a second insert returns false and changes nothing', async () => {
+        await store.insertSecret('admin-token-hash', bytes(32, 1))
+        expect(await store.insertSecret('admin-token-hash', bytes(32, 2))).toBe(false)
+        expectBytes(await store.getSecret('admin-token-hash'), bytes(32, 1))
+      })
+
+      it('lets exactly one of several concurrent inserts of one name win', async () => {
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.insertSecret('signing-key', bytes(32, i))),
+        )
+        expect(countTrue(results)).toBe(1)
+        expectBytes(await store.getSecret('signing-key'), bytes(32, results.indexOf(true)))
+      })
+    })
+
+    describe('principals', () => {
+      it('assigns kids 1, 2, 3 in order and starts every principal active', async () => {
+        const created = [
+          await store.createPrincipal(newPrincipal('a')),
+          await store.createPrincipal(newPrincipal('b')),
+          await store.createPrincipal(newPrincipal('c')),
+        ]
+        expect(created.map((p) => p.kid)).toEqual([1, 2, 3])
+        for (const principal of created) {
+          expect(principal.status).toBe('active')
+          expect(principal.statusChangedAt).toBeUndefined()
+        }
+      })
+
+      it('returns the record as stored, with the fields it was given', async () => {
+        const input = newPrincipal('thermostat-1', {
+          roles: ['sensor', 'writer', 'rôle-é'],
+          username: 'legacy-user',
+          certificateSerial: '0a1b2c3d4e5f',
+          createdAt: T + 5,
+        })
+        const created = await store.createPrincipal(input)
+        expect(created).toEqual({ ...input, kid: 1, status: 'active', statusChangedAt: undefined })
+        expect(await store.getPrincipal('thermostat-1')).toEqual(created)
+        expect(await store.getPrincipalByKid(1)).toEqual(created)
+      })
+
+      it('round-trips absent optional fields and empty roles as undefined and []', async () => {
+        await store.createPrincipal(newPrincipal('bare', { roles: [] }))
+        const stored = await store.getPrincipal('bare')
+        expect(stored?.username).toBeUndefined()
+        expect(stored?.certificateSerial).toBeUndefined()
+        expect(stored?.statusChangedAt).toBeUndefined()
+        expect(stored?.roles).toEqual([])
+        expect(stored && Object.keys(stored).sort()).toEqual(
+          [
+            'agreementKey',
+            'certificateSerial',
+            'createdAt',
+            'id',
+            'kem',
+            'kid',
+            'roles',
+            'signingKey',
+            'status',
+            'statusChangedAt',
+            'username',
+          ].sort(),
+        )
+      })
+
+      it('keeps keys byte-exact, including a 1216-byte X-Wing key', async () => {
+        const signingKey = bytes(32, 7)
+        const agreementKey = bytes(1216, 8)
+        await store.createPrincipal(newPrincipal('pq', { kem: 'xwing', signingKey, agreementKey }))
+        const stored = await store.getPrincipal('pq')
+        expect(stored?.kem).toBe('xwing')
+        expectBytes(stored?.signingKey, signingKey)
+        expectBytes(stored?.agreementKey, agreementKey)
+      })
+
+      it('refuses a duplicate id with StoreConflictError, changing nothing and reusing no kid', async () => {
+        await store.createPrincipal(newPrincipal('a'))
+        await store.createPrincipal(newPrincipal('b'))
+        await expect(store.createPrincipal(newPrincipal('a', { roles: ['admin'] }))).rejects.toBeInstanceOf(
+          StoreConflictError,
+        )
+        expect((await store.getPrincipal('a'))?.roles).toEqual(['sensor'])
+        const next = await store.createPrincipal(newPrincipal('c'))
+        expect(next.kid).toBeGreaterThan(2)
+        expect((await store.listPrincipals()).map((p) => p.id)).toEqual(['a', 'b', 'c'])
+      })
+
+      it('gives concurrent creations distinct kids', async () => {
+        const created = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.createPrincipal(newPrincipal(`device-${i}`))),
+        )
+        const kids = created.map((p) => p.kid).sort((x, y) => x - y)
+        expect(new Set(kids).size).toBe(10)
+        expect(kids[0]).toBe(1)
+      })
+
+      it('lets exactly one of several concurrent creations of one id succeed', async () => {
+        const results = await Promise.allSettled(
+          Array.from({ length: 5 }, (_, i) => store.createPrincipal(newPrincipal('same', { createdAt: T + i }))),
+        )
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1)
+        for (const result of results)
+          if (result.status === 'rejected') expect(result.reason).toBeInstanceOf(StoreConflictError)
+        expect(await store.listPrincipals()).toHaveLength(1)
+      })
+
+      it('returns undefined for an unknown id or kid', async () => {
+        await store.createPrincipal(newPrincipal('a'))
+        expect(await store.getPrincipal('b')).toBeUndefined()
+        expect(await store.getPrincipalByKid(2)).toBeUndefined()
+        expect(await store.getPrincipalByKid(0)).toBeUndefined()
+      })
+
+      it('lists principals ordered by kid, not by id', async () => {
+        for (const id of ['zeta', 'alpha', 'mu']) await store.createPrincipal(newPrincipal(id))
+        const listed = await store.listPrincipals()
+        expect(listed.map((p) => [p.kid, p.id])).toEqual([
+          [1, 'zeta'],
+          [2, 'alpha'],
+          [3, 'mu'],
+        ])
+      })
+
+      it('lists nothing when empty', async () => {
+        expect(await store.listPrincipals()).toEqual([])
+      })
+
+      it('changes status and records when it changed away from active', async () => {
+        await store.createPrincipal(newPrincipal('a'))
+        expect(await store.setPrincipalStatus('a', 'disabled', T + 10)).toBe(true)
+        expect(await store.getPrincipal('a')).toMatchObject({ status: 'disabled', statusChangedAt: T + 10 })
+        expect(await store.setPrincipalStatus('a', 'active', T + 20)).toBe(true)
+        expect(await store.getPrincipal('a')).toMatchObject({ status: 'active', statusChangedAt: T + 10 })
+        expect(await store.setPrincipalStatus('a', 'revoked', T + 30)).toBe(true)
+        expect(await store.getPrincipal('a')).toMatchObject({ status: 'revoked', statusChangedAt: T + 30 })
+      })
+
+      it('keeps a revoked principal revoked: any later change returns false and changes nothing', async () => {
+        await store.createPrincipal(newPrincipal('a'))
+        await store.setPrincipalStatus('a', 'revoked', T + 30)
+        for (const status of ['active', 'disabled', 'revoked'] as const)
+          expect(await store.setPrincipalStatus('a', status, T + 40)).toBe(false)
+        expect(await store.getPrincipal('a')).toMatchObject({ status: 'revoked', statusChangedAt: T + 30 })
+      })
+
+      it('returns false when changing the status of an unknown principal', async () => {
+        expect(await store.setPrincipalStatus('ghost', 'disabled', T)).toBe(false)
+        expect(await store.getPrincipal('ghost')).toBeUndefined()
+      })
+
+      it('changes only the principal named', async () => {
+        await store.createPrincipal(newPrincipal('a'))
+        await store.createPrincipal(newPrincipal('b'))
+        await store.setPrincipalStatus('a', 'revoked', T + 1)
+        expect((await store.getPrincipal('b'))?.status).toBe('active')
+      })
+    })
+
+    describe('enrollment tokens', () => {
+      it('consumes a token once, returning it with usedAt = now', async () => {
+        const token = newToken(1)
+        await store.insertEnrollmentToken(token)
+        const consumed = await store.consumeEnrollmentToken(bytes(32, 1), T + 100)
+        expect(consumed).toEqual({ ...token, usedAt: T + 100 })
+        expectBytes(consumed?.tokenHash, token.tokenHash)
+        expect(await store.consumeEnrollmentToken(bytes(32, 1), T + 101)).toBeUndefined()
+      })
+
+      it('refuses an expired token (now >= expiresAt) and leaves it unused', async () => {
+        await store.insertEnrollmentToken(newToken(1, { expiresAt: T + 3600 }))
+        expect(await store.consumeEnrollmentToken(bytes(32, 1), T + 3600)).toBeUndefined()
+        expect(await store.consumeEnrollmentToken(bytes(32, 1), T + 7200)).toBeUndefined()
+        // Nothing changed: at an earlier time the token is still good.
+        expect((await store.consumeEnrollmentToken(bytes(32, 1), T + 3599))?.usedAt).toBe(T + 3599)
+      })
+
+      it('returns undefined for an unknown token', async () => {
+        await store.insertEnrollmentToken(newToken(1))
+        expect(await store.consumeEnrollmentToken(bytes(32, 2), T + 100)).toBeUndefined()
+        expect(await store.consumeEnrollmentToken(bytes(31, 1), T + 100)).toBeUndefined()
+      })
+
+      it('gives a token to exactly one of 20 concurrent consumers', async () => {
+        await store.insertEnrollmentToken(newToken(1))
+        const results = await Promise.all(
+          Array.from({ length: 20 }, () => store.consumeEnrollmentToken(bytes(32, 1), T + 100)),
+        )
+        expect(results.filter((r) => r !== undefined)).toHaveLength(1)
+      })
+
+      it('lists pending tokens oldest first, without used or expired ones', async () => {
+        await store.insertEnrollmentToken(newToken(3))
+        await store.insertEnrollmentToken(newToken(1))
+        await store.insertEnrollmentToken(newToken(2))
+        await store.insertEnrollmentToken(newToken(4, { expiresAt: T + 50 }))
+        await store.consumeEnrollmentToken(bytes(32, 2), T + 10)
+        const pending = await store.listPendingEnrollmentTokens(T + 60)
+        expect(pending.map((t) => t.principalId)).toEqual(['device-1', 'device-3'])
+        expect(pending[0]).toEqual(newToken(1))
+        expect(await store.listPendingEnrollmentTokens(T + 3600)).toEqual([])
+      })
+
+      it('refuses a second token with the same hash with StoreConflictError', async () => {
+        await store.insertEnrollmentToken(newToken(1))
+        await expect(store.insertEnrollmentToken(newToken(1, { principalId: 'other' }))).rejects.toBeInstanceOf(
+          StoreConflictError,
+        )
+        expect((await store.consumeEnrollmentToken(bytes(32, 1), T + 1))?.principalId).toBe('device-1')
+      })
+    })
+
+    describe('policy', () => {
+      it('is undefined until the first put', async () => {
+        expect(await store.getPolicy()).toBeUndefined()
+      })
+
+      it('stores the first document as version 1 when expecting 0, verbatim', async () => {
+        const document = '{ "rules" : [ ],\n  "note": "é \\u0000 🔑" }'
+        expect(await store.putPolicy(document, 0, T)).toBe(true)
+        expect(await store.getPolicy()).toEqual({ version: 1, document, updatedAt: T })
+      })
+
+      it('increments the version on each change', async () => {
+        await store.putPolicy('{"v":1}', 0, T)
+        expect(await store.putPolicy('{"v":2}', 1, T + 1)).toBe(true)
+        expect(await store.putPolicy('{"v":3}', 2, T + 2)).toBe(true)
+        expect(await store.getPolicy()).toEqual({ version: 3, document: '{"v":3}', updatedAt: T + 2 })
+      })
+
+      it('returns false and changes nothing for a stale or future expectedVersion', async () => {
+        await store.putPolicy('{"v":1}', 0, T)
+        await store.putPolicy('{"v":2}', 1, T + 1)
+        for (const expected of [0, 1, 3, 99])
+          expect(await store.putPolicy('{"stale":true}', expected, T + 9)).toBe(false)
+        expect(await store.getPolicy()).toEqual({ version: 2, document: '{"v":2}', updatedAt: T + 1 })
+      })
+
+      it('returns false for expectedVersion > 0 when there is no policy yet', async () => {
+        expect(await store.putPolicy('{}', 1, T)).toBe(false)
+        expect(await store.getPolicy()).toBeUndefined()
+      })
+
+      for (const expectedVersion of [0, 1]) {
+        it(`lets exactly one of 10 concurrent puts expecting version ${expectedVersion} win`, async () => {
+          if (expectedVersion === 1) await store.putPolicy('{"v":1}', 0, T)
+          const results = await Promise.all(
+            Array.from({ length: 10 }, (_, i) => store.putPolicy(`{"writer":${i}}`, expectedVersion, T + 1)),
+          )
+          expect(countTrue(results)).toBe(1)
+          expect(await store.getPolicy()).toEqual({
+            version: expectedVersion + 1,
+            document: `{"writer":${results.indexOf(true)}}`,
+            updatedAt: T + 1,
+          })
+        })
+      }
+    })
+
+    describe('epochs', () => {
+      it('inserts an epoch and lists it as stored', async () => {
+        const epoch = newEpoch(7, 1)
+        expect(await store.insertEpoch(epoch)).toBe(true)
+        const listed = await store.listEpochs()
+        expect(listed).toEqual([epoch])
+        expectBytes(listed[0]?.sealedKey, epoch.sealedKey)
+      })
+
+      it('returns false for a (group, epoch) that exists, keeping the first key', async () => {
+        await store.insertEpoch(newEpoch(7, 1))
+        expect(await store.insertEpoch(newEpoch(7, 1, { sealedKey: bytes(72, 999), suite: 2 }))).toBe(false)
+        expect(await store.listEpochs(7)).toEqual([newEpoch(7, 1)])
+      })
+
+      it('lets exactly one of 10 concurrent inserts of one (group, epoch) win', async () => {
+        const candidates = Array.from({ length: 10 }, (_, i) => newEpoch(3, 5, { sealedKey: bytes(72, 500 + i) }))
+        const results = await Promise.all(candidates.map((epoch) => store.insertEpoch(epoch)))
+        expect(countTrue(results)).toBe(1)
+        expect(await store.listEpochs(3)).toEqual([candidates[results.indexOf(true)]])
+      })
+
+      it('orders by group then epoch, numerically, and filters by group', async () => {
+        for (const [group, epoch] of [
+          [10, 1],
+          [2, 3],
+          [2, 1],
+          [1, 2],
+          [2, 2],
+          [1, 1],
+        ] as const)
+          await store.insertEpoch(newEpoch(group, epoch))
+        const order = (await store.listEpochs()).map((e) => [e.group, e.epoch])
+        expect(order).toEqual([
+          [1, 1],
+          [1, 2],
+          [2, 1],
+          [2, 2],
+          [2, 3],
+          [10, 1],
+        ])
+        expect((await store.listEpochs(2)).map((e) => e.epoch)).toEqual([1, 2, 3])
+        expect(await store.listEpochs(99)).toEqual([])
+      })
+
+      it('holds 32-bit group and epoch numbers and a set retiresAt', async () => {
+        const epoch = newEpoch(0xffff_ffff, 0xffff_fffe, { retiresAt: T + 86_400, suite: 2 })
+        await store.insertEpoch(epoch)
+        expect(await store.listEpochs(0xffff_ffff)).toEqual([epoch])
+      })
+
+      it('sets the end of the grace period, or returns false for an unknown epoch', async () => {
+        await store.insertEpoch(newEpoch(1, 1))
+        await store.insertEpoch(newEpoch(1, 2))
+        expect(await store.setEpochRetirement(1, 1, T + 500)).toBe(true)
+        expect(await store.setEpochRetirement(1, 3, T + 500)).toBe(false)
+        expect(await store.setEpochRetirement(2, 1, T + 500)).toBe(false)
+        expect((await store.listEpochs(1)).map((e) => e.retiresAt)).toEqual([T + 500, undefined])
+      })
+
+      it('deletes only epochs retired before now, never current ones', async () => {
+        await store.insertEpoch(newEpoch(1, 1, { retiresAt: T + 100 }))
+        await store.insertEpoch(newEpoch(1, 2, { retiresAt: T + 200 }))
+        await store.insertEpoch(newEpoch(1, 3))
+        await store.insertEpoch(newEpoch(2, 1))
+        expect(await store.deleteRetiredEpochs(T + 100)).toBe(0) // retiresAt == now: still in grace
+        expect(await store.deleteRetiredEpochs(T + 200)).toBe(1)
+        expect((await store.listEpochs()).map((e) => [e.group, e.epoch])).toEqual([
+          [1, 2],
+          [1, 3],
+          [2, 1],
+        ])
+        expect(await store.deleteRetiredEpochs(Number.MAX_SAFE_INTEGER)).toBe(1)
+        expect((await store.listEpochs()).map((e) => [e.group, e.epoch])).toEqual([
+          [1, 3],
+          [2, 1],
+        ])
+        expect(await store.deleteRetiredEpochs(Number.MAX_SAFE_INTEGER)).toBe(0)
+      })
+    })
+
+    describe('revocation list', () => {
+      it('is undefined until the first put, then version 1, stored verbatim', async () => {
+        expect(await store.getRevocationList()).toBeUndefined()
+        const document = '{"version":1, "entries":[{"principal":"a"}]}'
+        expect(await store.putRevocationList(1, document, 0, T)).toBe(true)
+        expect(await store.getRevocationList()).toEqual({ version: 1, document, updatedAt: T })
+      })
+
+      it('moves to the next version only from the expected one', async () => {
+        await store.putRevocationList(1, '{"v":1}', 0, T)
+        expect(await store.putRevocationList(2, '{"v":2}', 1, T + 1)).toBe(true)
+        expect(await store.putRevocationList(2, '{"v":2b}', 1, T + 2)).toBe(false)
+        expect(await store.putRevocationList(1, '{"v":1b}', 0, T + 2)).toBe(false)
+        expect(await store.putRevocationList(5, '{"v":5}', 4, T + 2)).toBe(false)
+        expect(await store.getRevocationList()).toEqual({ version: 2, document: '{"v":2}', updatedAt: T + 1 })
+      })
+
+      it('refuses a version other than expectedVersion + 1 with RangeError', async () => {
+        await expect(store.putRevocationList(3, '{}', 0, T)).rejects.toBeInstanceOf(RangeError)
+        expect(await store.getRevocationList()).toBeUndefined()
+      })
+
+      for (const expectedVersion of [0, 1]) {
+        it(`lets exactly one of 10 concurrent puts expecting version ${expectedVersion} win`, async () => {
+          if (expectedVersion === 1) await store.putRevocationList(1, '{"v":1}', 0, T)
+          const results = await Promise.all(
+            Array.from({ length: 10 }, (_, i) =>
+              store.putRevocationList(expectedVersion + 1, `{"writer":${i}}`, expectedVersion, T + 1),
+            ),
+          )
+          expect(countTrue(results)).toBe(1)
+          expect((await store.getRevocationList())?.document).toBe(`{"writer":${results.indexOf(true)}}`)
+        })
+      }
+    })
+
+    describe('audit log', () => {
+      it('returns the appended entry with an id, and ids increase', async () => {
+        const first = await store.appendAudit(newAudit('enroll'))
+        const second = await store.appendAudit(newAudit('rotate', { subject: 'group:7', outcome: 'refused' }))
+        expect(first).toEqual({ ...newAudit('enroll'), id: first.id })
+        expect(second).toEqual({ ...newAudit('rotate', { subject: 'group:7', outcome: 'refused' }), id: second.id })
+        expect(first.id).toBeGreaterThan(0)
+        expect(second.id).toBeGreaterThan(first.id)
+      })
+
+      it('round-trips details, including nested values, Unicode and NUL', async () => {
+        const details = {
+          reason: 'bad\u0000name',
+          remoteAddress: '2001:db8::1',
+          epochs: [1, 2, 3],
+          nested: { ok: false, none: null, text: 'é中🔑' },
+        }
+        const entry = await store.appendAudit(
+          newAudit('auth.failed', { actor: 'anonymous', outcome: 'error', details }),
+        )
+        expect(entry.details).toEqual(details)
+        expect(await store.listAudit({ limit: 10 })).toEqual([entry])
+      })
+
+      it('lists oldest first, after afterId, at most limit', async () => {
+        const entries = []
+        for (let i = 0; i < 5; i++) entries.push(await store.appendAudit(newAudit(`action-${i}`, { at: T + i })))
+        expect(await store.listAudit({ limit: 100 })).toEqual(entries)
+        expect(await store.listAudit({ limit: 2 })).toEqual(entries.slice(0, 2))
+        expect(await store.listAudit({ afterId: entries[1]?.id as number, limit: 2 })).toEqual(entries.slice(2, 4))
+        expect(await store.listAudit({ afterId: entries[4]?.id as number, limit: 10 })).toEqual([])
+        expect(await store.listAudit({ afterId: 0, limit: 0 })).toEqual([])
+      })
+
+      it('gives concurrent appends distinct ids and loses none', async () => {
+        const appended = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => store.appendAudit(newAudit(`concurrent-${i}`))),
+        )
+        expect(new Set(appended.map((e) => e.id)).size).toBe(20)
+        const listed = await store.listAudit({ limit: 100 })
+        expect(listed).toEqual([...appended].sort((a, b) => a.id - b.id))
+      })
+    })
+
+    describe('argument checks', () => {
+      it('refuses fractional or negative numbers the same way on every backend', async () => {
+        await expect(store.insertEpoch(newEpoch(1, 1, { createdAt: T + 0.5 }))).rejects.toBeInstanceOf(TypeError)
+        await expect(store.insertEpoch(newEpoch(-1, 1))).rejects.toBeInstanceOf(RangeError)
+        await expect(store.putPolicy('{}', -1, T)).rejects.toBeInstanceOf(RangeError)
+        await expect(store.listAudit({ limit: 1.5 })).rejects.toBeInstanceOf(TypeError)
+        expect(await store.listEpochs()).toEqual([])
+      })
+    })
+
+    describe('restart', () => {
+      it.runIf(options.reopen !== undefined)('keeps all state when the store is closed and reopened', async () => {
+        const reopen = options.reopen as () => Promise<KeyStore>
+        await store.insertSecret('ca-key', bytes(64, 1))
+        const a = await store.createPrincipal(newPrincipal('a', { username: 'u', certificateSerial: '01' }))
+        const b = await store.createPrincipal(newPrincipal('b', { kem: 'xwing', agreementKey: bytes(1216, 2) }))
+        await store.setPrincipalStatus('b', 'revoked', T + 5)
+        await store.insertEnrollmentToken(newToken(1))
+        await store.insertEnrollmentToken(newToken(2))
+        await store.consumeEnrollmentToken(bytes(32, 2), T + 10)
+        await store.putPolicy('{"v":1}', 0, T)
+        await store.insertEpoch(newEpoch(1, 1, { retiresAt: T + 100 }))
+        await store.insertEpoch(newEpoch(1, 2))
+        await store.putRevocationList(1, '{"revoked":["b"]}', 0, T + 5)
+        const audit = [await store.appendAudit(newAudit('enroll')), await store.appendAudit(newAudit('revoke'))]
+
+        await store.close()
+        store = await reopen()
+
+        expectBytes(await store.getSecret('ca-key'), bytes(64, 1))
+        expect(await store.listPrincipals()).toEqual([a, { ...b, status: 'revoked', statusChangedAt: T + 5 }])
+        expect(await store.listPendingEnrollmentTokens(T + 20)).toEqual([newToken(1)])
+        expect(await store.consumeEnrollmentToken(bytes(32, 2), T + 20)).toBeUndefined()
+        expect(await store.getPolicy()).toEqual({ version: 1, document: '{"v":1}', updatedAt: T })
+        expect(await store.listEpochs()).toEqual([newEpoch(1, 1, { retiresAt: T + 100 }), newEpoch(1, 2)])
+        expect(await store.getRevocationList()).toEqual({ version: 1, document: '{"revoked":["b"]}', updatedAt: T + 5 })
+        expect(await store.listAudit({ limit: 10 })).toEqual(audit)
+
+        // Counters carry on from where they were.
+        expect((await store.createPrincipal(newPrincipal('c'))).kid).toBe(3)
+        expect((await store.appendAudit(newAudit('enroll'))).id).toBeGreaterThan(audit[1]?.id as number)
+      })
+    })
+  })
+}
