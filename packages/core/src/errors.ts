@@ -58,6 +58,8 @@ export const ERROR_CODES = {
   ERR_INTERNAL: 'An internal error; details are in the server log, not in the response.',
   ERR_PRINCIPAL_RECORD_SIGNATURE_INVALID:
     "A principal record's signature does not verify under the pinned key-server key.",
+  ERR_SNAPSHOT_MALFORMED: 'A broker snapshot is not well formed.',
+  ERR_SNAPSHOT_SIGNATURE_INVALID: "A broker snapshot's signature does not verify under the pinned key-server key.",
 } as const
 
 /** The union of every stable error code. */

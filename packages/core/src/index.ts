@@ -67,6 +67,10 @@ export {
 import { defaultBackend } from '#crypto-backend'
 /** The backend this platform uses by default: `native` on Node with sodium-native, `noble` elsewhere. */
 export const cryptoBackend = defaultBackend
+export type { BrokerSnapshot, SnapshotEpoch, SnapshotPrincipal } from './broker-snapshot.js'
+export { createBrokerSnapshot, openBrokerSnapshot } from './broker-snapshot.js'
+export { createConnectPassword, isConnectPassword, verifyConnectPassword } from './connect-password.js'
+export { BROKER_CONTROL_TOPIC, CONTROL_TOPIC_PREFIX, isControlTopic, principalControlTopic } from './control-topics.js'
 export type { EnrollmentRequest } from './enrollment-request.js'
 export { createEnrollmentRequest, verifyEnrollmentProof } from './enrollment-request.js'
 export type { PrincipalRecord } from './principal-record.js'

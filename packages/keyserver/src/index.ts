@@ -1,3 +1,20 @@
-// @smqtt/keyserver is not built yet: see the project's issues. It exists so the workspace layout
-// shows the architecture from the start; it exports nothing.
-export {}
+// @smqtt/keyserver: the public API. The CLI (`smqtt-keyserver`) is built on the same exports.
+
+export type { KeyServerConfig } from './config.js'
+export { defaultConfig, loadConfig, parseConfig } from './config.js'
+export type { BuildAppOptions } from './http/app.js'
+export { buildApp } from './http/app.js'
+export { BROKER_ROLE } from './http/device-routes.js'
+export { MasterKey } from './master-key.js'
+export {
+  CertificateAuthority,
+  createCertificateAuthority,
+  principalIdFromCertificate,
+} from './pki/certificate-authority.js'
+export { ensureDevPki } from './pki/dev-pki.js'
+export type { RunningKeyServer } from './server.js'
+export { initKeyServer, startKeyServer } from './server.js'
+export type { EnrollmentResult, KeyServerChange, KeyServerOptions, KeyServerSettings } from './service/key-server.js'
+export { KeyServer } from './service/key-server.js'
+export type { KeyStore } from './store/key-store.js'
+export { openStore } from './store/open-store.js'

@@ -2,12 +2,13 @@ import {
   createEnrollmentRequest,
   generateIdentity,
   type Identity,
+  openBrokerSnapshot,
   openKeyBundle,
   openPrincipalRecord,
   RevocationList,
 } from '@smqtt/core'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { type Harness, SMART_HOME_POLICY, startHarness } from './_harness.js'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness
 beforeEach(async () => {
@@ -301,6 +302,28 @@ describe('authentication', () => {
     expect(errorCode(await h.request('GET', '/v1/bundle', { headers }))).toBe('ERR_REQUEST_SIGNATURE_INVALID')
     h.clock.now += 600
     expect(errorCode(await h.request('GET', '/v1/bundle', { headers }))).toBe('ERR_REQUEST_SIGNATURE_INVALID')
+  })
+})
+
+describe('broker snapshot', () => {
+  test('brokers get the signed policy, directory and live epochs; nobody else does', async () => {
+    await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
+    const broker = await h.enroll('broker-1', ['broker'])
+    const app = await h.enroll('app-1', ['app'])
+    await h.admin('POST', '/v1/admin/principals/app-1/revoke')
+    const response = await h.device(broker.identity, 'GET', '/v1/broker/snapshot')
+    expect(response.status, response.text).toBe(200)
+    const snapshot = openBrokerSnapshot((response.body as { snapshot: unknown }).snapshot, keyServerKey())
+    expect(snapshot.policy.groups.map((g) => g.id)).toEqual([1, 2, 3])
+    expect(snapshot.principals.map((p) => [p.id, p.kid, p.status])).toEqual([
+      ['broker-1', broker.kid, 'active'],
+      ['app-1', app.kid, 'revoked'],
+    ])
+    expect(snapshot.revocationListVersion).toBe(1)
+    expect(snapshot.epochs.filter((e) => e.group === 1).map((e) => e.epoch)).toEqual([1, 2]) // re-keyed on revocation
+    const other = await h.enroll('app-2', ['app'])
+    const refused = await h.device(other.identity, 'GET', '/v1/broker/snapshot')
+    expect([refused.status, errorCode(refused)]).toEqual([403, 'ERR_FORBIDDEN'])
   })
 })
 

@@ -1,3 +1,4 @@
+import { SmqttError } from '@smqtt/core'
 import type { FastifyInstance } from 'fastify'
 import type { EnrollmentRequest, KeyServer } from '../service/key-server.js'
 import type { KeyServerMetrics } from './metrics.js'
@@ -102,4 +103,26 @@ export function registerDeviceRoutes(app: FastifyInstance, keyServer: KeyServer,
       principal: keyServer.signedPrincipalRecord(request.principal as NonNullable<typeof request.principal>),
     }),
   )
+
+  app.get(
+    '/v1/broker/snapshot',
+    {
+      config: device,
+      schema: {
+        tags: ['broker'],
+        security,
+        description:
+          'The signed broker snapshot: policy, directory, live epochs. Principals with the broker role only.',
+        response: { 200: { type: 'object', properties: { snapshot: signedDocumentSchema } }, ...errorResponses },
+      },
+    },
+    async (request) => {
+      if (!request.principal?.roles.includes(BROKER_ROLE))
+        throw new SmqttError('ERR_FORBIDDEN', `only principals with the ${BROKER_ROLE} role may read the snapshot`)
+      return { snapshot: await keyServer.brokerSnapshot() }
+    },
+  )
 }
+
+/** The role that lets a principal (a broker node) read the broker snapshot. */
+export const BROKER_ROLE = 'broker'

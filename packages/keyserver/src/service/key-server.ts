@@ -1,6 +1,7 @@
 // The key server's domain: who is enrolled, which policy holds, which epoch keys exist, who
 // is revoked. The HTTP layer and the CLI call this; nothing here knows about HTTP.
 import {
+  createBrokerSnapshot,
   createKeyBundle,
   createPrincipalRecord,
   createRevocationList,
@@ -497,6 +498,39 @@ export class KeyServer {
       issuedAt: now,
       keyServer: this.#identity,
     })
+  }
+
+  // ---- brokers -----------------------------------------------------------------------------
+
+  /** The signed snapshot broker plugins enforce from: policy, directory, live epochs (no keys). */
+  async brokerSnapshot(): Promise<SignedDocument> {
+    const now = this.#now()
+    const principals = await this.#store.listPrincipals()
+    const epochs = (await this.#store.listEpochs()).filter((e) => e.retiresAt === undefined || e.retiresAt > now)
+    const revocations = await this.#store.getRevocationList()
+    return createBrokerSnapshot(
+      {
+        issuedAt: now,
+        policy: this.#policy.policy,
+        principals: principals.map((p) => ({
+          id: p.id,
+          kid: p.kid,
+          roles: p.roles,
+          signingKey: p.signingKey,
+          status: p.status,
+          ...(p.username === undefined ? {} : { username: p.username }),
+          ...(p.certificateSerial === undefined ? {} : { certificateSerial: p.certificateSerial }),
+        })),
+        epochs: epochs.map((e) => ({
+          group: e.group,
+          epoch: e.epoch,
+          activatesAt: e.activatesAt,
+          ...(e.retiresAt === undefined ? {} : { retiresAt: e.retiresAt }),
+        })),
+        revocationListVersion: revocations?.version ?? 0,
+      },
+      this.#identity,
+    )
   }
 
   // ---- principals and revocation --------------------------------------------------------------

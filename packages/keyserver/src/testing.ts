@@ -1,3 +1,4 @@
+// A real key server for tests of this and other packages (import '@smqtt/keyserver/testing').
 // Runs the real key server for tests: dev PKI, master key, SQLite file (or the given store),
 // HTTPS on an ephemeral loopback port. Devices talk to it over real TLS.
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -6,12 +7,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createEnrollmentRequest, generateIdentity, type Identity, sha256, signRequest } from '@smqtt/core'
 import type { FastifyInstance } from 'fastify'
-import { buildApp } from '../src/http/app.js'
-import { MasterKey } from '../src/master-key.js'
-import { ensureDevPki } from '../src/pki/dev-pki.js'
-import { KeyServer, type KeyServerSettings } from '../src/service/key-server.js'
-import type { KeyStore } from '../src/store/key-store.js'
-import { openStore } from '../src/store/open-store.js'
+import { buildApp } from './http/app.js'
+import { MasterKey } from './master-key.js'
+import { ensureDevPki } from './pki/dev-pki.js'
+import { KeyServer, type KeyServerSettings } from './service/key-server.js'
+import type { KeyStore } from './store/key-store.js'
+import { openStore } from './store/open-store.js'
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
 
