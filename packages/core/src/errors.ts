@@ -60,6 +60,8 @@ export const ERROR_CODES = {
     "A principal record's signature does not verify under the pinned key-server key.",
   ERR_SNAPSHOT_MALFORMED: 'A broker snapshot is not well formed.',
   ERR_SNAPSHOT_SIGNATURE_INVALID: "A broker snapshot's signature does not verify under the pinned key-server key.",
+  ERR_NO_KEY_GROUP:
+    'The topic belongs to no key group the client holds keys for, or not to the group the envelope names.',
 } as const
 
 /** The union of every stable error code. */

@@ -35,6 +35,8 @@ export interface KeyServerConfig {
   readonly maxBodyBytes: number
   /** Serve plain HTTP instead of HTTPS. For tests and local experiments only; warn when set. */
   readonly insecureAllowPlainHttp: boolean
+  /** Push bundles and snapshots over MQTT to this broker (absent: pull only). */
+  readonly push: { readonly brokerUrl: string; readonly caFile: string } | undefined
 }
 
 /** The config file as written on disk (relative paths, store as a string). Every field is optional. */
@@ -52,6 +54,8 @@ export interface KeyServerConfigDocument {
   clientCertificateValidityDays?: number
   maxBodyBytes?: number
   insecureAllowPlainHttp?: boolean
+  /** `mqtts://` or `wss://` broker URL; `caFile` defaults to tls.caFile. Plain `mqtt://` only with `insecurePlainMqtt`. */
+  push?: { brokerUrl: string; caFile?: string; insecurePlainMqtt?: boolean }
 }
 
 const MINUTE = 60
@@ -65,7 +69,7 @@ const DAY = 86_400
  * writeFileSync('keyserver.json', `${JSON.stringify(defaultConfigDocument(), null, 2)}\n`)
  * ```
  */
-export function defaultConfigDocument(): Required<KeyServerConfigDocument> {
+export function defaultConfigDocument(): Required<Omit<KeyServerConfigDocument, 'push'>> {
   return {
     listen: { host: '127.0.0.1', port: 8443 },
     tls: { certFile: 'pki/server.pem', keyFile: 'pki/server.key', caFile: 'pki/ca.pem' },
@@ -156,6 +160,7 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
     'clientCertificateValidityDays',
     'maxBodyBytes',
     'insecureAllowPlainHttp',
+    'push',
   ])
   const listen = object(orDefault(root.listen, {}), '$.listen', ['host', 'port'])
   const tls = object(orDefault(root.tls, {}), '$.tls', ['certFile', 'keyFile', 'caFile'])
@@ -214,7 +219,23 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
       orDefault(root.insecureAllowPlainHttp, defaults.insecureAllowPlainHttp),
       '$.insecureAllowPlainHttp',
     ),
+    push:
+      root.push === undefined
+        ? undefined
+        : pushSettings(root.push, path, path(orDefault(tls.caFile, defaults.tls.caFile), '$.tls.caFile')),
   }
+}
+
+function pushSettings(value: unknown, path: (value: unknown, at: string) => string, defaultCa: string) {
+  const push = object(value, '$.push', ['brokerUrl', 'caFile', 'insecurePlainMqtt'])
+  const plainAllowed =
+    push.insecurePlainMqtt === undefined ? false : boolean(push.insecurePlainMqtt, '$.push.insecurePlainMqtt')
+  const url = typeof push.brokerUrl === 'string' ? push.brokerUrl : ''
+  const scheme = /^(mqtts|wss|mqtt|ws):\/\/[^\s]+$/.exec(url)?.[1]
+  if (!scheme) throw invalid('$.push.brokerUrl', 'an mqtts:// or wss:// URL')
+  if ((scheme === 'mqtt' || scheme === 'ws') && !plainAllowed)
+    throw invalid('$.push.brokerUrl', 'an mqtts:// or wss:// URL (plain MQTT only with insecurePlainMqtt: true)')
+  return { brokerUrl: url, caFile: push.caFile === undefined ? defaultCa : path(push.caFile, '$.push.caFile') }
 }
 
 /** Absent fields take the default; an explicit `null` is a wrong type, not "use the default". */

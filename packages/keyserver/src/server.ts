@@ -6,12 +6,13 @@ import { dirname, join } from 'node:path'
 import { cryptoBackend, sha256 } from '@smqtt/core'
 import type { FastifyInstance } from 'fastify'
 import { type Logger, pino } from 'pino'
-import { defaultConfig, type KeyServerConfig } from './config.js'
+import { defaultConfig, defaultConfigDocument, type KeyServerConfig } from './config.js'
 import { buildApp } from './http/app.js'
 import { MasterKey } from './master-key.js'
 import { CertificateAuthority } from './pki/certificate-authority.js'
 import { ensureDevPki } from './pki/dev-pki.js'
 import { KeyServer } from './service/key-server.js'
+import { type MqttPush, startMqttPush } from './service/mqtt-push.js'
 import { openStore } from './store/open-store.js'
 
 /** The name of the CA private key among the store's sealed secrets. */
@@ -85,6 +86,26 @@ export async function startKeyServer(
         })
     }, TICK_MS)
     timer.unref()
+    let push: MqttPush | undefined
+    if (config.push) {
+      const { brokerUrl, caFile } = config.push
+      // Not awaited: the key server serves pulls even while the broker is unreachable.
+      startMqttPush(keyServer, {
+        brokerUrl,
+        logger,
+        mqttOptions: { ca: readFileSync(caFile, 'utf8'), connectTimeout: 10_000 },
+      }).then(
+        (started) => {
+          push = started
+          logger.info({ brokerUrl }, 'pushing key bundles and snapshots over MQTT')
+        },
+        (err: unknown) =>
+          logger.error(
+            { err, brokerUrl },
+            'push disabled: could not connect to the broker; clients and brokers will pull',
+          ),
+      )
+    }
     logger.info({ url, store: store.kind }, 'key server listening')
     return {
       url,
@@ -92,6 +113,7 @@ export async function startKeyServer(
       app,
       async close() {
         clearInterval(timer)
+        await push?.close()
         await app.close()
         await store.close()
       },
@@ -114,7 +136,7 @@ export async function startKeyServer(
  */
 export async function initKeyServer(
   dir: string,
-  options: { listen?: { host: string; port: number } } = {},
+  options: { listen?: { host: string; port: number }; push?: { brokerUrl: string; insecurePlainMqtt?: boolean } } = {},
 ): Promise<{ configFile: string; adminToken: string; keyServerPublicKey: string }> {
   const config = defaultConfig(dir)
   const configFile = join(dir, 'config.json')
@@ -138,13 +160,7 @@ export async function initKeyServer(
     await store.insertSecret(CA_KEY_SECRET, masterKey.seal(CA_KEY_SECRET, pkcs8))
     rmSync(caKeyFile)
     const keyServer = await KeyServer.open({ store, masterKey })
-    const written = {
-      listen,
-      tls: { certFile: 'pki/server.pem', keyFile: 'pki/server.key', caFile: 'pki/ca.pem' },
-      store: 'sqlite:data/keyserver.db',
-      masterKeyFile: 'master.key',
-      adminTokenFile: 'admin.token',
-    }
+    const written = { ...defaultConfigDocument(), listen, ...(options.push ? { push: options.push } : {}) }
     writeFileSync(configFile, `${JSON.stringify(written, null, 2)}\n`, { flag: 'wx' })
     return { configFile, adminToken, keyServerPublicKey: Buffer.from(keyServer.publicKey).toString('base64url') }
   } finally {

@@ -500,6 +500,64 @@ export class KeyServer {
     })
   }
 
+  // ---- service principals -------------------------------------------------------------------
+
+  /**
+   * The identity of one of the key server's own principals (e.g. the push client, role
+   * `keyserver`): created on first use, its private keys sealed in the store, so every key
+   * server process of a deployment uses the same one.
+   */
+  async servicePrincipal(
+    id: string,
+    roles: readonly string[],
+  ): Promise<{ identity: Identity; principal: PrincipalRecord }> {
+    const secretName = `service-principal:${id}`
+    if (!(await this.#store.getSecret(secretName))) {
+      const created = generateIdentity(id)
+      const json = new TextEncoder().encode(JSON.stringify(exportIdentity(created)))
+      await this.#store.insertSecret(secretName, this.#masterKey.seal(secretName, json))
+    }
+    const sealed = await this.#store.getSecret(secretName)
+    if (!sealed) throw new Error(`service principal ${id} could not be stored`)
+    const identity = importIdentity(JSON.parse(new TextDecoder().decode(this.#masterKey.open(secretName, sealed))))
+    let principal = await this.#store.getPrincipal(id)
+    if (!principal) {
+      try {
+        principal = await this.#store.createPrincipal({
+          id,
+          roles,
+          username: undefined,
+          signingKey: identity.signingKey,
+          agreementKey: identity.agreementKey,
+          kem: identity.kem,
+          createdAt: this.#now(),
+          certificateSerial: undefined,
+        })
+        await this.audit.record({
+          actor: 'system',
+          action: 'service-principal.create',
+          subject: id,
+          outcome: 'ok',
+          details: { kid: principal.kid, roles },
+        })
+      } catch (err) {
+        if (!(err instanceof StoreConflictError)) throw err
+        principal = await this.getPrincipal(id) // another process created it first
+      }
+    }
+    return { identity, principal }
+  }
+
+  /** Active principals whose key groups include any of `groups` (all active ones when omitted). */
+  async principalsHoldingKeys(groups?: readonly number[]): Promise<PrincipalRecord[]> {
+    const active = await this.#activePrincipals()
+    if (!groups) return active
+    return active.filter((p) => {
+      const held = this.#policy.keyedGroups(p)
+      return groups.some((g) => held.has(g))
+    })
+  }
+
   // ---- brokers -----------------------------------------------------------------------------
 
   /** The signed snapshot broker plugins enforce from: policy, directory, live epochs (no keys). */

@@ -1,0 +1,126 @@
+// Push delivery over MQTT: after a change, every affected principal finds its new key bundle
+// on its own control topic, and every broker plugin a new snapshot on the brokers' topic.
+// Messages are retained (a device coming online gets its latest bundle at once) and QoS 1.
+// Bundles are sealed per member and everything is signed, so even a plain broker that does
+// not restrict the control topics leaks nothing; the SMQTT plugin restricts them anyway.
+// Pull over HTTPS stays the bootstrap and the fallback.
+import { BROKER_CONTROL_TOPIC, createConnectPassword, principalControlTopic } from '@smqtt/core'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import type { Logger } from 'pino'
+import type { KeyServer } from './key-server.js'
+
+/** The principal the key server publishes as; brokers let only role `keyserver` publish on control topics. */
+export const PUSH_PRINCIPAL_ID = 'smqtt-keyserver'
+export const KEYSERVER_ROLE = 'keyserver'
+
+export interface MqttPushOptions {
+  /** e.g. `mqtts://127.0.0.1:8883`. */
+  readonly brokerUrl: string
+  /** TLS and other mqtt.js options (ca, cert, key, rejectUnauthorized …). */
+  readonly mqttOptions?: IClientOptions
+  /** Changes within this window are sent together (default 100 ms). */
+  readonly coalesceMs?: number
+  readonly logger?: Logger
+}
+
+export interface MqttPush {
+  /** Resolves once every change noticed so far has been published. */
+  flush(): Promise<void>
+  close(): Promise<void>
+  readonly stats: { bundles: number; snapshots: number; failures: number }
+}
+
+/**
+ * Connects to the broker as the key server's push principal and publishes on every change.
+ *
+ * @example
+ * ```ts
+ * const push = await startMqttPush(keyServer, { brokerUrl: 'mqtts://127.0.0.1:8883', mqttOptions: { ca } })
+ * ```
+ */
+export async function startMqttPush(keyServer: KeyServer, options: MqttPushOptions): Promise<MqttPush> {
+  const { identity } = await keyServer.servicePrincipal(PUSH_PRINCIPAL_ID, [KEYSERVER_ROLE])
+  const client: MqttClient = await mqtt.connectAsync(options.brokerUrl, {
+    ...options.mqttOptions,
+    clientId: PUSH_PRINCIPAL_ID,
+    username: PUSH_PRINCIPAL_ID,
+    // A fresh proof of possession on every (re)connect.
+    password: createConnectPassword(identity, PUSH_PRINCIPAL_ID),
+    reconnectPeriod: 2000,
+  })
+  client.on('reconnect', () => {
+    client.options.password = createConnectPassword(identity, PUSH_PRINCIPAL_ID)
+  })
+  client.on('error', (err) => options.logger?.warn({ err }, 'push connection error'))
+
+  const stats = { bundles: 0, snapshots: 0, failures: 0 }
+  const pendingPrincipals = new Set<string>()
+  let everyone = false
+  let timer: NodeJS.Timeout | undefined
+  let running: Promise<void> = Promise.resolve()
+
+  const publish = async (topic: string, body: unknown) => {
+    await client.publishAsync(topic, JSON.stringify(body), { qos: 1, retain: true })
+  }
+
+  const send = async () => {
+    timer = undefined
+    const all = everyone
+    const ids = new Set(pendingPrincipals)
+    everyone = false
+    pendingPrincipals.clear()
+    try {
+      await publish(BROKER_CONTROL_TOPIC, { type: 'snapshot', snapshot: await keyServer.brokerSnapshot() })
+      stats.snapshots++
+      const principals = await keyServer.principalsHoldingKeys()
+      for (const principal of principals) {
+        if (!all && !ids.has(principal.id)) continue
+        await publish(principalControlTopic(principal.id), {
+          type: 'bundle',
+          bundle: await keyServer.bundleFor(principal),
+        })
+        stats.bundles++
+      }
+    } catch (err) {
+      stats.failures++
+      options.logger?.error({ err }, 'push failed; clients will pull instead')
+    }
+  }
+
+  const schedule = () => {
+    if (timer) return
+    timer = setTimeout(() => {
+      running = running.then(send)
+    }, options.coalesceMs ?? 100)
+  }
+
+  const unsubscribe = keyServer.onChange((change) => {
+    if (change.kind === 'epochs') {
+      keyServer.principalsHoldingKeys(change.groups).then(
+        (principals) => {
+          for (const p of principals) pendingPrincipals.add(p.id)
+          schedule()
+        },
+        (err: unknown) => options.logger?.error({ err }, 'push: could not list affected principals'),
+      )
+    } else {
+      everyone = everyone || change.kind === 'policy' // a policy change can change anyone's groups
+      schedule()
+    }
+  })
+
+  return {
+    stats,
+    async flush() {
+      // Wait past the coalescing window, then for the publishing chain to drain.
+      await new Promise((resolve) => setTimeout(resolve, (options.coalesceMs ?? 100) + 20))
+      await running
+    },
+    async close() {
+      unsubscribe()
+      if (timer) clearTimeout(timer)
+      await running
+      await client.endAsync()
+    },
+  }
+}
