@@ -64,11 +64,29 @@ export function fromHex(hex: string): Uint8Array {
 
 const B64URL = /^[A-Za-z0-9_-]*$/
 
-/** base64url without padding, the form used in JSON documents. */
+const B64URL_CODES = utf8('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_')
+const asciiDecoder = new TextDecoder()
+
+/** base64url without padding, the form used in JSON documents. Writes ASCII codes, decodes once. */
 export function toBase64Url(bytes: Uint8Array): string {
-  let binary = ''
-  for (const b of bytes) binary += String.fromCharCode(b)
-  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+  const out = new Uint8Array(Math.ceil((bytes.length * 4) / 3))
+  let o = 0
+  let i = 0
+  for (; i + 2 < bytes.length; i += 3) {
+    const n = ((bytes[i] as number) << 16) | ((bytes[i + 1] as number) << 8) | (bytes[i + 2] as number)
+    out[o++] = B64URL_CODES[n >>> 18] as number
+    out[o++] = B64URL_CODES[(n >>> 12) & 63] as number
+    out[o++] = B64URL_CODES[(n >>> 6) & 63] as number
+    out[o++] = B64URL_CODES[n & 63] as number
+  }
+  const rest = bytes.length - i
+  if (rest > 0) {
+    const n = ((bytes[i] as number) << 16) | (rest === 2 ? (bytes[i + 1] as number) << 8 : 0)
+    out[o++] = B64URL_CODES[n >>> 18] as number
+    out[o++] = B64URL_CODES[(n >>> 12) & 63] as number
+    if (rest === 2) out[o++] = B64URL_CODES[(n >>> 6) & 63] as number
+  }
+  return asciiDecoder.decode(out.subarray(0, o))
 }
 
 /** Strict base64url decoding (no padding, no other alphabet); undefined on bad input. */

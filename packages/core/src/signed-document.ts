@@ -154,10 +154,10 @@ export class StrictJsonReader {
 
   /** A string of 1 to `maxLength` UTF-16 code units, well-formed Unicode without control characters. */
   string(value: unknown, path: string, maxLength = 1024): string {
-    if (typeof value !== 'string' || value.length === 0 || value.length > maxLength)
-      this.fail(`${path} must be a string of 1 to ${maxLength} characters`)
-    // Lone surrogates would not survive a UTF-8 round trip; control characters hide in logs.
-    if (/[\p{Cc}\p{Cs}]/u.test(value)) this.fail(`${path} contains control characters or lone surrogates`)
+    if (!isWellFormedText(value, maxLength))
+      this.fail(
+        `${path} must be a string of 1 to ${maxLength} characters, without control characters or lone surrogates`,
+      )
     return value
   }
 
@@ -200,5 +200,18 @@ export class StrictJsonReader {
  * ```
  */
 export function isValidPrincipalId(id: unknown): id is string {
-  return typeof id === 'string' && id.length >= 1 && id.length <= 256 && !/[\p{Cc}\p{Cs}]/u.test(id)
+  return isWellFormedText(id, 256)
+}
+
+/**
+ * True for a string of 1 to `maxLength` UTF-16 code units without control characters (they
+ * hide in logs) or lone surrogates (they do not survive a UTF-8 round trip).
+ *
+ * @example
+ * ```ts
+ * isWellFormedText('thermostats', 256) // true
+ * ```
+ */
+export function isWellFormedText(value: unknown, maxLength: number): value is string {
+  return typeof value === 'string' && value.length >= 1 && value.length <= maxLength && !/[\p{Cc}\p{Cs}]/u.test(value)
 }

@@ -1,7 +1,9 @@
 // Validity checks for public keys that arrive from outside (principal records, key bundles).
 // A key is refused here, when it is imported, rather than producing a confusing failure later
 // (a signature that never verifies, an HPKE seal with an all-zero shared secret).
+
 import { ed25519 } from '@noble/curves/ed25519.js'
+import { toHex } from '../_bytes.js'
 
 // 2^255 - 19
 const P = (1n << 255n) - 19n
@@ -41,12 +43,25 @@ function littleEndian(bytes: Uint8Array): bigint {
  */
 export function isValidEd25519PublicKey(publicKey: Uint8Array): boolean {
   if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) return false
+  const id = toHex(publicKey)
+  if (KNOWN_VALID_ED25519.has(id)) return true
+  let valid: boolean
   try {
-    return !ed25519.Point.fromBytes(publicKey, false).isSmallOrder()
+    valid = !ed25519.Point.fromBytes(publicKey, false).isSmallOrder()
   } catch {
-    return false
+    valid = false
   }
+  if (valid) {
+    // Decompressing a point costs ~1 ms in pure JS, and the same writer keys come back in every
+    // key bundle. Only valid keys are remembered, in a bounded set, so bad input cannot fill it.
+    if (KNOWN_VALID_ED25519.size >= KNOWN_VALID_LIMIT) KNOWN_VALID_ED25519.clear()
+    KNOWN_VALID_ED25519.add(id)
+  }
+  return valid
 }
+
+const KNOWN_VALID_LIMIT = 65_536
+const KNOWN_VALID_ED25519 = new Set<string>()
 
 /**
  * True when `publicKey` is a canonical X25519 u-coordinate (below p, top bit clear) that is not

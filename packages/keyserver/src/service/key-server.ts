@@ -13,6 +13,7 @@ import {
   type Identity,
   importIdentity,
   importPublicIdentity,
+  type KeyGroupWriter,
   parsePolicy,
   parseRequestSignature,
   type SignedDocument,
@@ -107,6 +108,7 @@ export class KeyServer {
   readonly #nonces = new NonceCache()
   readonly #listeners = new Set<(change: KeyServerChange) => void>()
   #policy: PolicyState
+  #directory: Directory | undefined
 
   private constructor(options: KeyServerOptions, identity: Identity, policy: PolicyState) {
     this.settings = { ...DEFAULT_SETTINGS, ...options.settings }
@@ -155,6 +157,7 @@ export class KeyServer {
   }
 
   #emit(change: KeyServerChange): void {
+    this.#directory = undefined
     for (const listener of this.#listeners) {
       try {
         listener(change)
@@ -461,11 +464,8 @@ export class KeyServer {
     if (principal.status !== 'active') throw new SmqttError('ERR_PRINCIPAL_REVOKED')
     const now = this.#now()
     const notAfter = now + this.settings.bundleTtlSeconds
+    const directory = await this.#currentDirectory(now)
     const groups = this.#policy.keyedGroups(principal)
-    const active = await this.#activePrincipals()
-    const epochs = (await this.#store.listEpochs()).filter(
-      (e) => groups.has(e.group) && (e.retiresAt === undefined || e.retiresAt > now),
-    )
     const bundleGroups = this.#policy.policy.groups
       .filter((g) => groups.has(g.id))
       .map((g) => ({
@@ -473,18 +473,13 @@ export class KeyServer {
         name: g.name,
         filter: g.filter,
         suite: DEFAULT_SUITE,
-        epochs: epochs
-          .filter((e) => e.group === g.id)
+        epochs: (directory.epochs.get(g.id) ?? [])
+          .filter((e) => e.retiresAt === undefined || e.retiresAt > now)
           .map((e) => ({
-            epoch: e.epoch,
-            key: this.#masterKey.open(epochLabel(e.group, e.epoch), e.sealedKey),
-            activatesAt: e.activatesAt,
+            ...e,
             retiresAt: e.retiresAt ?? notAfter + (g.graceSeconds ?? this.settings.defaultGraceSeconds),
           })),
-        writers: this.#policy.evaluator
-          .writersOf(g, active.map(principalContext))
-          .map((w) => active.find((p) => p.id === w.id) as PrincipalRecord)
-          .map((p) => ({ kid: p.kid, principal: p.id, signingKey: p.signingKey })),
+        writers: directory.writers.get(g.id) ?? [],
       }))
     return createKeyBundle({
       recipient: {
@@ -498,6 +493,42 @@ export class KeyServer {
       issuedAt: now,
       keyServer: this.#identity,
     })
+  }
+
+  /**
+   * Writers and opened epoch keys per group, built once per change instead of once per bundle
+   * (a bundle request would otherwise list every principal and evaluate the ACL for each).
+   * Dropped on every change this process makes, and after DIRECTORY_TTL_SECONDS so changes made
+   * by other key server processes sharing the store are picked up.
+   */
+  async #currentDirectory(now: number): Promise<Directory> {
+    if (this.#directory && now - this.#directory.builtAt < DIRECTORY_TTL_SECONDS) return this.#directory
+    await this.reloadPolicy()
+    const active = await this.#activePrincipals()
+    const contexts = active.map(principalContext)
+    const byId = new Map(active.map((p) => [p.id, p]))
+    const epochs = new Map<number, OpenedEpoch[]>()
+    for (const e of await this.#store.listEpochs()) {
+      const list = epochs.get(e.group) ?? []
+      list.push({
+        epoch: e.epoch,
+        key: this.#masterKey.open(epochLabel(e.group, e.epoch), e.sealedKey),
+        activatesAt: e.activatesAt,
+        retiresAt: e.retiresAt,
+      })
+      epochs.set(e.group, list)
+    }
+    const writers = new Map<number, KeyGroupWriter[]>()
+    for (const g of this.#policy.policy.groups)
+      writers.set(
+        g.id,
+        this.#policy.evaluator.writersOf(g, contexts).flatMap((w) => {
+          const p = byId.get(w.id)
+          return p ? [{ kid: p.kid, principal: p.id, signingKey: p.signingKey }] : []
+        }),
+      )
+    this.#directory = { builtAt: now, epochs, writers }
+    return this.#directory
   }
 
   // ---- service principals -------------------------------------------------------------------
@@ -608,6 +639,7 @@ export class KeyServer {
     const principal = await this.getPrincipal(id)
     if (principal.status === 'revoked') throw new SmqttError('ERR_CONFLICT', `${id} is revoked`)
     await this.#store.setPrincipalStatus(id, 'disabled', this.#now())
+    this.#directory = undefined
     await this.audit.record({ actor, action: 'principal.disable', subject: id, outcome: 'ok', details: {} })
     await this.#rekeyReadableGroups(principal, 'principal disabled')
   }
@@ -620,6 +652,7 @@ export class KeyServer {
     const principal = await this.getPrincipal(id)
     if (principal.status === 'revoked') throw new SmqttError('ERR_CONFLICT', `${id} is already revoked`)
     await this.#store.setPrincipalStatus(id, 'revoked', this.#now())
+    this.#directory = undefined
     const list = await this.#publishRevocationList()
     await this.audit.record({ actor, action: 'revoke', subject: id, outcome: 'ok', details: { kid: principal.kid } })
     this.#emit({ kind: 'revoked', principal: id, kid: principal.kid })
@@ -655,6 +688,22 @@ export class KeyServer {
   async #activePrincipals(): Promise<PrincipalRecord[]> {
     return (await this.#store.listPrincipals()).filter((p) => p.status === 'active')
   }
+}
+
+/** See KeyServer.#currentDirectory. */
+const DIRECTORY_TTL_SECONDS = 2
+
+interface OpenedEpoch {
+  readonly epoch: number
+  readonly key: Uint8Array
+  readonly activatesAt: number
+  readonly retiresAt: number | undefined
+}
+
+interface Directory {
+  readonly builtAt: number
+  readonly epochs: Map<number, OpenedEpoch[]>
+  readonly writers: Map<number, KeyGroupWriter[]>
 }
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {

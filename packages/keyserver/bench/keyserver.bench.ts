@@ -1,0 +1,122 @@
+// `npm run bench -w @smqtt/keyserver`: bundle fetches over real HTTPS on SQLite and PostgreSQL,
+// and the cost of re-keying a group of 1,000 readers after a revocation.
+// Targets (issue 3): >= 1,000 bundle fetches/s on SQLite on this 2-core machine; re-key <= 2 s.
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { exportIdentity } from '@smqtt/core'
+import { type Harness, startHarness } from '../src/testing.js'
+
+const quick = process.argv.includes('--quick')
+const PRINCIPALS = quick ? 20 : 100
+const REQUESTS = quick ? 500 : 5000
+const CONCURRENCY = 16
+const READERS = quick ? 100 : 1000
+// A schema of its own, so the bench neither meets nor leaves state in the shared database.
+const POSTGRES = `${process.env.SMQTT_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'}?schema=smqtt_bench_${process.pid}`
+
+const POLICY = {
+  version: 1,
+  rules: [
+    { effect: 'allow', actions: ['subscribe', 'publish'], topics: ['home/%c/#'], roles: ['device'] },
+    { effect: 'allow', actions: ['subscribe'], topics: ['home/#'], roles: ['reader'] },
+  ],
+  groups: [{ id: 1, name: 'home', filter: 'home/#' }],
+  plaintext: [],
+}
+
+async function enrollMany(h: Harness, count: number, role: string) {
+  const out = []
+  for (let i = 0; i < count; i++) out.push(await h.enroll(`${role}-${i}`, [role]))
+  return out
+}
+
+function load(h: Harness, identities: unknown[]): Promise<{ rps: number; p50: number; p99: number; failures: number }> {
+  const script = fileURLToPath(new URL('./_load.ts', import.meta.url))
+  const tsx = fileURLToPath(new URL('../../../node_modules/.bin/tsx', import.meta.url))
+  return new Promise((resolve, reject) => {
+    const child = spawn(tsx, ['--conditions=source', script], { stdio: ['pipe', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (c) => {
+      out += c
+    })
+    child.on('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`load generator exited ${code}`)),
+    )
+    child.stdin.end(
+      JSON.stringify({ url: h.url, ca: h.caPem, identities, requests: REQUESTS, concurrency: CONCURRENCY }),
+    )
+  })
+}
+
+async function bundleBench(label: string, storeUrl?: string) {
+  const h = await startHarness({ settings: {}, ...(storeUrl ? { storeUrl } : {}) })
+  h.clock.now = Math.floor(Date.now() / 1000)
+  // Let the server's clock follow real time while the load runs (signatures carry real time).
+  const ticker = setInterval(() => {
+    h.clock.now = Math.floor(Date.now() / 1000)
+  }, 200)
+  try {
+    await h.admin('PUT', '/v1/admin/policy', { policy: POLICY })
+    const devices = await enrollMany(h, PRINCIPALS, 'device')
+    const result = await load(
+      h,
+      devices.map((d) => exportIdentity(d.identity)),
+    )
+    return { label, ...result }
+  } finally {
+    clearInterval(ticker)
+    await h.close()
+  }
+}
+
+async function rekeyBench() {
+  const h = await startHarness()
+  h.clock.now = Math.floor(Date.now() / 1000)
+  try {
+    await h.admin('PUT', '/v1/admin/policy', { policy: POLICY })
+    const readers = await enrollMany(h, READERS, 'reader')
+    const started = performance.now()
+    await h.keyServer.revokePrincipal('reader-0', 'bench') // records, publishes the list, rotates group 1
+    const revokedAt = performance.now()
+    for (const principal of await h.keyServer.principalsHoldingKeys([1])) await h.keyServer.bundleFor(principal)
+    const done = performance.now()
+    return {
+      readers: readers.length - 1,
+      revokeMs: revokedAt - started,
+      bundlesMs: done - revokedAt,
+      totalMs: done - started,
+    }
+  } finally {
+    await h.close()
+  }
+}
+
+async function dropBenchSchema(): Promise<void> {
+  const { default: pg } = await import('pg')
+  const client = new pg.Client({ connectionString: POSTGRES.split('?')[0] })
+  await client.connect()
+  await client.query(`DROP SCHEMA IF EXISTS smqtt_bench_${process.pid} CASCADE`)
+  await client.end()
+}
+
+const rows = [
+  await bundleBench('SQLite'),
+  await bundleBench('PostgreSQL', POSTGRES)
+    .catch((err: Error) => ({ label: 'PostgreSQL', error: err.message }))
+    .finally(() => dropBenchSchema().catch(() => {})),
+]
+console.log(
+  `Bundle fetch over HTTPS: ${PRINCIPALS} principals, ${REQUESTS} requests, ${CONCURRENCY} concurrent (load generator in a separate process)\n`,
+)
+console.log('| store | req/s | p50 ms | p99 ms | failures |\n|---|---|---|---|---|')
+for (const r of rows)
+  console.log(
+    'error' in r
+      ? `| ${r.label} | not run: ${r.error} | | | |`
+      : `| ${r.label} | ${Math.round(r.rps)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.failures} |`,
+  )
+const rekey = await rekeyBench()
+console.log(
+  `\nRe-key after a revocation, group of ${rekey.readers} readers: revoke + rotate ${rekey.revokeMs.toFixed(0)} ms, new bundles for every reader ${rekey.bundlesMs.toFixed(0)} ms, total ${rekey.totalMs.toFixed(0)} ms (target ≤ 2,000 ms)`,
+)
+console.log(`\nNode ${process.version}, ${new Date().toISOString()}`)
