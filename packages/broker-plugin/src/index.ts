@@ -1,3 +1,16 @@
-// @smqtt/broker-plugin is not built yet: see the project's issues. It exists so the workspace layout
-// shows the architecture from the start; it exports nothing.
-export {}
+// @smqtt/broker-plugin: the public API. Everything not exported here is internal.
+
+export type { SmqttPlugin, SmqttPluginOptions, SmqttPluginState } from './attach.js'
+export { attachSmqtt } from './attach.js'
+export type { RefusalHook, RefusalReason } from './audit.js'
+export { REFUSAL_REASONS } from './audit.js'
+export { hashLegacyPassword, verifyLegacyPassword } from './authenticate.js'
+export type { ConnectLimits } from './limits.js'
+export { ConnectGuard, DEFAULT_MAX_PACKET_BYTES, guardPacketSize } from './limits.js'
+export type { BrokerMetrics } from './metrics.js'
+export { createBrokerMetrics } from './metrics.js'
+export type { EnforcementMode, LegacyUser } from './plugin-context.js'
+export type { AuthenticationMethod, Session } from './session.js'
+export { sessionOf } from './session.js'
+export type { KeyServerConnection } from './snapshot-sync.js'
+export { fetchBrokerSnapshot } from './snapshot-sync.js'

@@ -1,0 +1,286 @@
+// attachSmqtt: installs the SMQTT hooks on an Aedes broker, wrapping whatever hooks were set
+// (ours run first; the previous hook runs only after ours allowed), keeps the snapshot in sync,
+// and closes sessions the moment a snapshot says their principal is gone.
+import type { Duplex } from 'node:stream'
+import {
+  type BrokerSnapshot,
+  isSmqttError,
+  openBrokerSnapshot,
+  ReplayWindow,
+  type ReplayWindowOptions,
+  type TopicLimits,
+} from '@smqtt/core'
+import type { Aedes, Client } from 'aedes'
+import { type Logger, pino } from 'pino'
+import type { Registry } from 'prom-client'
+import { createAuditor } from './audit.js'
+import { createAuthenticateHook } from './authenticate.js'
+import { createAuthorizeForwardHook } from './authorize-forward.js'
+import { createAuthorizePublishHook } from './authorize-publish.js'
+import { createAuthorizeSubscribeHook } from './authorize-subscribe.js'
+import { type EnforcedSnapshot, enforceSnapshot, sameSerial } from './enforced-snapshot.js'
+import { ConnectGuard, type ConnectLimits, DEFAULT_MAX_PACKET_BYTES, guardPacketSize } from './limits.js'
+import { type BrokerMetrics, createBrokerMetrics } from './metrics.js'
+import type { EnforcementMode, LegacyUser, PluginContext } from './plugin-context.js'
+import { addressOf, type Session, sessionOf, setConnectInfo } from './session.js'
+import { type KeyServerConnection, type SnapshotSync, startSnapshotSync } from './snapshot-sync.js'
+
+/** Options of {@link attachSmqtt}. */
+export interface SmqttPluginOptions {
+  /** The key server's Ed25519 public key, pinned: snapshots must verify under it. */
+  readonly keyServerPublicKey: Uint8Array
+  /** Where to pull snapshots from; without it, snapshots come by push or {@link SmqttPlugin.applySnapshot}. */
+  readonly keyServer?: KeyServerConnection
+  /** Signature enforcement: `full` (default), `sampled`, or `binding` (sender binding only). */
+  readonly mode?: EnforcementMode
+  /** Fraction of envelopes verified in `sampled` mode (default 0.05). */
+  readonly sampleRate?: number
+  /** How long a principal caught with a bad signature in `sampled` mode is banned (default 300 s). */
+  readonly banSeconds?: number
+  /** The broker's per-sender sequence window and freshness (defaults: window 32, max age 300 s, skew 60 s). */
+  readonly replay?: ReplayWindowOptions
+  /** A sender may use an epoch this many seconds before it activates (clock skew; default 60). */
+  readonly epochSkewSeconds?: number
+  readonly legacyUsers?: readonly LegacyUser[]
+  /** Topic length and depth limits (default: 65,535 bytes, 32 levels). */
+  readonly topicLimits?: TopicLimits
+  /** Largest MQTT packet accepted by {@link SmqttPlugin.handle} (default 256 KiB). */
+  readonly maxPacketBytes?: number
+  readonly connectLimits?: ConnectLimits
+  /** The snapshot counts as stale after this many seconds without a sync (default 3 pull periods, 90 s). */
+  readonly staleAfterSeconds?: number
+  /** pino logger; audit entries go to its child `{ audit: true }`. */
+  readonly logger?: Logger
+  /** Prometheus registry for the plugin's metrics (default: a registry of its own). */
+  readonly registry?: Registry
+  /** Clock, unix seconds (tests). */
+  readonly now?: () => number
+  /** Random source in [0, 1) for sampling (tests). */
+  readonly random?: () => number
+}
+
+/** What the plugin reports about itself. */
+export interface SmqttPluginState {
+  /** issuedAt of the snapshot being enforced, or undefined before the first. */
+  readonly snapshotIssuedAt: number | undefined
+  /** Seconds since the last snapshot arrived from the key server (pull or push); -1 before the first. */
+  readonly snapshotAge: number
+  /** True with no snapshot, or when the last one is older than staleAfterSeconds. */
+  readonly stale: boolean
+  /** Live authenticated sessions. */
+  readonly sessions: number
+}
+
+/** The attached plugin. */
+export interface SmqttPlugin {
+  /** Verifies and applies a signed snapshot if newer than the current one; true when applied. */
+  applySnapshot(signed: unknown, source?: 'pull' | 'push' | 'api'): boolean
+  /** Pulls a snapshot from the key server now (never rejects). */
+  pull(): Promise<boolean>
+  /** Hands a connection to Aedes behind the packet-size guard: use instead of `broker.handle`. */
+  handle(stream: Duplex): Client
+  readonly state: SmqttPluginState
+  readonly metrics: BrokerMetrics
+  /** The snapshot being enforced. */
+  readonly snapshot: BrokerSnapshot | undefined
+  /** Stops syncing and restores the hooks that were installed before. */
+  close(): Promise<void>
+}
+
+/**
+ * Attaches SMQTT enforcement to an Aedes broker and pulls the first snapshot. Until a snapshot
+ * is applied every CONNECT is refused (deny by default).
+ *
+ * @example
+ * ```ts
+ * const broker = await Aedes.createBroker()
+ * const smqtt = await attachSmqtt(broker, {
+ *   keyServerPublicKey,
+ *   keyServer: { url: 'https://keys.example:9443', ca, identity: brokerIdentity },
+ * })
+ * tls.createServer({ key, cert, ca, requestCert: true, rejectUnauthorized: false }, smqtt.handle).listen(8883)
+ * ```
+ */
+export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): Promise<SmqttPlugin> {
+  const now = options.now ?? (() => Math.floor(Date.now() / 1000))
+  const logger = options.logger ?? pino({ name: 'smqtt-broker' })
+  const log = logger.child({ component: 'smqtt-broker-plugin' })
+  const staleAfter = options.staleAfterSeconds ?? (3 * (options.keyServer?.pullIntervalMs ?? 30_000)) / 1000
+  let enforced: EnforcedSnapshot | undefined
+  let lastSyncAt: number | undefined
+  const ageSeconds = () => (lastSyncAt === undefined ? -1 : Math.max(0, now() - lastSyncAt))
+  const isStale = () => lastSyncAt === undefined || ageSeconds() > staleAfter
+  const metrics = createBrokerMetrics(() => ({ ageSeconds: ageSeconds(), stale: isStale() }), options.registry)
+  const audit = createAuditor(logger, metrics)
+  const sessions = new Map<string, Set<Client>>()
+
+  const closeSession: PluginContext['closeSession'] = (client, reason) => {
+    metrics.sessionsClosed.inc({ reason })
+    audit.log.warn({ event: 'session-closed', principal: sessionOf(client)?.principalId, reason }, 'session closed')
+    client.close()
+  }
+
+  const context: PluginContext = {
+    snapshot: () => enforced,
+    now,
+    random: options.random ?? Math.random,
+    log,
+    audit,
+    metrics,
+    guard: new ConnectGuard(options.connectLimits),
+    replay: new ReplayWindow({ windowSize: 32, maxAgeSeconds: 300, maxFutureSkewSeconds: 60, ...options.replay }),
+    mode: options.mode ?? 'full',
+    sampleRate: options.sampleRate ?? 0.05,
+    banSeconds: options.banSeconds ?? 300,
+    epochSkewSeconds: options.epochSkewSeconds ?? 60,
+    topicLimits: { maxBytes: 65_535, maxLevels: 32, ...options.topicLimits },
+    legacyUsers: new Map((options.legacyUsers ?? []).map((u) => [u.username, u])),
+    banned: new Map(),
+    closeSession,
+  }
+
+  /** Closes every live session the snapshot no longer allows (revoked, disabled, removed, re-certified). */
+  const enforceOnSessions = () => {
+    for (const [principalId, clients] of sessions) {
+      const principal = enforced?.principals.get(principalId)
+      for (const client of clients) {
+        const session = sessionOf(client) as Session
+        if (principal?.status !== 'active') closeSession(client, 'revoked')
+        else if (
+          session.certificateSerial !== undefined &&
+          (principal.certificateSerial === undefined ||
+            !sameSerial(principal.certificateSerial, session.certificateSerial))
+        )
+          closeSession(client, 'certificate-replaced')
+      }
+    }
+  }
+
+  const applySnapshot: SmqttPlugin['applySnapshot'] = (signed, source = 'api') => {
+    let snapshot: BrokerSnapshot
+    try {
+      snapshot = openBrokerSnapshot(signed, options.keyServerPublicKey)
+    } catch (err) {
+      metrics.snapshotErrors.inc({ source })
+      audit.log.error(
+        { event: 'snapshot-refused', source, code: isSmqttError(err) ? err.code : 'unknown' },
+        'snapshot refused',
+      )
+      if (!isSmqttError(err)) throw err
+      return false
+    }
+    if (source !== 'api') lastSyncAt = now()
+    const current = enforced?.snapshot
+    // Newest wins; within one second the revocation list version breaks the tie, so a replayed
+    // older snapshot cannot undo a revocation.
+    if (
+      current &&
+      (snapshot.issuedAt < current.issuedAt ||
+        (snapshot.issuedAt === current.issuedAt && snapshot.revocationListVersion < current.revocationListVersion))
+    ) {
+      metrics.snapshotErrors.inc({ source })
+      log.info({ source, issuedAt: snapshot.issuedAt, current: current.issuedAt }, 'older snapshot ignored')
+      return false
+    }
+    enforced = enforceSnapshot(snapshot)
+    if (source === 'api') lastSyncAt = now()
+    metrics.snapshotsApplied.inc({ source })
+    log.info({ source, issuedAt: snapshot.issuedAt, principals: snapshot.principals.length }, 'snapshot applied')
+    enforceOnSessions()
+    return true
+  }
+
+  // Wrap the hooks that are there (Aedes has one slot per hook).
+  const previous = {
+    preConnect: broker.preConnect,
+    authenticate: broker.authenticate,
+    authorizePublish: broker.authorizePublish,
+    authorizeSubscribe: broker.authorizeSubscribe,
+    authorizeForward: broker.authorizeForward,
+  }
+  broker.preConnect = (client, packet, callback) => {
+    const clientId = packet.clientId ?? ''
+    setConnectInfo(client, { clientId, clean: packet.clean !== false })
+    const address = addressOf(client)
+    if (!context.guard.admit(address, clientId, now())) {
+      audit.refused('connect', 'rate-limited', { clientId, address })
+      return callback(new Error('CONNECT refused: rate-limited'), false)
+    }
+    previous.preConnect.call(broker, client, packet, callback)
+  }
+  broker.authenticate = createAuthenticateHook(context, (c, u, p, done) =>
+    previous.authenticate.call(broker, c, u, p, done),
+  )
+  broker.authorizePublish = createAuthorizePublishHook(context, (c, p, cb) =>
+    previous.authorizePublish.call(broker, c, p, cb),
+  )
+  broker.authorizeSubscribe = createAuthorizeSubscribeHook(context, (c, s, cb) =>
+    previous.authorizeSubscribe.call(broker, c, s, cb),
+  )
+  broker.authorizeForward = createAuthorizeForwardHook(context, (c, p) => previous.authorizeForward.call(broker, c, p))
+
+  const onReady = (client: Client) => {
+    const session = sessionOf(client)
+    if (!session) return
+    const set = sessions.get(session.principalId) ?? new Set()
+    set.add(client)
+    sessions.set(session.principalId, set)
+    // A snapshot may have revoked the principal between its CONNECT and now.
+    const principal = enforced?.principals.get(session.principalId)
+    if (principal?.status !== 'active') closeSession(client, 'revoked')
+  }
+  const onGone = (client: Client) => {
+    const session = sessionOf(client)
+    if (!session) return
+    const set = sessions.get(session.principalId)
+    set?.delete(client)
+    if (set?.size === 0) sessions.delete(session.principalId)
+  }
+  broker.on('client', onReady) // registered, before CONNACK
+  broker.on('clientDisconnect', onGone)
+
+  const sync: SnapshotSync = await startSnapshotSync(
+    broker,
+    options.keyServer,
+    (signed, source) => applySnapshot(signed, source),
+    log,
+    () => metrics.snapshotErrors.inc({ source: 'pull' }),
+  )
+
+  const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES
+  return {
+    applySnapshot,
+    pull: () => sync.pull(),
+    handle(stream) {
+      const client = broker.handle(stream)
+      guardPacketSize(stream, maxPacketBytes, (reason, declaredAtLeast) => {
+        const address = (stream as { remoteAddress?: string }).remoteAddress
+        audit.log.warn(
+          { event: 'packet-refused', reason, declaredAtLeast, address, max: maxPacketBytes },
+          'socket destroyed',
+        )
+      })
+      return client
+    },
+    get state() {
+      let count = 0
+      for (const set of sessions.values()) count += set.size
+      return {
+        snapshotIssuedAt: enforced?.snapshot.issuedAt,
+        snapshotAge: ageSeconds(),
+        stale: isStale(),
+        sessions: count,
+      }
+    },
+    get snapshot() {
+      return enforced?.snapshot
+    },
+    metrics,
+    async close() {
+      await sync.close()
+      broker.off('client', onReady)
+      broker.off('clientDisconnect', onGone)
+      Object.assign(broker, previous)
+    },
+  }
+}

@@ -1,0 +1,200 @@
+// CONNECT authentication, three ways, all ending in one rule: the MQTT client id must equal the
+// authenticated principal's id, so no principal can take over another's session.
+//   1. mutual TLS: the certificate TLS verified names the principal (URI SAN) and must be the one
+//      the key server issued last (serial in the snapshot), so a re-enrolled device's old
+//      certificate is refused;
+//   2. a CONNECT password proving possession of the principal's Ed25519 key (no shared secret on
+//      the broker), each nonce accepted once;
+//   3. legacy username/password, checked against a memory-hard scrypt hash.
+// This is the one place the broker plugin uses node:crypto: scrypt is a memory-hard KDF for
+// legacy passwords, which @smqtt/core (payload crypto only) does not need.
+import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
+import type { TLSSocket } from 'node:tls'
+import { isConnectPassword, SmqttError, type SmqttErrorCode, verifyConnectPassword } from '@smqtt/core'
+import { principalIdFromCertificate } from '@smqtt/keyserver'
+import type { AuthenticateError, Client } from 'aedes'
+import type { RefusalReason } from './audit.js'
+import { sameSerial } from './enforced-snapshot.js'
+import { isBanned, type PluginContext } from './plugin-context.js'
+import { type AuthenticationMethod, addressOf, connectInfoOf, setSession } from './session.js'
+
+type AuthenticateDone = (error: AuthenticateError | null, success: boolean | null) => void
+type AuthenticateHook = (
+  client: Client,
+  username: string | undefined,
+  password: Buffer | undefined,
+  done: AuthenticateDone,
+) => void
+
+// CONNACK return codes (MQTT 3.1.1 §3.2.2.3).
+const IDENTIFIER_REJECTED = 2
+const SERVER_UNAVAILABLE = 3
+const BAD_CREDENTIALS = 4
+const NOT_AUTHORIZED = 5
+
+const REFUSALS: Record<string, { returnCode: number; code: SmqttErrorCode; countsAsFailure: boolean }> = {
+  'no-snapshot': { returnCode: SERVER_UNAVAILABLE, code: 'ERR_UNAUTHENTICATED', countsAsFailure: false },
+  'empty-client-id': { returnCode: IDENTIFIER_REJECTED, code: 'ERR_UNAUTHENTICATED', countsAsFailure: true },
+  'client-id-mismatch': { returnCode: IDENTIFIER_REJECTED, code: 'ERR_FORBIDDEN', countsAsFailure: true },
+  'bad-credentials': { returnCode: BAD_CREDENTIALS, code: 'ERR_UNAUTHENTICATED', countsAsFailure: true },
+  'replayed-password': { returnCode: BAD_CREDENTIALS, code: 'ERR_UNAUTHENTICATED', countsAsFailure: true },
+  // Unknown principals answer like a wrong password: CONNECT must not reveal who exists.
+  'unknown-principal': { returnCode: BAD_CREDENTIALS, code: 'ERR_UNAUTHENTICATED', countsAsFailure: true },
+  'principal-inactive': { returnCode: NOT_AUTHORIZED, code: 'ERR_PRINCIPAL_REVOKED', countsAsFailure: true },
+  'certificate-mismatch': { returnCode: NOT_AUTHORIZED, code: 'ERR_UNAUTHENTICATED', countsAsFailure: true },
+}
+
+/**
+ * Remembers one-time nonces (CONNECT passwords) for `ttlSeconds`. Bounded: when full of
+ * unexpired nonces it refuses new ones (fails closed) rather than forgetting one, which would
+ * open a replay.
+ */
+export class NonceCache {
+  readonly #seen = new Map<string, number>()
+  constructor(
+    readonly ttlSeconds = 120,
+    readonly maxEntries = 100_000,
+  ) {}
+
+  /** True the first time `nonce` is offered within its lifetime. */
+  useOnce(nonce: string, now: number): boolean {
+    const expires = this.#seen.get(nonce)
+    if (expires !== undefined && expires > now) return false
+    if (this.#seen.size >= this.maxEntries) {
+      for (const [key, until] of this.#seen) if (until <= now) this.#seen.delete(key)
+      if (this.#seen.size >= this.maxEntries) return false
+    }
+    this.#seen.set(nonce, now + this.ttlSeconds)
+    return true
+  }
+}
+
+const SCRYPT = { N: 2 ** 15, r: 8, p: 1 } as const
+const HASH_FORMAT = /^scrypt\$(\d+)\$(\d+)\$(\d+)\$([A-Za-z0-9_-]+)\$([A-Za-z0-9_-]+)$/
+
+function scryptAsync(password: string, salt: Buffer, length: number, N: number, r: number, p: number): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    scrypt(password, salt, length, { N, r, p, maxmem: 256 * N * r + 1024 * 1024 }, (err, key) =>
+      err ? reject(err) : resolve(key),
+    ),
+  )
+}
+
+/**
+ * Hashes a legacy password with scrypt (N = 2^15, r = 8, p = 1: 32 MiB, memory-hard) for the
+ * `legacyUsers` option.
+ *
+ * @example
+ * ```ts
+ * const hash = await hashLegacyPassword('correct horse battery staple')
+ * attachSmqtt(broker, { ..., legacyUsers: [{ username: 'old-sensor', principal: 'sensor-7', hash }] })
+ * ```
+ */
+export async function hashLegacyPassword(password: string): Promise<string> {
+  const salt = randomBytes(16)
+  const key = await scryptAsync(password, salt, 32, SCRYPT.N, SCRYPT.r, SCRYPT.p)
+  return `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${salt.toString('base64url')}$${key.toString('base64url')}`
+}
+
+/** Checks a password against a {@link hashLegacyPassword} hash; false for a malformed hash. */
+export async function verifyLegacyPassword(password: string, hash: string): Promise<boolean> {
+  const match = HASH_FORMAT.exec(hash)
+  if (!match) return false
+  const [, n, r, p, salt, expected] = match as unknown as [string, string, string, string, string, string]
+  const N = Number(n)
+  // Refuse parameters that would let a config file make every CONNECT cost seconds or gigabytes.
+  if (N < 2 ** 14 || N > 2 ** 20 || (N & (N - 1)) !== 0 || Number(r) > 32 || Number(p) > 16) return false
+  const want = Buffer.from(expected, 'base64url')
+  try {
+    const got = await scryptAsync(password, Buffer.from(salt, 'base64url'), want.length, N, Number(r), Number(p))
+    return got.length === want.length && timingSafeEqual(got, want)
+  } catch {
+    return false
+  }
+}
+
+/** The verified client certificate, if TLS verified one; `unverified` if one was presented but not verified. */
+function peerCertificate(client: Client): { raw: Buffer; serialNumber: string } | 'unverified' | undefined {
+  const socket = client.conn as Partial<TLSSocket>
+  if (typeof socket.getPeerCertificate !== 'function') return undefined
+  const certificate = socket.getPeerCertificate(false)
+  if (!certificate || Object.keys(certificate).length === 0 || !certificate.raw) return undefined
+  return socket.authorized === true ? { raw: certificate.raw, serialNumber: certificate.serialNumber } : 'unverified'
+}
+
+/**
+ * The Aedes `authenticate` hook. Never waits on the network: the snapshot is in memory; only
+ * a legacy password costs a (memory-hard, asynchronous) hash.
+ */
+export function createAuthenticateHook(context: PluginContext, previous: AuthenticateHook): AuthenticateHook {
+  const nonces = new NonceCache()
+  return (client, username, password, done) => {
+    const address = addressOf(client)
+    const clientId = connectInfoOf(client)?.clientId ?? client.id
+    const refuse = (reason: RefusalReason, principal?: string, detail?: string) => {
+      const refusal = REFUSALS[reason] ?? (REFUSALS['bad-credentials'] as NonNullable<(typeof REFUSALS)[string]>)
+      context.audit.refused('connect', reason, { principal, clientId, address, detail })
+      if (refusal.countsAsFailure) context.guard.failed(address, context.now())
+      const error = new SmqttError(refusal.code, `CONNECT refused: ${reason}`) as SmqttError & { returnCode: number }
+      error.returnCode = refusal.returnCode
+      done(error as unknown as AuthenticateError, null)
+    }
+    // Checks common to every method, once the principal is authenticated.
+    const accept = (principalId: string, method: AuthenticationMethod, certificateSerial?: string) => {
+      const principal = context.snapshot()?.principals.get(principalId)
+      if (!principal) return refuse('unknown-principal', principalId)
+      if (principal.status !== 'active' || isBanned(context, principalId))
+        return refuse('principal-inactive', principalId, principal.status)
+      if (clientId !== principalId) return refuse('client-id-mismatch', principalId)
+      setSession(client, { principalId, method, ...(certificateSerial ? { certificateSerial } : {}) })
+      context.metrics.connects.inc({ method })
+      context.audit.log.info({ event: 'authenticated', principal: principalId, method, address }, 'CONNECT accepted')
+      previous(client, username, password, done)
+    }
+
+    const enforced = context.snapshot()
+    if (!enforced) return refuse('no-snapshot')
+    if (clientId === '') return refuse('empty-client-id')
+
+    const certificate = peerCertificate(client)
+    if (certificate === 'unverified')
+      return refuse('certificate-mismatch', undefined, 'certificate not verified by TLS')
+    if (certificate) {
+      const principalId = principalIdFromCertificate(certificate.raw)
+      if (principalId === undefined) return refuse('certificate-mismatch', undefined, 'no principal id in certificate')
+      const principal = enforced.principals.get(principalId)
+      if (!principal) return refuse('unknown-principal', principalId)
+      if (
+        principal.certificateSerial === undefined ||
+        !sameSerial(principal.certificateSerial, certificate.serialNumber)
+      )
+        return refuse('certificate-mismatch', principalId, 'not the certificate issued last')
+      if (username !== undefined && username !== principalId) return refuse('client-id-mismatch', principalId)
+      return accept(principalId, 'certificate', certificate.serialNumber)
+    }
+
+    if (username === undefined || password === undefined) return refuse('bad-credentials', username)
+    const secret = password.toString('utf8')
+    if (isConnectPassword(secret)) {
+      const principal = enforced.principals.get(username)
+      if (!principal) return refuse('unknown-principal', username)
+      // The proof signs the client id, so a username/client-id mix cannot pass it.
+      if (clientId !== username) return refuse('client-id-mismatch', username)
+      let nonce: string
+      try {
+        nonce = verifyConnectPassword(secret, { clientId, signingKey: principal.signingKey, now: context.now() })
+      } catch {
+        return refuse('bad-credentials', username)
+      }
+      if (!nonces.useOnce(nonce, context.now())) return refuse('replayed-password', username)
+      return accept(username, 'connect-password')
+    }
+
+    const legacy = context.legacyUsers.get(username)
+    if (!legacy) return refuse('bad-credentials', username)
+    verifyLegacyPassword(secret, legacy.hash).then(
+      (ok) => (ok ? accept(legacy.principal, 'legacy-password') : refuse('bad-credentials', username)),
+      () => refuse('bad-credentials', username),
+    )
+  }
+}

@@ -1,0 +1,162 @@
+// Hardening the MQTT layer where Aedes 1.2 has no setting: packet size and connect flapping.
+//
+// Measured on plain Aedes 1.2: it has no max packet size and buffered a declared 243 MiB packet
+// from a client that had not even sent CONNECT. The guard reads each packet's fixed header (type
+// byte + remaining-length varint) as the bytes are consumed and destroys the socket as soon as a
+// packet declares more than `maxPacketBytes`, before the parser has buffered more than one chunk.
+import type { Duplex } from 'node:stream'
+
+/** Default largest MQTT packet (fixed header included): 256 KiB. */
+export const DEFAULT_MAX_PACKET_BYTES = 256 * 1024
+
+/**
+ * Watches the MQTT framing of `stream` and destroys it when a packet declares a remaining length
+ * above `maxPacketBytes` (as soon as the length bytes read so far prove it) or a malformed length (a 5th length byte). Call it right AFTER
+ * `broker.handle(stream)`: it observes the bytes Aedes reads (a `data` listener on a stream that
+ * already has a `readable` listener does not switch it to flowing mode), adds no copy and no
+ * stream hop, and sees every byte before the parser can buffer a second chunk.
+ *
+ * @example
+ * ```ts
+ * tls.createServer(tlsOptions, (socket) => {
+ *   broker.handle(socket)
+ *   guardPacketSize(socket, 256 * 1024, () => log.warn('oversize packet'))
+ * })
+ * ```
+ */
+export function guardPacketSize(
+  stream: Duplex,
+  maxPacketBytes: number = DEFAULT_MAX_PACKET_BYTES,
+  onViolation?: (reason: 'oversize' | 'malformed-length', declaredAtLeast: number) => void,
+): void {
+  if (!Number.isSafeInteger(maxPacketBytes) || maxPacketBytes < 2) throw new RangeError('maxPacketBytes must be >= 2')
+  let state: 'type' | 'length' | 'body' = 'type'
+  let length = 0
+  let multiplier = 1
+  let lengthBytes = 0
+  let skip = 0
+  const violate = (reason: 'oversize' | 'malformed-length', declared: number) => {
+    stream.off('data', onData)
+    onViolation?.(reason, declared)
+    stream.destroy()
+  }
+  const onData = (chunk: Buffer) => {
+    let i = 0
+    while (i < chunk.length) {
+      if (state === 'body') {
+        const step = Math.min(skip, chunk.length - i)
+        skip -= step
+        i += step
+        if (skip === 0) state = 'type'
+        continue
+      }
+      const byte = chunk[i++] as number
+      if (state === 'type') {
+        state = 'length'
+        length = 0
+        multiplier = 1
+        lengthBytes = 0
+        continue
+      }
+      length += (byte & 0x7f) * multiplier
+      multiplier *= 128
+      lengthBytes++
+      if (1 + lengthBytes + length > maxPacketBytes) return violate('oversize', length)
+      if (byte & 0x80) {
+        if (lengthBytes === 4) return violate('malformed-length', length)
+        continue
+      }
+      skip = length
+      state = skip === 0 ? 'type' : 'body'
+    }
+  }
+  stream.on('data', onData)
+}
+
+/** Limits of {@link ConnectGuard}. */
+export interface ConnectLimits {
+  /** CONNECTs accepted per address per window (default 60). */
+  readonly perAddress?: number
+  /** CONNECTs accepted per client id per window: reconnect loops of one id (default 20). */
+  readonly perClientId?: number
+  /** Failed authentications per address per window before a ban (default 10). */
+  readonly failuresBeforeBan?: number
+  /** Window length, seconds (default 10). */
+  readonly windowSeconds?: number
+  /** Ban length, seconds (default 60). */
+  readonly banSeconds?: number
+}
+
+interface Bucket {
+  start: number
+  count: number
+}
+
+const MAX_TRACKED = 100_000
+
+/**
+ * Per-address and per-client-id CONNECT rate limits and a ban for addresses that keep failing
+ * authentication (fixed windows: cheap, and the bound is what matters here, not smoothness).
+ * Memory is bounded: when a map reaches 100,000 keys, expired entries are dropped, then the
+ * oldest.
+ *
+ * @example
+ * ```ts
+ * const guard = new ConnectGuard({ perAddress: 30 })
+ * if (!guard.admit(address, clientId, now)) refuse()
+ * ```
+ */
+export class ConnectGuard {
+  readonly #perAddress: number
+  readonly #perClientId: number
+  readonly #failuresBeforeBan: number
+  readonly #window: number
+  readonly #ban: number
+  readonly #addresses = new Map<string, Bucket>()
+  readonly #clientIds = new Map<string, Bucket>()
+  readonly #failures = new Map<string, Bucket>()
+  readonly #banned = new Map<string, number>()
+
+  constructor(limits: ConnectLimits = {}) {
+    this.#perAddress = limits.perAddress ?? 60
+    this.#perClientId = limits.perClientId ?? 20
+    this.#failuresBeforeBan = limits.failuresBeforeBan ?? 10
+    this.#window = limits.windowSeconds ?? 10
+    this.#ban = limits.banSeconds ?? 60
+  }
+
+  /** Counts one CONNECT; false when it must be refused (over a limit, or banned). */
+  admit(address: string, clientId: string, now: number): boolean {
+    const until = this.#banned.get(address)
+    if (until !== undefined) {
+      if (now < until) return false
+      this.#banned.delete(address)
+    }
+    const byAddress = this.#count(this.#addresses, address, now)
+    const byId = clientId === '' ? 0 : this.#count(this.#clientIds, clientId, now)
+    return byAddress <= this.#perAddress && byId <= this.#perClientId
+  }
+
+  /** Records a failed authentication; bans the address once it fails too often. */
+  failed(address: string, now: number): void {
+    if (this.#count(this.#failures, address, now) < this.#failuresBeforeBan) return
+    this.#failures.delete(address)
+    if (this.#banned.size >= MAX_TRACKED) this.#banned.delete(this.#banned.keys().next().value as string)
+    this.#banned.set(address, now + this.#ban)
+  }
+
+  #count(map: Map<string, Bucket>, key: string, now: number): number {
+    let bucket = map.get(key)
+    if (bucket === undefined || now - bucket.start >= this.#window) {
+      if (bucket === undefined && map.size >= MAX_TRACKED) this.#prune(map, now)
+      bucket = { start: now, count: 0 }
+      map.set(key, bucket)
+    }
+    return ++bucket.count
+  }
+
+  #prune(map: Map<string, Bucket>, now: number): void {
+    for (const [key, bucket] of map) if (now - bucket.start >= this.#window) map.delete(key)
+    while (map.size >= MAX_TRACKED) map.delete(map.keys().next().value as string)
+  }
+}

@@ -1,0 +1,52 @@
+// What the hooks share: the snapshot being enforced, the clock, the audit log and metrics, and
+// the resolved options. Internal; attach.ts builds it.
+import type { ReplayWindow, TopicLimits } from '@smqtt/core'
+import type { Client } from 'aedes'
+import type { Logger } from 'pino'
+import type { Auditor } from './audit.js'
+import type { EnforcedSnapshot } from './enforced-snapshot.js'
+import type { ConnectGuard } from './limits.js'
+import type { BrokerMetrics } from './metrics.js'
+
+/** How much of each envelope's signature the broker checks. */
+export type EnforcementMode = 'full' | 'sampled' | 'binding'
+
+/** A legacy username/password account, mapped to a principal. */
+export interface LegacyUser {
+  readonly username: string
+  /** The principal this account authenticates as (its client id must be this id). */
+  readonly principal: string
+  /** From {@link hashLegacyPassword}: `scrypt$N$r$p$salt$hash`. */
+  readonly hash: string
+}
+
+export interface PluginContext {
+  readonly snapshot: () => EnforcedSnapshot | undefined
+  /** Unix seconds. */
+  readonly now: () => number
+  readonly random: () => number
+  readonly log: Logger
+  readonly audit: Auditor
+  readonly metrics: BrokerMetrics
+  readonly guard: ConnectGuard
+  readonly replay: ReplayWindow
+  readonly mode: EnforcementMode
+  readonly sampleRate: number
+  readonly banSeconds: number
+  readonly epochSkewSeconds: number
+  readonly topicLimits: TopicLimits
+  readonly legacyUsers: ReadonlyMap<string, LegacyUser>
+  /** Principals banned (until unix seconds) after a bad signature in sampled mode. */
+  readonly banned: Map<string, number>
+  /** Closes a live session the plugin refuses to keep (revocation, bad signature). */
+  readonly closeSession: (client: Client, reason: 'revoked' | 'signature-invalid' | 'certificate-replaced') => void
+}
+
+/** True when the principal is banned at `now` (expired bans are removed on the way). */
+export function isBanned(context: PluginContext, principalId: string): boolean {
+  const until = context.banned.get(principalId)
+  if (until === undefined) return false
+  if (context.now() < until) return true
+  context.banned.delete(principalId)
+  return false
+}

@@ -1,0 +1,285 @@
+// A real deployment in one process for the tests: the real key server (HTTPS, SQLite, dev PKI),
+// Aedes with the plugin behind a real TLS listener using the same dev PKI, and mqtt.js clients.
+import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { createServer, type Server, connect as tlsConnect } from 'node:tls'
+import {
+  createConnectPassword,
+  createEnrollmentRequest,
+  createEnvelopeSigner,
+  EpochKey,
+  generateIdentity,
+  type Identity,
+  openKeyBundle,
+  type SuiteId,
+  sealEnvelope,
+  topicMatches,
+} from '@smqtt/core'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { Aedes } from 'aedes'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { pino } from 'pino'
+import { attachSmqtt, type SmqttPlugin, type SmqttPluginOptions } from '../src/index.js'
+
+/** SMART_HOME_POLICY plus a plaintext area, a topic outside every group, and admin/keyserver roles. */
+export const TEST_POLICY = {
+  ...SMART_HOME_POLICY,
+  rules: [
+    ...SMART_HOME_POLICY.rules,
+    { effect: 'allow', actions: ['publish', 'subscribe'], topics: ['public/#'], roles: ['app', 'thermostat'] },
+    { effect: 'allow', actions: ['publish'], topics: ['misc/#'], roles: ['thermostat'] },
+  ],
+  plaintext: ['public/#'],
+}
+
+export interface Enrolled {
+  readonly identity: Identity
+  readonly kid: number
+  readonly certificatePem?: string
+  readonly keyPem?: string
+}
+
+export interface Deployment {
+  readonly h: Harness
+  readonly broker: Aedes
+  readonly smqtt: SmqttPlugin
+  readonly server: Server
+  readonly url: string
+  readonly ca: string
+  /** Every line the plugin logged (audit entries have `audit: true`). */
+  readonly logs: Record<string, unknown>[]
+  /** mqtt.js over TLS; never reconnects; closed in teardown. */
+  connect(options: IClientOptions): Promise<MqttClient>
+  /** Connects as `enrolled` with a fresh CONNECT password. */
+  connectAs(enrolled: Enrolled, options?: IClientOptions): Promise<MqttClient>
+  enroll(id: string, roles: string[], options?: { certificate?: boolean }): Promise<Enrolled>
+  /** A sealed envelope from `sender` for `topic` in the group's newest epoch. */
+  seal(
+    sender: Enrolled,
+    topic: string,
+    seq: number,
+    options?: { payload?: string; sentAt?: number },
+  ): Promise<Uint8Array>
+  /** The latest signed snapshot straight from the key server. */
+  freshSnapshot(): Promise<unknown>
+  close(): Promise<void>
+}
+
+const BOUND = 5_000
+
+/** Rejects after `ms` with a message naming what was awaited. */
+export function within<T>(promise: Promise<T>, what: string, ms = BOUND): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/** Resolves when the client's connection closes. */
+export function closed(client: MqttClient, ms = BOUND): Promise<void> {
+  if (!client.connected) return Promise.resolve()
+  return within(new Promise<void>((resolve) => client.once('close', () => resolve())), 'the connection to close', ms)
+}
+
+/** Collects messages of one client. */
+export function inbox(client: MqttClient): { topic: string; payload: Buffer }[] {
+  const received: { topic: string; payload: Buffer }[] = []
+  client.on('message', (topic, payload) => received.push({ topic, payload }))
+  return received
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** A CONNECT packet (MQTT 3.1.1) built by hand, for what mqtt.js refuses to send. */
+export function rawConnect(clientId: string, clean: boolean, username: string, password: string): Buffer {
+  const str = (s: string) => {
+    const b = Buffer.from(s, 'utf8')
+    return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b])
+  }
+  const body = Buffer.concat([
+    str('MQTT'),
+    Buffer.from([4, 0xc0 | (clean ? 0x02 : 0), 0, 60]),
+    str(clientId),
+    str(username),
+    str(password),
+  ])
+  return Buffer.concat([Buffer.from([0x10, ...remainingLength(body.length)]), body])
+}
+
+/** MQTT's variable-length integer. */
+export function remainingLength(n: number): number[] {
+  const out: number[] = []
+  do {
+    let byte = n % 128
+    n = Math.floor(n / 128)
+    if (n > 0) byte |= 0x80
+    out.push(byte)
+  } while (n > 0)
+  return out
+}
+
+/** Opens a raw TLS connection, writes `bytes`, and returns what came back until the socket closed. */
+export function rawExchange(
+  url: string,
+  ca: string,
+  bytes: Buffer,
+  ms = BOUND,
+): Promise<{ received: Buffer; closed: boolean }> {
+  const { hostname, port } = new URL(url)
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = []
+    const socket = tlsConnect({ host: hostname, port: Number(port), ca, servername: 'localhost' }, () =>
+      socket.write(bytes),
+    )
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve({ received: Buffer.concat(chunks), closed: false })
+    }, ms)
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve({ received: Buffer.concat(chunks), closed: true })
+    })
+  })
+}
+
+export async function p256Pems(): Promise<{ spki: Uint8Array; keyPem: string }> {
+  const { publicKey, privateKey } = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+    'sign',
+    'verify',
+  ])
+  const spki = new Uint8Array(await crypto.subtle.exportKey('spki', publicKey))
+  const pkcs8 = Buffer.from(await crypto.subtle.exportKey('pkcs8', privateKey)).toString('base64')
+  const keyPem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.match(/.{1,64}/g)?.join('\n')}\n-----END PRIVATE KEY-----\n`
+  return { spki, keyPem }
+}
+
+export async function startDeployment(options: Partial<SmqttPluginOptions> = {}): Promise<Deployment> {
+  const h = await startHarness()
+  h.clock.now = Math.floor(Date.now() / 1000)
+  const clients = new Set<MqttClient>()
+  const logs: Record<string, unknown>[] = []
+  const logger = pino({ level: 'debug' }, { write: (line: string) => logs.push(JSON.parse(line)) })
+  const put = await h.admin('PUT', '/v1/admin/policy', { policy: TEST_POLICY })
+  if (put.status !== 200) throw new Error(`policy: ${put.text}`)
+
+  const enroll: Deployment['enroll'] = async (id, roles, opts = {}) => {
+    const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
+    if (token.status !== 201) throw new Error(`token: ${token.text}`)
+    const identity = generateIdentity(id)
+    const tls = opts.certificate ? await p256Pems() : undefined
+    const response = await h.request('POST', '/v1/enroll', {
+      body: createEnrollmentRequest(identity, (token.body as { token: string }).token, {
+        ...(tls ? { tlsPublicKey: tls.spki } : {}),
+      }),
+    })
+    if (response.status !== 200) throw new Error(`enroll: ${response.text}`)
+    const body = response.body as { kid: number; certificatePem?: string }
+    return {
+      identity,
+      kid: body.kid,
+      ...(body.certificatePem ? { certificatePem: body.certificatePem } : {}),
+      ...(tls ? { keyPem: tls.keyPem } : {}),
+    }
+  }
+
+  const brokerPrincipal = await enroll('broker-1', ['broker'])
+  const broker = await Aedes.createBroker()
+  const smqtt = await attachSmqtt(broker, {
+    keyServerPublicKey: h.keyServer.publicKey,
+    keyServer: { url: h.url, ca: h.caPem, identity: brokerPrincipal.identity, pullIntervalMs: 60_000 },
+    logger,
+    ...options,
+  })
+  const pki = `${h.dir}/pki`
+  const server = createServer(
+    {
+      key: readFileSync(`${pki}/server.key`),
+      cert: readFileSync(`${pki}/server.pem`),
+      ca: h.caPem,
+      requestCert: true,
+      rejectUnauthorized: false, // the plugin decides: no certificate falls back to a password
+    },
+    (socket) => {
+      socket.setNoDelay(true)
+      smqtt.handle(socket)
+    },
+  )
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const url = `mqtts://127.0.0.1:${(server.address() as AddressInfo).port}`
+
+  const connect: Deployment['connect'] = async (opts) => {
+    const client = mqtt.connect(url, { ca: h.caPem, reconnectPeriod: 0, connectTimeout: BOUND, ...opts })
+    clients.add(client)
+    await within(
+      new Promise<void>((resolve, reject) => {
+        client.once('connect', () => resolve())
+        client.once('error', reject)
+        client.once('close', () => reject(new Error('closed before CONNACK')))
+      }),
+      'CONNACK',
+    )
+    return client
+  }
+
+  const bundles = new Map<string, Awaited<ReturnType<typeof openKeyBundle>>>()
+  return {
+    h,
+    broker,
+    smqtt,
+    server,
+    url,
+    ca: h.caPem,
+    logs,
+    connect,
+    connectAs: (enrolled, opts = {}) =>
+      connect({
+        clientId: enrolled.identity.id,
+        username: enrolled.identity.id,
+        password: createConnectPassword(enrolled.identity, enrolled.identity.id),
+        ...opts,
+      }),
+    enroll,
+    async seal(sender, topic, seq, options = {}) {
+      let bundle = bundles.get(sender.identity.id)
+      if (!bundle) {
+        const response = await h.device(sender.identity, 'GET', '/v1/bundle')
+        if (response.status !== 200) throw new Error(`bundle: ${response.text}`)
+        bundle = openKeyBundle((response.body as { bundle: unknown }).bundle, {
+          keyServerPublicKey: h.keyServer.publicKey,
+          recipient: sender.identity,
+          now: h.clock.now,
+        })
+        bundles.set(sender.identity.id, bundle)
+      }
+      const group = bundle.groups.find((g) => topicMatches(g.filter, topic))
+      const epoch = group?.epochs.at(-1)
+      if (!group || !epoch) throw new Error(`no key for ${topic}`)
+      const epochKey = new EpochKey({
+        group: group.group,
+        epoch: epoch.epoch,
+        suite: group.suite as SuiteId,
+        key: epoch.key,
+      })
+      const signer = createEnvelopeSigner({ kid: sender.kid, seed: sender.identity.signingSeed })
+      return sealEnvelope({
+        topic,
+        payload: new TextEncoder().encode(options.payload ?? 'hello'),
+        epochKey,
+        signer,
+        seq,
+        ...(options.sentAt === undefined ? {} : { sentAt: options.sentAt }),
+      })
+    },
+    freshSnapshot: () => h.keyServer.brokerSnapshot(),
+    async close() {
+      for (const client of clients) client.end(true)
+      await smqtt.close()
+      await new Promise<void>((resolve) => broker.close(() => resolve()))
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await h.close()
+    },
+  }
+}

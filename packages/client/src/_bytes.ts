@@ -1,0 +1,26 @@
+// Byte helpers that work in browsers too (no Buffer unless the platform has it).
+
+export const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
+export const fromUtf8 = (bytes: Uint8Array): string => new TextDecoder('utf-8', { fatal: true }).decode(bytes)
+
+export function toBase64Url(bytes: Uint8Array): string {
+  let binary = ''
+  for (const byte of bytes) binary += String.fromCharCode(byte)
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+}
+
+/** Decodes base64url without padding; undefined for anything else. */
+export function fromBase64Url(text: string): Uint8Array | undefined {
+  if (typeof text !== 'string' || !/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) return undefined
+  const binary = atob(text.replace(/-/g, '+').replace(/_/g, '/'))
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0))
+}
+
+/**
+ * The payload type mqtt.js expects. On Node a Buffer view over the same memory (no copy);
+ * elsewhere mqtt.js's bundled Buffer polyfill takes the Uint8Array.
+ */
+export function toWire(bytes: Uint8Array): Buffer {
+  const NodeBuffer = (globalThis as { Buffer?: typeof Buffer }).Buffer
+  return NodeBuffer ? NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) : (bytes as Buffer)
+}

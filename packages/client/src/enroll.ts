@@ -1,0 +1,201 @@
+import {
+  constantTimeEqual,
+  createEnrollmentRequest,
+  exportIdentity,
+  generateIdentity,
+  type Identity,
+  importIdentity,
+  openPrincipalRecord,
+  type PrincipalRecord,
+  type SignedDocument,
+  SmqttError,
+} from '@smqtt/core'
+import { fromBase64Url, toBase64Url } from './_bytes.js'
+import { KeyServerClient } from './key-server-client.js'
+import type { ClientStorage } from './storage.js'
+import type { KeyServerTransport } from './transport.js'
+
+/** Storage keys of the enrollment (the sequence reservation and bundle have their own). */
+const IDENTITY_KEY = 'identity'
+const ENROLLMENT_KEY = 'enrollment'
+const PINNED_KEY = 'keyserver-key'
+
+/** What enrollment leaves behind: everything {@link secure} needs. */
+export interface Enrollment {
+  readonly identity: Identity
+  readonly kid: number
+  /** The key server's Ed25519 key, pinned at first enrollment. */
+  readonly keyServerPublicKey: Uint8Array
+  readonly keyserverUrl: string
+  readonly principal: PrincipalRecord
+  /** Client certificate for mutual TLS, when one was requested. */
+  readonly certificatePem?: string
+  /** PKCS #8 PEM of the certificate's P-256 key (secret). */
+  readonly tlsPrivateKeyPem?: string
+}
+
+/** Options of {@link enroll}. */
+export interface EnrollOptions {
+  readonly keyserverUrl: string
+  /** PEM of the CA of the key server's TLS certificate (Node). */
+  readonly ca?: string
+  /** The one-time enrollment token from the operator. */
+  readonly token: string
+  readonly id: string
+  readonly storage: ClientStorage
+  /** Must equal the token's roles when given. */
+  readonly roles?: readonly string[]
+  /** X-Wing (ML-KEM-768 + X25519) instead of X25519 for receiving group keys. */
+  readonly postQuantum?: boolean
+  /** The key server key known out of band; without it the first answer is trusted and pinned. */
+  readonly keyServerPublicKey?: Uint8Array
+  /** Also request a client certificate for mutual TLS (a P-256 key made here). */
+  readonly clientCertificate?: boolean
+  readonly transport?: KeyServerTransport
+}
+
+interface StoredEnrollment {
+  v: 1
+  kid: number
+  keyserverUrl: string
+  principal: SignedDocument
+  certificatePem?: string
+  tlsPrivateKeyPem?: string
+}
+
+function pem(label: string, der: Uint8Array): string {
+  const b64 = btoa(String.fromCharCode(...der))
+  return `-----BEGIN ${label}-----\n${b64.match(/.{1,64}/g)?.join('\n')}\n-----END ${label}-----\n`
+}
+
+async function pinnedKey(storage: ClientStorage): Promise<Uint8Array | undefined> {
+  const text = await storage.get(PINNED_KEY)
+  if (text === undefined) return undefined
+  const key = fromBase64Url(text)
+  if (key?.length !== 32) throw new SmqttError('ERR_KEY_INVALID', 'the pinned key server key in storage is malformed')
+  return key
+}
+
+/**
+ * First start of a device: makes its identity, redeems the one-time token at the key server,
+ * checks the signed principal record it gets back and stores identity, key id and the key
+ * server's key through `storage`. The key server key is pinned on first use (or given in
+ * `keyServerPublicKey`); a later enrollment against a different key is refused.
+ *
+ * @throws SmqttError `ERR_CONFLICT` when `storage` already holds an enrollment,
+ * `ERR_PRINCIPAL_RECORD_SIGNATURE_INVALID` when the record is not signed by the pinned key,
+ * `ERR_IDENTITY_MALFORMED` when the record is not about this identity, and the key server's
+ * own codes (e.g. `ERR_ENROLLMENT_TOKEN_INVALID`).
+ * @example
+ * ```ts
+ * const storage = fileStorage('./smqtt')
+ * const { identity, kid, keyServerPublicKey } = (await loadEnrollment(storage)) ??
+ *   (await enroll({ keyserverUrl: 'https://keys:8443', ca, token: process.env.TOKEN, id: 'thermostat-1', storage }))
+ * ```
+ */
+export async function enroll(options: EnrollOptions): Promise<Enrollment> {
+  const { storage, keyserverUrl, id, token } = options
+  if (typeof token !== 'string' || token.length === 0) throw new TypeError('token must be a non-empty string')
+  if ((await storage.get(ENROLLMENT_KEY)) !== undefined)
+    throw new SmqttError('ERR_CONFLICT', 'this storage already holds an enrollment; use loadEnrollment()')
+  const pinned = options.keyServerPublicKey ?? (await pinnedKey(storage))
+  const identity = generateIdentity(id, options.postQuantum ? { postQuantum: true } : {})
+
+  let tls: { spki: Uint8Array; privateKeyPem: string } | undefined
+  if (options.clientCertificate) {
+    const pair = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])
+    tls = {
+      spki: new Uint8Array(await crypto.subtle.exportKey('spki', pair.publicKey)),
+      privateKeyPem: pem('PRIVATE KEY', new Uint8Array(await crypto.subtle.exportKey('pkcs8', pair.privateKey))),
+    }
+  }
+
+  const keyServer = new KeyServerClient({
+    url: keyserverUrl,
+    ...(options.ca === undefined ? {} : { ca: options.ca }),
+    ...(options.transport === undefined ? {} : { transport: options.transport }),
+  })
+  const response = await keyServer.enroll(
+    createEnrollmentRequest(identity, token, {
+      ...(options.roles ? { roles: options.roles } : {}),
+      ...(tls ? { tlsPublicKey: tls.spki } : {}),
+    }),
+  )
+  const offered = fromBase64Url(response.keyServerPublicKey)
+  if (offered?.length !== 32) throw new SmqttError('ERR_KEY_INVALID', 'the key server sent a malformed public key')
+  if (pinned && !constantTimeEqual(pinned, offered))
+    throw new SmqttError('ERR_PRINCIPAL_RECORD_SIGNATURE_INVALID', 'the key server key differs from the pinned one')
+  const keyServerPublicKey = pinned ?? offered
+  const principal = openPrincipalRecord(response.principal, keyServerPublicKey)
+  if (
+    principal.id !== identity.id ||
+    principal.kid !== response.kid ||
+    !constantTimeEqual(principal.signingKey, identity.signingKey) ||
+    !constantTimeEqual(principal.agreementKey, identity.agreementKey)
+  )
+    throw new SmqttError('ERR_IDENTITY_MALFORMED', 'the principal record is not about this identity')
+
+  // Pin first, identity second, enrollment last: loadEnrollment needs all three.
+  if (!pinned) await storage.set(PINNED_KEY, toBase64Url(keyServerPublicKey))
+  await storage.set(IDENTITY_KEY, JSON.stringify(exportIdentity(identity)))
+  const stored: StoredEnrollment = {
+    v: 1,
+    kid: principal.kid,
+    keyserverUrl,
+    principal: response.principal,
+    ...(response.certificatePem ? { certificatePem: response.certificatePem } : {}),
+    ...(tls && response.certificatePem ? { tlsPrivateKeyPem: tls.privateKeyPem } : {}),
+  }
+  await storage.set(ENROLLMENT_KEY, JSON.stringify(stored))
+  return enrollmentOf(identity, keyServerPublicKey, principal, stored)
+}
+
+function enrollmentOf(
+  identity: Identity,
+  keyServerPublicKey: Uint8Array,
+  principal: PrincipalRecord,
+  stored: StoredEnrollment,
+): Enrollment {
+  return {
+    identity,
+    kid: principal.kid,
+    keyServerPublicKey,
+    keyserverUrl: stored.keyserverUrl,
+    principal,
+    ...(stored.certificatePem ? { certificatePem: stored.certificatePem } : {}),
+    ...(stored.tlsPrivateKeyPem ? { tlsPrivateKeyPem: stored.tlsPrivateKeyPem } : {}),
+  }
+}
+
+/**
+ * The enrollment kept in `storage`, or undefined when there is none. The principal record is
+ * verified again under the pinned key, so a mixed-up storage fails loudly.
+ *
+ * @throws SmqttError `ERR_IDENTITY_MALFORMED` / `ERR_PRINCIPAL_RECORD_SIGNATURE_INVALID` for corrupt storage.
+ * @example
+ * ```ts
+ * const enrollment = await loadEnrollment(fileStorage('./smqtt'))
+ * if (!enrollment) throw new Error('not enrolled yet')
+ * ```
+ */
+export async function loadEnrollment(storage: ClientStorage): Promise<Enrollment | undefined> {
+  const [identityText, enrollmentText] = await Promise.all([storage.get(IDENTITY_KEY), storage.get(ENROLLMENT_KEY)])
+  if (identityText === undefined || enrollmentText === undefined) return undefined
+  const keyServerPublicKey = await pinnedKey(storage)
+  if (!keyServerPublicKey) throw new SmqttError('ERR_IDENTITY_MALFORMED', 'storage holds no pinned key server key')
+  let stored: StoredEnrollment
+  let identity: Identity
+  try {
+    stored = JSON.parse(enrollmentText) as StoredEnrollment
+    identity = importIdentity(JSON.parse(identityText))
+  } catch (err) {
+    if (err instanceof SmqttError) throw err
+    throw new SmqttError('ERR_IDENTITY_MALFORMED', 'the stored enrollment is not JSON')
+  }
+  if (stored?.v !== 1 || typeof stored.keyserverUrl !== 'string')
+    throw new SmqttError('ERR_IDENTITY_MALFORMED', 'the stored enrollment is malformed')
+  const principal = openPrincipalRecord(stored.principal, keyServerPublicKey)
+  if (principal.id !== identity.id || !constantTimeEqual(principal.signingKey, identity.signingKey))
+    throw new SmqttError('ERR_IDENTITY_MALFORMED', 'the stored identity and principal record do not match')
+  return enrollmentOf(identity, keyServerPublicKey, principal, stored)
+}

@@ -1,0 +1,166 @@
+import {
+  constantTimeEqual,
+  type EnvelopeKeys,
+  EpochKey,
+  type OpenedKeyBundle,
+  SmqttError,
+  SUITES,
+  type SuiteId,
+  topicMatches,
+  type WriterLookup,
+} from '@smqtt/core'
+
+/** One epoch held for a group. */
+export interface HeldEpoch {
+  readonly epoch: number
+  readonly activatesAt: number
+  readonly retiresAt: number
+  readonly key: EpochKey
+}
+
+/** One key group as the keyring holds it. */
+export interface HeldGroup {
+  readonly group: number
+  readonly name: string
+  readonly filter: string
+  readonly suite: SuiteId
+  /** Ascending by epoch number. */
+  readonly epochs: readonly HeldEpoch[]
+  readonly writers: ReadonlyMap<number, { readonly principal: string; readonly signingKey: Uint8Array }>
+}
+
+/** What a sender needs to seal for one topic. */
+export interface SealingKey {
+  readonly group: HeldGroup
+  readonly epochKey: EpochKey
+}
+
+const isSuite = (suite: number): suite is SuiteId => Object.hasOwn(SUITES, suite)
+
+/**
+ * The keys of one principal, from its latest key bundle, in the shape `openEnvelope` wants.
+ * Epoch keys are `EpochKey` objects kept across bundle updates, so per-sender key derivation
+ * happens once per epoch and sender, not once per message or per refresh. An epoch past its
+ * `retiresAt` is treated as gone even before the next bundle drops it.
+ *
+ * @example
+ * ```ts
+ * const keyring = new Keyring(() => Math.floor(Date.now() / 1000))
+ * keyring.apply(openKeyBundle(signed, { keyServerPublicKey, recipient: identity, now }))
+ * openEnvelope(bytes, topic, { keys: keyring })
+ * ```
+ */
+export class Keyring implements EnvelopeKeys {
+  readonly #now: () => number
+  #groups = new Map<number, HeldGroup>()
+  #issuedAt = -1
+  #notAfter = 0
+
+  constructor(now: () => number) {
+    this.#now = now
+  }
+
+  /** `issuedAt` of the bundle held, or -1 before the first. */
+  get issuedAt(): number {
+    return this.#issuedAt
+  }
+
+  /** `notAfter` of the bundle held (unix seconds), 0 before the first. */
+  get notAfter(): number {
+    return this.#notAfter
+  }
+
+  /** The groups held, for inspection. */
+  get groups(): readonly HeldGroup[] {
+    return [...this.#groups.values()]
+  }
+
+  /**
+   * Makes `bundle` (already verified) the current one. Returns false, changing nothing, when it
+   * was issued before the one held: a replayed old bundle must not bring back dropped writers
+   * or take away new epochs.
+   */
+  apply(bundle: OpenedKeyBundle): boolean {
+    if (bundle.issuedAt < this.#issuedAt) return false
+    const groups = new Map<number, HeldGroup>()
+    for (const group of bundle.groups) {
+      if (!isSuite(group.suite)) continue // a suite this client cannot use; its messages fail closed
+      const suite = group.suite
+      const previous = this.#groups.get(group.group)
+      const epochs = group.epochs
+        .map((epoch): HeldEpoch => {
+          const held = previous?.epochs.find((e) => e.epoch === epoch.epoch)
+          // Reuse the EpochKey (and its derived sender keys) when the key is unchanged.
+          const key =
+            held && held.key.suite === suite && constantTimeEqual(keyBytesOf(held), epoch.key)
+              ? held.key
+              : new EpochKey({ group: group.group, epoch: epoch.epoch, suite, key: epoch.key })
+          keyBytes.set(key, epoch.key.slice())
+          return { epoch: epoch.epoch, activatesAt: epoch.activatesAt, retiresAt: epoch.retiresAt, key }
+        })
+        .sort((a, b) => a.epoch - b.epoch)
+      groups.set(group.group, {
+        group: group.group,
+        name: group.name,
+        filter: group.filter,
+        suite,
+        epochs,
+        writers: group.writers,
+      })
+    }
+    this.#groups = groups
+    this.#issuedAt = bundle.issuedAt
+    this.#notAfter = bundle.notAfter
+    return true
+  }
+
+  /** The key of `group`'s `epoch` if held and not retired (any epoch: the grace period). */
+  epochKey(group: number, epoch: number): EpochKey | undefined {
+    const held = this.#groups.get(group)?.epochs.find((e) => e.epoch === epoch)
+    return held && held.retiresAt > this.#now() ? held.key : undefined
+  }
+
+  /** A writer's Ed25519 key, for signature checks. */
+  readonly writerKey: WriterLookup = (group, sender) => this.#groups.get(group)?.writers.get(sender)?.signingKey
+
+  /** The principal id of a writer. */
+  writerPrincipal(group: number, sender: number): string | undefined {
+    return this.#groups.get(group)?.writers.get(sender)?.principal
+  }
+
+  /** The group `topic` belongs to (each topic belongs to at most one). */
+  groupOf(topic: string): HeldGroup | undefined {
+    for (const group of this.#groups.values()) if (topicMatches(group.filter, topic)) return group
+    return undefined
+  }
+
+  /** True when `topic` belongs to `group`: an envelope may only travel on its own group's topics. */
+  covers(group: number, topic: string): boolean {
+    const held = this.#groups.get(group)
+    return held !== undefined && topicMatches(held.filter, topic)
+  }
+
+  /**
+   * The group and current epoch to seal a message for `topic` as sender `kid`: the highest
+   * epoch that has activated and not retired.
+   *
+   * @throws SmqttError `ERR_NO_KEY_GROUP` (no group holds the topic), `ERR_FORBIDDEN` (this
+   * principal is not a writer of the group), `ERR_UNKNOWN_EPOCH` (no epoch is active now).
+   */
+  sealingKey(topic: string, kid: number): SealingKey {
+    const group = this.groupOf(topic)
+    if (!group) throw new SmqttError('ERR_NO_KEY_GROUP', `no key group of this client holds topic ${topic}`)
+    if (!group.writers.has(kid))
+      throw new SmqttError('ERR_FORBIDDEN', `this principal is not a writer of key group ${group.name}`)
+    const now = this.#now()
+    for (let i = group.epochs.length - 1; i >= 0; i--) {
+      const epoch = group.epochs[i] as HeldEpoch
+      if (epoch.activatesAt <= now && epoch.retiresAt > now) return { group, epochKey: epoch.key }
+    }
+    throw new SmqttError('ERR_UNKNOWN_EPOCH', `no active epoch held for key group ${group.name}`)
+  }
+}
+
+// EpochKey keeps its key private; remember the bytes beside it to tell a changed key apart.
+const keyBytes = new WeakMap<EpochKey, Uint8Array>()
+const keyBytesOf = (held: HeldEpoch): Uint8Array => keyBytes.get(held.key) ?? new Uint8Array(0)

@@ -1,0 +1,170 @@
+// Enrollment, restarts, a key server outage, and a third-party broker.
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateIdentity, isSmqttError } from '@smqtt/core'
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { enroll, fileStorage, loadEnrollment, memoryStorage, secureConnectAsync } from '../src/index.js'
+import { type Stack, startStack, tap, waitUntil } from './_stack.js'
+
+const MOSQUITTO = 'mqtt://127.0.0.1:1883'
+
+let stack: Stack
+const dirs: string[] = []
+const tempDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'smqtt-client-'))
+  dirs.push(dir)
+  return dir
+}
+beforeAll(async () => {
+  stack = await startStack()
+})
+afterEach(async () => {
+  await stack.closeClients()
+})
+afterAll(async () => {
+  await stack?.close()
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+})
+
+async function token(id: string, roles: string[]): Promise<string> {
+  const response = await stack.h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
+  return (response.body as { token: string }).token
+}
+
+describe('enroll', () => {
+  test('stores identity, kid and the pinned key; loadEnrollment returns them; a second enroll is refused', async () => {
+    const storage = fileStorage(join(tempDir(), 'state'))
+    const enrolled = await enroll({
+      keyserverUrl: stack.h.url,
+      ca: stack.ca,
+      token: await token('device-enroll', ['thermostat']),
+      id: 'device-enroll',
+      storage,
+      clientCertificate: true,
+    })
+    expect(enrolled.keyServerPublicKey).toEqual(stack.h.keyServer.publicKey)
+    expect(enrolled.principal).toMatchObject({ id: 'device-enroll', kid: enrolled.kid, roles: ['thermostat'] })
+    expect(enrolled.certificatePem).toContain('BEGIN CERTIFICATE')
+    expect(enrolled.tlsPrivateKeyPem).toContain('BEGIN PRIVATE KEY')
+
+    const loaded = await loadEnrollment(fileStorage(join(dirs.at(-1) as string, 'state')))
+    expect(loaded?.kid).toBe(enrolled.kid)
+    expect(loaded?.identity.signingKey).toEqual(enrolled.identity.signingKey)
+    expect(await loadEnrollment(memoryStorage())).toBeUndefined()
+
+    const again = await enroll({
+      keyserverUrl: stack.h.url,
+      ca: stack.ca,
+      token: await token('device-enroll-2', ['thermostat']),
+      id: 'device-enroll-2',
+      storage,
+    }).catch((err: unknown) => err)
+    expect(isSmqttError(again, 'ERR_CONFLICT')).toBe(true)
+  })
+
+  test('a key server key other than the pinned one is refused', async () => {
+    const refused = await enroll({
+      keyserverUrl: stack.h.url,
+      ca: stack.ca,
+      token: await token('device-pin', ['thermostat']),
+      id: 'device-pin',
+      storage: memoryStorage(),
+      keyServerPublicKey: generateIdentity('impostor').signingKey,
+    }).catch((err: unknown) => err)
+    expect(isSmqttError(refused, 'ERR_PRINCIPAL_RECORD_SIGNATURE_INVALID')).toBe(true)
+  })
+})
+
+test('publisher restart with the same fileStorage: sequence numbers on the wire strictly increase', async () => {
+  const dir = join(tempDir(), 'publisher')
+  const thermostat = await stack.enroll('thermostat-restart', ['thermostat'], fileStorage(dir))
+  const topic = 'home/restart/thermostat/thermostat-restart/temp'
+  const wire = await tap(await stack.raw(), topic)
+
+  const first = await stack.client(thermostat)
+  for (let i = 0; i < 5; i++) await first.client.publishAsync(topic, `a${i}`, { qos: 1 })
+  await first.client.endAsync()
+
+  // A new process: fresh storage object on the same directory, identity loaded from it.
+  const storage = fileStorage(dir)
+  const reloaded = await loadEnrollment(storage)
+  if (!reloaded) throw new Error('enrollment not found after restart')
+  const second = await stack.client({ ...reloaded, storage })
+  for (let i = 0; i < 5; i++) await second.client.publishAsync(topic, `b${i}`, { qos: 1 })
+
+  await waitUntil(() => wire.length === 10, '10 envelopes on the wire')
+  const seqs = wire.map((w) => w.seq)
+  for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1] as number)
+  // The restart resumed above the reservation saved before any number was used.
+  expect(seqs[5]).toBeGreaterThanOrEqual(1024)
+  expect(readdirSync(dir).some((name) => name.endsWith('.tmp'))).toBe(false)
+})
+
+test('key server down: a running client keeps working, a restarted one starts from its stored bundle', async () => {
+  const own = await startStack()
+  try {
+    const thermostat = await own.enroll('thermostat-down', ['thermostat'])
+    const app = await own.enroll('app-down', ['app'])
+    const publisher = await own.client(thermostat)
+    const subscriber = await own.client(app)
+    await subscriber.client.subscribeAsync('home/down/thermostat/#', { qos: 1 })
+
+    await own.h.app.close() // the key server goes away; the broker stays
+    const failures: Error[] = []
+    subscriber.client.on('keyServerError', (err) => failures.push(err))
+    await expect(subscriber.client.refreshKeys()).rejects.toThrow()
+
+    await publisher.client.publishAsync('home/down/thermostat/thermostat-down/temp', 'still here', { qos: 1 })
+    await subscriber.waitForMessages(1)
+
+    // A restart while the key server is down: keys come from storage.
+    await publisher.client.endAsync()
+    const restarted = await own.client(thermostat)
+    expect(restarted.client.keys.groups.map((g) => g.group)).toEqual([1])
+    await restarted.client.publishAsync('home/down/thermostat/thermostat-down/temp', 'after restart', { qos: 1 })
+    await subscriber.waitForMessages(2)
+    expect(subscriber.messages.map((m) => m.text)).toEqual(['still here', 'after restart'])
+    expect(subscriber.errors).toEqual([])
+  } finally {
+    await own.close()
+  }
+})
+
+test('interop: the same secure pair over a third-party Mosquitto', async () => {
+  const run = `interop${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`
+  const thermostat = await stack.enroll('thermostat-mosq', ['thermostat'])
+  const app = await stack.enroll('app-mosq', ['app'])
+  const publisher = await stack.client(thermostat, { url: MOSQUITTO, mqtt: { clientId: `${run}-pub` } })
+  const subscriber = await stack.client(app, { url: MOSQUITTO, mqtt: { clientId: `${run}-sub` } })
+  const topic = `home/${run}/thermostat/thermostat-mosq/temp`
+  await subscriber.client.subscribeAsync(`home/${run}/thermostat/#`, { qos: 2 })
+  const wire = await tap(await stack.raw(MOSQUITTO), `home/${run}/#`)
+
+  for (const qos of [0, 1, 2] as const) await publisher.client.publishAsync(topic, `mosquitto ${qos}`, { qos })
+  const messages = await subscriber.waitForMessages(3)
+  expect(messages.map((m) => m.text).sort()).toEqual(['mosquitto 0', 'mosquitto 1', 'mosquitto 2'])
+  expect(messages.every((m) => m.info.sender === 'thermostat-mosq')).toBe(true)
+  expect(subscriber.errors).toEqual([])
+  await waitUntil(() => wire.length === 3, 'three envelopes on the Mosquitto wire')
+})
+
+test('secureConnectAsync: connects with a CONNECT password, keys loaded, round trip', async () => {
+  const thermostat = await stack.enroll('thermostat-ca', ['thermostat'])
+  const app = await stack.client(await stack.enroll('app-ca', ['app']))
+  await app.client.subscribeAsync('home/ca/thermostat/#', { qos: 1 })
+  const client = await secureConnectAsync(stack.brokerUrl, {
+    ...thermostat,
+    keyserver: { url: stack.h.url, ca: stack.ca, keyServerPublicKey: thermostat.keyServerPublicKey },
+    mqtt: { ca: stack.ca, reconnectPeriod: 0 },
+  })
+  try {
+    expect(client.connected).toBe(true)
+    expect(client.mqttClient.options.password).toMatch(/^smqtt1\./)
+    await client.publishAsync('home/ca/thermostat/thermostat-ca/temp', 'hi', { qos: 1 })
+    const [message] = await app.waitForMessages(1)
+    expect(message).toMatchObject({ text: 'hi', info: { sender: 'thermostat-ca' } })
+  } finally {
+    await client.endAsync(true)
+  }
+})
