@@ -132,6 +132,13 @@ const revocationsKey = (id: string) => `revocations:${id}`
  * An mqtt.js client whose payloads are sealed on publish and verified and opened on receipt.
  * Same methods and events as mqtt.js; `message` gets plaintext and the verified sender, and
  * anything that fails verification goes to `securityError` instead. Made by {@link secure}.
+ *
+ * @example
+ * ```ts
+ * const client = secure(mqtt.connect(url, { ca }), options)
+ * await client.ready
+ * console.log(client.stats.rejected, client.keys.groups)
+ * ```
  */
 export class SecureClient extends TypedEmitter<SecureClientEvents> {
   /** Resolves once keys are loaded (fetched, or from storage while the key server is down). */
@@ -222,9 +229,9 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   }
 
   /**
-   * Seals and publishes. A topic outside every key group (and not plaintext) throws
-   * `SmqttError('ERR_NO_KEY_GROUP')` right here once keys are loaded; other failures go to
-   * `callback`, or to the `error` event without one.
+   * Seals and publishes. Once keys are loaded, a topic outside every key group (and not
+   * plaintext) throws `SmqttError('ERR_NO_KEY_GROUP')` right here, and a group this principal
+   * may not write `ERR_FORBIDDEN`; other failures go to `callback`, or to `error` without one.
    */
   publish(topic: string, message: string | Uint8Array, callback?: PublishCallback): this
   publish(topic: string, message: string | Uint8Array, opts?: IClientPublishOptions, callback?: PublishCallback): this
@@ -236,7 +243,14 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   ): this {
     const opts = typeof optsOrCallback === 'function' ? undefined : optsOrCallback
     const done = typeof optsOrCallback === 'function' ? optsOrCallback : callback
-    if (this.#keyring.issuedAt >= 0 && !this.#isPlaintext(topic)) this.#keyring.sealingKey(topic, this.#kid)
+    if (this.#keyring.issuedAt >= 0 && !this.#isPlaintext(topic)) {
+      try {
+        this.#keyring.sealingKey(topic, this.#kid)
+      } catch (err) {
+        // No epoch active may be cured by a refresh (publishAsync tries one); the rest cannot.
+        if (!isSmqttError(err, 'ERR_UNKNOWN_EPOCH')) throw err
+      }
+    }
     this.publishAsync(topic, message, opts).then(
       (packet) => done?.(undefined, packet),
       (err: Error) => (done ? done(err) : this.emit('error', err)),
@@ -308,6 +322,11 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   /**
    * Fetches the key bundle and revocation list now (coalesced with a refresh in flight).
    * Rejects when the key server is unreachable or refuses; the keys held stay in use.
+   *
+   * @example
+   * ```ts
+   * await client.refreshKeys() // e.g. right after an operator revoked a device
+   * ```
    */
   refreshKeys(): Promise<void> {
     this.#refreshing ??= this.#fetchKeys().finally(() => {

@@ -196,6 +196,20 @@ describe('rotation', () => {
     expect((await epochsOfGroup1()).map((e) => e.epoch)).toEqual([2])
   })
 
+  test('another key server process sharing the store: its rotation reaches our bundles within 2 s', async () => {
+    await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
+    const app = await h.enroll('app-1', ['app'])
+    const epochsOf2 = async () =>
+      (await bundleOf(app.identity)).groups.find((g) => g.group === 2)?.epochs.map((e) => e.epoch)
+    expect(await epochsOf2()).toEqual([1])
+    const { KeyServer } = await import('../src/service/key-server.js')
+    const other = await KeyServer.open({ store: h.store, masterKey: h.masterKey, now: () => h.clock.now })
+    await other.rotateGroup(2, { immediate: true, actor: 'test', reason: 'other process' })
+    expect(await epochsOf2()).toEqual([1]) // our cached view, less than 2 s old
+    h.clock.now += 2
+    expect(await epochsOf2()).toEqual([1, 2])
+  })
+
   test('concurrent rotations of one group never produce two epochs with the same number', async () => {
     await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
     const results = await Promise.all(Array.from({ length: 8 }, () => h.admin('POST', '/v1/admin/groups/2/rotate')))

@@ -109,6 +109,12 @@ export class KeyServer {
   readonly #listeners = new Set<(change: KeyServerChange) => void>()
   #policy: PolicyState
   #directory: Directory | undefined
+  #generation = 1
+  // Signed bundles by principal id, valid until the next change (see bundleFor).
+  readonly #bundles = new Map<
+    string,
+    { readonly document: SignedDocument; readonly builtAt: number; readonly generation: number }
+  >()
 
   private constructor(options: KeyServerOptions, identity: Identity, policy: PolicyState) {
     this.settings = { ...DEFAULT_SETTINGS, ...options.settings }
@@ -157,7 +163,7 @@ export class KeyServer {
   }
 
   #emit(change: KeyServerChange): void {
-    this.#directory = undefined
+    this.#forgetDerivedState()
     for (const listener of this.#listeners) {
       try {
         listener(change)
@@ -459,12 +465,27 @@ export class KeyServer {
 
   // ---- bundles ----------------------------------------------------------------------------
 
-  /** The signed key bundle of a principal: every group it may read or write, live epochs only. */
+  /**
+   * The signed key bundle of a principal: every group it may read or write, live epochs only.
+   * A bundle built since the last change is served again for up to BUNDLE_REUSE_SECONDS: its
+   * content would be the same, and sealing every epoch afresh for each request is what would
+   * limit the key server when a fleet reconnects at once.
+   */
   async bundleFor(principal: PrincipalRecord): Promise<SignedDocument> {
     if (principal.status !== 'active') throw new SmqttError('ERR_PRINCIPAL_REVOKED')
     const now = this.#now()
-    const notAfter = now + this.settings.bundleTtlSeconds
     const directory = await this.#currentDirectory(now)
+    const cached = this.#bundles.get(principal.id)
+    if (cached && cached.generation === directory.generation && now - cached.builtAt < BUNDLE_REUSE_SECONDS)
+      return cached.document
+    const document = this.#buildBundle(principal, directory, now)
+    if (this.#bundles.size >= MAX_CACHED_BUNDLES) this.#bundles.clear()
+    this.#bundles.set(principal.id, { document, builtAt: now, generation: directory.generation })
+    return document
+  }
+
+  #buildBundle(principal: PrincipalRecord, directory: Directory, now: number): SignedDocument {
+    const notAfter = now + this.settings.bundleTtlSeconds
     const groups = this.#policy.keyedGroups(principal)
     const bundleGroups = this.#policy.policy.groups
       .filter((g) => groups.has(g.id))
@@ -527,8 +548,23 @@ export class KeyServer {
           return p ? [{ kid: p.kid, principal: p.id, signingKey: p.signingKey }] : []
         }),
       )
-    this.#directory = { builtAt: now, epochs, writers }
+    // The generation moves only when the content does, so a periodic re-read that finds
+    // nothing new keeps the cached bundles.
+    const fingerprint = JSON.stringify([
+      this.#policy.version,
+      [...epochs].map(([group, list]) => [group, list.map((e) => [e.epoch, e.activatesAt, e.retiresAt ?? null])]),
+      [...writers].map(([group, list]) => [group, list.map((w) => w.kid)]),
+    ])
+    const previous = this.#directory
+    const generation = previous && previous.fingerprint === fingerprint ? previous.generation : this.#generation++
+    this.#directory = { builtAt: now, generation, fingerprint, epochs, writers }
     return this.#directory
+  }
+
+  /** After any change: what was derived from the old state must be built again. */
+  #forgetDerivedState(): void {
+    this.#directory = undefined
+    this.#bundles.clear()
   }
 
   // ---- service principals -------------------------------------------------------------------
@@ -639,7 +675,7 @@ export class KeyServer {
     const principal = await this.getPrincipal(id)
     if (principal.status === 'revoked') throw new SmqttError('ERR_CONFLICT', `${id} is revoked`)
     await this.#store.setPrincipalStatus(id, 'disabled', this.#now())
-    this.#directory = undefined
+    this.#forgetDerivedState()
     await this.audit.record({ actor, action: 'principal.disable', subject: id, outcome: 'ok', details: {} })
     await this.#rekeyReadableGroups(principal, 'principal disabled')
   }
@@ -652,7 +688,7 @@ export class KeyServer {
     const principal = await this.getPrincipal(id)
     if (principal.status === 'revoked') throw new SmqttError('ERR_CONFLICT', `${id} is already revoked`)
     await this.#store.setPrincipalStatus(id, 'revoked', this.#now())
-    this.#directory = undefined
+    this.#forgetDerivedState()
     const list = await this.#publishRevocationList()
     await this.audit.record({ actor, action: 'revoke', subject: id, outcome: 'ok', details: { kid: principal.kid } })
     this.#emit({ kind: 'revoked', principal: id, kid: principal.kid })
@@ -692,6 +728,9 @@ export class KeyServer {
 
 /** See KeyServer.#currentDirectory. */
 const DIRECTORY_TTL_SECONDS = 2
+/** See KeyServer.bundleFor. */
+const BUNDLE_REUSE_SECONDS = 60
+const MAX_CACHED_BUNDLES = 10_000
 
 interface OpenedEpoch {
   readonly epoch: number
@@ -702,6 +741,8 @@ interface OpenedEpoch {
 
 interface Directory {
   readonly builtAt: number
+  readonly generation: number
+  readonly fingerprint: string
   readonly epochs: Map<number, OpenedEpoch[]>
   readonly writers: Map<number, KeyGroupWriter[]>
 }
