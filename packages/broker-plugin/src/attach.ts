@@ -217,7 +217,11 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   broker.authorizeSubscribe = createAuthorizeSubscribeHook(context, (c, s, cb) =>
     previous.authorizeSubscribe.call(broker, c, s, cb),
   )
-  broker.authorizeForward = createAuthorizeForwardHook(context, (c, p) => previous.authorizeForward.call(broker, c, p))
+  // Aedes' type allows void (= do not forward); normalise it to null.
+  broker.authorizeForward = createAuthorizeForwardHook(
+    context,
+    (c, p) => previous.authorizeForward.call(broker, c, p) || null,
+  )
 
   const onReady = (client: Client) => {
     const session = sessionOf(client)

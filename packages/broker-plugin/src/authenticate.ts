@@ -10,8 +10,13 @@
 // legacy passwords, which @smqtt/core (payload crypto only) does not need.
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
-import { isConnectPassword, SmqttError, type SmqttErrorCode, verifyConnectPassword } from '@smqtt/core'
-import { principalIdFromCertificate } from '@smqtt/keyserver'
+import {
+  isConnectPassword,
+  principalIdFromUris,
+  SmqttError,
+  type SmqttErrorCode,
+  verifyConnectPassword,
+} from '@smqtt/core'
 import type { AuthenticateError, Client } from 'aedes'
 import type { RefusalReason } from './audit.js'
 import { sameSerial } from './enforced-snapshot.js'
@@ -113,13 +118,22 @@ export async function verifyLegacyPassword(password: string, hash: string): Prom
   }
 }
 
-/** The verified client certificate, if TLS verified one; `unverified` if one was presented but not verified. */
-function peerCertificate(client: Client): { raw: Buffer; serialNumber: string } | 'unverified' | undefined {
+/**
+ * The verified client certificate, if TLS verified one (its URI subject alternative names and
+ * serial, as Node's TLS already parsed them); `unverified` if one was presented but not verified.
+ */
+function peerCertificate(client: Client): { uris: string[]; serialNumber: string } | 'unverified' | undefined {
   const socket = client.conn as Partial<TLSSocket>
   if (typeof socket.getPeerCertificate !== 'function') return undefined
   const certificate = socket.getPeerCertificate(false)
   if (!certificate || Object.keys(certificate).length === 0 || !certificate.raw) return undefined
-  return socket.authorized === true ? { raw: certificate.raw, serialNumber: certificate.serialNumber } : 'unverified'
+  if (socket.authorized !== true) return 'unverified'
+  // Node lists the names as "URI:…, DNS:…"; our URIs are percent-encoded, so ", " never occurs inside one.
+  const uris = (certificate.subjectaltname ?? '')
+    .split(', ')
+    .filter((name) => name.startsWith('URI:'))
+    .map((name) => name.slice(4))
+  return { uris, serialNumber: certificate.serialNumber }
 }
 
 /**
@@ -160,7 +174,7 @@ export function createAuthenticateHook(context: PluginContext, previous: Authent
     if (certificate === 'unverified')
       return refuse('certificate-mismatch', undefined, 'certificate not verified by TLS')
     if (certificate) {
-      const principalId = principalIdFromCertificate(certificate.raw)
+      const principalId = principalIdFromUris(certificate.uris)
       if (principalId === undefined) return refuse('certificate-mismatch', undefined, 'no principal id in certificate')
       const principal = enforced.principals.get(principalId)
       if (!principal) return refuse('unknown-principal', principalId)

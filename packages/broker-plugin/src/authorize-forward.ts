@@ -15,7 +15,7 @@ const MAX_CACHED = 50_000
 /** The Aedes `authorizeForward` hook. */
 export function createAuthorizeForwardHook(
   context: PluginContext,
-  previous: (client: Client, packet: AedesPublishPacket) => AedesPublishPacket | null | undefined | undefined,
+  previous: (client: Client, packet: AedesPublishPacket) => AedesPublishPacket | null | undefined,
 ): AuthorizeForwardHook {
   let cachedFor: EnforcedSnapshot | undefined
   const verdicts = new Map<string, string | null>()

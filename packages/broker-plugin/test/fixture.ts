@@ -156,7 +156,10 @@ export async function p256Pems(): Promise<{ spki: Uint8Array; keyPem: string }> 
   return { spki, keyPem }
 }
 
-export async function startDeployment(options: Partial<SmqttPluginOptions> = {}): Promise<Deployment> {
+export async function startDeployment(
+  options: Partial<SmqttPluginOptions> = {},
+  beforeAttach: (broker: Aedes) => void = () => {},
+): Promise<Deployment> {
   const h = await startHarness()
   h.clock.now = Math.floor(Date.now() / 1000)
   const clients = new Set<MqttClient>()
@@ -187,6 +190,7 @@ export async function startDeployment(options: Partial<SmqttPluginOptions> = {})
 
   const brokerPrincipal = await enroll('broker-1', ['broker'])
   const broker = await Aedes.createBroker()
+  beforeAttach(broker)
   const smqtt = await attachSmqtt(broker, {
     keyServerPublicKey: h.keyServer.publicKey,
     keyServer: { url: h.url, ca: h.caPem, identity: brokerPrincipal.identity, pullIntervalMs: 60_000 },

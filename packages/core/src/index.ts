@@ -75,6 +75,7 @@ export type { EnrollmentRequest } from './enrollment-request.js'
 export { createEnrollmentRequest, verifyEnrollmentProof } from './enrollment-request.js'
 export type { PrincipalRecord } from './principal-record.js'
 export { createPrincipalRecord, openPrincipalRecord } from './principal-record.js'
+export { PRINCIPAL_URI_PREFIX, principalIdFromUris, principalUri } from './principal-uri.js'
 export type { RequestSignature, RequestToSign } from './request-signature.js'
 export {
   parseRequestSignature,

@@ -9,7 +9,7 @@
 // maps a certificate to a principal with `principalIdFromCertificate`, never from the CN (which
 // X.500 limits to 64 characters and which has no single canonical string form).
 import { isIP } from 'node:net'
-import { cryptoBackend, isValidPrincipalId, SmqttError } from '@smqtt/core'
+import { cryptoBackend, isValidPrincipalId, principalIdFromUris, principalUri, SmqttError } from '@smqtt/core'
 import {
   AuthorityKeyIdentifierExtension,
   BasicConstraintsExtension,
@@ -26,7 +26,6 @@ import {
 } from './x509.js'
 
 /** The URI SAN prefix that names a principal in a client certificate. */
-export const PRINCIPAL_URI_PREFIX = 'urn:smqtt:principal:'
 
 const webCrypto = globalThis.crypto
 // The lib settings have no DOM, so name WebCrypto's key type through the global.
@@ -325,24 +324,8 @@ export function principalIdFromCertificate(certificate: string | Uint8Array): st
   } catch {
     return undefined
   }
-  const uris = (alternativeNames?.names.items ?? [])
-    .filter((name) => name.type === 'url' && name.value.startsWith(PRINCIPAL_URI_PREFIX))
-    .map((name) => name.value)
-  // Two principal URIs would make the mapping ambiguous: fail closed.
-  if (uris.length !== 1 || uris[0] === undefined) return undefined
-  let id: string
-  try {
-    id = decodeURIComponent(uris[0].slice(PRINCIPAL_URI_PREFIX.length))
-  } catch {
-    return undefined
-  }
-  // One id, one URI: refuse any other spelling (e.g. %2d for '-') of the same id.
-  if (!isValidPrincipalId(id) || principalUri(id) !== uris[0]) return undefined
-  return id
-}
-
-function principalUri(principalId: string): string {
-  return PRINCIPAL_URI_PREFIX + encodeURIComponent(principalId)
+  const uris = (alternativeNames?.names.items ?? []).filter((name) => name.type === 'url').map((name) => name.value)
+  return principalIdFromUris(uris)
 }
 
 function requestInvalid(why: string): SmqttError {
