@@ -1,8 +1,25 @@
+import { utf8 } from '../_bytes.js'
 import { signedBytes as contextSignedBytes } from '../crypto/signature.js'
 
 // The same domain separation as every other SMQTT signature: "smqtt/v1 envelope" 0x00 || ...
 const CONTEXT = contextSignedBytes('envelope', new Uint8Array(0))
 const MAX_TOPIC_BYTES = 0xffff
+
+// Devices publish and subscribe to the same few topics over and over; encoding a short string
+// to UTF-8 costs about as much as the rest of the header work, so remember the last ones.
+const topicBytesCache = new Map<string, Uint8Array>()
+const TOPIC_CACHE_LIMIT = 1024
+
+/** The UTF-8 bytes of a topic, from a small bounded cache. Callers must not modify them. */
+export function topicBytes(topic: string): Uint8Array {
+  let bytes = topicBytesCache.get(topic)
+  if (!bytes) {
+    bytes = utf8(topic)
+    if (topicBytesCache.size >= TOPIC_CACHE_LIMIT) topicBytesCache.clear()
+    topicBytesCache.set(topic, bytes)
+  }
+  return bytes
+}
 
 /**
  * Lays out one buffer: context | header | topic length u16 | topic | ciphertext.

@@ -42,11 +42,12 @@ export interface ParsedEnvelope {
 }
 
 function varintLength(value: number): number {
-  let length = 1
-  while (value >= 0x80) {
-    value = Math.floor(value / 0x80)
-    length++
-  }
+  if (value < 0x80) return 1
+  if (value < 0x4000) return 2
+  if (value < 0x20_0000) return 3
+  if (value < 0x1000_0000) return 4
+  let length = 5
+  for (let rest = Math.floor(value / 0x8_0000_0000); rest > 0; rest = Math.floor(rest / 0x80)) length++
   return length
 }
 
@@ -75,7 +76,11 @@ export function encodeHeader(header: EnvelopeHeader): Uint8Array {
   offset = writeVarint(out, offset, header.epoch)
   offset = writeVarint(out, offset, header.sender)
   offset = writeVarint(out, offset, header.seq)
-  new DataView(out.buffer).setUint32(offset, header.sentAt)
+  // sentAt, uint32 big-endian (written by hand: a DataView per envelope costs more than the rest)
+  out[offset] = header.sentAt >>> 24
+  out[offset + 1] = (header.sentAt >>> 16) & 0xff
+  out[offset + 2] = (header.sentAt >>> 8) & 0xff
+  out[offset + 3] = header.sentAt & 0xff
   return out
 }
 

@@ -1,9 +1,9 @@
 import { defaultBackend } from '#crypto-backend'
-import { abytes, auint, utf8 } from '../_bytes.js'
+import { abytes, auint } from '../_bytes.js'
 import type { CryptoBackend } from '../crypto/backend.js'
 import { SmqttError } from '../errors.js'
 import { validateTopic } from '../topic-filter.js'
-import { signedBytes } from './_signed-bytes.js'
+import { signedBytes, topicBytes } from './_signed-bytes.js'
 import type { EpochKey } from './epoch-key.js'
 import { senderNonce } from './epoch-key.js'
 import { ENVELOPE_VERSION, encodeHeader, MAX_SEQ, SIGNATURE_LENGTH } from './header.js'
@@ -67,7 +67,7 @@ export function sealEnvelope(input: SealEnvelopeInput, options: SealEnvelopeOpti
   })
   const { key, iv } = epochKey.senderKey(signer.kid)
   const ciphertextLength = payload.length + 16
-  const { buffer, aad, ciphertextOffset } = signedBytes(headerBytes, utf8(input.topic), ciphertextLength)
+  const { buffer, aad, ciphertextOffset } = signedBytes(headerBytes, topicBytes(input.topic), ciphertextLength)
   const ciphertext = backend.aeadSeal(SUITES[epochKey.suite].aead, key, senderNonce(iv, input.seq), payload, aad)
   buffer.set(ciphertext, ciphertextOffset)
   const signature = signer.sign(buffer)

@@ -1,8 +1,7 @@
 import { defaultBackend } from '#crypto-backend'
-import { utf8 } from '../_bytes.js'
 import type { CryptoBackend } from '../crypto/backend.js'
 import { SmqttError } from '../errors.js'
-import { signedBytes } from './_signed-bytes.js'
+import { signedBytes, topicBytes } from './_signed-bytes.js'
 import { type ParsedEnvelope, parseEnvelope } from './header.js'
 
 /** Looks up a group's writer: its Ed25519 public key by sender key id, or undefined. */
@@ -47,7 +46,7 @@ export function checkSignature(
   const publicKey = writerKey(header.group, header.sender)
   if (!publicKey)
     throw new SmqttError('ERR_UNKNOWN_SENDER', `sender ${header.sender} is not a writer of group ${header.group}`)
-  const { buffer, aad, ciphertextOffset } = signedBytes(headerBytes, utf8(topic), ciphertext.length)
+  const { buffer, aad, ciphertextOffset } = signedBytes(headerBytes, topicBytes(topic), ciphertext.length)
   buffer.set(ciphertext, ciphertextOffset)
   if (!backend.ed25519Verify(signature, buffer, publicKey)) throw new SmqttError('ERR_ENVELOPE_SIGNATURE_INVALID')
   return { aad }
