@@ -98,7 +98,13 @@ export async function enroll(options: EnrollOptions): Promise<Enrollment> {
   if (typeof token !== 'string' || token.length === 0) throw new TypeError('token must be a non-empty string')
   if ((await storage.get(ENROLLMENT_KEY)) !== undefined)
     throw new SmqttError('ERR_CONFLICT', 'this storage already holds an enrollment; use loadEnrollment()')
-  const pinned = options.keyServerPublicKey ?? (await pinnedKey(storage))
+  const pinnedInStorage = await pinnedKey(storage)
+  if (options.keyServerPublicKey && pinnedInStorage && !constantTimeEqual(options.keyServerPublicKey, pinnedInStorage))
+    throw new SmqttError(
+      'ERR_PRINCIPAL_RECORD_SIGNATURE_INVALID',
+      'the given key server key differs from the one pinned in storage',
+    )
+  const pinned = options.keyServerPublicKey ?? pinnedInStorage
   const identity = generateIdentity(id, options.postQuantum ? { postQuantum: true } : {})
 
   let tls: { spki: Uint8Array; privateKeyPem: string } | undefined
@@ -136,7 +142,8 @@ export async function enroll(options: EnrollOptions): Promise<Enrollment> {
     throw new SmqttError('ERR_IDENTITY_MALFORMED', 'the principal record is not about this identity')
 
   // Pin first, identity second, enrollment last: loadEnrollment needs all three.
-  if (!pinned) await storage.set(PINNED_KEY, toBase64Url(keyServerPublicKey))
+  // Also when the key came out of band: loadEnrollment() reads it from storage later.
+  if (!pinnedInStorage) await storage.set(PINNED_KEY, toBase64Url(keyServerPublicKey))
   await storage.set(IDENTITY_KEY, JSON.stringify(exportIdentity(identity)))
   const stored: StoredEnrollment = {
     v: 1,

@@ -63,6 +63,20 @@ describe('enroll', () => {
     expect(isSmqttError(again, 'ERR_CONFLICT')).toBe(true)
   })
 
+  test('a key server key given out of band is pinned in storage too (regression: loadEnrollment found none)', async () => {
+    const storage = memoryStorage()
+    await enroll({
+      keyserverUrl: stack.h.url,
+      ca: stack.ca,
+      token: await token('device-oob', ['thermostat']),
+      id: 'device-oob',
+      storage,
+      keyServerPublicKey: stack.h.keyServer.publicKey,
+    })
+    const loaded = await loadEnrollment(storage)
+    expect(loaded?.keyServerPublicKey).toEqual(stack.h.keyServer.publicKey)
+  })
+
   test('a key server key other than the pinned one is refused', async () => {
     const refused = await enroll({
       keyserverUrl: stack.h.url,

@@ -87,24 +87,27 @@ export async function startKeyServer(
     }, TICK_MS)
     timer.unref()
     let push: MqttPush | undefined
+    let closing = false
     if (config.push) {
       const { brokerUrl, caFile } = config.push
-      // Not awaited: the key server serves pulls even while the broker is unreachable.
-      startMqttPush(keyServer, {
-        brokerUrl,
-        logger,
-        mqttOptions: { ca: readFileSync(caFile, 'utf8'), connectTimeout: 10_000 },
-      }).then(
-        (started) => {
-          push = started
-          logger.info({ brokerUrl }, 'pushing key bundles and snapshots over MQTT')
-        },
-        (err: unknown) =>
-          logger.error(
-            { err, brokerUrl },
-            'push disabled: could not connect to the broker; clients and brokers will pull',
-          ),
-      )
+      const mqttOptions = { ca: readFileSync(caFile, 'utf8'), connectTimeout: 10_000 }
+      // Not awaited, and retried: the key server serves pulls while the broker is unreachable,
+      // and a broker started before it knows the push principal refuses the first CONNECTs.
+      const connect = async (delayMs: number): Promise<void> => {
+        if (closing) return
+        try {
+          push = await startMqttPush(keyServer, { brokerUrl, logger, mqttOptions })
+          if (closing) await push.close()
+          else logger.info({ brokerUrl }, 'pushing key bundles and snapshots over MQTT')
+        } catch (err) {
+          logger.warn(
+            { err, brokerUrl, retryInMs: delayMs },
+            'push: cannot connect to the broker yet; clients and brokers pull meanwhile',
+          )
+          setTimeout(() => void connect(Math.min(delayMs * 2, 30_000)), delayMs).unref()
+        }
+      }
+      void connect(1000)
     }
     logger.info({ url, store: store.kind }, 'key server listening')
     return {
@@ -112,6 +115,7 @@ export async function startKeyServer(
       keyServer,
       app,
       async close() {
+        closing = true
         clearInterval(timer)
         await push?.close()
         await app.close()
