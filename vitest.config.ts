@@ -6,7 +6,7 @@ export default defineConfig({
   resolve: { conditions: ['source'] },
   ssr: { resolve: { conditions: ['source'], externalConditions: ['source'] } },
   test: {
-    projects: ['packages/*', 'test'],
+    projects: ['packages/*', 'examples/*', 'test'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
   },
