@@ -107,7 +107,7 @@ export async function startKeyServer(
           setTimeout(() => void connect(Math.min(delayMs * 2, 30_000)), delayMs).unref()
         }
       }
-      void connect(1000)
+      void connect(250)
     }
     logger.info({ url, store: store.kind }, 'key server listening')
     return {

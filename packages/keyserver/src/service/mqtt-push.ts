@@ -109,6 +109,14 @@ export async function startMqttPush(keyServer: KeyServer, options: MqttPushOptio
     }
   })
 
+  // Changes made while no connection was up were not sent: after every (re)connect, send it all.
+  const resync = () => {
+    everyone = true
+    schedule()
+  }
+  client.on('connect', resync)
+  resync()
+
   return {
     stats,
     async flush() {

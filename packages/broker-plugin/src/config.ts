@@ -1,0 +1,360 @@
+// The `smqtt-broker` config file: JSON, strictly validated (an unknown field is a typo that would
+// otherwise silently fall back to a default), every relative path resolved against the file's
+// own folder so the broker behaves the same whatever directory it is started from. Same shape
+// and rules as the key server's config (packages/keyserver/src/config.ts).
+//
+// A plain-MQTT listener exists only behind `insecurePlainListener: true`: loading such a config
+// logs nothing; the flag stays in the result so the broker can warn loudly when it listens.
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { SmqttError } from '@smqtt/core'
+import type { ConnectLimits } from './limits.js'
+import type { EnforcementMode, LegacyUser } from './plugin-context.js'
+
+/** A TCP listener address. */
+export interface ListenAddress {
+  readonly host: string
+  readonly port: number
+}
+
+/** The broker's resolved configuration: absolute paths, every default filled in. */
+export interface BrokerConfig {
+  /** Absolute folder of the config file; relative paths in the file were resolved against it. */
+  readonly baseDir: string
+  readonly listeners: {
+    /** MQTT over TLS: always on. */
+    readonly mqtts: ListenAddress
+    /** MQTT over WebSocket over TLS, if configured. */
+    readonly wss: (ListenAddress & { readonly path: string }) | undefined
+    /** Plain MQTT (no TLS): only with `insecurePlainListener`. */
+    readonly mqtt: ListenAddress | undefined
+  }
+  /** True when the config allows the plain listener (the broker logs it as INSECURE). */
+  readonly insecurePlainListener: boolean
+  /** Server certificate and key (PEM), and the CA that client certificates chain to. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly caFile: string }
+  readonly keyServer: {
+    /** `https://` base URL of the key server. */
+    readonly url: string
+    /** CA of the key server's TLS certificate. */
+    readonly caFile: string
+    /** The key server's Ed25519 public key (32 bytes), pinned. */
+    readonly publicKey: Uint8Array
+    /** The broker's own enrolled identity (role `broker`): core `exportIdentity` JSON, mode 0600. */
+    readonly identityFile: string
+    readonly pullIntervalSeconds: number
+  }
+  readonly mode: EnforcementMode
+  readonly sampleRate: number
+  readonly banSeconds: number
+  readonly maxPacketBytes: number
+  readonly topicLimits: { readonly maxBytes: number; readonly maxLevels: number }
+  readonly connectLimits: ConnectLimits
+  readonly legacyUsers: readonly LegacyUser[]
+  /** Prometheus `/metrics` over plain HTTP; undefined when switched off (`"metrics": false`). */
+  readonly metrics: ListenAddress | undefined
+  /** Where audit entries go (pino, JSON lines); undefined: into the main log on stdout. */
+  readonly auditLogFile: string | undefined
+  readonly logLevel: LogLevel
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+const MODES: readonly EnforcementMode[] = ['full', 'sampled', 'binding']
+
+/** The config file as written on disk (relative paths). `keyServer.url` and `keyServer.publicKey` are required. */
+export interface BrokerConfigDocument {
+  listeners?: {
+    mqtts?: { host?: string; port?: number }
+    wss?: { host?: string; port?: number; path?: string }
+    mqtt?: { host?: string; port?: number }
+  }
+  insecurePlainListener?: boolean
+  tls?: { certFile?: string; keyFile?: string; caFile?: string }
+  keyServer: { url: string; publicKey: string; caFile?: string; identityFile?: string; pullIntervalSeconds?: number }
+  mode?: EnforcementMode
+  sampleRate?: number
+  banSeconds?: number
+  maxPacketBytes?: number
+  topicLimits?: { maxBytes?: number; maxLevels?: number }
+  connectLimits?: {
+    perAddress?: number
+    perClientId?: number
+    failuresBeforeBan?: number
+    windowSeconds?: number
+    banSeconds?: number
+  }
+  legacyUsers?: { username: string; principal: string; hash: string }[]
+  metrics?: { host?: string; port?: number } | false
+  auditLogFile?: string
+  logLevel?: LogLevel
+}
+
+/** Defaults of every optional field (paths relative to the config file). */
+export const BROKER_CONFIG_DEFAULTS = {
+  mqtts: { host: '127.0.0.1', port: 8883 },
+  wss: { host: '127.0.0.1', port: 8884, path: '/mqtt' },
+  mqtt: { host: '127.0.0.1', port: 1883 },
+  tls: { certFile: 'tls/server.pem', keyFile: 'tls/server.key', caFile: 'tls/ca.pem' },
+  identityFile: 'identity.json',
+  pullIntervalSeconds: 30,
+  mode: 'full' as EnforcementMode,
+  sampleRate: 0.05,
+  banSeconds: 300,
+  maxPacketBytes: 256 * 1024,
+  topicLimits: { maxBytes: 65_535, maxLevels: 32 },
+  metrics: { host: '127.0.0.1', port: 9464 },
+  logLevel: 'info' as LogLevel,
+} as const
+
+/**
+ * Reads and validates a config file. Relative paths in it are resolved against its folder.
+ * Throws `ERR_CONFIG_INVALID` if the file cannot be read, is not JSON, or does not validate.
+ *
+ * @example
+ * ```ts
+ * const config = loadBrokerConfig('/etc/smqtt/broker.json')
+ * const broker = await startBroker(config)
+ * ```
+ */
+export function loadBrokerConfig(path: string): BrokerConfig {
+  const absolute = resolve(path)
+  let text: string
+  try {
+    text = readFileSync(absolute, 'utf8')
+  } catch (cause) {
+    throw new SmqttError('ERR_CONFIG_INVALID', `config file ${absolute} cannot be read`, { cause })
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text.replace(/^\uFEFF/, ''))
+  } catch (cause) {
+    throw new SmqttError('ERR_CONFIG_INVALID', `config file ${absolute} is not valid JSON`, { cause })
+  }
+  return parseBrokerConfig(json, dirname(absolute))
+}
+
+/**
+ * Validates a parsed config document (or its JSON text) and resolves it against `baseDir`.
+ * Unknown fields and values of the wrong type or range throw `ERR_CONFIG_INVALID` with the
+ * field's JSON path (e.g. `$.listeners.mqtts.port`) in the message.
+ *
+ * @example
+ * ```ts
+ * const config = parseBrokerConfig({ keyServer: { url: 'https://keys:8443', publicKey } }, '/etc/smqtt')
+ * ```
+ */
+export function parseBrokerConfig(json: unknown, baseDir: string): BrokerConfig {
+  if (typeof baseDir !== 'string') throw new TypeError('baseDir must be a string')
+  const base = resolve(baseDir)
+  let document = json
+  if (typeof json === 'string') {
+    try {
+      document = JSON.parse(json)
+    } catch (cause) {
+      throw new SmqttError('ERR_CONFIG_INVALID', 'config is not valid JSON', { cause })
+    }
+  }
+  const D = BROKER_CONFIG_DEFAULTS
+  const root = object(document, '$', [
+    'listeners',
+    'insecurePlainListener',
+    'tls',
+    'keyServer',
+    'mode',
+    'sampleRate',
+    'banSeconds',
+    'maxPacketBytes',
+    'topicLimits',
+    'connectLimits',
+    'legacyUsers',
+    'metrics',
+    'auditLogFile',
+    'logLevel',
+  ])
+  const path = (value: unknown, at: string) => resolve(base, pathString(value, at))
+
+  const listeners = object(orDefault(root.listeners, {}), '$.listeners', ['mqtts', 'wss', 'mqtt'])
+  const insecurePlainListener = boolean(orDefault(root.insecurePlainListener, false), '$.insecurePlainListener')
+  const mqtts = address(orDefault(listeners.mqtts, {}), '$.listeners.mqtts', D.mqtts)
+  let wss: BrokerConfig['listeners']['wss']
+  if (listeners.wss !== undefined) {
+    const fields = object(listeners.wss, '$.listeners.wss', ['host', 'port', 'path'])
+    const { path: wsPath, ...rest } = fields
+    wss = {
+      ...address(rest, '$.listeners.wss', D.wss),
+      path: wsPathString(orDefault(wsPath, D.wss.path), '$.listeners.wss.path'),
+    }
+  }
+  let plain: ListenAddress | undefined
+  if (listeners.mqtt !== undefined) {
+    if (!insecurePlainListener)
+      throw invalid(
+        '$.listeners.mqtt',
+        'a plain (unencrypted) MQTT listener needs "insecurePlainListener": true at the top level',
+      )
+    plain = address(listeners.mqtt, '$.listeners.mqtt', D.mqtt)
+  }
+
+  const tls = object(orDefault(root.tls, {}), '$.tls', ['certFile', 'keyFile', 'caFile'])
+  const caFile = path(orDefault(tls.caFile, D.tls.caFile), '$.tls.caFile')
+
+  if (root.keyServer === undefined) throw invalid('$.keyServer', 'required: { "url", "publicKey" }')
+  const ks = object(root.keyServer, '$.keyServer', [
+    'url',
+    'caFile',
+    'publicKey',
+    'identityFile',
+    'pullIntervalSeconds',
+  ])
+  const url = typeof ks.url === 'string' && /^https:\/\/[^\s/]+/.test(ks.url) && URL.canParse(ks.url) ? ks.url : ''
+  if (!url) throw invalid('$.keyServer.url', 'an https:// URL')
+  const publicKey = typeof ks.publicKey === 'string' ? base64url(ks.publicKey) : undefined
+  if (publicKey?.length !== 32)
+    throw invalid('$.keyServer.publicKey', "the key server's Ed25519 public key, base64url (32 bytes)")
+
+  const topicLimits = object(orDefault(root.topicLimits, {}), '$.topicLimits', ['maxBytes', 'maxLevels'])
+  const limits = object(orDefault(root.connectLimits, {}), '$.connectLimits', [
+    'perAddress',
+    'perClientId',
+    'failuresBeforeBan',
+    'windowSeconds',
+    'banSeconds',
+  ])
+  const connectLimits: Record<string, number> = {}
+  for (const [key, value] of Object.entries(limits))
+    connectLimits[key] = integer(value, `$.connectLimits.${key}`, 1, 1e6)
+
+  const metrics = root.metrics === false ? undefined : address(orDefault(root.metrics, {}), '$.metrics', D.metrics)
+
+  return {
+    baseDir: base,
+    listeners: { mqtts, wss, mqtt: plain },
+    insecurePlainListener,
+    tls: {
+      certFile: path(orDefault(tls.certFile, D.tls.certFile), '$.tls.certFile'),
+      keyFile: path(orDefault(tls.keyFile, D.tls.keyFile), '$.tls.keyFile'),
+      caFile,
+    },
+    keyServer: {
+      url,
+      caFile: ks.caFile === undefined ? caFile : path(ks.caFile, '$.keyServer.caFile'),
+      publicKey,
+      identityFile: path(orDefault(ks.identityFile, D.identityFile), '$.keyServer.identityFile'),
+      pullIntervalSeconds: integer(
+        orDefault(ks.pullIntervalSeconds, D.pullIntervalSeconds),
+        '$.keyServer.pullIntervalSeconds',
+        1,
+        86_400,
+      ),
+    },
+    mode: oneOf(orDefault(root.mode, D.mode), '$.mode', MODES),
+    sampleRate: fraction(orDefault(root.sampleRate, D.sampleRate), '$.sampleRate'),
+    banSeconds: integer(orDefault(root.banSeconds, D.banSeconds), '$.banSeconds', 1, 30 * 86_400),
+    maxPacketBytes: integer(
+      orDefault(root.maxPacketBytes, D.maxPacketBytes),
+      '$.maxPacketBytes',
+      1024,
+      268_435_455, // MQTT's largest remaining length
+    ),
+    topicLimits: {
+      maxBytes: integer(orDefault(topicLimits.maxBytes, D.topicLimits.maxBytes), '$.topicLimits.maxBytes', 1, 65_535),
+      maxLevels: integer(orDefault(topicLimits.maxLevels, D.topicLimits.maxLevels), '$.topicLimits.maxLevels', 1, 128),
+    },
+    connectLimits,
+    legacyUsers: legacyUsers(orDefault(root.legacyUsers, []), '$.legacyUsers'),
+    metrics,
+    auditLogFile: root.auditLogFile === undefined ? undefined : path(root.auditLogFile, '$.auditLogFile'),
+    logLevel: oneOf(orDefault(root.logLevel, D.logLevel), '$.logLevel', LOG_LEVELS),
+  }
+}
+
+function legacyUsers(value: unknown, at: string): LegacyUser[] {
+  if (!Array.isArray(value)) throw invalid(at, 'expected an array of { "username", "principal", "hash" }')
+  const seen = new Set<string>()
+  return value.map((entry, i) => {
+    const user = object(entry, `${at}[${i}]`, ['username', 'principal', 'hash'])
+    for (const key of ['username', 'principal', 'hash'] as const)
+      if (typeof user[key] !== 'string' || user[key] === '') throw invalid(`${at}[${i}].${key}`, 'a non-empty string')
+    if (!/^scrypt\$/.test(user.hash as string))
+      throw invalid(`${at}[${i}].hash`, 'a hash from `smqtt-broker hash-password` (scrypt$…)')
+    if (seen.has(user.username as string)) throw invalid(`${at}[${i}].username`, 'listed twice')
+    seen.add(user.username as string)
+    return { username: user.username as string, principal: user.principal as string, hash: user.hash as string }
+  })
+}
+
+function address(value: unknown, at: string, fallback: ListenAddress): ListenAddress {
+  const fields = object(value, at, ['host', 'port'])
+  return {
+    host: hostString(orDefault(fields.host, fallback.host), `${at}.host`),
+    port: integer(orDefault(fields.port, fallback.port), `${at}.port`, 0, 65_535),
+  }
+}
+
+/** Absent fields take the default; an explicit `null` is a wrong type, not "use the default". */
+function orDefault(value: unknown, fallback: unknown): unknown {
+  return value === undefined ? fallback : value
+}
+
+function invalid(at: string, expected: string): SmqttError {
+  // Name the field and what it must be, never echo the value (it may be a secret).
+  return new SmqttError('ERR_CONFIG_INVALID', `config ${at}: ${expected}`)
+}
+
+/** A plain object with only the allowed keys; `null` is refused, not taken as "use the default". */
+function object(value: unknown, at: string, allowed: readonly string[]): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(at, 'expected an object')
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) throw invalid(`${at}.${key}`, `unknown field (allowed: ${allowed.join(', ')})`)
+  }
+  return value as Record<string, unknown>
+}
+
+function integer(value: unknown, at: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalid(at, `expected an integer from ${min} to ${max}`)
+  }
+  return value
+}
+
+function fraction(value: unknown, at: string): number {
+  if (typeof value !== 'number' || !(value > 0 && value <= 1)) throw invalid(at, 'expected a number in (0, 1]')
+  return value
+}
+
+function boolean(value: unknown, at: string): boolean {
+  if (typeof value !== 'boolean') throw invalid(at, 'expected true or false')
+  return value
+}
+
+function oneOf<T extends string>(value: unknown, at: string, allowed: readonly T[]): T {
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value))
+    throw invalid(at, `expected one of ${allowed.join(', ')}`)
+  return value as T
+}
+
+function pathString(value: unknown, at: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
+    throw invalid(at, 'expected a non-empty path')
+  }
+  return value
+}
+
+function wsPathString(value: unknown, at: string): string {
+  if (typeof value !== 'string' || !/^\/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$/.test(value))
+    throw invalid(at, 'expected a URL path starting with /')
+  return value
+}
+
+function hostString(value: unknown, at: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 255 || /[\s/\0]/.test(value)) {
+    throw invalid(at, 'expected a host name or IP address')
+  }
+  return value
+}
+
+function base64url(text: string): Uint8Array | undefined {
+  if (!/^[A-Za-z0-9_-]*$/.test(text)) return undefined
+  return new Uint8Array(Buffer.from(text, 'base64url'))
+}
