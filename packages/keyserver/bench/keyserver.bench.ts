@@ -15,7 +15,26 @@ const READERS = quick ? 100 : 1000
 const POSTGRES_BASE = process.env.SMQTT_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const BENCH_SCHEMA = `smqtt_bench_${process.pid}`
 
-const POLICY = {
+const HOMES = PRINCIPALS / 10
+
+/** A fleet as deployed: one key group per home, ten devices each reading and writing their home. */
+const FLEET_POLICY = {
+  version: 1,
+  rules: [
+    ...Array.from({ length: HOMES }, (_, h) => ({
+      effect: 'allow',
+      actions: ['subscribe', 'publish'],
+      topics: [`home/${h}/#`],
+      roles: [`home-${h}`],
+    })),
+    { effect: 'allow', actions: ['subscribe'], topics: ['home/#'], roles: ['reader'] },
+  ],
+  groups: Array.from({ length: HOMES }, (_, h) => ({ id: h + 1, name: `home-${h}`, filter: `home/${h}/#` })),
+  plaintext: [],
+}
+
+/** The worst case: every device writes into one group, so every bundle lists every writer. */
+const ONE_GROUP_POLICY = {
   version: 1,
   rules: [
     { effect: 'allow', actions: ['subscribe', 'publish'], topics: ['home/%c/#'], roles: ['device'] },
@@ -32,9 +51,12 @@ interface LoadResult {
   failures: number
 }
 
-async function enrollMany(h: Harness, count: number, role: string) {
+async function enrollMany(h: Harness, count: number, role: string | ((i: number) => string)) {
   const out = []
-  for (let i = 0; i < count; i++) out.push(await h.enroll(`${role}-${i}`, [role]))
+  for (let i = 0; i < count; i++) {
+    const name = typeof role === 'string' ? role : role(i)
+    out.push(await h.enroll(`${typeof role === 'string' ? role : 'device'}-${i}`, [name]))
+  }
   return out
 }
 
@@ -55,7 +77,7 @@ function load(h: Harness, identities: unknown[], requests: number): Promise<Load
   })
 }
 
-async function bundleBench(label: string, storeUrl?: string) {
+async function bundleBench(label: string, layout: 'fleet' | 'one group', storeUrl?: string) {
   const h = await startHarness(storeUrl ? { storeUrl } : {})
   // The server's clock follows real time while the load runs (request signatures carry it).
   h.clock.now = Math.floor(Date.now() / 1000)
@@ -63,13 +85,16 @@ async function bundleBench(label: string, storeUrl?: string) {
     h.clock.now = Math.floor(Date.now() / 1000)
   }, 200)
   try {
-    await h.admin('PUT', '/v1/admin/policy', { policy: POLICY })
-    const identities = (await enrollMany(h, PRINCIPALS, 'device')).map((d) => exportIdentity(d.identity))
+    await h.admin('PUT', '/v1/admin/policy', { policy: layout === 'fleet' ? FLEET_POLICY : ONE_GROUP_POLICY })
+    const enrolled = await enrollMany(h, PRINCIPALS, layout === 'fleet' ? (i) => `home-${i % HOMES}` : 'device')
+    const identities = enrolled.map((d) => exportIdentity(d.identity))
+    const first = await h.store.getPrincipal(enrolled[0]?.identity.id ?? '')
+    const bundleBytes = first ? JSON.stringify(await h.keyServer.bundleFor(first)).length : 0
     // Cold: every principal fetches once, as after a broker restart: every bundle is built and sealed.
     const cold = await load(h, identities, identities.length)
     // Repeated: the same principals fetch again; bundles built since the last change are reused.
     const repeated = await load(h, identities, REPEATED_REQUESTS)
-    return { label, cold, repeated }
+    return { label: `${label}, ${layout}`, bundleBytes, cold, repeated }
   } finally {
     clearInterval(ticker)
     await h.close()
@@ -80,7 +105,7 @@ async function rekeyBench() {
   const h = await startHarness()
   h.clock.now = Math.floor(Date.now() / 1000)
   try {
-    await h.admin('PUT', '/v1/admin/policy', { policy: POLICY })
+    await h.admin('PUT', '/v1/admin/policy', { policy: ONE_GROUP_POLICY })
     const readers = await enrollMany(h, READERS, 'reader')
     const started = performance.now()
     await h.keyServer.revokePrincipal('reader-0', 'bench') // records, publishes the list, rotates group 1
@@ -107,23 +132,27 @@ async function dropBenchSchema(): Promise<void> {
 }
 
 const results = [
-  await bundleBench('SQLite'),
-  await bundleBench('PostgreSQL', `${POSTGRES_BASE}?schema=${BENCH_SCHEMA}`)
+  await bundleBench('SQLite', 'fleet'),
+  await bundleBench('PostgreSQL', 'fleet', `${POSTGRES_BASE}?schema=${BENCH_SCHEMA}`)
     .catch((err: Error) => ({ label: 'PostgreSQL', error: err.message }))
     .finally(() => dropBenchSchema().catch(() => {})),
+  await bundleBench('SQLite', 'one group'),
 ]
 console.log(
   `Bundle fetches over HTTPS: ${PRINCIPALS} principals, ${CONCURRENCY} concurrent, load generator in a separate process\n`,
 )
-console.log('| store | fetches | req/s | p50 ms | p99 ms | failures |\n|---|---|---|---|---|---|')
-const row = (label: string, kind: string, r: LoadResult) =>
-  `| ${label} | ${kind} | ${Math.round(r.rps)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.failures} |`
+console.log(
+  `fleet: ${HOMES} homes of 10 devices, one key group each; one group: all ${PRINCIPALS} devices write one group, so every bundle lists every writer\n`,
+)
+console.log('| store, layout | bundle | fetches | req/s | p50 ms | p99 ms | failures |\n|---|---|---|---|---|---|---|')
+const row = (label: string, bytes: number, kind: string, r: LoadResult) =>
+  `| ${label} | ${(bytes / 1024).toFixed(1)} KiB | ${kind} | ${Math.round(r.rps)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.failures} |`
 for (const r of results) {
-  if ('error' in r) console.log(`| ${r.label} | not run: ${r.error} | | | | |`)
-  else
-    console.log(
-      `${row(r.label, `cold, ${PRINCIPALS} distinct`, r.cold)}\n${row(r.label, `repeated, ${REPEATED_REQUESTS}`, r.repeated)}`,
-    )
+  if ('error' in r) console.log(`| ${r.label} | not run: ${r.error} | | | | | |`)
+  else {
+    console.log(row(r.label, r.bundleBytes, `cold, ${PRINCIPALS} distinct`, r.cold))
+    console.log(row(r.label, r.bundleBytes, `repeated, ${REPEATED_REQUESTS}`, r.repeated))
+  }
 }
 const rekey = await rekeyBench()
 console.log(
