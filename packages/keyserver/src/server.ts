@@ -93,7 +93,7 @@ export async function startKeyServer(
       const mqttOptions = { ca: readFileSync(caFile, 'utf8'), connectTimeout: 10_000 }
       // Not awaited, and retried: the key server serves pulls while the broker is unreachable,
       // and a broker started before it knows the push principal refuses the first CONNECTs.
-      const connect = async (delayMs: number): Promise<void> => {
+      const connect = async (delayMs: number, attempt = 1): Promise<void> => {
         if (closing) return
         try {
           push = await startMqttPush(keyServer, { brokerUrl, logger, mqttOptions })
