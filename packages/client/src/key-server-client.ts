@@ -7,7 +7,8 @@ import {
   type SmqttErrorCode,
   signRequest,
 } from '@smqtt/core'
-import { fetchTransport, type KeyServerTransport } from './transport.js'
+import { defaultTransport } from '#default-transport'
+import type { KeyServerTransport } from './transport.js'
 
 /** Where the key server is and how to reach it. */
 export interface KeyServerConnection {
@@ -15,7 +16,7 @@ export interface KeyServerConnection {
   readonly url: string
   /** PEM of the CA that issued the key server's TLS certificate (Node transport only). */
   readonly ca?: string
-  /** Defaults to node:https on Node, fetch elsewhere. */
+  /** Defaults to node:https on Node, fetch elsewhere (package.json `#default-transport`). */
   readonly transport?: KeyServerTransport
   /** Per request, default 10 000 ms. */
   readonly timeoutMs?: number
@@ -28,14 +29,6 @@ export interface EnrollResponse {
   /** base64url Ed25519 key of the key server. */
   readonly keyServerPublicKey: string
   readonly certificatePem?: string
-}
-
-const isNode = () => typeof process !== 'undefined' && typeof process.versions?.node === 'string'
-
-async function defaultTransport(ca: string | undefined): Promise<KeyServerTransport> {
-  // Loaded lazily so code paths that never run on Node do not pull in node:https.
-  if (isNode()) return (await import('./node-https-transport.js')).nodeHttpsTransport(ca === undefined ? {} : { ca })
-  return fetchTransport()
 }
 
 function isErrorCode(code: unknown): code is SmqttErrorCode {
@@ -56,7 +49,7 @@ function isErrorCode(code: unknown): code is SmqttErrorCode {
 export class KeyServerClient {
   readonly #connection: KeyServerConnection
   readonly #identity: Identity | undefined
-  #transport: Promise<KeyServerTransport> | undefined
+  #transport: KeyServerTransport | undefined
 
   constructor(connection: KeyServerConnection, identity?: Identity) {
     if (typeof connection.url !== 'string') throw new TypeError('keyserver.url must be a string')
@@ -101,10 +94,8 @@ export class KeyServerClient {
         }),
       )
     }
-    this.#transport ??= this.#connection.transport
-      ? Promise.resolve(this.#connection.transport)
-      : defaultTransport(this.#connection.ca)
-    const transport = await this.#transport
+    this.#transport ??= this.#connection.transport ?? defaultTransport(this.#connection.ca)
+    const transport = this.#transport
     const response = await transport.request({
       method,
       url: url.href,
