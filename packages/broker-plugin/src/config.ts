@@ -56,6 +56,19 @@ export interface BrokerConfig {
   /** Where audit entries go (pino, JSON lines); undefined: into the main log on stdout. */
   readonly auditLogFile: string | undefined
   readonly logLevel: LogLevel
+  /**
+   * Scale-out: subscriptions, retained messages and sessions shared with the other broker nodes
+   * through Redis (`mqemitter-redis`, `aedes-persistence-redis`); undefined: this node alone.
+   */
+  readonly redis: RedisConfig | undefined
+}
+
+/** Redis shared by the broker nodes of one deployment. */
+export interface RedisConfig {
+  /** `redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS). */
+  readonly url: string
+  /** Prefix of every Redis key and pub/sub channel of this deployment (default `smqtt:`). */
+  readonly prefix: string
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
@@ -88,6 +101,7 @@ export interface BrokerConfigDocument {
   metrics?: { host?: string; port?: number } | false
   auditLogFile?: string
   logLevel?: LogLevel
+  redis?: { url: string; prefix?: string }
 }
 
 /** Defaults of every optional field (paths relative to the config file). */
@@ -105,6 +119,7 @@ export const BROKER_CONFIG_DEFAULTS = {
   topicLimits: { maxBytes: 65_535, maxLevels: 32 },
   metrics: { host: '127.0.0.1', port: 9464 },
   logLevel: 'info' as LogLevel,
+  redisPrefix: 'smqtt:',
 } as const
 
 /**
@@ -171,6 +186,7 @@ export function parseBrokerConfig(json: unknown, baseDir: string): BrokerConfig 
     'metrics',
     'auditLogFile',
     'logLevel',
+    'redis',
   ])
   const path = (value: unknown, at: string) => resolve(base, pathString(value, at))
 
@@ -266,7 +282,21 @@ export function parseBrokerConfig(json: unknown, baseDir: string): BrokerConfig 
     metrics,
     auditLogFile: root.auditLogFile === undefined ? undefined : path(root.auditLogFile, '$.auditLogFile'),
     logLevel: oneOf(orDefault(root.logLevel, D.logLevel), '$.logLevel', LOG_LEVELS),
+    redis: root.redis === undefined ? undefined : redisConfig(root.redis, '$.redis'),
   }
+}
+
+function redisConfig(value: unknown, at: string): RedisConfig {
+  const fields = object(value, at, ['url', 'prefix'])
+  const url = fields.url
+  if (typeof url !== 'string' || !/^rediss?:\/\/[^\s/]+/.test(url) || !URL.canParse(url))
+    throw invalid(`${at}.url`, 'a redis:// or rediss:// URL')
+  const db = new URL(url).pathname.replace(/^\//, '')
+  if (db !== '' && !/^\d{1,5}$/.test(db)) throw invalid(`${at}.url`, 'a redis:// URL whose path is a database number')
+  const prefix = orDefault(fields.prefix, BROKER_CONFIG_DEFAULTS.redisPrefix)
+  if (typeof prefix !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix))
+    throw invalid(`${at}.prefix`, 'expected 1 to 64 of A-Z a-z 0-9 _ . : -')
+  return { url, prefix }
 }
 
 function legacyUsers(value: unknown, at: string): LegacyUser[] {

@@ -15,6 +15,7 @@ import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import { attachSmqtt, type SmqttPlugin } from './attach.js'
 import type { BrokerConfig, ListenAddress, LogLevel } from './config.js'
+import { createRedisBackends, type RedisBackends } from './redis.js'
 
 /** Options of {@link startBroker} that are not in the config file. */
 export interface StartBrokerOptions {
@@ -73,7 +74,14 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
 
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
-  const broker = await Aedes.createBroker()
+  // Scale-out: with `redis`, the bus and the persistence are shared with the other nodes.
+  const redis: RedisBackends | undefined = config.redis ? createRedisBackends(config.redis) : undefined
+  redis?.onError((err) => logger.error({ err: err.message }, 'Redis (message bus between broker nodes) failed'))
+  const broker = await Aedes.createBroker(redis ? { mq: redis.mq, persistence: redis.persistence } : {})
+  const closeBroker = async () => {
+    await new Promise<void>((resolve) => broker.close(() => resolve()))
+    await redis?.destroyPersistence()
+  }
   new Gauge({
     name: 'smqtt_broker_connected_clients',
     help: 'MQTT clients connected (after CONNECT) to this broker node.',
@@ -106,7 +114,7 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
       registry,
     })
   } catch (err) {
-    await new Promise<void>((resolve) => broker.close(() => resolve()))
+    await closeBroker()
     await logging.close()
     throw err
   }
@@ -224,12 +232,15 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
     for (const { server } of servers) server.close()
     for (const socket of sockets) socket.destroy()
     await plugin.close()
-    await new Promise<void>((resolve) => broker.close(() => resolve()))
+    await closeBroker()
     await logging.close()
     throw err
   }
 
-  logger.info({ ...urls, mode: config.mode, snapshot: plugin.state.snapshotIssuedAt ?? null }, 'smqtt-broker listening')
+  logger.info(
+    { ...urls, mode: config.mode, redis: config.redis !== undefined, snapshot: plugin.state.snapshotIssuedAt ?? null },
+    'smqtt-broker listening',
+  )
   if (plugin.state.snapshotIssuedAt === undefined)
     logger.warn(
       { keyServer: config.keyServer.url },
@@ -251,7 +262,7 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
         metricsServer?.closeIdleConnections()
         // 2. Stop syncing, close every MQTT client and the broker.
         await plugin.close()
-        await new Promise<void>((resolve) => broker.close(() => resolve()))
+        await closeBroker()
         // 3. Whatever is left (connections that never sent CONNECT, idle HTTPS): ended, then cut.
         for (const socket of sockets) socket.end()
         const cut = setTimeout(() => {

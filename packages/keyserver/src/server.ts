@@ -100,11 +100,12 @@ export async function startKeyServer(
           if (closing) await push.close()
           else logger.info({ brokerUrl }, 'pushing key bundles and snapshots over MQTT')
         } catch (err) {
-          logger.warn(
+          // The first refusals are expected when the broker starts after the key server.
+          logger[attempt > 3 ? 'warn' : 'info'](
             { err, brokerUrl, retryInMs: delayMs },
             'push: cannot connect to the broker yet; clients and brokers pull meanwhile',
           )
-          setTimeout(() => void connect(Math.min(delayMs * 2, 30_000)), delayMs).unref()
+          setTimeout(() => void connect(Math.min(delayMs * 2, 30_000), attempt + 1), delayMs).unref()
         }
       }
       void connect(250)

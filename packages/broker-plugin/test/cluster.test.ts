@@ -1,0 +1,249 @@
+// Scale-out through Redis: two broker nodes (two startBroker instances in this process, each with
+// its own Aedes and its own plugin, sharing nothing but Redis and the key server) with the real
+// key server. A message published on node B reaches a subscriber on node A; a snapshot pushed
+// through node B closes a revoked principal's sessions on both nodes within 1 s, and the revoked
+// principals cannot reconnect on either. Each run uses a key / channel prefix of its own and
+// deletes its keys afterwards.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { connect as netConnect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  BROKER_CONTROL_TOPIC,
+  createConnectPassword,
+  createEnvelopeSigner,
+  EpochKey,
+  exportIdentity,
+  type Identity,
+  isSmqttError,
+  openKeyBundle,
+  type SuiteId,
+  sealEnvelope,
+  topicMatches,
+} from '@smqtt/core'
+import { type Harness, startHarness } from '@smqtt/keyserver/testing'
+import mqtt, { type MqttClient } from 'mqtt'
+import { pino } from 'pino'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import {
+  type BrokerConfigDocument,
+  loadBrokerConfig,
+  parseBrokerConfig,
+  type RunningBroker,
+  startBroker,
+} from '../src/index.js'
+import { closed, inbox, sleep, TEST_POLICY, within } from './fixture.js'
+
+const REDIS_URL = process.env.SMQTT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+const PREFIX = `smqtt-test-${process.pid}-${Date.now().toString(36)}:`
+const TOPIC = 'home/hall/thermostat/thermostat-1/temp'
+
+type Enrolled = { identity: Identity; kid: number }
+
+/** One Redis command over RESP; resolves with the integer reply (enough for EVAL … return n). */
+function redisInteger(...args: string[]): Promise<number> {
+  const { hostname, port } = new URL(REDIS_URL)
+  const command = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`
+  return within(
+    new Promise<number>((resolve, reject) => {
+      const socket = netConnect({ host: hostname, port: Number(port || 6379) }, () => socket.write(command))
+      let reply = ''
+      socket.on('data', (chunk) => {
+        reply += chunk
+        if (!reply.endsWith('\r\n')) return
+        socket.end()
+        if (reply.startsWith(':')) resolve(Number(reply.slice(1, -2)))
+        else reject(new Error(`redis: ${reply.trim()}`))
+      })
+      socket.on('error', reject)
+    }),
+    'a Redis reply',
+  )
+}
+const KEYS_LUA = "return #redis.call('KEYS', ARGV[1])"
+const DEL_LUA =
+  "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) n = n + 1 end return n"
+
+let h: Harness
+let dir: string
+let nodeA: RunningBroker
+let nodeB: RunningBroker
+let thermostat: Enrolled
+let app1: Enrolled
+let app2: Enrolled
+let pusher: Enrolled
+const clients = new Set<MqttClient>()
+
+async function startNode(name: string): Promise<RunningBroker> {
+  const doc: BrokerConfigDocument = {
+    listeners: { mqtts: { port: 0 } },
+    tls: { certFile: `${h.dir}/pki/server.pem`, keyFile: `${h.dir}/pki/server.key`, caFile: `${h.dir}/pki/ca.pem` },
+    keyServer: {
+      url: h.url,
+      publicKey: Buffer.from(h.keyServer.publicKey).toString('base64url'),
+      identityFile: 'broker-identity.json',
+      pullIntervalSeconds: 3600, // only the first pull: revocations must arrive by push through Redis
+    },
+    metrics: false,
+    redis: { url: REDIS_URL, prefix: PREFIX },
+  }
+  const file = join(dir, `${name}.json`)
+  writeFileSync(file, JSON.stringify(doc))
+  return startBroker(loadBrokerConfig(file), { logLevel: 'silent', logDestination: pino.destination(1) })
+}
+
+function connect(node: RunningBroker, who: Enrolled, options: { clean?: boolean } = {}): Promise<MqttClient> {
+  const id = who.identity.id
+  const client = mqtt.connect(node.urls.mqtts, {
+    ca: h.caPem,
+    servername: 'localhost',
+    clientId: id,
+    username: id,
+    password: createConnectPassword(who.identity, id),
+    reconnectPeriod: 0,
+    connectTimeout: 5_000,
+    ...options,
+  })
+  clients.add(client)
+  return within(
+    new Promise<MqttClient>((resolve, reject) => {
+      client.once('connect', () => resolve(client))
+      client.once('error', reject)
+      client.once('close', () => reject(new Error('closed before CONNACK')))
+    }),
+    `CONNACK for ${id}`,
+  )
+}
+
+async function seal(sender: Enrolled, seq: number): Promise<Uint8Array> {
+  const response = await h.device(sender.identity, 'GET', '/v1/bundle')
+  if (response.status !== 200) throw new Error(`bundle: ${response.text}`)
+  const bundle = openKeyBundle((response.body as { bundle: unknown }).bundle, {
+    keyServerPublicKey: h.keyServer.publicKey,
+    recipient: sender.identity,
+    now: h.clock.now,
+  })
+  const group = bundle.groups.find((g) => topicMatches(g.filter, TOPIC))
+  const epoch = group?.epochs.at(-1)
+  if (!group || !epoch) throw new Error(`no key for ${TOPIC}`)
+  return sealEnvelope({
+    topic: TOPIC,
+    payload: new TextEncoder().encode('21.5'),
+    epochKey: new EpochKey({ group: group.group, epoch: epoch.epoch, suite: group.suite as SuiteId, key: epoch.key }),
+    signer: createEnvelopeSigner({ kid: sender.kid, seed: sender.identity.signingSeed }),
+    seq,
+  })
+}
+
+beforeAll(async () => {
+  h = await startHarness()
+  h.clock.now = Math.floor(Date.now() / 1000)
+  const put = await h.admin('PUT', '/v1/admin/policy', { policy: TEST_POLICY })
+  if (put.status !== 200) throw new Error(`policy: ${put.text}`)
+  const broker = await h.enroll('broker-1', ['broker'])
+  thermostat = await h.enroll('thermostat-1', ['thermostat'])
+  app1 = await h.enroll('app-1', ['app'])
+  app2 = await h.enroll('app-2', ['app'])
+  pusher = await h.enroll('smqtt-keyserver', ['keyserver'])
+  dir = mkdtempSync(join(tmpdir(), 'smqtt-broker-cluster-'))
+  // Both nodes run as the same broker principal (one identity file, as a deployment may do).
+  writeFileSync(join(dir, 'broker-identity.json'), JSON.stringify(exportIdentity(broker.identity)), { mode: 0o600 })
+  nodeA = await startNode('node-a')
+  nodeB = await startNode('node-b')
+})
+
+afterAll(async () => {
+  for (const client of clients) client.end(true)
+  await nodeA?.close()
+  await nodeB?.close()
+  await h?.close()
+  if (dir) rmSync(dir, { recursive: true, force: true })
+  await redisInteger('EVAL', DEL_LUA, '0', `${PREFIX}*`).catch(() => {})
+})
+
+describe('redis config', () => {
+  const minimal = { keyServer: { url: 'https://127.0.0.1:8443', publicKey: Buffer.alloc(32, 7).toString('base64url') } }
+  const error = (redis: unknown) => {
+    try {
+      parseBrokerConfig({ ...minimal, redis }, '/etc/smqtt')
+    } catch (err) {
+      expect(isSmqttError(err, 'ERR_CONFIG_INVALID')).toBe(true)
+      return (err as Error).message
+    }
+    throw new Error('accepted')
+  }
+
+  test('absent: one node alone; present: URL and a default prefix', () => {
+    expect(parseBrokerConfig(minimal, '/x').redis).toBeUndefined()
+    expect(parseBrokerConfig({ ...minimal, redis: { url: 'redis://10.0.0.5:6380/2' } }, '/x').redis).toEqual({
+      url: 'redis://10.0.0.5:6380/2',
+      prefix: 'smqtt:',
+    })
+    expect(parseBrokerConfig({ ...minimal, redis: { url: 'rediss://r:6379', prefix: 'site-1:' } }, '/x').redis).toEqual(
+      {
+        url: 'rediss://r:6379',
+        prefix: 'site-1:',
+      },
+    )
+  })
+
+  test('strict: unknown fields, other schemes, bad databases and prefixes are refused without echoing values', () => {
+    expect(error({ url: 'redis://r', host: 'r' })).toMatch(/\$\.redis\.host: unknown field/)
+    expect(error({})).toMatch(/\$\.redis\.url: a redis:\/\/ or rediss:\/\/ URL/)
+    expect(error({ url: 'http://r:6379' })).toMatch(/\$\.redis\.url/)
+    expect(error({ url: 'redis://r/db0' })).toMatch(/\$\.redis\.url: .*database number/)
+    expect(error({ url: 'redis://r', prefix: 'a b' })).toMatch(/\$\.redis\.prefix/)
+    expect(error('redis://r')).toMatch(/\$\.redis: expected an object/)
+    expect(error({ url: 'redis://:hunter2@r/x' })).not.toMatch(/hunter2/)
+  })
+})
+
+describe('two broker nodes sharing Redis', () => {
+  test('a message published on node B reaches a subscriber on node A', async () => {
+    // A persistent session, so its subscription is also stored (in Redis, under this run's prefix).
+    const subscriber = await connect(nodeA, app1, { clean: false })
+    const received = inbox(subscriber)
+    expect((await subscriber.subscribeAsync('home/+/thermostat/#', { qos: 1 }))[0]?.qos).toBe(1)
+    const publisher = await connect(nodeB, thermostat)
+    const envelope = await seal(thermostat, 1)
+    await within(publisher.publishAsync(TOPIC, Buffer.from(envelope), { qos: 1 }), 'PUBACK from node B')
+    await within(
+      (async () => {
+        while (received.length === 0) await sleep(10)
+      })(),
+      'delivery on node A',
+    )
+    expect(received[0]?.topic).toBe(TOPIC)
+    expect(new Uint8Array(received[0]?.payload ?? [])).toEqual(envelope)
+    // The nodes share nothing else: the message went through Redis; the session is stored there.
+    expect(await redisInteger('EVAL', KEYS_LUA, '0', `${PREFIX}*`)).toBeGreaterThan(0)
+    subscriber.end(true)
+    publisher.end(true)
+  })
+
+  test('a snapshot pushed through node B closes revoked sessions on both nodes within 1 s; no reconnect on either', async () => {
+    const onA = await connect(nodeA, app1)
+    await onA.subscribeAsync('home/+/thermostat/#', { qos: 1 })
+    const onB = await connect(nodeB, app2)
+    await onB.subscribeAsync('home/+/thermostat/#', { qos: 1 })
+    const push = await connect(nodeB, pusher)
+    await h.keyServer.revokePrincipal('app-1', 'admin')
+    await h.keyServer.revokePrincipal('app-2', 'admin')
+    const snapshot = await h.keyServer.brokerSnapshot()
+
+    const started = Date.now()
+    const goneA = closed(onA, 1_000)
+    const goneB = closed(onB, 1_000)
+    await push.publishAsync(BROKER_CONTROL_TOPIC, JSON.stringify({ type: 'snapshot', snapshot }), { qos: 1 })
+    await Promise.all([goneA, goneB])
+    expect(Date.now() - started).toBeLessThan(1_000)
+    // Node A got the snapshot only through Redis (its pull period is an hour).
+    expect(nodeA.plugin.snapshot?.principals.find((p) => p.id === 'app-1')?.status).toBe('revoked')
+    expect(nodeB.plugin.snapshot?.principals.find((p) => p.id === 'app-2')?.status).toBe('revoked')
+
+    for (const node of [nodeA, nodeB])
+      for (const who of [app1, app2]) await expect(connect(node, who)).rejects.toMatchObject({ code: 5 })
+    // The publisher is not affected.
+    expect((await connect(nodeA, thermostat)).connected).toBe(true)
+  })
+})
