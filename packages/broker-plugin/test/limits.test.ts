@@ -54,7 +54,7 @@ describe('packet size guard', () => {
 
   test('62 malformed packets (mqtt-packet fixtures): each connection ends, the broker stays up', async () => {
     const vectors = JSON.parse(
-      readFileSync(new URL('../../../../shared/vectors/mqtt-packet-malformed.json', import.meta.url), 'utf8'),
+      readFileSync(new URL('./vectors/mqtt-packet-malformed.json', import.meta.url), 'utf8'),
     ) as {
       hex: string
     }[]

@@ -1,7 +1,9 @@
 // HPKE (RFC 9180 base mode) against the RFC's own vectors on every backend, X-Wing against
 // draft-connolly-cfrg-xwing-kem-08, and the failure behaviour: one error for every way a
 // sealed message can fail to open.
+
 import { existsSync, readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { fromHex, toHex, utf8 } from '../src/_bytes.js'
@@ -26,7 +28,10 @@ if (!sodium) throw new Error('sodium-native must be installed for the test suite
 const backends: CryptoBackend[] = [nobleBackend, createNativeBackend(sodium)]
 
 const RFC_VECTOR_FILE = new URL('../vectors/hpke-rfc9180-x25519-sha256-chacha20poly1305.json', import.meta.url)
-const SHARED_HPKE_DRAFT = '/work/shared/vectors/hpke/draft-irtf-cfrg-hpke.md'
+// The shared vectors sit beside the repository in this project's workspace and in CI.
+const SHARED_HPKE_DRAFT = fileURLToPath(
+  new URL('../../../../shared/vectors/hpke/draft-irtf-cfrg-hpke.md', import.meta.url),
+)
 const XWING_VECTOR_FILE = new URL('../vectors/xwing-draft-connolly-08.json', import.meta.url)
 
 interface RfcVector {
