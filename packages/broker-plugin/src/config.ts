@@ -7,7 +7,7 @@
 // logs nothing; the flag stays in the result so the broker can warn loudly when it listens.
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { SmqttError } from '@smqtt/core'
+import { parseConfigText, SmqttError } from '@smqtt/core'
 import type { ConnectLimits } from './limits.js'
 import type { EnforcementMode, LegacyUser } from './plugin-context.js'
 
@@ -140,13 +140,7 @@ export function loadBrokerConfig(path: string): BrokerConfig {
   } catch (cause) {
     throw new SmqttError('ERR_CONFIG_INVALID', `config file ${absolute} cannot be read`, { cause })
   }
-  let json: unknown
-  try {
-    json = JSON.parse(text.replace(/^\uFEFF/, ''))
-  } catch (cause) {
-    throw new SmqttError('ERR_CONFIG_INVALID', `config file ${absolute} is not valid JSON`, { cause })
-  }
-  return parseBrokerConfig(json, dirname(absolute))
+  return parseBrokerConfig(parseConfigText(text, `config file ${absolute}`), dirname(absolute))
 }
 
 /**
@@ -162,14 +156,7 @@ export function loadBrokerConfig(path: string): BrokerConfig {
 export function parseBrokerConfig(json: unknown, baseDir: string): BrokerConfig {
   if (typeof baseDir !== 'string') throw new TypeError('baseDir must be a string')
   const base = resolve(baseDir)
-  let document = json
-  if (typeof json === 'string') {
-    try {
-      document = JSON.parse(json)
-    } catch (cause) {
-      throw new SmqttError('ERR_CONFIG_INVALID', 'config is not valid JSON', { cause })
-    }
-  }
+  const document = typeof json === 'string' ? parseConfigText(json) : json
   const D = BROKER_CONFIG_DEFAULTS
   const root = object(document, '$', [
     'listeners',

@@ -7,7 +7,7 @@
 // nothing; the flag stays in the result so the server can warn loudly when it listens.
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { SmqttError } from '@smqtt/core'
+import { parseConfigText, SmqttError } from '@smqtt/core'
 
 /** The key server's resolved configuration: absolute paths, every default filled in. */
 export interface KeyServerConfig {
@@ -116,13 +116,7 @@ export function loadConfig(path: string): KeyServerConfig {
   } catch (cause) {
     throw new SmqttError('ERR_CONFIG_INVALID', `config file ${absolute} cannot be read`, { cause })
   }
-  let json: unknown
-  try {
-    json = JSON.parse(text.replace(/^\uFEFF/, ''))
-  } catch (cause) {
-    throw new SmqttError('ERR_CONFIG_INVALID', `config file ${absolute} is not valid JSON`, { cause })
-  }
-  return parseConfig(json, dirname(absolute))
+  return parseConfig(parseConfigText(text, `config file ${absolute}`), dirname(absolute))
 }
 
 /**
@@ -138,14 +132,7 @@ export function loadConfig(path: string): KeyServerConfig {
 export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
   if (typeof baseDir !== 'string') throw new TypeError('baseDir must be a string')
   const base = resolve(baseDir)
-  let document = json
-  if (typeof json === 'string') {
-    try {
-      document = JSON.parse(json)
-    } catch (cause) {
-      throw new SmqttError('ERR_CONFIG_INVALID', 'config is not valid JSON', { cause })
-    }
-  }
+  const document = typeof json === 'string' ? parseConfigText(json) : json
   const defaults = defaultConfigDocument()
   const root = object(document, '$', [
     'listen',
