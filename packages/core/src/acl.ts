@@ -98,8 +98,25 @@ export function substitutePattern(pattern: string, principal: PrincipalContext):
   return result
 }
 
+// The broker substitutes on every publish and every delivery; the result depends only on the
+// pattern, the id and the username, so remember recent ones (bounded; null = refused).
+const substitutions = new Map<string, string | null>()
+const SUBSTITUTION_CACHE_LIMIT = 10_000
+
 /** Non-throwing core of {@link substitutePattern}: the broker calls it per message. */
 function substitute(pattern: string, principal: PrincipalContext): string | undefined {
+  // Length-prefixed parts: no id or username can make two different inputs share a key.
+  const { id, username } = principal
+  const key = `${pattern.length}:${pattern}${id.length}:${id}${username === undefined ? '-' : `${username.length}:${username}`}`
+  const known = substitutions.get(key)
+  if (known !== undefined) return known ?? undefined
+  const result = substituteUncached(pattern, principal)
+  if (substitutions.size >= SUBSTITUTION_CACHE_LIMIT) substitutions.clear()
+  substitutions.set(key, result ?? null)
+  return result
+}
+
+function substituteUncached(pattern: string, principal: PrincipalContext): string | undefined {
   let refused = false
   const result = pattern.replace(SUBSTITUTION, (token) => {
     const value = token === '%c' ? principal.id : principal.username

@@ -463,3 +463,24 @@ describe('parsePolicy', () => {
     fc.assert(fc.property(nearValid, check), { numRuns: 500 })
   })
 })
+
+describe('substitution cache', () => {
+  const acl = new PolicyEvaluator(
+    parsePolicy({
+      version: 1,
+      rules: [{ effect: 'allow', actions: ['publish'], topics: ['dev/%c/%u/#'], roles: ['d'] }],
+      groups: [],
+      plaintext: [],
+    }),
+  )
+
+  test('never answers for one principal with another principal’s substitution, and keeps refusing injections', () => {
+    for (let round = 0; round < 3; round++) {
+      expect(acl.mayPublish({ id: 'a', username: 'b', roles: ['d'] }, 'dev/a/b/x')).toBe(true)
+      expect(acl.mayPublish({ id: 'ab', roles: ['d'] }, 'dev/a/b/x')).toBe(false) // no username: refused
+      expect(acl.mayPublish({ id: 'a', username: 'bx', roles: ['d'] }, 'dev/a/b/x')).toBe(false)
+      expect(acl.mayPublish({ id: 'a/b', username: 'c', roles: ['d'] }, 'dev/a/b/c/x')).toBe(false) // injection
+      expect(acl.mayPublish({ id: '+', username: 'b', roles: ['d'] }, 'dev/z/b/x')).toBe(false)
+    }
+  })
+})
