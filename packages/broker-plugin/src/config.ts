@@ -7,9 +7,11 @@
 // logs nothing; the flag stays in the result so the broker can warn loudly when it listens.
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { parseConfigText, SmqttError } from '@smqtt/core'
+import { configField, parseConfigText, SmqttError } from '@smqtt/core'
 import type { ConnectLimits } from './limits.js'
 import type { EnforcementMode, LegacyUser } from './plugin-context.js'
+
+const { orDefault, invalid, object, integer, boolean, pathString, hostString } = configField
 
 /** A TCP listener address. */
 export interface ListenAddress {
@@ -309,39 +311,8 @@ function address(value: unknown, at: string, fallback: ListenAddress): ListenAdd
   }
 }
 
-/** Absent fields take the default; an explicit `null` is a wrong type, not "use the default". */
-function orDefault(value: unknown, fallback: unknown): unknown {
-  return value === undefined ? fallback : value
-}
-
-function invalid(at: string, expected: string): SmqttError {
-  // Name the field and what it must be, never echo the value (it may be a secret).
-  return new SmqttError('ERR_CONFIG_INVALID', `config ${at}: ${expected}`)
-}
-
-/** A plain object with only the allowed keys; `null` is refused, not taken as "use the default". */
-function object(value: unknown, at: string, allowed: readonly string[]): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(at, 'expected an object')
-  for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) throw invalid(`${at}.${key}`, `unknown field (allowed: ${allowed.join(', ')})`)
-  }
-  return value as Record<string, unknown>
-}
-
-function integer(value: unknown, at: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw invalid(at, `expected an integer from ${min} to ${max}`)
-  }
-  return value
-}
-
 function fraction(value: unknown, at: string): number {
   if (typeof value !== 'number' || !(value > 0 && value <= 1)) throw invalid(at, 'expected a number in (0, 1]')
-  return value
-}
-
-function boolean(value: unknown, at: string): boolean {
-  if (typeof value !== 'boolean') throw invalid(at, 'expected true or false')
   return value
 }
 
@@ -351,23 +322,9 @@ function oneOf<T extends string>(value: unknown, at: string, allowed: readonly T
   return value as T
 }
 
-function pathString(value: unknown, at: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
-    throw invalid(at, 'expected a non-empty path')
-  }
-  return value
-}
-
 function wsPathString(value: unknown, at: string): string {
   if (typeof value !== 'string' || !/^\/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$/.test(value))
     throw invalid(at, 'expected a URL path starting with /')
-  return value
-}
-
-function hostString(value: unknown, at: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 255 || /[\s/\0]/.test(value)) {
-    throw invalid(at, 'expected a host name or IP address')
-  }
   return value
 }
 

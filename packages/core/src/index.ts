@@ -69,7 +69,7 @@ import { defaultBackend } from '#crypto-backend'
 export const cryptoBackend = defaultBackend
 export type { BrokerSnapshot, SnapshotEpoch, SnapshotPrincipal } from './broker-snapshot.js'
 export { createBrokerSnapshot, openBrokerSnapshot } from './broker-snapshot.js'
-export { parseConfigText } from './config-text.js'
+export { configField, parseConfigText } from './config-text.js'
 export { createConnectPassword, isConnectPassword, verifyConnectPassword } from './connect-password.js'
 export { BROKER_CONTROL_TOPIC, CONTROL_TOPIC_PREFIX, isControlTopic, principalControlTopic } from './control-topics.js'
 export type { EnrollmentRequest } from './enrollment-request.js'

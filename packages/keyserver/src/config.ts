@@ -7,7 +7,9 @@
 // nothing; the flag stays in the result so the server can warn loudly when it listens.
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { parseConfigText, SmqttError } from '@smqtt/core'
+import { configField, parseConfigText, SmqttError } from '@smqtt/core'
+
+const { orDefault, invalid, object, integer, boolean, pathString, hostString } = configField
 
 /** The key server's resolved configuration: absolute paths, every default filled in. */
 export interface KeyServerConfig {
@@ -223,51 +225,6 @@ function pushSettings(value: unknown, path: (value: unknown, at: string) => stri
   if ((scheme === 'mqtt' || scheme === 'ws') && !plainAllowed)
     throw invalid('$.push.brokerUrl', 'an mqtts:// or wss:// URL (plain MQTT only with insecurePlainMqtt: true)')
   return { brokerUrl: url, caFile: push.caFile === undefined ? defaultCa : path(push.caFile, '$.push.caFile') }
-}
-
-/** Absent fields take the default; an explicit `null` is a wrong type, not "use the default". */
-function orDefault(value: unknown, fallback: unknown): unknown {
-  return value === undefined ? fallback : value
-}
-
-function invalid(at: string, expected: string): SmqttError {
-  // Name the field and what it must be, never echo the value (a store URL may hold a password).
-  return new SmqttError('ERR_CONFIG_INVALID', `config ${at}: ${expected}`)
-}
-
-/** A plain object with only the allowed keys; `null` is refused, not taken as "use the default". */
-function object(value: unknown, at: string, allowed: readonly string[]): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(at, 'expected an object')
-  for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) throw invalid(`${at}.${key}`, `unknown field (allowed: ${allowed.join(', ')})`)
-  }
-  return value as Record<string, unknown>
-}
-
-function integer(value: unknown, at: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw invalid(at, `expected an integer from ${min} to ${max}`)
-  }
-  return value
-}
-
-function boolean(value: unknown, at: string): boolean {
-  if (typeof value !== 'boolean') throw invalid(at, 'expected true or false')
-  return value
-}
-
-function pathString(value: unknown, at: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
-    throw invalid(at, 'expected a non-empty path')
-  }
-  return value
-}
-
-function hostString(value: unknown, at: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 255 || /[\s/\0]/.test(value)) {
-    throw invalid(at, 'expected a host name or IP address')
-  }
-  return value
 }
 
 function storeUrl(value: unknown, at: string, base: string): string {
