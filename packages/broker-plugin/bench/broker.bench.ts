@@ -19,20 +19,10 @@ import { mkdtempSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import {
-  createConnectPassword,
-  createEnvelopeSigner,
-  EpochKey,
-  exportIdentity,
-  type Identity,
-  openKeyBundle,
-  parseEnvelope,
-  type SuiteId,
-  sealEnvelope,
-  topicMatches,
-} from '@smqtt/core'
+import { createConnectPassword, exportIdentity, type Identity, parseEnvelope, sealEnvelope } from '@smqtt/core'
 import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
 import mqtt, { type MqttClient } from 'mqtt'
+import { openBundleOf, sealingKeys } from '../test/fixture.js'
 import type { BrokerReply, BrokerStart } from './_broker.js'
 
 const quick = process.argv.includes('--quick')
@@ -80,23 +70,7 @@ function within<T>(promise: Promise<T>, what: string, ms: number): Promise<T> {
 
 /** Envelopes for `count` sequence numbers from 1, each exactly ENVELOPE_BYTES long. */
 async function sealAll(h: Harness, sender: { identity: Identity; kid: number }, count: number): Promise<Buffer[]> {
-  const response = await h.device(sender.identity, 'GET', '/v1/bundle')
-  if (response.status !== 200) throw new Error(`bundle: ${response.text}`)
-  const bundle = openKeyBundle((response.body as { bundle: unknown }).bundle, {
-    keyServerPublicKey: h.keyServer.publicKey,
-    recipient: sender.identity,
-    now: h.clock.now,
-  })
-  const group = bundle.groups.find((g) => topicMatches(g.filter, TOPIC))
-  const epoch = group?.epochs.at(-1)
-  if (!group || !epoch) throw new Error(`no key for ${TOPIC}`)
-  const epochKey = new EpochKey({
-    group: group.group,
-    epoch: epoch.epoch,
-    suite: group.suite as SuiteId,
-    key: epoch.key,
-  })
-  const signer = createEnvelopeSigner({ kid: sender.kid, seed: sender.identity.signingSeed })
+  const { epochKey, signer } = sealingKeys(await openBundleOf(h, sender), sender, TOPIC)
   const seal = (seq: number, size: number) =>
     sealEnvelope({ topic: TOPIC, payload: new Uint8Array(size).fill(0x61), epochKey, signer, seq })
   // The overhead grows with the seq varint: size each envelope so that the whole is 256 bytes.

@@ -11,15 +11,10 @@ import { join } from 'node:path'
 import {
   BROKER_CONTROL_TOPIC,
   createConnectPassword,
-  createEnvelopeSigner,
-  EpochKey,
   exportIdentity,
   type Identity,
   isSmqttError,
-  openKeyBundle,
-  type SuiteId,
   sealEnvelope,
-  topicMatches,
 } from '@smqtt/core'
 import { type Harness, startHarness } from '@smqtt/keyserver/testing'
 import mqtt, { type MqttClient } from 'mqtt'
@@ -32,7 +27,7 @@ import {
   type RunningBroker,
   startBroker,
 } from '../src/index.js'
-import { closed, inbox, sleep, TEST_POLICY, within } from './fixture.js'
+import { closed, inbox, openBundleOf, sealingKeys, sleep, TEST_POLICY, within } from './fixture.js'
 
 const REDIS_URL = process.env.SMQTT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const PREFIX = `smqtt-test-${process.pid}-${Date.now().toString(36)}:`
@@ -116,23 +111,8 @@ function connect(node: RunningBroker, who: Enrolled, options: { clean?: boolean 
 }
 
 async function seal(sender: Enrolled, seq: number): Promise<Uint8Array> {
-  const response = await h.device(sender.identity, 'GET', '/v1/bundle')
-  if (response.status !== 200) throw new Error(`bundle: ${response.text}`)
-  const bundle = openKeyBundle((response.body as { bundle: unknown }).bundle, {
-    keyServerPublicKey: h.keyServer.publicKey,
-    recipient: sender.identity,
-    now: h.clock.now,
-  })
-  const group = bundle.groups.find((g) => topicMatches(g.filter, TOPIC))
-  const epoch = group?.epochs.at(-1)
-  if (!group || !epoch) throw new Error(`no key for ${TOPIC}`)
-  return sealEnvelope({
-    topic: TOPIC,
-    payload: new TextEncoder().encode('21.5'),
-    epochKey: new EpochKey({ group: group.group, epoch: epoch.epoch, suite: group.suite as SuiteId, key: epoch.key }),
-    signer: createEnvelopeSigner({ kid: sender.kid, seed: sender.identity.signingSeed }),
-    seq,
-  })
+  const { epochKey, signer } = sealingKeys(await openBundleOf(h, sender), sender, TOPIC)
+  return sealEnvelope({ topic: TOPIC, payload: new TextEncoder().encode('21.5'), epochKey, signer, seq })
 }
 
 beforeAll(async () => {

@@ -7,9 +7,11 @@ import {
   createConnectPassword,
   createEnrollmentRequest,
   createEnvelopeSigner,
+  type EnvelopeSigner,
   EpochKey,
   generateIdentity,
   type Identity,
+  type OpenedKeyBundle,
   openKeyBundle,
   type SuiteId,
   sealEnvelope,
@@ -30,6 +32,32 @@ export const TEST_POLICY = {
     { effect: 'allow', actions: ['publish'], topics: ['misc/#'], roles: ['thermostat'] },
   ],
   plaintext: ['public/#'],
+}
+
+/** The sender's key bundle, fetched from the key server with a signed request and opened. */
+export async function openBundleOf(h: Harness, sender: Pick<Enrolled, 'identity'>): Promise<OpenedKeyBundle> {
+  const response = await h.device(sender.identity, 'GET', '/v1/bundle')
+  if (response.status !== 200) throw new Error(`bundle: ${response.text}`)
+  return openKeyBundle((response.body as { bundle: unknown }).bundle, {
+    keyServerPublicKey: h.keyServer.publicKey,
+    recipient: sender.identity,
+    now: h.clock.now,
+  })
+}
+
+/** What `sender` seals `topic` with: the newest epoch key of the topic's group, and its signer. */
+export function sealingKeys(
+  bundle: OpenedKeyBundle,
+  sender: Pick<Enrolled, 'identity' | 'kid'>,
+  topic: string,
+): { epochKey: EpochKey; signer: EnvelopeSigner } {
+  const group = bundle.groups.find((g) => topicMatches(g.filter, topic))
+  const epoch = group?.epochs.at(-1)
+  if (!group || !epoch) throw new Error(`no key for ${topic}`)
+  return {
+    epochKey: new EpochKey({ group: group.group, epoch: epoch.epoch, suite: group.suite as SuiteId, key: epoch.key }),
+    signer: createEnvelopeSigner({ kid: sender.kid, seed: sender.identity.signingSeed }),
+  }
 }
 
 export interface Enrolled {
@@ -249,25 +277,10 @@ export async function startDeployment(
     async seal(sender, topic, seq, options = {}) {
       let bundle = bundles.get(sender.identity.id)
       if (!bundle) {
-        const response = await h.device(sender.identity, 'GET', '/v1/bundle')
-        if (response.status !== 200) throw new Error(`bundle: ${response.text}`)
-        bundle = openKeyBundle((response.body as { bundle: unknown }).bundle, {
-          keyServerPublicKey: h.keyServer.publicKey,
-          recipient: sender.identity,
-          now: h.clock.now,
-        })
+        bundle = await openBundleOf(h, sender)
         bundles.set(sender.identity.id, bundle)
       }
-      const group = bundle.groups.find((g) => topicMatches(g.filter, topic))
-      const epoch = group?.epochs.at(-1)
-      if (!group || !epoch) throw new Error(`no key for ${topic}`)
-      const epochKey = new EpochKey({
-        group: group.group,
-        epoch: epoch.epoch,
-        suite: group.suite as SuiteId,
-        key: epoch.key,
-      })
-      const signer = createEnvelopeSigner({ kid: sender.kid, seed: sender.identity.signingSeed })
+      const { epochKey, signer } = sealingKeys(bundle, sender, topic)
       return sealEnvelope({
         topic,
         payload: new TextEncoder().encode(options.payload ?? 'hello'),
