@@ -169,6 +169,17 @@ describe('key bundles follow the ACL', () => {
     const revocations = await h.device(other.identity, 'GET', '/v1/revocations')
     expect(revocations.status).toBe(200)
   })
+
+  test('revoking a writer-only device re-keys the groups it wrote (its epoch key opens the other writers\' traffic)', async () => {
+    await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
+    await h.enroll('thermostat-1', ['thermostat']) // writes group 1, reads nothing
+    const revoked = await h.admin('POST', '/v1/admin/principals/thermostat-1/revoke')
+    expect(revoked.status, revoked.text).toBe(200)
+    const epochs = await h.store.listEpochs(1)
+    expect(epochs.map((e) => e.epoch)).toEqual([1, 2])
+    expect(epochs[1]?.activatesAt).toBe(h.clock.now)
+    expect((await h.store.listEpochs(2)).map((e) => e.epoch)).toEqual([1]) // groups it never held are left alone
+  })
 })
 
 describe('rotation', () => {
@@ -226,6 +237,19 @@ describe('rotation', () => {
     const epochs = await h.store.listEpochs(2)
     expect(epochs.map((e) => e.epoch)).toEqual([1, 2])
     expect(epochs[1]?.activatesAt).toBe(h.clock.now)
+  })
+
+  test('removing a writer from the policy re-keys its group at once', async () => {
+    await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
+    await h.enroll('thermostat-1', ['thermostat'])
+    const noThermostats = {
+      ...SMART_HOME_POLICY,
+      rules: SMART_HOME_POLICY.rules.filter((r) => !r.roles.includes('thermostat')),
+    }
+    const response = await h.admin('PUT', '/v1/admin/policy', { policy: noThermostats, expectedVersion: 1 })
+    expect(response.status, response.text).toBe(200)
+    expect((await h.store.listEpochs(1)).map((e) => e.epoch)).toEqual([1, 2])
+    expect((await h.store.listEpochs(3)).map((e) => e.epoch)).toEqual([1])
   })
 })
 

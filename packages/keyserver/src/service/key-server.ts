@@ -346,7 +346,7 @@ export class KeyServer {
 
   /**
    * Replaces the policy (optimistically: `expectedVersion` must be the current version when
-   * given). Groups that lose a reader are re-keyed at once. Returns the wide-group warnings.
+   * given). Groups that lose a member (reader or writer) are re-keyed at once. Returns the wide-group warnings.
    */
   async setPolicy(
     document: unknown,
@@ -362,9 +362,11 @@ export class KeyServer {
     if (!(await this.#store.putPolicy(JSON.stringify(policy), current.version, this.#now())))
       throw new SmqttError('ERR_CONFLICT', 'the policy changed concurrently; re-read and retry')
     this.#policy = next
-    const lostReader = current.policy.groups
+    // A member that loses a group's key (reading or writing: a writer's key opens the group's
+    // traffic too) must not hold the next epoch's.
+    const lostMember = current.policy.groups
       .filter((g) => next.policy.groups.some((n) => n.id === g.id))
-      .filter((g) => active.some((p) => current.readableGroups(p).has(g.id) && !next.readableGroups(p).has(g.id)))
+      .filter((g) => active.some((p) => current.keyedGroups(p).has(g.id) && !next.keyedGroups(p).has(g.id)))
       .map((g) => g.id)
     const warnings = next.evaluator.wideGroupWarnings(active.map(principalContext)).map((w) => w.message)
     await this.audit.record({
@@ -372,11 +374,11 @@ export class KeyServer {
       action: 'policy.update',
       subject: `policy:${next.version}`,
       outcome: 'ok',
-      details: { rekeyed: lostReader, warnings },
+      details: { rekeyed: lostMember, warnings },
     })
     await this.ensureEpochs()
-    for (const group of lostReader)
-      await this.rotateGroup(group, { immediate: true, actor: 'system', reason: 'reader removed' })
+    for (const group of lostMember)
+      await this.rotateGroup(group, { immediate: true, actor: 'system', reason: 'member removed' })
     this.#emit({ kind: 'policy', version: next.version })
     return { version: next.version, warnings }
   }
@@ -677,12 +679,12 @@ export class KeyServer {
     await this.#store.setPrincipalStatus(id, 'disabled', this.#now())
     this.#forgetDerivedState()
     await this.audit.record({ actor, action: 'principal.disable', subject: id, outcome: 'ok', details: {} })
-    await this.#rekeyReadableGroups(principal, 'principal disabled')
+    await this.#rekeyKeyedGroups(principal, 'principal disabled')
   }
 
   /**
    * Revokes a principal: records it, publishes a new signed revocation list, re-keys every
-   * group it could read, and tells listeners (brokers close its sessions).
+   * group whose key it held, and tells listeners (brokers close its sessions).
    */
   async revokePrincipal(id: string, actor: string): Promise<SignedDocument> {
     const principal = await this.getPrincipal(id)
@@ -692,7 +694,7 @@ export class KeyServer {
     const list = await this.#publishRevocationList()
     await this.audit.record({ actor, action: 'revoke', subject: id, outcome: 'ok', details: { kid: principal.kid } })
     this.#emit({ kind: 'revoked', principal: id, kid: principal.kid })
-    await this.#rekeyReadableGroups(principal, 'principal revoked')
+    await this.#rekeyKeyedGroups(principal, 'principal revoked')
     return list
   }
 
@@ -716,8 +718,9 @@ export class KeyServer {
     throw new SmqttError('ERR_CONFLICT', 'could not publish the revocation list: too many concurrent changes')
   }
 
-  async #rekeyReadableGroups(principal: PrincipalRecord, reason: string): Promise<void> {
-    for (const group of this.#policy.readableGroups(principal))
+  /** Every group whose key it held, written-only ones too: a writer's epoch key opens the group's traffic. */
+  async #rekeyKeyedGroups(principal: PrincipalRecord, reason: string): Promise<void> {
+    for (const group of this.#policy.keyedGroups(principal))
       await this.rotateGroup(group, { immediate: true, actor: 'system', reason })
   }
 
