@@ -57,7 +57,14 @@ const bundle = createKeyBundle({
       filter: 'a/#',
       suite: 1,
       epochs: [{ epoch: 1, key: new Uint8Array(32).fill(1), activatesAt: NOW, retiresAt: NOW + 60 }],
-      writers: [{ kid: 1, principal: 'device-1', signingKey: device.signingKey }],
+      writers: [
+        {
+          kid: 1,
+          principal: 'device-1',
+          signingKey: device.signingKey,
+          publish: { allow: ['a/device-1/#'], deny: [] },
+        },
+      ],
     },
   ],
   validity: { notBefore: NOW - 60, notAfter: NOW + 3600 },

@@ -3,6 +3,8 @@ import {
   type EnvelopeKeys,
   EpochKey,
   type OpenedKeyBundle,
+  type OpenedKeyGroupWriter,
+  publishRightsAllow,
   SmqttError,
   SUITES,
   type SuiteId,
@@ -26,7 +28,7 @@ export interface HeldGroup {
   readonly suite: SuiteId
   /** Ascending by epoch number. */
   readonly epochs: readonly HeldEpoch[]
-  readonly writers: ReadonlyMap<number, { readonly principal: string; readonly signingKey: Uint8Array }>
+  readonly writers: ReadonlyMap<number, OpenedKeyGroupWriter>
 }
 
 /** What a sender needs to seal for one topic. */
@@ -123,6 +125,17 @@ export class Keyring implements EnvelopeKeys {
   /** A writer's Ed25519 key, for signature checks. */
   readonly writerKey: WriterLookup = (group, sender) => this.#groups.get(group)?.writers.get(sender)?.signingKey
 
+  /**
+   * Whether writer `sender` of `group` may publish on `topic`, by its rights in the bundle;
+   * `openEnvelope` refuses the message otherwise, once the signature holds. The signature proves
+   * who wrote it for this topic, not that they may: this stops a writer on another writer's
+   * topics and, as its rights lie within its group, on another group's topics.
+   */
+  writerMayPublish(group: number, sender: number, topic: string): boolean {
+    const writer = this.#groups.get(group)?.writers.get(sender)
+    return writer !== undefined && publishRightsAllow(writer.publish, topic)
+  }
+
   /** The principal id of a writer. */
   writerPrincipal(group: number, sender: number): string | undefined {
     return this.#groups.get(group)?.writers.get(sender)?.principal
@@ -132,12 +145,6 @@ export class Keyring implements EnvelopeKeys {
   groupOf(topic: string): HeldGroup | undefined {
     for (const group of this.#groups.values()) if (topicMatches(group.filter, topic)) return group
     return undefined
-  }
-
-  /** True when `topic` belongs to `group`: an envelope may only travel on its own group's topics. */
-  covers(group: number, topic: string): boolean {
-    const held = this.#groups.get(group)
-    return held !== undefined && topicMatches(held.filter, topic)
   }
 
   /**

@@ -11,7 +11,6 @@ import {
   type ReplayWindowOptions,
   RevocationList,
   type SequenceCounter,
-  SmqttError,
   type SmqttErrorCode,
   sealEnvelope,
   topicMatches,
@@ -532,10 +531,6 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
           isRevoked: (kid) => this.#revocations.isRevokedKid(kid),
           now: this.#now(),
         })
-        // The signature proves the sender wrote this for this topic, not that it may: a writer
-        // of one group must not reach another group's topics with its own group's key.
-        if (!this.#keyring.covers(header.group, topic))
-          throw new SmqttError('ERR_NO_KEY_GROUP', `topic ${topic} is not in key group ${header.group}`)
         plaintext = opened
         info = {
           encrypted: true,

@@ -94,7 +94,7 @@ test('topic-swapped: the envelope moved to another topic of the same group -> ER
   expect(subscriber.messages).toEqual([])
 })
 
-test('cross-group: a writer of one group using its key on another group’s topic -> ERR_NO_KEY_GROUP', async () => {
+test('cross-group: a writer of one group using its key on another group’s topic -> ERR_SENDER_NOT_PERMITTED', async () => {
   const { thermostat, subscriber } = await pair('cross')
   const epochKey = await group1Key(thermostat.identity)
   const lockTopic = 'home/cross/lock/front/state' // group 3: the thermostat may not write there
@@ -108,7 +108,7 @@ test('cross-group: a writer of one group using its key on another group’s topi
   })
   await (await stack.raw()).publishAsync(lockTopic, Buffer.from(envelope), { qos: 1 })
   const [error] = await subscriber.waitForErrors(1)
-  expect(error).toMatchObject({ code: 'ERR_NO_KEY_GROUP', topic: lockTopic })
+  expect(error).toMatchObject({ code: 'ERR_SENDER_NOT_PERMITTED', topic: lockTopic })
   expect(subscriber.messages).toEqual([])
 })
 

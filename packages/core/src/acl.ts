@@ -62,6 +62,29 @@ export interface PrincipalContext {
   roles: readonly string[]
 }
 
+/**
+ * What one principal may publish inside one key group: a topic of the group iff some `allow`
+ * filter matches it and no `deny` filter does. Both lists are already cut down to the group
+ * (substituted, intersected with its filter, none covered by another of its list).
+ */
+export interface PublishRights {
+  readonly allow: readonly string[]
+  readonly deny: readonly string[]
+}
+
+/**
+ * True iff `rights` let their holder publish on `topic`: some allow filter matches and no deny
+ * filter does. Subscribers check it on a verified sender, with the rights from their key bundle.
+ *
+ * @example
+ * ```ts
+ * publishRightsAllow({ allow: ['home/+/thermostat/t-1/#'], deny: [] }, 'home/hall/thermostat/t-2/temp') // false
+ * ```
+ */
+export function publishRightsAllow(rights: PublishRights, topic: string): boolean {
+  return rights.allow.some((f) => topicMatches(f, topic)) && !rights.deny.some((f) => topicMatches(f, topic))
+}
+
 /** A key group a principal reads but may not subscribe to all of (see {@link PolicyEvaluator.wideGroupWarnings}). */
 export interface WideGroupWarning {
   groupId: number
@@ -438,6 +461,27 @@ export class PolicyEvaluator {
   }
 
   /**
+   * `principal`'s publish rights inside `group`, exactly `mayPublish` restricted to the group's
+   * topics; empty lists when it is not a writer. The key server puts them in key bundles so
+   * subscribers refuse a writer's signed message on a topic it may not publish, even when a
+   * broker delivers it.
+   *
+   * @example
+   * ```ts
+   * acl.publishRightsIn(thermostats, { id: 'thermostat-1', roles: ['thermostat'] })
+   * // { allow: ['home/+/thermostat/thermostat-1/#'], deny: [] }
+   * ```
+   */
+  publishRightsIn(group: KeyGroupPolicy, principal: PrincipalContext): PublishRights {
+    const perms = permissions(this.#publish, principal)
+    if (!reaches(perms, group.filter)) return { allow: [], deny: [] }
+    const allow = narrowest(perms.allow, group.filter)
+    // A deny that meets no allowed topic changes nothing: leave it out of the bundle.
+    const deny = narrowest(perms.deny, group.filter).filter((d) => allow.some((a) => filtersIntersect(a, d)))
+    return { allow, deny }
+  }
+
+  /**
    * One warning per (group, reader) where the reader may not subscribe to the whole group
    * filter: it will receive keys for topics it cannot read. The key server shows these so the
    * operator can narrow the group or widen the permission.
@@ -526,4 +570,13 @@ function reaches(perms: Permissions, groupFilter: string): boolean {
     if (inBoth !== undefined && !unionCovers(perms.deny, inBoth)) return true
   }
   return false
+}
+
+/** `filters` cut down to `groupFilter`, without duplicates or filters another one covers. */
+function narrowest(filters: readonly string[], groupFilter: string): string[] {
+  const inGroup = [...new Set(filters.flatMap((f) => filterIntersection(f, groupFilter) ?? []))]
+  // Of two filters matching the same topics (`#`, `+/#`), the first stays.
+  return inGroup.filter(
+    (f, i) => !inGroup.some((other, j) => j !== i && filterCovers(other, f) && (j < i || !filterCovers(f, other))),
+  )
 }

@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   ERR_REPLAY: 'The sequence number was already seen, or is older than the replay window.',
   ERR_STALE: 'The send time is outside the freshness limit.',
   ERR_SENDER_REVOKED: 'The sender is on the revocation list.',
+  ERR_SENDER_NOT_PERMITTED:
+    "The sender is a verified writer of the group, but its publish rights in the key bundle do not include the topic (another writer's, or another group's).",
   ERR_SEQUENCE_EXHAUSTED: 'The sender has used every sequence number it may; a new identity or epoch is needed.',
   ERR_KEY_INVALID: 'A key is malformed, of the wrong length, or a point of small order.',
   ERR_HPKE_OPEN_FAILED: 'An HPKE-sealed key could not be opened (wrong recipient or altered ciphertext).',
@@ -56,12 +58,13 @@ export const ERROR_CODES = {
   ERR_UNSUPPORTED_MEDIA_TYPE: 'The request body has a content type other than application/json.',
   ERR_ENROLLMENT_TOKEN_INVALID: 'The enrollment token is unknown, already used, expired, or bound to another id.',
   ERR_INTERNAL: 'An internal error; details are in the server log, not in the response.',
+  ERR_STORE_UNAVAILABLE:
+    "The key server's store cannot serve now (database connection lost, disk full, read-only file); retry later.",
   ERR_PRINCIPAL_RECORD_SIGNATURE_INVALID:
     "A principal record's signature does not verify under the pinned key-server key.",
   ERR_SNAPSHOT_MALFORMED: 'A broker snapshot is not well formed.',
   ERR_SNAPSHOT_SIGNATURE_INVALID: "A broker snapshot's signature does not verify under the pinned key-server key.",
-  ERR_NO_KEY_GROUP:
-    'The topic belongs to no key group the client holds keys for, or not to the group the envelope names.',
+  ERR_NO_KEY_GROUP: 'The topic belongs to no key group the client holds keys for.',
 } as const
 
 /** The union of every stable error code. */

@@ -1,8 +1,16 @@
 // @smqtt/core: the public API. Everything not exported here is internal.
 
 export { equalBytes as constantTimeEqual } from './_bytes.js'
-export type { AclAction, AclRule, KeyGroupPolicy, Policy, PrincipalContext, WideGroupWarning } from './acl.js'
-export { PolicyEvaluator, parsePolicy, substitutePattern } from './acl.js'
+export type {
+  AclAction,
+  AclRule,
+  KeyGroupPolicy,
+  Policy,
+  PrincipalContext,
+  PublishRights,
+  WideGroupWarning,
+} from './acl.js'
+export { PolicyEvaluator, parsePolicy, publishRightsAllow, substitutePattern } from './acl.js'
 export type { AeadAlgorithm, CryptoBackend } from './crypto/backend.js'
 export type { HpkeKem } from './crypto/hpke.js'
 export { hkdf, sha256 } from './crypto/kdf.js'
@@ -42,9 +50,10 @@ export type {
   OpenedEpochKey,
   OpenedKeyBundle,
   OpenedKeyGroup,
+  OpenedKeyGroupWriter,
   OpenKeyBundleOptions,
 } from './key-bundle.js'
-export { createKeyBundle, openKeyBundle } from './key-bundle.js'
+export { createKeyBundle, MAX_WRITER_FILTERS, openKeyBundle } from './key-bundle.js'
 export type { ReplayCheckInput, ReplayWindowOptions } from './replay-window.js'
 export { ReplayWindow } from './replay-window.js'
 export type { CreateRevocationListOptions, RevocationEntry } from './revocation-list.js'

@@ -1,12 +1,14 @@
 // A key bundle is what the key server hands one principal: for each key group it may use, the
 // epoch keys (each sealed to the principal with HPKE) and the group's writers (key id -> Ed25519
-// key), in one document signed by the key server and valid for a time window.
+// key and the topics of the group each may publish), in one document signed by the key server
+// and valid for a time window.
 //
 // Each sealed key is bound, through HPKE's `info`, to the recipient, group, epoch and suite: a
 // sealed key copied into another slot (even by someone holding the key-server signing key)
 // does not open.
 import { defaultBackend } from '#crypto-backend'
 import { abytes, auint, concatBytes, toBase64Url, utf8 } from './_bytes.js'
+import type { PublishRights } from './acl.js'
 import type { CryptoBackend } from './crypto/backend.js'
 import { HPKE_KEM_LENGTHS, HPKE_TAG_LENGTH, type HpkeKem, hpkeOpen, hpkeSeal } from './crypto/hpke.js'
 import { isValidEd25519PublicKey } from './crypto/keys.js'
@@ -22,12 +24,17 @@ import {
   type StrictJsonReader,
   signDocument,
 } from './signed-document.js'
-import { isValidFilter } from './topic-filter.js'
+import { filterCovers, isValidFilter } from './topic-filter.js'
 
 /** Length of a group epoch key. */
 export const EPOCH_KEY_LENGTH = 32
 
+/** Most topic filters (allow and deny together) a bundle lists for one writer of one group. */
+export const MAX_WRITER_FILTERS = 32
+
 const TYPE = 'smqtt.key-bundle'
+/** v2: each writer carries its publish rights within the group. */
+const VERSION = 2
 const UINT32_MAX = 0xffff_ffff
 const KEMS: readonly HpkeKem[] = ['x25519', 'xwing']
 
@@ -47,6 +54,18 @@ export interface KeyGroupWriter {
   readonly kid: number
   readonly principal: string
   readonly signingKey: Uint8Array
+  /**
+   * The topics of the group it may publish (`PolicyEvaluator.publishRightsIn`): at least one
+   * allow filter, at most {@link MAX_WRITER_FILTERS} filters in all, each within the group's filter.
+   */
+  readonly publish: PublishRights
+}
+
+/** A writer as a subscriber holds it: who signs, with which key, on which topics. */
+export interface OpenedKeyGroupWriter {
+  readonly principal: string
+  readonly signingKey: Uint8Array
+  readonly publish: PublishRights
 }
 
 /** One key group in a bundle, as the key server knows it. */
@@ -88,7 +107,7 @@ export interface OpenedKeyGroup {
   readonly filter: string
   readonly suite: number
   readonly epochs: readonly OpenedEpochKey[]
-  readonly writers: ReadonlyMap<number, { readonly principal: string; readonly signingKey: Uint8Array }>
+  readonly writers: ReadonlyMap<number, OpenedKeyGroupWriter>
 }
 
 /** A verified, decrypted key bundle. */
@@ -123,6 +142,17 @@ function groupKeyInfo(recipient: string, group: number, epoch: number, suite: nu
   return concatBytes(utf8('smqtt/v1 group-key'), new Uint8Array([0]), slot, utf8(recipient))
 }
 
+/** Why `rights` cannot go in a bundle for a group with `groupFilter`, or undefined when they can. */
+function problemWithRights(rights: PublishRights, groupFilter: string): string | undefined {
+  if (rights.allow.length === 0) return 'allows no topic'
+  if (rights.allow.length + rights.deny.length > MAX_WRITER_FILTERS)
+    return `has more than ${MAX_WRITER_FILTERS} filters`
+  for (const filter of [...rights.allow, ...rights.deny])
+    if (!isValidFilter(filter) || !filterCovers(groupFilter, filter))
+      return `filter ${JSON.stringify(filter)} is not a valid filter within ${groupFilter}`
+  return undefined
+}
+
 function assertUniqueNumbers(values: readonly number[], label: string): void {
   if (new Set(values).size !== values.length) throw new RangeError(`duplicate ${label}`)
 }
@@ -135,7 +165,9 @@ function assertUniqueNumbers(values: readonly number[], label: string): void {
  * const signed = createKeyBundle({
  *   recipient: device,
  *   groups: [{ group: 7, name: 'thermostats', filter: 'home/+/thermostat/#', suite: 1,
- *     epochs: [{ epoch: 300, key, activatesAt: now, retiresAt: now + 86_400 }], writers }],
+ *     epochs: [{ epoch: 300, key, activatesAt: now, retiresAt: now + 86_400 }],
+ *     writers: [{ kid: 1000, principal: 'thermostat-1', signingKey,
+ *       publish: { allow: ['home/+/thermostat/thermostat-1/#'], deny: [] } }] }],
  *   validity: { notBefore: now, notAfter: now + 3600 },
  *   keyServer,
  * })
@@ -156,7 +188,7 @@ export function createKeyBundle(options: CreateKeyBundleOptions): SignedDocument
 
   const body = {
     type: TYPE,
-    v: 1,
+    v: VERSION,
     principal: recipient.id,
     issuedAt,
     notBefore: validity.notBefore,
@@ -209,7 +241,14 @@ export function createKeyBundle(options: CreateKeyBundleOptions): SignedDocument
             throw new TypeError(`writer ${writer.kid} principal is not a valid id`)
           if (!isValidEd25519PublicKey(writer.signingKey))
             throw new TypeError(`writer ${writer.kid} signingKey is not a valid Ed25519 key`)
-          return { kid: writer.kid, principal: writer.principal, signingKey: toBase64Url(writer.signingKey) }
+          const problem = problemWithRights(writer.publish, group.filter)
+          if (problem !== undefined) throw new TypeError(`writer ${writer.kid} of group ${group.group} ${problem}`)
+          return {
+            kid: writer.kid,
+            principal: writer.principal,
+            signingKey: toBase64Url(writer.signingKey),
+            publish: { allow: [...writer.publish.allow], deny: [...writer.publish.deny] },
+          }
         }),
       }
     }),
@@ -237,14 +276,14 @@ interface ParsedKeyBundle {
     filter: string
     suite: number
     epochs: SealedEpoch[]
-    writers: Map<number, { principal: string; signingKey: Uint8Array }>
+    writers: Map<number, OpenedKeyGroupWriter>
   }[]
 }
 
 function parseKeyBundleBody(json: unknown, read: StrictJsonReader): ParsedKeyBundle {
   const body = read.object(json, 'bundle', ['type', 'v', 'principal', 'issuedAt', 'notBefore', 'notAfter', 'groups'])
   read.literal(body.type, 'type', TYPE)
-  read.literal(body.v, 'v', 1)
+  read.literal(body.v, 'v', VERSION)
   const principal = read.principal(body.principal, 'principal')
   const issuedAt = read.uint32(body.issuedAt, 'issuedAt')
   const notBefore = read.uint32(body.notBefore, 'notBefore')
@@ -258,6 +297,7 @@ function parseKeyBundleBody(json: unknown, read: StrictJsonReader): ParsedKeyBun
     const group = read.uint32(fields.group, `${path}.group`)
     if (seenGroups.has(group)) read.fail(`duplicate group ${group}`)
     seenGroups.add(group)
+    const filter = read.string(fields.filter, `${path}.filter`, 65_535)
 
     const seenEpochs = new Set<number>()
     const epochs = read.array(fields.epochs, `${path}.epochs`).map((value, e): SealedEpoch => {
@@ -275,27 +315,42 @@ function parseKeyBundleBody(json: unknown, read: StrictJsonReader): ParsedKeyBun
       return { epoch, activatesAt, retiresAt, kem, enc, sealedKey }
     })
 
-    const writers = new Map<number, { principal: string; signingKey: Uint8Array }>()
+    const writers = new Map<number, OpenedKeyGroupWriter>()
     read.array(fields.writers, `${path}.writers`).forEach((value, w) => {
       const at = `${path}.writers[${w}]`
-      const writerFields = read.object(value, at, ['kid', 'principal', 'signingKey'])
+      const writerFields = read.object(value, at, ['kid', 'principal', 'signingKey', 'publish'])
       const kid = read.uint32(writerFields.kid, `${at}.kid`)
       if (writers.has(kid)) read.fail(`duplicate kid ${kid} in group ${group}`)
       const signingKey = read.bytes(writerFields.signingKey, `${at}.signingKey`, 32)
       if (!isValidEd25519PublicKey(signingKey)) read.fail(`${at}.signingKey is not a valid Ed25519 key`)
-      writers.set(kid, { principal: read.principal(writerFields.principal, `${at}.principal`), signingKey })
+      const principal = read.principal(writerFields.principal, `${at}.principal`)
+      writers.set(kid, {
+        principal,
+        signingKey,
+        publish: readRights(read, writerFields.publish, `${at}.publish`, filter),
+      })
     })
 
     return {
       group,
       name: read.string(fields.name, `${path}.name`, 256),
-      filter: read.string(fields.filter, `${path}.filter`, 65_535),
+      filter,
       suite: read.uint32(fields.suite, `${path}.suite`),
       epochs,
       writers,
     }
   })
   return { principal, issuedAt, notBefore, notAfter, groups }
+}
+
+function readRights(read: StrictJsonReader, value: unknown, path: string, groupFilter: string): PublishRights {
+  const fields = read.object(value, path, ['allow', 'deny'])
+  const filters = (list: unknown, at: string) =>
+    read.array(list, at, MAX_WRITER_FILTERS).map((f, i) => read.string(f, `${at}[${i}]`, 65_535))
+  const rights = { allow: filters(fields.allow, `${path}.allow`), deny: filters(fields.deny, `${path}.deny`) }
+  const problem = problemWithRights(rights, groupFilter)
+  if (problem !== undefined) read.fail(`${path} ${problem}`)
+  return rights
 }
 
 const keyBundleKind: DocumentKind<ParsedKeyBundle> = {

@@ -7,10 +7,11 @@ import {
   PolicyEvaluator,
   type PrincipalContext,
   parsePolicy,
+  publishRightsAllow,
   substitutePattern,
 } from '../src/acl.js'
 import { isSmqttError } from '../src/errors.js'
-import { isValidFilter, topicMatches } from '../src/topic-filter.js'
+import { filterCovers, isValidFilter, topicMatches } from '../src/topic-filter.js'
 
 function expectCode(fn: () => unknown, code: string, messagePart?: string): void {
   try {
@@ -310,6 +311,32 @@ describe('readers, writers and wide-group warnings', () => {
     }
   })
 
+  test("publishRightsIn: a writer's own filters within the group, substituted and cut down to it", () => {
+    const thermostats: KeyGroupPolicy = { id: 1, name: 'thermostats', filter: 'home/+/thermostat/#' }
+    const rights = acl(
+      [
+        { effect: 'allow', actions: ['publish'], topics: ['home/+/thermostat/%c/#', 'home/%u/#'], roles: ['device'] },
+        {
+          effect: 'allow',
+          actions: ['publish'],
+          topics: ['home/+/thermostat/%c/state', 'office/#'],
+          roles: ['device'],
+        },
+        { effect: 'deny', actions: ['publish'], topics: ['home/+/thermostat/%c/firmware', 'home/+/lock/#'] },
+      ],
+      [thermostats],
+    )
+    expect(rights.publishRightsIn(thermostats, who('t-1', ['device'], 'hall'))).toEqual({
+      // `state` is covered by `#`, `office/#` misses the group, the lock deny meets no allowed topic.
+      allow: ['home/+/thermostat/t-1/#', 'home/hall/thermostat/#'],
+      deny: ['home/+/thermostat/t-1/firmware'],
+    })
+    expect(rights.publishRightsIn(thermostats, who('t-1', ['sensor']))).toEqual({ allow: [], deny: [] })
+    // Of two filters matching the same topics, one stays.
+    const everything = acl([{ effect: 'allow', actions: ['publish'], topics: ['#', '+/#'] }], [thermostats])
+    expect(everything.publishRightsIn(thermostats, alice)).toEqual({ allow: ['home/+/thermostat/#'], deny: [] })
+  })
+
   // The exact definition: p reads g iff maySubscribe(p, t) for some concrete topic t of g.
   test('readersOf and writersOf agree with brute force over a finite universe', () => {
     const LEVELS = ['a', 'b', '$x', '']
@@ -334,6 +361,11 @@ describe('readers, writers and wide-group warnings', () => {
         const topics = universe.filter((t) => topicMatches(groupFilter, t))
         expect(evaluator.readersOf(g, [alice]).length === 1).toBe(topics.some((t) => evaluator.maySubscribe(alice, t)))
         expect(evaluator.writersOf(g, [alice]).length === 1).toBe(topics.some((t) => evaluator.mayPublish(alice, t)))
+        // The rights a bundle carries decide exactly as mayPublish does, on every topic of the group.
+        const rights = evaluator.publishRightsIn(g, alice)
+        for (const t of topics) expect(publishRightsAllow(rights, t)).toBe(evaluator.mayPublish(alice, t))
+        for (const f of [...rights.allow, ...rights.deny])
+          expect(isValidFilter(f) && filterCovers(groupFilter, f)).toBe(true)
         const fullyReadable = topics.every((t) => evaluator.maySubscribe(alice, t))
         const warned = evaluator.wideGroupWarnings([alice]).length === 1
         const reader = evaluator.readersOf(g, [alice]).length === 1

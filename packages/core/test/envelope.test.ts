@@ -147,6 +147,29 @@ describe('attacks', () => {
     )
   })
 
+  test("a writer's honest envelope on a topic outside its publish rights is refused, after the signature", () => {
+    const group = makeGroup()
+    const own = 'home/hall/thermostat/1000/temp'
+    const keys = {
+      ...group.keys,
+      writerMayPublish: (_g: number, kid: number, topic: string) => topic.includes(`/${kid}/`),
+    }
+    const replay = new ReplayWindow()
+    expect(openEnvelope(seal(group, { topic: own, seq: 1 }), own, { keys, now: NOW, replay }).header.sender).toBe(1000)
+    const elsewhere = 'home/hall/thermostat/1001/temp'
+    const trespass = seal(group, { topic: elsewhere, seq: 2 })
+    expectCode(() => openEnvelope(trespass, elsewhere, { keys, now: NOW, replay }), 'ERR_SENDER_NOT_PERMITTED')
+    // Signature first: a forgery names no one whose rights could be checked.
+    const forged = seal(group, {
+      topic: elsewhere,
+      seq: 3,
+      signer: createEnvelopeSigner({ kid: 1000, seed: filled(32, 9) }),
+    })
+    expectCode(() => openEnvelope(forged, elsewhere, { keys, now: NOW, replay }), 'ERR_ENVELOPE_SIGNATURE_INVALID')
+    // A refused envelope leaves its sequence number unused.
+    expect(openEnvelope(seal(group, { topic: own, seq: 2 }), own, { keys, now: NOW, replay }).header.seq).toBe(2)
+  })
+
   test('revoked sender', () => {
     const group = makeGroup()
     expectCode(

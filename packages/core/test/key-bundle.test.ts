@@ -7,9 +7,10 @@ import { nobleBackend } from '../src/crypto/noble.js'
 import { signWithContext } from '../src/crypto/signature.js'
 import { isSmqttError, type SmqttErrorCode } from '../src/errors.js'
 import { generateIdentity, type Identity, publicIdentity } from '../src/identity.js'
-import { createKeyBundle, type KeyBundleGroupInput, openKeyBundle } from '../src/key-bundle.js'
+import { createKeyBundle, type KeyBundleGroupInput, MAX_WRITER_FILTERS, openKeyBundle } from '../src/key-bundle.js'
 import { createRevocationList } from '../src/revocation-list.js'
 import { type SignedDocument, signDocument } from '../src/signed-document.js'
+import { filterCovers, isValidFilter } from '../src/topic-filter.js'
 
 const sodium = loadSodium()
 if (!sodium) throw new Error('sodium-native must be installed for the test suite')
@@ -19,8 +20,19 @@ const NOW = 1_750_000_000
 const keyServer = generateIdentity('keyserver')
 const device = generateIdentity('thermostat-hall')
 const pqDevice = generateIdentity('app-phone', { postQuantum: true })
-const thermostatWriter = { kid: 1000, principal: 'thermostat-hall', signingKey: device.signingKey }
-const appWriter = { kid: 1001, principal: 'app-phone', signingKey: pqDevice.signingKey }
+const thermostatWriter = {
+  kid: 1000,
+  principal: 'thermostat-hall',
+  signingKey: device.signingKey,
+  publish: { allow: ['home/hall/thermostat/#'], deny: ['home/hall/thermostat/firmware'] },
+}
+const appWriter = {
+  kid: 1001,
+  principal: 'app-phone',
+  signingKey: pqDevice.signingKey,
+  publish: { allow: ['home/+/thermostat/+/setpoint'], deny: [] },
+}
+const lockWriter = { ...appWriter, publish: { allow: ['home/+/lock/#'], deny: [] } }
 
 function key(fill: number): Uint8Array {
   return new Uint8Array(32).fill(fill)
@@ -44,7 +56,7 @@ const GROUPS: KeyBundleGroupInput[] = [
     filter: 'home/+/lock/#',
     suite: 2,
     epochs: [{ epoch: 12, key: key(0x12), activatesAt: NOW - 60, retiresAt: NOW + 86_400 }],
-    writers: [appWriter],
+    writers: [lockWriter],
   },
 ]
 
@@ -115,8 +127,17 @@ describe('createKeyBundle / openKeyBundle', () => {
           { epoch: 301, key: key(0x31), activatesAt: NOW + 300, retiresAt: NOW + 90_000 },
         ])
         expect(locks?.epochs).toEqual([{ epoch: 12, key: key(0x12), activatesAt: NOW - 60, retiresAt: NOW + 86_400 }])
-        expect(thermostats?.writers.get(1000)).toEqual({ principal: 'thermostat-hall', signingKey: device.signingKey })
-        expect(thermostats?.writers.get(1001)).toEqual({ principal: 'app-phone', signingKey: pqDevice.signingKey })
+        expect(thermostats?.writers.get(1000)).toEqual({
+          principal: 'thermostat-hall',
+          signingKey: device.signingKey,
+          publish: { allow: ['home/hall/thermostat/#'], deny: ['home/hall/thermostat/firmware'] },
+        })
+        expect(thermostats?.writers.get(1001)).toEqual({
+          principal: 'app-phone',
+          signingKey: pqDevice.signingKey,
+          publish: { allow: ['home/+/thermostat/+/setpoint'], deny: [] },
+        })
+        expect(locks?.writers.get(1001)?.publish).toEqual({ allow: ['home/+/lock/#'], deny: [] })
         expect(locks?.writers.has(1000)).toBe(false)
       }
     }
@@ -136,12 +157,22 @@ describe('createKeyBundle / openKeyBundle', () => {
     const attempt = (groups: KeyBundleGroupInput[]) => () => createKeyBundle({ recipient, groups, validity, keyServer })
     expect(attempt([base, base])).toThrow(RangeError)
     expect(attempt([{ ...base, epochs: [...base.epochs, ...base.epochs] }])).toThrow(RangeError)
-    expect(attempt([{ ...base, writers: [appWriter, appWriter] }])).toThrow(RangeError)
+    expect(attempt([{ ...base, writers: [lockWriter, lockWriter] }])).toThrow(RangeError)
     expect(
       attempt([{ ...base, epochs: [{ epoch: 1, key: key(1).subarray(1), activatesAt: 0, retiresAt: 1 }] }]),
     ).toThrow(RangeError)
     expect(attempt([{ ...base, name: 'bad\nname' }])).toThrow(TypeError)
-    expect(attempt([{ ...base, writers: [{ ...appWriter, signingKey: new Uint8Array(32) }] }])).toThrow(TypeError)
+    expect(attempt([{ ...base, writers: [{ ...lockWriter, signingKey: new Uint8Array(32) }] }])).toThrow(TypeError)
+    const rights = (allow: string[], deny: string[] = []) =>
+      attempt([{ ...base, writers: [{ ...lockWriter, publish: { allow, deny } }] }])
+    expect(rights([])).toThrow(TypeError)
+    expect(rights(['home/+/lock/#', 'home/#'])).toThrow(TypeError) // reaches outside the group
+    expect(rights(['home/+/lock/a#'])).toThrow(TypeError)
+    expect(rights(['home/+/lock/#'], ['home/+/lock/x/#', 'home/x/camera'])).toThrow(TypeError)
+    const many = Array.from({ length: MAX_WRITER_FILTERS }, (_, i) => `home/+/lock/${i}`)
+    expect(rights(many)).not.toThrow()
+    expect(rights(many.slice(1), ['home/+/lock/x'])).not.toThrow()
+    expect(rights(many, ['home/+/lock/x'])).toThrow(TypeError)
     expect(attempt([{ ...base, group: 2 ** 32 }])).toThrow(RangeError)
     expect(() =>
       createKeyBundle({ recipient, groups: [], validity: { notBefore: 2, notAfter: 1 }, keyServer }),
@@ -244,7 +275,25 @@ describe('strict parsing', () => {
     ['unknown writer field', (b) => (b.groups[0].writers[0].role = 'admin')],
     ['missing field', (b) => delete b.notAfter],
     ['wrong type tag', (b) => (b.type = 'smqtt.revocations')],
-    ['future version', (b) => (b.v = 2)],
+    ['future version', (b) => (b.v = 3)],
+    ['version 1 (writers without publish rights)', (b) => (b.v = 1)],
+    ['writer without publish rights', (b) => delete b.groups[0].writers[0].publish],
+    ['publish rights without deny', (b) => delete b.groups[0].writers[0].publish.deny],
+    ['unknown publish field', (b) => (b.groups[0].writers[0].publish.subscribe = [])],
+    ['publish rights allowing nothing', (b) => (b.groups[0].writers[0].publish.allow = [])],
+    ['publish allow not an array', (b) => (b.groups[0].writers[0].publish.allow = 'home/hall/thermostat/#')],
+    ['publish filter not a string', (b) => (b.groups[0].writers[0].publish.allow = [7])],
+    ['invalid publish filter', (b) => (b.groups[0].writers[0].publish.allow = ['home/hall/thermostat/#/x'])],
+    ['publish filter outside the group', (b) => b.groups[0].writers[0].publish.allow.push('home/+/lock/#')],
+    ['deny filter outside the group', (b) => (b.groups[0].writers[0].publish.deny = ['#'])],
+    [
+      `more than ${MAX_WRITER_FILTERS} filters for a writer`,
+      (b) =>
+        (b.groups[0].writers[0].publish.deny = Array.from(
+          { length: MAX_WRITER_FILTERS },
+          (_, i) => `home/hall/thermostat/${i}`,
+        )),
+    ],
     ['duplicate group', (b) => b.groups.push(b.groups[0])],
     ['duplicate epoch', (b) => b.groups[0].epochs.push(b.groups[0].epochs[0])],
     ['duplicate kid', (b) => b.groups[0].writers.push({ ...b.groups[0].writers[1], kid: 1000 })],
@@ -315,6 +364,32 @@ describe('arbitrary input only ever raises SmqttError', () => {
       }),
       { numRuns: 200 },
     )
+  })
+
+  it("a writer's publish rights replaced by arbitrary filter lists open iff they are bounded, valid and in the group", () => {
+    const level = fc.constantFrom('home', 'hall', 'thermostat', 'lock', '+', '#', '', 'a#', '$x')
+    const anywhere = fc.array(level, { minLength: 1, maxLength: 5 }).map((levels) => levels.join('/'))
+    const inGroup = fc.tuple(level, level).map(([room, rest]) => `home/${room}/thermostat/${rest}`)
+    const filter = fc.oneof({ arbitrary: inGroup, weight: 9 }, { arbitrary: anywhere, weight: 1 })
+    const filters = fc.oneof(
+      fc.array(filter, { maxLength: 3 }),
+      fc.array(filter, { minLength: MAX_WRITER_FILTERS - 2, maxLength: MAX_WRITER_FILTERS + 2 }),
+    )
+    let opened = 0
+    fc.assert(
+      fc.property(filters, filters, (allow, deny) => {
+        const body = bodyOf(bundle)
+        body.groups[0].writers[0].publish = { allow, deny }
+        const expected =
+          allow.length > 0 &&
+          allow.length + deny.length <= MAX_WRITER_FILTERS &&
+          [...allow, ...deny].every((f) => isValidFilter(f) && filterCovers('home/+/thermostat/#', f))
+        expect(codeOf(() => open(resign(body)))).toBe(expected ? 'no error' : 'ERR_BUNDLE_MALFORMED')
+        if (expected) opened++
+      }),
+      { numRuns: 300 },
+    )
+    expect(opened).toBeGreaterThan(0) // both outcomes were exercised (most runs are refused)
   })
 
   it('a valid body with one value anywhere replaced by arbitrary JSON, re-signed', () => {

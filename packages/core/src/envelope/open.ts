@@ -11,6 +11,12 @@ import { checkSignature, DEFAULT_MAX_ENVELOPE_BYTES, type WriterLookup } from '.
 export interface EnvelopeKeys {
   epochKey(group: number, epoch: number): EpochKey | undefined
   writerKey: WriterLookup
+  /**
+   * Whether writer `sender` of `group` may publish on `topic`: its publish rights from the key
+   * bundle. Keyrings built from bundles implement it; keys without it (test fixtures, vectors)
+   * skip the check.
+   */
+  writerMayPublish?(group: number, sender: number, topic: string): boolean
 }
 
 export interface OpenEnvelopeOptions {
@@ -34,8 +40,9 @@ export interface OpenedEnvelope {
 
 /**
  * Verifies, checks for replay and decrypts an envelope received on `topic`. Cheap checks
- * come first (structure, revocation, replay, keys), then the signature, then decryption; the
- * replay window records the message only once it is authentic.
+ * come first (structure, revocation, replay, keys), then the signature, then the sender's right
+ * to publish on `topic`, then decryption; the replay window records the message only once it is
+ * authentic.
  *
  * @example
  * ```ts
@@ -67,6 +74,10 @@ export function openEnvelope(bytes: Uint8Array, topic: string, options: OpenEnve
   if (epochKey.suite !== header.suite)
     throw new SmqttError('ERR_ENVELOPE_UNSUPPORTED', `suite ${header.suite} is not the suite of group ${header.group}`)
   const { aad } = checkSignature(parsed, topic, options.keys.writerKey, backend)
+  // After the signature, so the sender is authenticated: a writer signing honestly on a topic
+  // the policy does not give it (which only a broker that skips the ACL would deliver).
+  if (options.keys.writerMayPublish?.(header.group, header.sender, topic) === false)
+    throw new SmqttError('ERR_SENDER_NOT_PERMITTED', `sender ${header.sender} may not publish on ${topic}`)
   const { key, iv } = epochKey.senderKey(header.sender)
   const payload = backend.aeadOpen(SUITES[header.suite].aead, key, senderNonce(iv, header.seq), parsed.ciphertext, aad)
   if (!payload) throw new SmqttError('ERR_ENVELOPE_DECRYPTION_FAILED')

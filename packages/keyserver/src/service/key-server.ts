@@ -547,7 +547,10 @@ export class KeyServer {
         g.id,
         this.#policy.evaluator.writersOf(g, contexts).flatMap((w) => {
           const p = byId.get(w.id)
-          return p ? [{ kid: p.kid, principal: p.id, signingKey: p.signingKey }] : []
+          // Each writer's own topics within the group (`%c`, `%u` substituted): subscribers
+          // refuse its messages elsewhere, whichever broker delivers them.
+          const publish = this.#policy.evaluator.publishRightsIn(g, w)
+          return p ? [{ kid: p.kid, principal: p.id, signingKey: p.signingKey, publish }] : []
         }),
       )
     // The generation moves only when the content does, so a periodic re-read that finds
@@ -555,7 +558,7 @@ export class KeyServer {
     const fingerprint = JSON.stringify([
       this.#policy.version,
       [...epochs].map(([group, list]) => [group, list.map((e) => [e.epoch, e.activatesAt, e.retiresAt ?? null])]),
-      [...writers].map(([group, list]) => [group, list.map((w) => w.kid)]),
+      [...writers].map(([group, list]) => [group, list.map((w) => [w.kid, w.publish])]),
     ])
     const previous = this.#directory
     const generation = previous && previous.fingerprint === fingerprint ? previous.generation : this.#generation++
