@@ -1,4 +1,5 @@
 import { SmqttError, type SmqttErrorCode } from '@smqtt/core'
+import { StoreUnavailableError } from '../store/key-store.js'
 
 /** The body of every error response: a stable code (see docs/errors.md) and a message. */
 export interface ErrorBody {
@@ -16,6 +17,7 @@ const STATUS_BY_CODE: Partial<Record<SmqttErrorCode, number>> = {
   ERR_PAYLOAD_TOO_LARGE: 413,
   ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   ERR_INTERNAL: 500,
+  ERR_STORE_UNAVAILABLE: 503,
 }
 
 // Fastify's own refusals, mapped onto our codes so clients see one vocabulary.
@@ -28,13 +30,17 @@ const FASTIFY_CODES: Record<string, SmqttErrorCode> = {
 
 /**
  * Turns any error into a status and a typed body. Untrusted-input errors (SmqttError) are
- * 4xx with their code; anything else is a 500 with a generic message (details go to the log).
+ * 4xx with their code; a store that cannot serve now is a 503 ERR_STORE_UNAVAILABLE; anything
+ * else is a 500 with a generic message (details go to the log).
  */
 export function errorResponse(err: unknown): { status: number; body: ErrorBody } {
   if (err instanceof SmqttError) {
     const status = STATUS_BY_CODE[err.code] ?? 400
     return { status, body: { error: { code: err.code, message: err.message } } }
   }
+  // The details (path, host) go to the log only.
+  if (err instanceof StoreUnavailableError)
+    return errorResponse(new SmqttError('ERR_STORE_UNAVAILABLE', 'the key store cannot serve now; retry later'))
   const fastifyError = err as { code?: string; statusCode?: number; validation?: unknown; message?: string }
   const mapped = fastifyError.code ? FASTIFY_CODES[fastifyError.code] : undefined
   if (mapped) return errorResponse(new SmqttError(mapped, fastifyError.message))

@@ -90,6 +90,15 @@ export class StoreConflictError extends Error {
   override readonly name = 'StoreConflictError'
 }
 
+/**
+ * Raised by a store that cannot serve now: database connection lost or refused, disk full,
+ * file read-only or unreadable. The failed statement wrote nothing; the API answers 503
+ * ERR_STORE_UNAVAILABLE.
+ */
+export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError'
+}
+
 export interface KeyStore {
   readonly kind: 'sqlite' | 'postgres'
   /** Creates or upgrades the schema; safe to call on every start. */

@@ -3,7 +3,16 @@
 // UPDATE's WHERE clause after waiting for a concurrent writer's row lock, so exactly one of
 // several racing writers matches), and migrations run under an advisory lock.
 
-import { DatabaseError, escapeIdentifier, Pool, type PoolClient, types as pgTypes, TypeOverrides } from 'pg'
+import {
+  DatabaseError,
+  escapeIdentifier,
+  Pool,
+  type PoolClient,
+  types as pgTypes,
+  type QueryResult,
+  type QueryResultRow,
+  TypeOverrides,
+} from 'pg'
 import {
   type AuditRow,
   checkBytes,
@@ -36,6 +45,7 @@ import {
   StoreConflictError,
   type StoredPolicy,
   type StoredRevocationList,
+  StoreUnavailableError,
   type UnixSeconds,
 } from './key-store.js'
 
@@ -264,7 +274,7 @@ export class PostgresKeyStore implements KeyStore {
 
   async insertSecret(name: string, sealed: Uint8Array): Promise<boolean> {
     checkBytes(sealed, 'sealed')
-    const result = await this.#pool.query(
+    const result = await this.#query(
       `INSERT INTO ${this.#s}.secrets (name, sealed) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
       [name, sealed],
     )
@@ -314,7 +324,7 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   async listPrincipals(): Promise<PrincipalRecord[]> {
-    const { rows } = await this.#pool.query<PrincipalRow>(`SELECT * FROM ${this.#s}.principals ORDER BY kid`)
+    const { rows } = await this.#query<PrincipalRow>(`SELECT * FROM ${this.#s}.principals ORDER BY kid`)
     return rows.map(toPrincipal)
   }
 
@@ -325,7 +335,7 @@ export class PostgresKeyStore implements KeyStore {
   async setPrincipalStatus(id: string, status: PrincipalStatus, at: UnixSeconds): Promise<boolean> {
     checkStatus(status)
     checkCount(at, 'at')
-    const result = await this.#pool.query(
+    const result = await this.#query(
       `UPDATE ${this.#s}.principals
        SET status = $2::text,
            status_changed_at = CASE WHEN status <> $2::text AND $2::text <> 'active' THEN $3::bigint
@@ -344,7 +354,7 @@ export class PostgresKeyStore implements KeyStore {
     checkCount(token.expiresAt, 'expiresAt')
     if (token.usedAt !== undefined) checkCount(token.usedAt, 'usedAt')
     try {
-      await this.#pool.query(
+      await this.#query(
         `INSERT INTO ${this.#s}.enrollment_tokens (token_hash, principal_id, roles, created_at, expires_at, used_at)
          VALUES ($1, $2, $3, $4, $5, $6)`,
         [
@@ -377,7 +387,7 @@ export class PostgresKeyStore implements KeyStore {
   /** Unused tokens that have not expired at `now`, oldest first. */
   async listPendingEnrollmentTokens(now: UnixSeconds): Promise<EnrollmentTokenRecord[]> {
     checkCount(now, 'now')
-    const { rows } = await this.#pool.query<EnrollmentTokenRow>(
+    const { rows } = await this.#query<EnrollmentTokenRow>(
       `SELECT * FROM ${this.#s}.enrollment_tokens WHERE used_at IS NULL AND expires_at > $1
        ORDER BY created_at, token_hash`,
       [now],
@@ -399,8 +409,8 @@ export class PostgresKeyStore implements KeyStore {
     if (group !== undefined) checkCount(group, 'group')
     const { rows } =
       group === undefined
-        ? await this.#pool.query<EpochRow>(`SELECT * FROM ${s}.epochs ORDER BY group_id, epoch`)
-        : await this.#pool.query<EpochRow>(`SELECT * FROM ${s}.epochs WHERE group_id = $1 ORDER BY epoch`, [group])
+        ? await this.#query<EpochRow>(`SELECT * FROM ${s}.epochs ORDER BY group_id, epoch`)
+        : await this.#query<EpochRow>(`SELECT * FROM ${s}.epochs WHERE group_id = $1 ORDER BY epoch`, [group])
     return rows.map(toEpoch)
   }
 
@@ -409,7 +419,7 @@ export class PostgresKeyStore implements KeyStore {
       checkCount(epoch[field], field)
     if (epoch.retiresAt !== undefined) checkCount(epoch.retiresAt, 'retiresAt')
     checkBytes(epoch.sealedKey, 'sealedKey')
-    const result = await this.#pool.query(
+    const result = await this.#query(
       `INSERT INTO ${this.#s}.epochs (group_id, epoch, suite, sealed_key, created_at, activates_at, retires_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT (group_id, epoch) DO NOTHING`,
@@ -430,7 +440,7 @@ export class PostgresKeyStore implements KeyStore {
     checkCount(group, 'group')
     checkCount(epoch, 'epoch')
     checkCount(retiresAt, 'retiresAt')
-    const result = await this.#pool.query(
+    const result = await this.#query(
       `UPDATE ${this.#s}.epochs SET retires_at = $3 WHERE group_id = $1 AND epoch = $2`,
       [group, epoch, retiresAt],
     )
@@ -439,10 +449,9 @@ export class PostgresKeyStore implements KeyStore {
 
   async deleteRetiredEpochs(now: UnixSeconds): Promise<number> {
     checkCount(now, 'now')
-    const result = await this.#pool.query(
-      `DELETE FROM ${this.#s}.epochs WHERE retires_at IS NOT NULL AND retires_at < $1`,
-      [now],
-    )
+    const result = await this.#query(`DELETE FROM ${this.#s}.epochs WHERE retires_at IS NOT NULL AND retires_at < $1`, [
+      now,
+    ])
     return result.rowCount ?? 0
   }
 
@@ -492,10 +501,10 @@ export class PostgresKeyStore implements KeyStore {
     const afterId = options.afterId ?? 0
     checkCount(afterId, 'afterId')
     checkCount(options.limit, 'limit')
-    const { rows } = await this.#pool.query<AuditRow>(
-      `SELECT * FROM ${this.#s}.audit WHERE id > $1 ORDER BY id LIMIT $2`,
-      [afterId, options.limit],
-    )
+    const { rows } = await this.#query<AuditRow>(`SELECT * FROM ${this.#s}.audit WHERE id > $1 ORDER BY id LIMIT $2`, [
+      afterId,
+      options.limit,
+    ])
     return rows.map(toAuditEntry)
   }
 
@@ -520,12 +529,12 @@ export class PostgresKeyStore implements KeyStore {
     checkCount(at, 'at')
     const result =
       expectedVersion === 0
-        ? await this.#pool.query(
+        ? await this.#query(
             `INSERT INTO ${this.#s}.${table} (singleton, version, document, updated_at) VALUES (1, $1, $2, $3)
              ON CONFLICT (singleton) DO NOTHING`,
             [version, document, at],
           )
-        : await this.#pool.query(
+        : await this.#query(
             `UPDATE ${this.#s}.${table} SET version = $1, document = $2, updated_at = $3
              WHERE singleton = 1 AND version = $4`,
             [version, document, at, expectedVersion],
@@ -534,8 +543,24 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   async #one<Row>(sql: string, params: unknown[] = []): Promise<Row | undefined> {
-    const { rows } = await this.#pool.query<Row & object>(sql, params)
+    const { rows } = await this.#query<Row & object>(sql, params)
     return rows[0]
+  }
+
+  /** One statement on a pooled connection; a server that cannot serve now is StoreUnavailableError. */
+  async #query<Row extends QueryResultRow = QueryResultRow>(
+    sql: string,
+    params: unknown[] = [],
+  ): Promise<QueryResult<Row>> {
+    try {
+      return await this.#pool.query<Row>(sql, params)
+    } catch (err) {
+      if (isServerUnavailable(err))
+        throw new StoreUnavailableError(`PostgreSQL at ${this.#where} cannot serve: ${describeError(err)}`, {
+          cause: err,
+        })
+      throw err
+    }
   }
 
   async #connect(): Promise<PoolClient> {
@@ -549,6 +574,21 @@ export class PostgresKeyStore implements KeyStore {
 
 function isUniqueViolation(err: unknown): boolean {
   return err instanceof DatabaseError && err.code === '23505'
+}
+
+/**
+ * The server is unreachable, went away mid-query (restart, pg_terminate_backend), or refuses
+ * new work for now: SQLSTATE classes 08 (connection exception) and 53 (insufficient resources),
+ * 57P01-57P03 (shutdown, cannot connect now), socket errors, and pg's own connection errors.
+ */
+function isServerUnavailable(err: unknown): boolean {
+  if (err instanceof DatabaseError) return /^(08|53|57P0[123])/.test(err.code ?? '')
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  if (code && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)$/.test(code)) return true
+  return (
+    err instanceof Error &&
+    /^Connection terminated|timeout exceeded when trying to connect|not queryable/.test(err.message)
+  )
 }
 
 /** `host:port/database` from a connection string, without user or password. */

@@ -36,6 +36,7 @@ import {
   StoreConflictError,
   type StoredPolicy,
   type StoredRevocationList,
+  StoreUnavailableError,
   type UnixSeconds,
 } from './key-store.js'
 
@@ -467,7 +468,9 @@ export class SqliteKeyStore implements KeyStore {
       return operation()
     } catch (err) {
       if (err instanceof Database.SqliteError && STORAGE_ERROR.test(err.code))
-        throw new Error(`SQLite database ${this.path} is unusable: ${describeError(err)}`, { cause: err })
+        throw new StoreUnavailableError(`SQLite database ${this.path} is unusable: ${describeError(err)}`, {
+          cause: err,
+        })
       throw err
     }
   }
