@@ -58,11 +58,13 @@ const QUIET_MS = 300
 
 class DefenceBroken extends Error {}
 
-function check(condition: unknown, failure: string): asserts condition {
+/** Fails the attempt: the defence did not hold (not a setup error). */
+export function check(condition: unknown, failure: string): asserts condition {
   if (!condition) throw new DefenceBroken(failure)
 }
 
-async function attempt(defence: string, run: () => Promise<string>): Promise<DefenceResult> {
+/** Runs one attack; what `run` returns is what was observed when the defence held. */
+export async function attempt(defence: string, run: () => Promise<string>): Promise<DefenceResult> {
   try {
     return { defence, held: true, detail: await run() }
   } catch (err) {
@@ -72,7 +74,7 @@ async function attempt(defence: string, run: () => Promise<string>): Promise<Def
 }
 
 /** The compromised broker's move: deliver bytes on a topic without going through the plugin's publish checks. */
-function injectIntoBroker(deployment: Deployment, topic: string, payload: Uint8Array): Promise<void> {
+export function injectIntoBroker(deployment: Deployment, topic: string, payload: Uint8Array): Promise<void> {
   return new Promise((resolve, reject) =>
     deployment.broker.publish(
       { cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false },
@@ -82,13 +84,13 @@ function injectIntoBroker(deployment: Deployment, topic: string, payload: Uint8A
 }
 
 /** How often the plugin refused something, by hook and reason (its Prometheus counter). */
-async function refusals(deployment: Deployment, hook: string, reason: string): Promise<number> {
+export async function refusals(deployment: Deployment, hook: string, reason: string): Promise<number> {
   const metric = await deployment.plugin.metrics.refusals.get()
   return metric.values.find((v) => v.labels.hook === hook && v.labels.reason === reason)?.value ?? 0
 }
 
 /** Tries a CONNECT that must be refused; returns the CONNACK return code. */
-async function refusedConnect(deployment: Deployment, options: IClientOptions): Promise<number> {
+export async function refusedConnect(deployment: Deployment, options: IClientOptions): Promise<number> {
   const attemptConnect = mqtt.connectAsync(deployment.brokerUrl, {
     ca: deployment.ca,
     reconnectPeriod: 0,

@@ -2,14 +2,21 @@
 // SQLite, development PKI, pushing over MQTT), Aedes over TLS with the SMQTT broker plugin, and
 // a TCP wire tap in front of the broker that keeps a copy of every byte devices exchange with it.
 import { readFileSync } from 'node:fs'
-import { request as httpsRequest } from 'node:https'
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https'
 import { createServer as createTcpServer, type Socket, connect as tcpConnect } from 'node:net'
 import { join } from 'node:path'
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls'
 import { attachSmqtt, type SmqttPlugin, type SmqttPluginOptions } from '@smqtt/broker-plugin'
 import { enroll, memoryStorage } from '@smqtt/client'
-import { initKeyServer, loadConfig, type RunningKeyServer, startKeyServer } from '@smqtt/keyserver'
+import {
+  initKeyServer,
+  type KeyServerConfig,
+  loadConfig,
+  type RunningKeyServer,
+  startKeyServer,
+} from '@smqtt/keyserver'
 import { Aedes } from 'aedes'
+import { createWebSocketStream, WebSocketServer } from 'ws'
 import { pollUntil, waitUntil } from './_wait.js'
 import { SMART_HOME_POLICY } from './policy.js'
 
@@ -42,10 +49,14 @@ export interface Deployment {
   readonly keyServerPublicKey: Uint8Array
   /** Where devices connect: through the wire tap, to the broker. */
   readonly brokerUrl: string
+  /** MQTT over WebSocket over TLS (`wss://…/mqtt`), for browser apps; only with the `wss` option. */
+  readonly wssUrl: string | undefined
+  /** The dev PKI's server certificate and key (PEM), for an app server next to the deployment. */
+  readonly serverTls: { readonly key: string; readonly cert: string }
   readonly broker: Aedes
   readonly plugin: SmqttPlugin
   readonly wire: WireTap
-  /** Every payload a raw subscriber inside the broker got on `home/#`: what a curious broker sees. */
+  /** Every payload a raw subscriber inside the broker got on `watch`: what a curious broker sees. */
   readonly routed: RoutedPayload[]
   /** Warnings and errors the key server and the broker logged (shown when something fails). */
   readonly logs: string[]
@@ -139,8 +150,23 @@ function adminClient(url: string, ca: string, token: string): Deployment['admin'
     })
 }
 
-/** Starts everything in `dir` (a fresh temporary folder) and sets the smart-home policy. */
-export async function startDeployment(dir: string): Promise<Deployment> {
+/** What differs between deployments; every field defaults to the smart home's. */
+export interface DeploymentOptions {
+  /** The policy document the operator sets (`PUT /v1/admin/policy`). */
+  readonly policy?: object
+  /** The filter of the raw subscriber inside the broker (see {@link Deployment.routed}). */
+  readonly watch?: string
+  /** Key server settings that override the defaults `init` writes. */
+  readonly keyServer?: Partial<Pick<KeyServerConfig, 'rotationLeadSeconds' | 'defaultGraceSeconds'>>
+  /** Also listen for MQTT over WebSocket over TLS (browser apps). */
+  readonly wss?: boolean
+  /** Origins of browser apps the key server answers (CORS); default none. */
+  readonly corsOrigins?: readonly string[]
+}
+
+/** Starts everything in `dir` (a fresh temporary folder) and sets the policy. */
+export async function startDeployment(dir: string, options: DeploymentOptions = {}): Promise<Deployment> {
+  const { policy = SMART_HOME_POLICY, watch = 'home/#' } = options
   const logs: string[] = []
   const logger = quietLogger(logs)
   const cleanups: (() => Promise<void>)[] = []
@@ -152,7 +178,12 @@ export async function startDeployment(dir: string): Promise<Deployment> {
     //    development PKI, SQLite store.
     const keyServerDir = join(dir, 'keyserver')
     const created = await initKeyServer(keyServerDir, { listen: { host: '127.0.0.1', port: 0 } })
-    const config = loadConfig(created.configFile)
+    const config = {
+      ...loadConfig(created.configFile),
+      ...options.keyServer,
+      ...(options.corsOrigins ? { cors: { origins: options.corsOrigins } } : {}),
+    }
+    const serverTls = { key: readFileSync(config.tls.keyFile, 'utf8'), cert: readFileSync(config.tls.certFile, 'utf8') }
     const ca = readFileSync(config.tls.caFile, 'utf8')
     const keyServerPublicKey = new Uint8Array(Buffer.from(created.keyServerPublicKey, 'base64url'))
 
@@ -161,16 +192,13 @@ export async function startDeployment(dir: string): Promise<Deployment> {
     let plugin: SmqttPlugin | undefined
     const waiting: TLSSocket[] = []
     const sockets = new Set<TLSSocket>()
-    const tls: TlsServer = createTlsServer(
-      { key: readFileSync(config.tls.keyFile), cert: readFileSync(config.tls.certFile), minVersion: 'TLSv1.3' },
-      (socket) => {
-        socket.setNoDelay(true)
-        sockets.add(socket)
-        socket.on('close', () => sockets.delete(socket))
-        if (plugin) plugin.handle(socket)
-        else waiting.push(socket)
-      },
-    )
+    const tls: TlsServer = createTlsServer({ ...serverTls, minVersion: 'TLSv1.3' }, (socket) => {
+      socket.setNoDelay(true)
+      sockets.add(socket)
+      socket.on('close', () => sockets.delete(socket))
+      if (plugin) plugin.handle(socket)
+      else waiting.push(socket)
+    })
     await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve))
     cleanups.push(async () => {
       for (const socket of sockets) socket.destroy()
@@ -187,8 +215,8 @@ export async function startDeployment(dir: string): Promise<Deployment> {
     )
     cleanups.push(() => keyServer.close())
     const admin = adminClient(keyServer.url, ca, created.adminToken)
-    const policy = await admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
-    if (policy.status !== 200) throw new Error(`policy refused: ${JSON.stringify(policy.body)}`)
+    const policySet = await admin('PUT', '/v1/admin/policy', { policy })
+    if (policySet.status !== 200) throw new Error(`policy refused: ${JSON.stringify(policySet.body)}`)
 
     // 4. The broker is a principal too (role broker): it signs its snapshot pulls. Enrolled like
     //    any device, with a one-time token. The push principal must exist before the first
@@ -226,7 +254,7 @@ export async function startDeployment(dir: string): Promise<Deployment> {
     const routed: RoutedPayload[] = []
     await new Promise<void>((resolve) =>
       broker.subscribe(
-        'home/#',
+        watch,
         (packet, done) => {
           routed.push({ topic: packet.topic, payload: Buffer.from(packet.payload) })
           done()
@@ -249,11 +277,37 @@ export async function startDeployment(dir: string): Promise<Deployment> {
     const wire = await startWireTap(tlsAddress.port)
     cleanups.push(() => wire.close())
 
+    // 7. Browser apps: MQTT over WebSocket over TLS. No client-certificate request (Chromium
+    //    cancels a WebSocket whose handshake asks for one); they log in with a CONNECT password.
+    let wssUrl: string | undefined
+    if (options.wss) {
+      const https = createHttpsServer({ ...serverTls, minVersion: 'TLSv1.3' })
+      const webSockets = new WebSocketServer({ server: https, path: '/mqtt' })
+      webSockets.on('connection', (socket, request) => {
+        const stream = createWebSocketStream(socket)
+        stream.on('error', () => {})
+        // The plugin rate-limits per peer address, which it reads from the connection.
+        Object.defineProperty(stream, 'remoteAddress', { value: request.socket.remoteAddress })
+        attached.handle(stream)
+      })
+      await new Promise<void>((resolve) => https.listen(0, '127.0.0.1', resolve))
+      cleanups.push(async () => {
+        for (const client of webSockets.clients) client.terminate()
+        https.closeAllConnections()
+        await new Promise<void>((resolve) => https.close(() => resolve()))
+      })
+      const address = https.address()
+      if (!address || typeof address === 'string') throw new Error('wss listener has no address')
+      wssUrl = `wss://127.0.0.1:${address.port}/mqtt`
+    }
+
     return {
       keyServerUrl: keyServer.url,
       ca,
       keyServerPublicKey,
       brokerUrl: wire.url,
+      wssUrl,
+      serverTls,
       broker,
       plugin: attached,
       wire,

@@ -39,6 +39,8 @@ export interface KeyServerConfig {
   readonly insecureAllowPlainHttp: boolean
   /** Push bundles and snapshots over MQTT to this broker (absent: pull only). */
   readonly push: { readonly brokerUrl: string; readonly caFile: string } | undefined
+  /** Browser origins allowed to call the device API (absent: none, no CORS headers at all). */
+  readonly cors: { readonly origins: readonly string[] } | undefined
 }
 
 /** The config file as written on disk (relative paths, store as a string). Every field is optional. */
@@ -58,6 +60,8 @@ export interface KeyServerConfigDocument {
   insecureAllowPlainHttp?: boolean
   /** `mqtts://` or `wss://` broker URL; `caFile` defaults to tls.caFile. Plain `mqtt://` only with `insecurePlainMqtt`. */
   push?: { brokerUrl: string; caFile?: string; insecurePlainMqtt?: boolean }
+  /** Exact origins (`https://host[:port]`) of browser apps allowed to enroll and fetch bundles. */
+  cors?: { origins: string[] }
 }
 
 const MINUTE = 60
@@ -71,7 +75,7 @@ const DAY = 86_400
  * writeFileSync('keyserver.json', `${JSON.stringify(defaultConfigDocument(), null, 2)}\n`)
  * ```
  */
-export function defaultConfigDocument(): Required<Omit<KeyServerConfigDocument, 'push'>> {
+export function defaultConfigDocument(): Required<Omit<KeyServerConfigDocument, 'push' | 'cors'>> {
   return {
     listen: { host: '127.0.0.1', port: 8443 },
     tls: { certFile: 'pki/server.pem', keyFile: 'pki/server.key', caFile: 'pki/ca.pem' },
@@ -150,6 +154,7 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
     'maxBodyBytes',
     'insecureAllowPlainHttp',
     'push',
+    'cors',
   ])
   const listen = object(orDefault(root.listen, {}), '$.listen', ['host', 'port'])
   const tls = object(orDefault(root.tls, {}), '$.tls', ['certFile', 'keyFile', 'caFile'])
@@ -212,7 +217,24 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
       root.push === undefined
         ? undefined
         : pushSettings(root.push, path, path(orDefault(tls.caFile, defaults.tls.caFile), '$.tls.caFile')),
+    cors: root.cors === undefined ? undefined : corsSettings(root.cors),
   }
+}
+
+const MAX_CORS_ORIGINS = 100
+
+function corsSettings(value: unknown) {
+  const cors = object(value, '$.cors', ['origins'])
+  if (!Array.isArray(cors.origins) || cors.origins.length > MAX_CORS_ORIGINS)
+    throw invalid('$.cors.origins', `expected a list of at most ${MAX_CORS_ORIGINS} origins`)
+  const origins = cors.origins.map((origin: unknown, i) => {
+    // Exactly what a browser sends in Origin: scheme, host, optional port; no path, no wildcard.
+    const parsed = typeof origin === 'string' && URL.canParse(origin) ? new URL(origin) : undefined
+    if (!parsed || !['https:', 'http:'].includes(parsed.protocol) || parsed.origin !== origin)
+      throw invalid(`$.cors.origins[${i}]`, 'an origin such as "https://app.example.com" (no path, no wildcard)')
+    return origin
+  })
+  return { origins }
 }
 
 function pushSettings(value: unknown, path: (value: unknown, at: string) => string, defaultCa: string) {

@@ -64,6 +64,7 @@ export async function startKeyServer(
       adminTokenHash,
       logger,
       maxBodyBytes: config.maxBodyBytes,
+      ...(config.cors ? { corsOrigins: config.cors.origins } : {}),
       ...(config.insecureAllowPlainHttp
         ? { insecureAllowPlainHttp: true }
         : { tls: { key: readFileSync(config.tls.keyFile, 'utf8'), cert: readFileSync(config.tls.certFile, 'utf8') } }),

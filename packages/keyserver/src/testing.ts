@@ -52,6 +52,7 @@ export async function startHarness(
     settings?: Partial<KeyServerSettings>
     storeUrl?: string
     maxBodyBytes?: number
+    corsOrigins?: readonly string[]
   } = {},
 ): Promise<Harness> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'smqtt-ks-'))
@@ -71,6 +72,7 @@ export async function startHarness(
     adminTokenHash: sha256(new TextEncoder().encode(ADMIN_TOKEN)),
     tls: { key: pki.serverKeyPem, cert: pki.serverCertPem },
     ...(options.maxBodyBytes ? { maxBodyBytes: options.maxBodyBytes } : {}),
+    ...(options.corsOrigins ? { corsOrigins: options.corsOrigins } : {}),
   })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()

@@ -9,6 +9,7 @@ import type { Logger } from 'pino'
 import type { KeyServer } from '../service/key-server.js'
 import type { PrincipalRecord } from '../store/key-store.js'
 import { registerAdminRoutes } from './admin-routes.js'
+import { registerCors } from './cors.js'
 import { registerDeviceRoutes } from './device-routes.js'
 import { errorResponse } from './error-response.js'
 import { KeyServerMetrics } from './metrics.js'
@@ -22,6 +23,8 @@ export interface BuildAppOptions {
   /** Plain HTTP: only for tests behind a TLS-terminating proxy. Logged loudly. */
   readonly insecureAllowPlainHttp?: boolean
   readonly maxBodyBytes?: number
+  /** Browser origins (`https://host[:port]`) allowed to call the device API; default none. */
+  readonly corsOrigins?: readonly string[]
   readonly logger?: Logger
   readonly metrics?: KeyServerMetrics
 }
@@ -83,6 +86,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     },
   })
 
+  registerCors(app, options.corsOrigins ?? [])
   app.decorateRequest('rawBody', null)
   app.decorateRequest('principal', undefined)
   // JSON only, and the exact bytes are kept: device signatures cover the raw body.

@@ -1,0 +1,274 @@
+// @smqtt/client in a real browser: Debian Chromium (headless, through playwright-core) loads a
+// page that bundles the client's browser entry with esbuild. Against the real key server
+// (HTTPS, SQLite, dev PKI, CORS for the page's origin) and the real broker (startBroker: Aedes +
+// plugin, wss:// listener), the page enrolls with a one-time token (fetch), keeps its identity
+// in IndexedDB across a reload, connects over wss:// with a CONNECT password, decrypts what a
+// Node thermostat publishes, publishes a command a Node lock verifies as coming from it, and
+// refuses a replayed envelope the broker lets through (a QoS 1 DUP retransmission).
+// TLS: the page trusts exactly the dev server certificate's key (SPKI pin), nothing else.
+import { createHash, X509Certificate } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer as createHttpsServer, type Server } from 'node:https'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { gzipSync } from 'node:zlib'
+import { parseBrokerConfig, type RunningBroker, startBroker } from '@smqtt/broker-plugin'
+import { createConnectPassword, exportIdentity } from '@smqtt/core'
+import { ensureDevPki } from '@smqtt/keyserver'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { build } from 'esbuild'
+import mqtt, { type MqttClient } from 'mqtt'
+import { type Browser, chromium, type Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { CHROMIUM, toolAvailable } from '../../../test/_tools.js'
+import { enroll, memoryStorage, type SecureClient, secureConnectAsync } from '../src/index.js'
+import { now, waitUntil, within } from './_stack.js'
+import type { PageApi } from './browser/page.js'
+
+const pageDir = join(dirname(fileURLToPath(import.meta.url)), 'browser')
+const HOME = 'home/1'
+const THERMOSTAT_TOPIC = `${HOME}/thermostat/thermostat-1/temp`
+const LOCK_TOPIC = `${HOME}/lock/lock-front/cmd`
+
+/** The page's handle, for page.evaluate callbacks (they run in the browser). */
+declare const smqtt: PageApi
+
+/** esbuild, as a web app would bundle it: browser platform, the package's browser condition. */
+async function bundlePage(): Promise<Uint8Array> {
+  const result = await build({
+    entryPoints: [join(pageDir, 'page.ts')],
+    bundle: true,
+    write: false,
+    minify: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    conditions: ['browser', 'source'],
+    logLevel: 'silent',
+  })
+  const output = result.outputFiles[0]
+  if (!output) throw new Error('esbuild produced no output')
+  return output.contents
+}
+
+/** Serves the page and its bundle over HTTPS on a loopback port; returns the server and its origin. */
+async function servePage(tls: { key: string; cert: string }, script: Uint8Array) {
+  const files = new Map([
+    ['/', { type: 'text/html', body: readFileSync(join(pageDir, 'index.html')) as Uint8Array }],
+    ['/page.js', { type: 'text/javascript', body: script }],
+  ])
+  const server = createHttpsServer(tls, (req, res) => {
+    const file = files.get(req.url ?? '')
+    res.writeHead(file ? 200 : 404, { 'content-type': file?.type ?? 'text/plain' }).end(file?.body ?? 'not found')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  if (!address || typeof address === 'string') throw new Error('page server has no address')
+  return { server, origin: `https://127.0.0.1:${address.port}` }
+}
+
+/** base64(SHA-256(SPKI)) of a certificate, as --ignore-certificate-errors-spki-list takes it. */
+function spkiPin(certPem: string): string {
+  const spki = new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' })
+  return createHash('sha256').update(spki).digest('base64')
+}
+
+describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, over wss://', () => {
+  let dir: string
+  let h: Harness
+  let broker: RunningBroker
+  let pageServer: Server
+  let origin: string
+  let browser: Browser
+  let page: Page
+  let clockTimer: ReturnType<typeof setInterval> | undefined
+  let bundleGzipBytes = 0
+  const nodeClients: (SecureClient | MqttClient)[] = []
+
+  /** A Node device enrolled through the client's own enroll() (memory storage). */
+  async function nodeDevice(id: string, roles: string[]) {
+    const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
+    if (token.status !== 201) throw new Error(`token: ${token.text}`)
+    const storage = memoryStorage()
+    const enrollment = await enroll({
+      keyserverUrl: h.url,
+      ca: h.caPem,
+      token: (token.body as { token: string }).token,
+      id,
+      storage,
+    })
+    return { ...enrollment, storage }
+  }
+  type NodeDevice = Awaited<ReturnType<typeof nodeDevice>>
+
+  async function connectNode(device: NodeDevice): Promise<SecureClient> {
+    const client = await secureConnectAsync(broker.urls.mqtts, {
+      ...device,
+      keyserver: { url: h.url, ca: h.caPem, keyServerPublicKey: device.keyServerPublicKey },
+      mqtt: { ca: h.caPem, reconnectPeriod: 0, connectTimeout: 10_000 },
+    })
+    nodeClients.push(client)
+    return client
+  }
+
+  beforeAll(async () => {
+    // The page's origin must be known before the key server starts (its CORS list), so the
+    // dev PKI is made first, in the directory the harness then uses.
+    dir = mkdtempSync(join(tmpdir(), 'smqtt-browser-'))
+    const pki = await ensureDevPki(join(dir, 'pki'))
+    const script = await bundlePage()
+    bundleGzipBytes = gzipSync(script, { level: 9 }).length
+    ;({ server: pageServer, origin } = await servePage({ key: pki.serverKeyPem, cert: pki.serverCertPem }, script))
+
+    h = await startHarness({ dir, corsOrigins: [origin] })
+    h.clock.now = now()
+    clockTimer = setInterval(() => {
+      h.clock.now = now()
+    }, 1_000)
+    const policy = await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
+    if (policy.status !== 200) throw new Error(`policy: ${policy.text}`)
+
+    const brokerPrincipal = await h.enroll('broker-1', ['broker'])
+    const identityFile = join(dir, 'broker-identity.json')
+    writeFileSync(identityFile, JSON.stringify(exportIdentity(brokerPrincipal.identity)), { mode: 0o600 })
+    broker = await startBroker(
+      parseBrokerConfig(
+        {
+          // Browsers get no client-certificate request: Chromium would cancel the WebSocket.
+          listeners: { mqtts: { port: 0 }, wss: { port: 0, path: '/mqtt', clientCertificates: false } },
+          tls: { certFile: 'pki/server.pem', keyFile: 'pki/server.key', caFile: 'pki/ca.pem' },
+          keyServer: {
+            url: h.url,
+            publicKey: Buffer.from(h.keyServer.publicKey).toString('base64url'),
+            identityFile,
+          },
+          metrics: false,
+        },
+        dir,
+      ),
+      { logLevel: 'silent' },
+    )
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM.probe[0],
+      args: [
+        '--headless=new',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        // Trust exactly the dev server key (page, key server and broker share it), nothing else.
+        `--ignore-certificate-errors-spki-list=${spkiPin(pki.serverCertPem)}`,
+      ],
+    })
+    page = await browser.newPage()
+    const pageErrors: string[] = []
+    page.on('pageerror', (err) => pageErrors.push(err.message))
+    await page.goto(`${origin}/`)
+    await page.waitForFunction(() => typeof smqtt === 'object', undefined, { timeout: 10_000 })
+    expect(pageErrors).toEqual([])
+  }, 60_000)
+
+  afterAll(async () => {
+    clearInterval(clockTimer)
+    await page?.evaluate(() => smqtt.close()).catch(() => {})
+    await browser?.close()
+    await Promise.all(nodeClients.map((c) => within(c.endAsync(true), 5_000, 'end node client').catch(() => {})))
+    await broker?.close()
+    await new Promise<void>((resolve) => (pageServer ? pageServer.close(() => resolve()) : resolve()))
+    await h?.close() // removes `dir`
+    if (dir) rmSync(dir, { recursive: true, force: true })
+    if (bundleGzipBytes)
+      console.log(
+        `browser test page bundle (client + core + mqtt.js), gzip: ${(bundleGzipBytes / 1024).toFixed(1)} KiB`,
+      )
+  }, 30_000)
+
+  test('enrolls, connects over wss://, decrypts, publishes verifiably and refuses a replay', async () => {
+    const thermostat = await nodeDevice('thermostat-1', ['thermostat'])
+
+    // 1. Enrollment from the page: fetch to the key server (CORS), identity into IndexedDB.
+    const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: 'app-browser', roles: ['app'] })
+    const enrolled = await page.evaluate((args) => smqtt.enroll(args), {
+      keyserverUrl: h.url,
+      token: (token.body as { token: string }).token,
+      id: 'app-browser',
+    })
+    expect(enrolled.id).toBe('app-browser')
+    // The identity survives a reload: it lives in IndexedDB, not in the page's memory.
+    await page.reload()
+    await page.waitForFunction(() => typeof smqtt === 'object', undefined, { timeout: 10_000 })
+    const storedIdentity = await page.evaluate(() => smqtt.stored('identity'))
+    expect(JSON.parse(storedIdentity ?? '{}')).toMatchObject({ id: 'app-browser' })
+
+    // The lock enrolls after the page, so its first bundle already holds the page's key; the
+    // broker pulls its snapshot now rather than at its next interval.
+    const lock = await nodeDevice('lock-front', ['lock'])
+    expect(await broker.plugin.pull()).toBe(true)
+
+    // 2. wss:// with the CONNECT password; keys fetched from the key server by the page.
+    const wssUrl = broker.urls.wss as string
+    expect(wssUrl).toMatch(/^wss:\/\/127\.0\.0\.1:\d+\/mqtt$/)
+    await page.evaluate((args) => smqtt.connect(args), { brokerUrl: wssUrl, subscribe: `${HOME}/thermostat/#` })
+
+    // 3. Node thermostat -> browser: sealed, routed, opened in the page with the sender verified.
+    const thermostatClient = await connectNode(thermostat)
+    await thermostatClient.publishAsync(THERMOSTAT_TOPIC, '21.5', { qos: 1 })
+    await page.waitForFunction(() => smqtt.received.length >= 1, undefined, { timeout: 10_000 })
+    expect(await page.evaluate(() => smqtt.received)).toEqual([
+      { topic: THERMOSTAT_TOPIC, text: '21.5', sender: 'thermostat-1', encrypted: true },
+    ])
+
+    // 4. Browser -> Node lock: the lock verifies the page's principal as the sender.
+    const lockClient = await connectNode(lock)
+    const commands: { text: string; sender: string | undefined }[] = []
+    lockClient.on('message', (_topic, payload, info) =>
+      commands.push({ text: new TextDecoder().decode(payload), sender: info.sender }),
+    )
+    await lockClient.subscribeAsync(LOCK_TOPIC, { qos: 1 })
+    await page.evaluate((topic) => smqtt.publish(topic, 'lock'), LOCK_TOPIC)
+    await waitUntil(() => commands.length >= 1, 'the lock command', 10_000)
+    expect(commands).toEqual([{ text: 'lock', sender: 'app-browser' }])
+
+    // 5. Replay: the thermostat's own session resends its envelope as a QoS 1 DUP, which the
+    //    broker must let through (a lost PUBACK looks the same). The page refuses it.
+    const wire: Uint8Array[] = []
+    await new Promise<void>((resolve) =>
+      broker.broker.subscribe(
+        THERMOSTAT_TOPIC,
+        (packet, done) => {
+          wire.push(new Uint8Array(packet.payload as Buffer))
+          done()
+        },
+        resolve,
+      ),
+    )
+    await thermostatClient.publishAsync(THERMOSTAT_TOPIC, '22.0', { qos: 1 })
+    await page.waitForFunction(() => smqtt.received.length >= 2, undefined, { timeout: 10_000 })
+    const captured = wire[0]
+    if (!captured) throw new Error('the broker routed no thermostat envelope')
+    await within(thermostatClient.endAsync(), 5_000, 'thermostat disconnect')
+    const replayer = mqtt.connect(broker.urls.mqtts, {
+      ca: h.caPem,
+      clientId: 'thermostat-1',
+      username: 'thermostat-1',
+      password: createConnectPassword(thermostat.identity, 'thermostat-1'),
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+    })
+    nodeClients.push(replayer)
+    await within(
+      replayer.publishAsync(THERMOSTAT_TOPIC, Buffer.from(captured), { qos: 1, dup: true }),
+      10_000,
+      'replay',
+    )
+    await page.waitForFunction(() => smqtt.securityErrors.length >= 1, undefined, { timeout: 10_000 })
+    expect(await page.evaluate(() => smqtt.securityErrors)).toEqual([{ code: 'ERR_REPLAY', topic: THERMOSTAT_TOPIC }])
+    // Never delivered: the page still has exactly the two genuine readings.
+    expect((await page.evaluate(() => smqtt.received)).map((m) => m.text)).toEqual(['21.5', '22.0'])
+  }, 60_000)
+})
