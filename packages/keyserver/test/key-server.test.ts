@@ -170,7 +170,7 @@ describe('key bundles follow the ACL', () => {
     expect(revocations.status).toBe(200)
   })
 
-  test('revoking a writer-only device re-keys the groups it wrote (its epoch key opens the other writers\' traffic)', async () => {
+  test("revoking a writer-only device re-keys the groups it wrote (its epoch key opens the other writers' traffic)", async () => {
     await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
     await h.enroll('thermostat-1', ['thermostat']) // writes group 1, reads nothing
     const revoked = await h.admin('POST', '/v1/admin/principals/thermostat-1/revoke')
