@@ -19,11 +19,22 @@ import { createAuthorizeForwardHook } from './authorize-forward.js'
 import { createAuthorizePublishHook } from './authorize-publish.js'
 import { createAuthorizeSubscribeHook } from './authorize-subscribe.js'
 import { type EnforcedSnapshot, enforceSnapshot, sameSerial } from './enforced-snapshot.js'
-import { ConnectGuard, type ConnectLimits, DEFAULT_MAX_PACKET_BYTES, guardPacketSize } from './limits.js'
+import {
+  ConnectGuard,
+  type ConnectLimits,
+  DEFAULT_CONNECT_TIMEOUT_SECONDS,
+  DEFAULT_MAX_PACKET_BYTES,
+  guardPacketSize,
+} from './limits.js'
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.js'
 import type { EnforcementMode, LegacyUser, PluginContext } from './plugin-context.js'
+import { DEFAULT_PUBLISH_RATE, type PublishRate, PublishRateLimiter } from './publish-rate.js'
 import { addressOf, type Session, sessionOf, setConnectInfo } from './session.js'
 import { type KeyServerConnection, type SnapshotSync, startSnapshotSync } from './snapshot-sync.js'
+import { defaultVerifyWorkers, VerifyPool } from './verify-pool.js'
+
+/** The error Aedes 1.2 raises when CONNECT did not arrive within its connectTimeout. */
+const AEDES_CONNECT_TIMEOUT = 'connect did not arrive in time'
 
 /** Options of {@link attachSmqtt}. */
 export interface SmqttPluginOptions {
@@ -33,6 +44,13 @@ export interface SmqttPluginOptions {
   readonly keyServer?: KeyServerConnection
   /** Signature enforcement: `full` (default), `sampled`, or `binding` (sender binding only). */
   readonly mode?: EnforcementMode
+  /**
+   * Worker threads verifying envelope signatures (`full`, and the sampled ones in `sampled`);
+   * 0 verifies on the event loop. Default: 1 when the machine has 2 or more cores, else 0.
+   */
+  readonly verifyWorkers?: number
+  /** Per-principal PUBLISH token bucket (default 1,000/s, burst 2,000); `false`: unlimited. */
+  readonly publishRate?: PublishRate | false
   /** Fraction of envelopes verified in `sampled` mode (default 0.05). */
   readonly sampleRate?: number
   /** How long a principal caught with a bad signature in `sampled` mode is banned (default 300 s). */
@@ -120,6 +138,23 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     client.close()
   }
 
+  const mode = options.mode ?? 'full'
+  const verifyWorkers = options.verifyWorkers ?? defaultVerifyWorkers()
+  const verifyPool =
+    mode !== 'binding' && verifyWorkers > 0
+      ? new VerifyPool({
+          workers: verifyWorkers,
+          onFailure: (reason, refused, error) => {
+            metrics.verifyWorkerFailures.inc({ reason })
+            audit.log.error(
+              { event: 'verify-worker-failed', reason, refused, err: error?.message },
+              'signature verification worker replaced; its pending publishes were refused',
+            )
+          },
+        })
+      : undefined
+  const publishRate = options.publishRate ?? DEFAULT_PUBLISH_RATE
+
   const context: PluginContext = {
     snapshot: () => enforced,
     now,
@@ -129,7 +164,9 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     metrics,
     guard: new ConnectGuard(options.connectLimits),
     replay: new ReplayWindow({ windowSize: 32, maxAgeSeconds: 300, maxFutureSkewSeconds: 60, ...options.replay }),
-    mode: options.mode ?? 'full',
+    publishRate: publishRate === false ? undefined : new PublishRateLimiter(publishRate),
+    verifyPool,
+    mode,
     sampleRate: options.sampleRate ?? 0.05,
     banSeconds: options.banSeconds ?? 300,
     epochSkewSeconds: options.epochSkewSeconds ?? 60,
@@ -153,6 +190,25 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
         )
           closeSession(client, 'certificate-replaced')
       }
+    }
+  }
+
+  // Revocation is final, so the principal's persistent session goes too: without this, Aedes
+  // queues every QoS 1/2 message matching its stored subscriptions for a client that can never
+  // come back (found by the soak). Once per principal and process; idempotent across nodes.
+  const forgotten = new Set<string>()
+  const forgetRevokedSessions = () => {
+    for (const principal of enforced?.principals.values() ?? []) {
+      if (principal.status !== 'revoked' || forgotten.has(principal.id)) continue
+      forgotten.add(principal.id)
+      // Aedes 1.2's types do not declare the instance's persistence; it is promise-style.
+      const { persistence } = broker as unknown as {
+        persistence: { cleanSubscriptions(client: { id: string }): Promise<unknown> }
+      }
+      persistence.cleanSubscriptions({ id: principal.id }).then(
+        () => log.info({ principal: principal.id }, 'revoked principal: persistent session removed'),
+        (err: Error) => log.warn({ principal: principal.id, err: err.message }, 'could not remove a revoked session'),
+      )
     }
   }
 
@@ -187,6 +243,7 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     metrics.snapshotsApplied.inc({ source })
     log.info({ source, issuedAt: snapshot.issuedAt, principals: snapshot.principals.length }, 'snapshot applied')
     enforceOnSessions()
+    forgetRevokedSessions()
     return true
   }
 
@@ -208,6 +265,21 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     }
     previous.preConnect.call(broker, client, packet, callback)
   }
+  // Slow-loris: Aedes closes a connection whose CONNECT has not arrived `connectTimeout` ms after
+  // it was handed over (a property its types do not declare); the plugin sets it and audits it.
+  const aedesTimeout = broker as unknown as { connectTimeout: number }
+  const previousConnectTimeout = aedesTimeout.connectTimeout
+  aedesTimeout.connectTimeout = (options.connectLimits?.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000
+  // Aedes destroys the socket before it reports the timeout: the peer address is read at hand-over.
+  const peerAddresses = new WeakMap<Client, string>()
+  const onConnectionError = (client: Client, err: Error) => {
+    if (err.message === AEDES_CONNECT_TIMEOUT)
+      audit.log.warn(
+        { event: 'connect-timeout', address: peerAddresses.get(client), seconds: aedesTimeout.connectTimeout / 1000 },
+        'connection closed: no CONNECT in time',
+      )
+  }
+  broker.on('connectionError', onConnectionError)
   broker.authenticate = createAuthenticateHook(context, (c, u, p, done) =>
     previous.authenticate.call(broker, c, u, p, done),
   )
@@ -242,6 +314,9 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   }
   broker.on('client', onReady) // registered, before CONNACK
   broker.on('clientDisconnect', onGone)
+  // Closing the broker ends the worker threads even without plugin.close().
+  const closePool = () => void verifyPool?.close()
+  broker.once('closed', closePool)
 
   const sync: SnapshotSync = await startSnapshotSync(
     broker,
@@ -252,11 +327,12 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   )
 
   const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES
-  return {
+  const plugin: SmqttPlugin = {
     applySnapshot,
     pull: () => sync.pull(),
     handle(stream) {
       const client = broker.handle(stream)
+      peerAddresses.set(client, addressOf(client))
       guardPacketSize(stream, maxPacketBytes, (reason, declaredAtLeast) => {
         const address = (stream as { remoteAddress?: string }).remoteAddress
         audit.log.warn(
@@ -282,9 +358,22 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     metrics,
     async close() {
       await sync.close()
+      await verifyPool?.close()
+      broker.off('closed', closePool)
       broker.off('client', onReady)
       broker.off('clientDisconnect', onGone)
+      broker.off('connectionError', onConnectionError)
+      aedesTimeout.connectTimeout = previousConnectTimeout
       Object.assign(broker, previous)
     },
   }
+  if (verifyPool) verifyPools.set(plugin, verifyPool)
+  return plugin
+}
+
+const verifyPools = new WeakMap<SmqttPlugin, VerifyPool>()
+
+/** The plugin's verification pool, if it has one (tests and benchmarks; not exported by the package). */
+export function verifyPoolOf(plugin: SmqttPlugin): VerifyPool | undefined {
+  return verifyPools.get(plugin)
 }

@@ -7,7 +7,8 @@ import type { BrokerMetrics } from './metrics.js'
 /** Every reason the plugin refuses something, with its meaning (README lists what clients see). */
 export const REFUSAL_REASONS = {
   'no-snapshot': 'No verified snapshot yet: the plugin refuses everything until it has one.',
-  'rate-limited': 'Too many CONNECTs from this address or client id, or a ban is in force.',
+  'rate-limited':
+    'Too many CONNECTs from this address or client id (or a ban is in force), or PUBLISHes from this principal.',
   'empty-client-id': 'The CONNECT has an empty client id (SMQTT binds the client id to the principal).',
   'bad-credentials': 'No credentials, or the password, CONNECT proof or certificate does not authenticate.',
   'replayed-password': 'A CONNECT password whose one-time nonce was already used.',
@@ -28,6 +29,8 @@ export const REFUSAL_REASONS = {
   replay: 'The sequence number was already seen from this sender, or is older than the window.',
   stale: "The envelope's send time is outside the freshness limit.",
   'signature-invalid': "The sender's signature does not verify.",
+  'verify-unavailable':
+    'The signature could not be checked (its verification worker crashed or timed out): fail closed.',
 } as const
 
 /** A stable refusal reason code. */

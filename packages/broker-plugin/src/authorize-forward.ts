@@ -3,6 +3,7 @@
 // without waiting for it to reconnect. The verdict per (principal, topic) is cached until the
 // next snapshot, since maySubscribe is far costlier than a map lookup.
 import type { AedesPublishPacket, Client } from 'aedes'
+import type { RefusalReason } from './audit.js'
 import { readRefusal } from './authorize-subscribe.js'
 import type { EnforcedSnapshot } from './enforced-snapshot.js'
 import { isBanned, type PluginContext } from './plugin-context.js'
@@ -18,21 +19,19 @@ export function createAuthorizeForwardHook(
   previous: (client: Client, packet: AedesPublishPacket) => AedesPublishPacket | null | undefined,
 ): AuthorizeForwardHook {
   let cachedFor: EnforcedSnapshot | undefined
-  const verdicts = new Map<string, string | null>()
+  const verdicts = new Map<string, RefusalReason | null>()
+  // No closure per delivery: this runs once per message and subscriber.
+  const drop = (client: Client, topic: string, reason: RefusalReason) => {
+    context.audit.refused('forward', reason, { principal: sessionOf(client)?.principalId, clientId: client.id, topic })
+    return null
+  }
   return (client, packet) => {
     const session = sessionOf(client)
     const enforced = context.snapshot()
-    const drop = (reason: 'no-snapshot' | 'principal-inactive' | Parameters<typeof context.audit.refused>[1]) => {
-      context.audit.refused('forward', reason, {
-        principal: session?.principalId,
-        clientId: client.id,
-        topic: packet.topic,
-      })
-      return null
-    }
-    if (!enforced) return drop('no-snapshot')
+    if (!enforced) return drop(client, packet.topic, 'no-snapshot')
     const principal = session && enforced.principals.get(session.principalId)
-    if (principal?.status !== 'active' || isBanned(context, principal.id)) return drop('principal-inactive')
+    if (principal?.status !== 'active' || isBanned(context, principal.id))
+      return drop(client, packet.topic, 'principal-inactive')
     if (cachedFor !== enforced) {
       cachedFor = enforced
       verdicts.clear()
@@ -44,7 +43,7 @@ export function createAuthorizeForwardHook(
       if (verdicts.size >= MAX_CACHED) verdicts.clear()
       verdicts.set(key, verdict)
     }
-    if (verdict !== null) return drop(verdict as Parameters<typeof context.audit.refused>[1])
+    if (verdict !== null) return drop(client, packet.topic, verdict)
     return previous(client, packet) ?? null
   }
 }

@@ -10,6 +10,8 @@ import { dirname, resolve } from 'node:path'
 import { configField, parseConfigText, SmqttError } from '@smqtt/core'
 import type { ConnectLimits } from './limits.js'
 import type { EnforcementMode, LegacyUser } from './plugin-context.js'
+import { DEFAULT_PUBLISH_RATE, type PublishRate } from './publish-rate.js'
+import { defaultVerifyWorkers } from './verify-pool.js'
 
 const { orDefault, invalid, object, integer, boolean, pathString, hostString } = configField
 
@@ -26,8 +28,12 @@ export interface BrokerConfig {
   readonly listeners: {
     /** MQTT over TLS: always on. */
     readonly mqtts: ListenAddress
-    /** MQTT over WebSocket over TLS, if configured. */
-    readonly wss: (ListenAddress & { readonly path: string }) | undefined
+    /**
+     * MQTT over WebSocket over TLS, if configured. It asks for an (optional) client certificate
+     * only with `clientCertificates: true`: Chromium cancels a WebSocket whose TLS handshake asks
+     * for one, and browsers are what this listener is for; devices use mqtts.
+     */
+    readonly wss: (ListenAddress & { readonly path: string; readonly clientCertificates: boolean }) | undefined
     /** Plain MQTT (no TLS): only with `insecurePlainListener`. */
     readonly mqtt: ListenAddress | undefined
   }
@@ -49,6 +55,10 @@ export interface BrokerConfig {
   readonly mode: EnforcementMode
   readonly sampleRate: number
   readonly banSeconds: number
+  /** Signature verification worker threads; 0: on the event loop. */
+  readonly verifyWorkers: number
+  /** Per-principal PUBLISH rate limit; false: unlimited. */
+  readonly publishRate: PublishRate | false
   readonly maxPacketBytes: number
   readonly topicLimits: { readonly maxBytes: number; readonly maxLevels: number }
   readonly connectLimits: ConnectLimits
@@ -81,7 +91,7 @@ const MODES: readonly EnforcementMode[] = ['full', 'sampled', 'binding']
 export interface BrokerConfigDocument {
   listeners?: {
     mqtts?: { host?: string; port?: number }
-    wss?: { host?: string; port?: number; path?: string }
+    wss?: { host?: string; port?: number; path?: string; clientCertificates?: boolean }
     mqtt?: { host?: string; port?: number }
   }
   insecurePlainListener?: boolean
@@ -90,6 +100,8 @@ export interface BrokerConfigDocument {
   mode?: EnforcementMode
   sampleRate?: number
   banSeconds?: number
+  verifyWorkers?: number
+  publishRate?: { perSecond: number; burst?: number } | false
   maxPacketBytes?: number
   topicLimits?: { maxBytes?: number; maxLevels?: number }
   connectLimits?: {
@@ -98,6 +110,7 @@ export interface BrokerConfigDocument {
     failuresBeforeBan?: number
     windowSeconds?: number
     banSeconds?: number
+    connectTimeoutSeconds?: number
   }
   legacyUsers?: { username: string; principal: string; hash: string }[]
   metrics?: { host?: string; port?: number } | false
@@ -117,6 +130,9 @@ export const BROKER_CONFIG_DEFAULTS = {
   mode: 'full' as EnforcementMode,
   sampleRate: 0.05,
   banSeconds: 300,
+  /** 1 with two or more cores, else 0 (computed on this machine when the module loads). */
+  verifyWorkers: defaultVerifyWorkers(),
+  publishRate: DEFAULT_PUBLISH_RATE,
   maxPacketBytes: 256 * 1024,
   topicLimits: { maxBytes: 65_535, maxLevels: 32 },
   metrics: { host: '127.0.0.1', port: 9464 },
@@ -168,6 +184,8 @@ export function parseBrokerConfig(json: unknown, baseDir: string): BrokerConfig 
     'mode',
     'sampleRate',
     'banSeconds',
+    'verifyWorkers',
+    'publishRate',
     'maxPacketBytes',
     'topicLimits',
     'connectLimits',
@@ -184,11 +202,12 @@ export function parseBrokerConfig(json: unknown, baseDir: string): BrokerConfig 
   const mqtts = address(orDefault(listeners.mqtts, {}), '$.listeners.mqtts', D.mqtts)
   let wss: BrokerConfig['listeners']['wss']
   if (listeners.wss !== undefined) {
-    const fields = object(listeners.wss, '$.listeners.wss', ['host', 'port', 'path'])
-    const { path: wsPath, ...rest } = fields
+    const fields = object(listeners.wss, '$.listeners.wss', ['host', 'port', 'path', 'clientCertificates'])
+    const { path: wsPath, clientCertificates, ...rest } = fields
     wss = {
       ...address(rest, '$.listeners.wss', D.wss),
       path: wsPathString(orDefault(wsPath, D.wss.path), '$.listeners.wss.path'),
+      clientCertificates: boolean(orDefault(clientCertificates, false), '$.listeners.wss.clientCertificates'),
     }
   }
   let plain: ListenAddress | undefined
@@ -225,6 +244,7 @@ export function parseBrokerConfig(json: unknown, baseDir: string): BrokerConfig 
     'failuresBeforeBan',
     'windowSeconds',
     'banSeconds',
+    'connectTimeoutSeconds',
   ])
   const connectLimits: Record<string, number> = {}
   for (const [key, value] of Object.entries(limits))
@@ -256,6 +276,8 @@ export function parseBrokerConfig(json: unknown, baseDir: string): BrokerConfig 
     mode: oneOf(orDefault(root.mode, D.mode), '$.mode', MODES),
     sampleRate: fraction(orDefault(root.sampleRate, D.sampleRate), '$.sampleRate'),
     banSeconds: integer(orDefault(root.banSeconds, D.banSeconds), '$.banSeconds', 1, 30 * 86_400),
+    verifyWorkers: integer(orDefault(root.verifyWorkers, D.verifyWorkers), '$.verifyWorkers', 0, 64),
+    publishRate: root.publishRate === false ? false : publishRate(orDefault(root.publishRate, D.publishRate)),
     maxPacketBytes: integer(
       orDefault(root.maxPacketBytes, D.maxPacketBytes),
       '$.maxPacketBytes',
@@ -273,6 +295,15 @@ export function parseBrokerConfig(json: unknown, baseDir: string): BrokerConfig 
     logLevel: oneOf(orDefault(root.logLevel, D.logLevel), '$.logLevel', LOG_LEVELS),
     redis: root.redis === undefined ? undefined : redisConfig(root.redis, '$.redis'),
   }
+}
+
+function publishRate(value: unknown): PublishRate {
+  const fields = object(value, '$.publishRate', ['perSecond', 'burst'])
+  if (fields.perSecond === undefined) throw invalid('$.publishRate.perSecond', 'required (or "publishRate": false)')
+  const perSecond = integer(fields.perSecond, '$.publishRate.perSecond', 1, 1_000_000)
+  // Default burst: two seconds' worth.
+  const burst = integer(orDefault(fields.burst, 2 * perSecond), '$.publishRate.burst', 1, 10_000_000)
+  return { perSecond, burst }
 }
 
 function redisConfig(value: unknown, at: string): RedisConfig {

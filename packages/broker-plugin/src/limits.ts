@@ -1,4 +1,5 @@
-// Hardening the MQTT layer where Aedes 1.2 has no setting: packet size and connect flapping.
+// Hardening the MQTT layer where Aedes 1.2 has no setting (packet size, connect flapping) or a
+// lax default (30 s to send CONNECT).
 //
 // Measured on plain Aedes 1.2: it has no max packet size and buffered a declared 243 MiB packet
 // from a client that had not even sent CONNECT. The guard reads each packet's fixed header (type
@@ -73,8 +74,16 @@ export function guardPacketSize(
   stream.on('data', onData)
 }
 
-/** Limits of {@link ConnectGuard}. */
+/** Default seconds a connection has to send CONNECT once TLS is up (Aedes' own default: 30). */
+export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
+
+/** Limits of {@link ConnectGuard}, and the CONNECT deadline. */
 export interface ConnectLimits {
+  /**
+   * Seconds a connection has to deliver its whole CONNECT packet, counted from the end of the
+   * TLS handshake; then it is closed (slow-loris: never sending CONNECT, or dripping it). Default 10.
+   */
+  readonly connectTimeoutSeconds?: number
   /** CONNECTs accepted per address per window (default 60). */
   readonly perAddress?: number
   /** CONNECTs accepted per client id per window: reconnect loops of one id (default 20). */

@@ -2,6 +2,8 @@
 // brokers in one process (tests, or a CLI with two listeners) never collide on metric names.
 import { Counter, Gauge, Registry } from 'prom-client'
 
+export type SignatureResult = 'valid' | 'invalid' | 'skipped' | 'unavailable'
+
 /** The metrics a plugin instance keeps; serve `registry.metrics()` on `/metrics`. */
 export interface BrokerMetrics {
   readonly registry: Registry
@@ -15,8 +17,15 @@ export interface BrokerMetrics {
   readonly snapshotsApplied: Counter<'source'>
   /** Snapshots refused or pulls failed, by source. */
   readonly snapshotErrors: Counter<'source'>
-  /** Envelope signatures checked, by result (`valid`, `invalid`, `skipped`). */
+  /** Envelope signatures checked, by result (`valid`, `invalid`, `skipped`, `unavailable`). */
   readonly signatures: Counter<'result'>
+  /**
+   * The hot path counts signatures here (a labelled `inc` hashes its labels on every call);
+   * `signatures` takes these in when it is read.
+   */
+  readonly signatureTally: Record<SignatureResult, number>
+  /** Verification worker threads replaced, by reason (`crashed`, `timeout`). */
+  readonly verifyWorkerFailures: Counter<'reason'>
 }
 
 /**
@@ -33,6 +42,7 @@ export function createBrokerMetrics(
   registry: Registry = new Registry(),
 ): BrokerMetrics {
   const registers = [registry]
+  const signatureTally: Record<SignatureResult, number> = { valid: 0, invalid: 0, skipped: 0, unavailable: 0 }
   new Gauge({
     name: 'smqtt_broker_snapshot_age_seconds',
     help: 'Seconds since the last snapshot was received from the key server (-1 before the first).',
@@ -83,8 +93,21 @@ export function createBrokerMetrics(
     }),
     signatures: new Counter({
       name: 'smqtt_broker_envelope_signatures_total',
-      help: 'Envelope signatures by result: valid, invalid, or skipped (binding or sampled mode).',
+      help: 'Envelope signatures by result: valid, invalid, skipped (binding or sampled mode), or unavailable (worker failed).',
       labelNames: ['result'],
+      registers,
+      collect() {
+        for (const result of Object.keys(signatureTally) as SignatureResult[]) {
+          if (signatureTally[result] > 0) this.inc({ result }, signatureTally[result])
+          signatureTally[result] = 0
+        }
+      },
+    }),
+    signatureTally,
+    verifyWorkerFailures: new Counter({
+      name: 'smqtt_broker_verify_worker_failures_total',
+      help: 'Signature verification worker threads replaced after a crash or timeout (their envelopes were refused).',
+      labelNames: ['reason'],
       registers,
     }),
   }

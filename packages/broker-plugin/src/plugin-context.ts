@@ -7,6 +7,8 @@ import type { Auditor } from './audit.js'
 import type { EnforcedSnapshot } from './enforced-snapshot.js'
 import type { ConnectGuard } from './limits.js'
 import type { BrokerMetrics } from './metrics.js'
+import type { PublishRateLimiter } from './publish-rate.js'
+import type { VerifyPool } from './verify-pool.js'
 
 /** How much of each envelope's signature the broker checks. */
 export type EnforcementMode = 'full' | 'sampled' | 'binding'
@@ -30,6 +32,10 @@ export interface PluginContext {
   readonly metrics: BrokerMetrics
   readonly guard: ConnectGuard
   readonly replay: ReplayWindow
+  /** Per-principal PUBLISH token buckets; undefined: unlimited. */
+  readonly publishRate: PublishRateLimiter | undefined
+  /** Worker threads for envelope signatures; undefined: verified inline on the event loop. */
+  readonly verifyPool: VerifyPool | undefined
   readonly mode: EnforcementMode
   readonly sampleRate: number
   readonly banSeconds: number

@@ -47,7 +47,10 @@ export function redisOptions(url: string): Record<string, unknown> {
 export function createRedisBackends(config: RedisConfig): RedisBackends {
   const { MQEmitterRedisPrefix } = require('mqemitter-redis') as { MQEmitterRedisPrefix: EmitterFactory }
   const persistenceOf = require('aedes-persistence-redis') as PersistenceFactory
-  const connection = redisOptions(config.url)
+  // Commands wait for Redis to come back rather than fail after ioredis' 20 reconnect attempts
+  // (about 10 s): Aedes turns such a failure into a dropped client connection, or, once seen in
+  // test/faults/redis-restart.test.ts, an unhandled 'error' that ended the process.
+  const connection = { ...redisOptions(config.url), maxRetriesPerRequest: null }
   const mq = new MQEmitterRedisPrefix(config.prefix, connection) as { state: NodeJS.EventEmitter }
   const persistence = persistenceOf({ ...connection, keyPrefix: config.prefix })
   return {

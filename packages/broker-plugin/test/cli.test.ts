@@ -83,7 +83,7 @@ describe('config', () => {
       expect(config.tls.keyFile).toBe('/abs/key.pem')
       expect(config.keyServer.caFile).toBe(join(dir, '../ks-ca.pem'))
       expect(config.auditLogFile).toBe(join(dir, 'logs/audit.log'))
-      expect(config.listeners.wss).toEqual({ host: '::1', port: 0, path: '/mqtt' })
+      expect(config.listeners.wss).toEqual({ host: '::1', port: 0, path: '/mqtt', clientCertificates: false })
       expect(config.metrics).toBeUndefined()
       expect(config.mode).toBe('sampled')
     } finally {
@@ -121,6 +121,9 @@ describe('config', () => {
     )
     expect(configError({ ...MINIMAL, listeners: { mqtts: { port: 70_000 } } })).toMatch(/\$\.listeners\.mqtts\.port/)
     expect(configError({ ...MINIMAL, listeners: { wss: { path: 'mqtt' } } })).toMatch(/\$\.listeners\.wss\.path/)
+    expect(configError({ ...MINIMAL, listeners: { wss: { clientCertificates: 'no' } } })).toMatch(
+      /\$\.listeners\.wss\.clientCertificates/,
+    )
     expect(configError({ ...MINIMAL, mode: 'none' })).toMatch(/\$\.mode: expected one of full, sampled, binding/)
     expect(configError({ ...MINIMAL, maxPacketBytes: 10 })).toMatch(/\$\.maxPacketBytes/)
     expect(configError({ ...MINIMAL, topicLimits: { maxLevels: 0 } })).toMatch(/\$\.topicLimits\.maxLevels/)
@@ -160,7 +163,7 @@ const LEGACY_PASSWORD = 'correct horse battery staple'
 /** Writes a config (with the broker identity and the key server's PKI) and returns its path. */
 function writeConfig(name: string, extra: Partial<BrokerConfigDocument> = {}): string {
   const doc: BrokerConfigDocument = {
-    listeners: { mqtts: { port: 0 }, wss: { port: 0, path: '/mqtt' } },
+    listeners: { mqtts: { port: 0 }, wss: { port: 0, path: '/mqtt', clientCertificates: true } },
     tls: { certFile: `${h.dir}/pki/server.pem`, keyFile: `${h.dir}/pki/server.key`, caFile: `${h.dir}/pki/ca.pem` },
     keyServer: {
       url: h.url,

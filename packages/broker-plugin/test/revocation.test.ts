@@ -39,6 +39,26 @@ describe('revocation', () => {
     )
   })
 
+  test("a revoked principal's persistent session is removed: nothing queues for it any more", async () => {
+    const victim = await d.connectAs(app, { clean: false })
+    await victim.subscribeAsync('home/+/thermostat/#', { qos: 1 })
+    const { persistence } = d.broker as unknown as {
+      persistence: {
+        subscriptionsByClient(client: { id: string }): Promise<unknown[] | null>
+        subscriptionsByTopic(topic: string): Promise<unknown[]>
+      }
+    }
+    const stored = () => persistence.subscriptionsByClient({ id: 'app-1' })
+    expect(await stored()).toHaveLength(1)
+    await d.h.keyServer.revokePrincipal('app-1', 'admin')
+    const gone = closed(victim, 1_000)
+    d.smqtt.applySnapshot(await d.freshSnapshot())
+    await gone
+    for (let i = 0; i < 50 && ((await stored())?.length ?? 0) > 0; i++) await sleep(20)
+    expect((await stored()) ?? []).toHaveLength(0)
+    expect(await persistence.subscriptionsByTopic('home/hall/thermostat/thermostat-1/temp')).toEqual([])
+  })
+
   test('a snapshot not signed by the pinned key server is refused, whoever pushes it', async () => {
     const before = d.smqtt.snapshot?.issuedAt
     const signed = (await d.freshSnapshot()) as { signature: string }

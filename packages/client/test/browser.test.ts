@@ -136,7 +136,7 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
       parseBrokerConfig(
         {
           // Browsers get no client-certificate request: Chromium would cancel the WebSocket.
-          listeners: { mqtts: { port: 0 }, wss: { port: 0, path: '/mqtt', clientCertificates: false } },
+          listeners: { mqtts: { port: 0 }, wss: { port: 0, path: '/mqtt' } },
           tls: { certFile: 'pki/server.pem', keyFile: 'pki/server.key', caFile: 'pki/ca.pem' },
           keyServer: {
             url: h.url,

@@ -1,0 +1,236 @@
+// The full real stack the attack catalogue runs against: the key server over HTTPS (SQLite, dev
+// PKI), the broker assembled by startBroker (Aedes + plugin behind mqtts://, restartable on the
+// same port), @smqtt/client secure clients enrolled through the client's own enroll(), and raw
+// mqtt.js clients for the attackers. Every broker log line is kept: the audit entries (`audit:
+// true`) are what the tests assert refusals on.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  type ClientStorage,
+  type Enrollment,
+  enroll,
+  fileStorage,
+  memoryStorage,
+  type SecureClient,
+  type SecurityErrorEvent,
+  secure,
+} from '@smqtt/client'
+import { createConnectPassword, exportIdentity } from '@smqtt/core'
+import { type Harness, startHarness } from '@smqtt/keyserver/testing'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import {
+  type BrokerConfigDocument,
+  hashLegacyPassword,
+  parseBrokerConfig,
+  type RunningBroker,
+  startBroker,
+} from '../../packages/broker-plugin/src/index.js'
+import { closed, TEST_POLICY, within } from '../../packages/broker-plugin/test/fixture.js'
+import { waitUntil } from '../../packages/client/test/_stack.js'
+
+/** The login an attacker stole from thermostat-1: its legacy MQTT password, not its keys. */
+export const STOLEN_LOGIN = { username: 'thermostat-1-legacy', password: 'hunter2 from a config file' }
+
+export type Member = Enrollment & { readonly storage: ClientStorage }
+
+/** A secure client plus everything it delivered or refused. */
+export interface Recorder {
+  readonly client: SecureClient
+  readonly messages: { topic: string; text: string }[]
+  readonly errors: SecurityErrorEvent[]
+}
+
+/** An audit entry of the broker (`event: 'refused'` entries carry hook and reason). */
+export type AuditEntry = Record<string, unknown> & { event?: string; hook?: string; reason?: string }
+
+export interface AttackStack {
+  readonly h: Harness
+  readonly ca: string
+  /** mqtts:// of the broker; the same across restarts. */
+  readonly url: string
+  readonly broker: RunningBroker
+  readonly dir: string
+  /** Audit entries logged since the last call (so each test sees only its own). */
+  takeAudit(): AuditEntry[]
+  /** Every line the broker logged (debug level). */
+  logs(): readonly AuditEntry[]
+  enroll(id: string, roles: string[], options?: { persistent?: boolean; certificate?: boolean }): Promise<Member>
+  /** A connected secure client with keys loaded (reconnects by itself when `reconnect`). */
+  secureClient(member: Member, options?: { reconnect?: boolean }): Promise<Recorder>
+  /** A raw mqtt.js client; resolves on CONNACK 0, rejects with the refusal (`code` = return code). */
+  raw(options: IClientOptions): Promise<MqttClient>
+  /** A raw mqtt.js client logged in as `member` with a fresh CONNECT password. */
+  rawAs(member: Pick<Member, 'identity'>, options?: IClientOptions): Promise<MqttClient>
+  /** Applies the key server's current snapshot to the broker now (as its pull would). */
+  syncBroker(): Promise<void>
+  restartBroker(): Promise<void>
+  close(): Promise<void>
+}
+
+export async function startAttackStack(limits: BrokerConfigDocument['connectLimits'] = {}): Promise<AttackStack> {
+  const h = await startHarness()
+  h.clock.now = Math.floor(Date.now() / 1000)
+  const dir = mkdtempSync(join(tmpdir(), 'smqtt-attacks-'))
+  const logs: AuditEntry[] = []
+  let taken = 0
+  const clients = new Set<{ endAsync(force?: boolean): Promise<unknown> }>()
+  try {
+    const put = await h.admin('PUT', '/v1/admin/policy', { policy: TEST_POLICY })
+    if (put.status !== 200) throw new Error(`policy: ${put.text}`)
+    const brokerPrincipal = await h.enroll('broker-1', ['broker'])
+    writeFileSync(join(dir, 'broker-identity.json'), JSON.stringify(exportIdentity(brokerPrincipal.identity)), {
+      mode: 0o600,
+    })
+    const document = (port: number): BrokerConfigDocument => ({
+      listeners: { mqtts: { host: '127.0.0.1', port } },
+      tls: { certFile: `${h.dir}/pki/server.pem`, keyFile: `${h.dir}/pki/server.key`, caFile: `${h.dir}/pki/ca.pem` },
+      keyServer: {
+        url: h.url,
+        publicKey: Buffer.from(h.keyServer.publicKey).toString('base64url'),
+        identityFile: 'broker-identity.json',
+      },
+      metrics: false,
+      legacyUsers: [{ username: STOLEN_LOGIN.username, principal: 'thermostat-1', hash: legacyHash }],
+      connectLimits: { perAddress: 10_000, perClientId: 10_000, failuresBeforeBan: 10_000, ...limits },
+      logLevel: 'debug',
+    })
+    const legacyHash = await hashLegacyPassword(STOLEN_LOGIN.password)
+    const start = (port: number) =>
+      startBroker(parseBrokerConfig(document(port), dir), {
+        logDestination: { write: (line: string) => void logs.push(JSON.parse(line)) },
+      })
+    let broker = await start(0)
+    const url = broker.urls.mqtts
+    const port = Number(new URL(url).port)
+
+    const connected = (client: MqttClient) =>
+      within(
+        new Promise<MqttClient>((resolve, reject) => {
+          client.once('connect', () => resolve(client))
+          client.once('error', reject)
+          client.once('close', () => reject(new Error('closed before CONNACK')))
+        }),
+        'CONNACK',
+        10_000,
+      )
+    const raw: AttackStack['raw'] = (options) => {
+      const client = mqtt.connect(url, { ca: h.caPem, reconnectPeriod: 0, connectTimeout: 10_000, ...options })
+      clients.add(client)
+      return connected(client)
+    }
+
+    const stack: AttackStack = {
+      h,
+      ca: h.caPem,
+      url,
+      dir,
+      get broker() {
+        return broker
+      },
+      logs: () => logs,
+      takeAudit() {
+        const fresh = logs.slice(taken).filter((line) => line.audit === true)
+        taken = logs.length
+        return fresh
+      },
+      async enroll(id, roles, options = {}) {
+        const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
+        if (token.status !== 201) throw new Error(`token: ${token.text}`)
+        const storage: ClientStorage = options.persistent ? fileStorage(join(dir, `${id}.store`)) : memoryStorage()
+        const enrollment = await enroll({
+          keyserverUrl: h.url,
+          ca: h.caPem,
+          token: (token.body as { token: string }).token,
+          id,
+          storage,
+          ...(options.certificate ? { clientCertificate: true } : {}),
+        })
+        await stack.syncBroker() // the broker knows principals from its snapshot only
+        return { ...enrollment, storage }
+      },
+      async secureClient(member, options = {}) {
+        const id = member.identity.id
+        const mqttClient = mqtt.connect(url, {
+          ca: h.caPem,
+          clientId: id,
+          username: id,
+          password: createConnectPassword(member.identity, id),
+          reconnectPeriod: options.reconnect ? 200 : 0,
+          connectTimeout: 10_000,
+        })
+        // A fresh one-time CONNECT password for every reconnect (secureConnectAsync does the same).
+        mqttClient.on('reconnect', () => {
+          mqttClient.options.password = createConnectPassword(member.identity, id)
+        })
+        const client = secure(mqttClient, {
+          identity: member.identity,
+          kid: member.kid,
+          keyserver: { url: h.url, ca: h.caPem, keyServerPublicKey: member.keyServerPublicKey },
+          storage: member.storage,
+        })
+        clients.add(client)
+        const recorder: Recorder = { client, messages: [], errors: [] }
+        client.on('message', (topic, payload) =>
+          recorder.messages.push({ topic, text: new TextDecoder().decode(payload) }),
+        )
+        client.on('securityError', (event) => recorder.errors.push(event))
+        client.on('error', () => {})
+        client.on('keyServerError', () => {})
+        await within(
+          Promise.all([
+            new Promise<void>((resolve) =>
+              mqttClient.connected ? resolve() : mqttClient.once('connect', () => resolve()),
+            ),
+            client.ready,
+          ]),
+          `${id} connected with keys`,
+          15_000,
+        )
+        return recorder
+      },
+      raw,
+      rawAs: (member, options = {}) =>
+        raw({
+          clientId: member.identity.id,
+          username: member.identity.id,
+          password: createConnectPassword(member.identity, member.identity.id),
+          ...options,
+        }),
+      async syncBroker() {
+        h.clock.now = Math.floor(Date.now() / 1000)
+        if (!(await broker.plugin.pull())) throw new Error('the broker did not apply the current snapshot')
+      },
+      async restartBroker() {
+        await broker.close()
+        broker = await start(port)
+      },
+      async close() {
+        await Promise.all([...clients].map((c) => within(c.endAsync(true), 'a client to end', 5_000).catch(() => {})))
+        await broker.close()
+        await h.close()
+        rmSync(dir, { recursive: true, force: true })
+      },
+    }
+    return stack
+  } catch (err) {
+    await h.close()
+    rmSync(dir, { recursive: true, force: true })
+    throw err
+  }
+}
+
+/** Waits until `recorder` refused `count` messages with a security error. */
+export const refusedBy = (recorder: Recorder, count = 1) =>
+  waitUntil(() => recorder.errors.length >= count, `${count} security errors (have ${recorder.errors.length})`)
+
+/** Waits until `recorder` delivered `count` messages. */
+export const deliveredTo = (recorder: Recorder, count = 1) =>
+  waitUntil(() => recorder.messages.length >= count, `${count} messages (have ${recorder.messages.length})`, 10_000)
+
+/** How the broker took a QoS 1 PUBLISH: acknowledged, or refused (Aedes then closes the connection). */
+export function publishOutcome(client: MqttClient, topic: string, payload: Uint8Array): Promise<'acked' | 'closed'> {
+  const acked = client.publishAsync(topic, Buffer.from(payload), { qos: 1 }).then(() => 'acked' as const)
+  const gone = closed(client).then(() => 'closed' as const)
+  return within(Promise.race([acked, gone]), `the outcome of PUBLISH ${topic}`)
+}
