@@ -7,6 +7,7 @@
 // Every Redis key gets the configured prefix (ioredis `keyPrefix`) and so does every pub/sub
 // channel (MQEmitterRedisPrefix): pub/sub ignores the database number, the prefix does not.
 import { createRequire } from 'node:module'
+import { Redis } from 'ioredis'
 import type { RedisConfig } from './config.js'
 
 /** What `Aedes.createBroker` takes, plus how to release the persistence (Aedes closes only `mq`). */
@@ -17,7 +18,7 @@ export interface RedisBackends {
   /** Closes the persistence's Redis connection; call after `broker.close()` (which closes `mq`). */
   destroyPersistence(): Promise<void>
   /**
-   * Reports the bus's Redis connection errors. mqemitter-redis re-emits them as 'error' on an
+   * Reports the Redis connections' errors (bus and persistence). mqemitter-redis re-emits them as 'error' on an
    * emitter of its own: without a listener, a Redis outage would throw and end the process.
    * (ioredis reconnects by itself; meanwhile messages between nodes are lost.)
    */
@@ -52,7 +53,10 @@ export function createRedisBackends(config: RedisConfig): RedisBackends {
   // test/faults/redis-restart.test.ts, an unhandled 'error' that ended the process.
   const connection = { ...redisOptions(config.url), maxRetriesPerRequest: null }
   const mq = new MQEmitterRedisPrefix(config.prefix, connection) as { state: NodeJS.EventEmitter }
-  const persistence = persistenceOf({ ...connection, keyPrefix: config.prefix })
+  // The persistence's connection is ours so that its errors have a listener: otherwise ioredis
+  // prints "Unhandled error event" for every failed reconnect during an outage.
+  const persistenceConnection = new Redis({ ...connection, keyPrefix: config.prefix })
+  const persistence = persistenceOf({ conn: persistenceConnection })
   return {
     mq,
     persistence,
@@ -61,6 +65,7 @@ export function createRedisBackends(config: RedisConfig): RedisBackends {
     destroyPersistence: () => persistence.destroy(),
     onError: (listener) => {
       mq.state.on('error', listener)
+      persistenceConnection.on('error', listener)
     },
   }
 }

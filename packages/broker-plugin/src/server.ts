@@ -77,7 +77,7 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
   collectDefaultMetrics({ register: registry })
   // Scale-out: with `redis`, the bus and the persistence are shared with the other nodes.
   const redis: RedisBackends | undefined = config.redis ? createRedisBackends(config.redis) : undefined
-  redis?.onError((err) => logger.error({ err: err.message }, 'Redis (message bus between broker nodes) failed'))
+  redis?.onError((err) => logger.error({ err: err.message }, 'Redis (shared by the broker nodes) failed'))
   const broker = await Aedes.createBroker(redis ? { mq: redis.mq, persistence: redis.persistence } : {})
   const closeBroker = async () => {
     await new Promise<void>((resolve) => broker.close(() => resolve()))
