@@ -2,7 +2,8 @@
 // requests are running. Only this test's connections are touched: the key server's pool runs
 // under an application_name of its own. The key server answers 503 ERR_STORE_UNAVAILABLE
 // (never a 500, never a crash) while the pool reconnects, then serves again; what it stored
-// before is intact and a write cut off mid-way can be retried.
+// before is intact, and an enrollment cut off mid-way (one transaction) left nothing behind and
+// can be retried with the same token.
 import { createEnrollmentRequest, generateIdentity } from '@smqtt/core'
 import { type Harness, type Response, startHarness } from '@smqtt/keyserver/testing'
 import pg from 'pg'
@@ -101,12 +102,21 @@ test('connections terminated under load: 503 ERR_STORE_UNAVAILABLE, then service
   answers.push(read)
   expect(unavailable(read)).toBe(true)
 
-  // An enrollment cut off while consuming its token: nothing happened, so it can be retried.
+  // An enrollment cut off while reading its token: nothing happened, so it can be retried.
   const token = await newToken('cut-0')
   const cut = await cutWhileBlocked('enrollment_tokens', () => enrollWith('cut-0', token))
   answers.push(cut)
   expect(unavailable(cut)).toBe(true)
   expect((await enrollWith('cut-0', token)).status).toBe(200)
+
+  // An enrollment cut off at its last step, the audit insert, after its token was redeemed and
+  // its principal inserted: the transaction rolls back, so the same token works again.
+  const midToken = await newToken('cut-1')
+  const midCut = await cutWhileBlocked('audit', () => enrollWith('cut-1', midToken))
+  answers.push(midCut)
+  expect(unavailable(midCut)).toBe(true)
+  expect(await principalIds()).not.toContain('cut-1')
+  expect((await enrollWith('cut-1', midToken)).status).toBe(200)
 
   // Connections cut at random points of a mixed load: each answer is a success or a clear 503.
   let terminated = 0
@@ -140,7 +150,9 @@ test('connections terminated under load: 503 ERR_STORE_UNAVAILABLE, then service
   )
   const statuses: Record<number, number> = {}
   for (const { status } of answers) statuses[status] = (statuses[status] ?? 0) + 1
-  const expected = [...['0', '1', '2', '3', '4'].map((i) => `before-${i}`), 'cut-0', ...enrolled]
+  const expected = [...['0', '1', '2', '3', '4'].map((i) => `before-${i}`), 'cut-0', 'cut-1', ...enrolled]
+  // Enrollment is one transaction: a principal (enrolled with a 200 or not) always has its audit entry.
+  const withoutEnrollAudit = ids.filter((id) => /^(before|cut|load)-/.test(id) && !enrollAudited.has(id))
   report({
     fault: 'postgres-connections-terminated',
     sent: answers.length,
@@ -149,8 +161,9 @@ test('connections terminated under load: 503 ERR_STORE_UNAVAILABLE, then service
     duplicates: 0,
     terminated,
     statuses,
-    principalsWithoutEnrollAudit: ids.filter((id) => id.startsWith('load-') && !enrollAudited.has(id)).length,
+    principalsWithoutEnrollAudit: withoutEnrollAudit.length,
   })
+  expect(withoutEnrollAudit).toEqual([])
   expect(answers.every((r) => r.status < 300 || unavailable(r))).toBe(true)
   expect(ids).toEqual(expect.arrayContaining(expected))
   for (const id of expected) expect(enrollAudited.has(id)).toBe(true)

@@ -104,6 +104,14 @@ describe('enrollment', () => {
       body: createEnrollmentRequest(generateIdentity('c-1'), forC, { roles: ['app', 'admin'] }),
     })
     expect([wrongRoles.status, errorCode(wrongRoles)]).toEqual([401, 'ERR_ENROLLMENT_TOKEN_INVALID'])
+    // Both tokens are burnt: the holder of a leaked token gets no second try.
+    for (const [id, t] of [
+      ['b-1', forB],
+      ['c-1', forC],
+    ] as const) {
+      const retry = await h.request('POST', '/v1/enroll', { body: createEnrollmentRequest(generateIdentity(id), t) })
+      expect([retry.status, errorCode(retry)]).toEqual([401, 'ERR_ENROLLMENT_TOKEN_INVALID'])
+    }
     expect((await h.admin('GET', '/v1/admin/principals')).body).toEqual({ principals: [] })
   })
 

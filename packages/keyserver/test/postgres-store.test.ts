@@ -48,7 +48,22 @@ describeKeyStoreConformance(
     lastSchema = freshSchema()
     return openStore(storeUrl(lastSchema))
   },
-  { reopen: () => openStore(storeUrl(lastSchema)) },
+  {
+    reopen: () => openStore(storeUrl(lastSchema)),
+    failAuditInserts: async (subject) => {
+      const s = pg.escapeIdentifier(lastSchema)
+      await withRawClient((client) =>
+        client.query(`
+          CREATE FUNCTION ${s}.test_fail_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN RAISE EXCEPTION 'injected audit failure'; END $$;
+          CREATE TRIGGER test_fail_audit BEFORE INSERT ON ${s}.audit
+            FOR EACH ROW WHEN (NEW.subject = ${pg.escapeLiteral(subject)}) EXECUTE FUNCTION ${s}.test_fail_audit();`),
+      )
+      return async () => {
+        await withRawClient((client) => client.query(`DROP TRIGGER test_fail_audit ON ${s}.audit`))
+      }
+    },
+  },
 )
 
 const principal = {

@@ -20,10 +20,6 @@ function freshPath(): string {
   return lastPath
 }
 
-describeKeyStoreConformance('sqlite', () => openStore(`sqlite:${freshPath()}`), {
-  reopen: () => openStore(`sqlite:${lastPath}`),
-})
-
 /** A second, raw connection to a store's file, as an operator (or a bug) could open. */
 function withRawConnection<T>(path: string, action: (db: Database.Database) => T): T {
   const db = new Database(path)
@@ -33,6 +29,20 @@ function withRawConnection<T>(path: string, action: (db: Database.Database) => T
     db.close()
   }
 }
+
+describeKeyStoreConformance('sqlite', () => openStore(`sqlite:${freshPath()}`), {
+  reopen: () => openStore(`sqlite:${lastPath}`),
+  failAuditInserts: async (subject) => {
+    const path = lastPath
+    withRawConnection(path, (db) =>
+      db.exec(`CREATE TRIGGER test_fail_audit BEFORE INSERT ON audit WHEN NEW.subject = '${subject.replaceAll("'", "''")}'
+               BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END`),
+    )
+    return async () => {
+      withRawConnection(path, (db) => db.exec('DROP TRIGGER test_fail_audit'))
+    }
+  },
+})
 
 const principal = {
   roles: ['sensor'],

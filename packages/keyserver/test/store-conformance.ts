@@ -4,6 +4,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
+  type Enrollment,
   type EnrollmentTokenRecord,
   type EpochRecord,
   type KeyStore,
@@ -15,6 +16,12 @@ import {
 export interface KeyStoreConformanceOptions {
   /** Opens, again, the storage behind the store `open()` returned last, as a restarted key server would. */
   readonly reopen?: () => Promise<KeyStore>
+  /**
+   * Makes the storage behind the store `open()` returned last refuse every audit insert whose
+   * subject is `subject` (a trigger: a failure from the database itself, in the middle of a
+   * transaction); resolves with the function that removes the fault.
+   */
+  readonly failAuditInserts?: (subject: string) => Promise<() => Promise<void>>
 }
 
 const T = 1_700_000_000 // an arbitrary "now", in Unix seconds
@@ -46,6 +53,22 @@ function newToken(seed: number, overrides: Partial<EnrollmentTokenRecord> = {}):
     createdAt: T + seed,
     expiresAt: T + 3600,
     usedAt: undefined,
+    ...overrides,
+  }
+}
+
+/** Enrolls `device-<seed>` with the token newToken(seed), auditing it with its kid. */
+function newEnrollment(seed: number, overrides: Partial<Enrollment> = {}): Enrollment {
+  return {
+    tokenHash: bytes(32, seed),
+    now: T + 100,
+    principal: newPrincipal(`device-${seed}`, { roles: ['sensor', 'reader'] }),
+    audit: (principal) =>
+      newAudit('enroll', {
+        actor: `principal:${principal.id}`,
+        subject: principal.id,
+        details: { kid: principal.kid },
+      }),
     ...overrides,
   }
 }
@@ -334,6 +357,100 @@ export function describeKeyStoreConformance(
           StoreConflictError,
         )
         expect((await store.consumeEnrollmentToken(bytes(32, 1), T + 1))?.principalId).toBe('device-1')
+      })
+    })
+
+    describe('enrollment', () => {
+      /** Nothing of an enrollment of device-<seed> is stored, and its token is still pending. */
+      async function expectNothingEnrolled(seed: number): Promise<void> {
+        expect(await store.getPrincipal(`device-${seed}`)).toBeUndefined()
+        expect((await store.getEnrollmentToken(bytes(32, seed)))?.usedAt).toBeUndefined()
+        expect(await store.listPendingEnrollmentTokens(T + 100)).toContainEqual(newToken(seed))
+        expect(await store.listAudit({ limit: 100 })).toEqual([])
+      }
+
+      it('reads a token by its hash, used or not', async () => {
+        await store.insertEnrollmentToken(newToken(1))
+        expect(await store.getEnrollmentToken(bytes(32, 1))).toEqual(newToken(1))
+        expectBytes((await store.getEnrollmentToken(bytes(32, 1)))?.tokenHash, bytes(32, 1))
+        await store.consumeEnrollmentToken(bytes(32, 1), T + 5)
+        expect(await store.getEnrollmentToken(bytes(32, 1))).toEqual({ ...newToken(1), usedAt: T + 5 })
+        expect(await store.getEnrollmentToken(bytes(32, 2))).toBeUndefined()
+      })
+
+      it('redeems the token, creates the principal and appends the audit entry built from it', async () => {
+        await store.insertEnrollmentToken(newToken(1))
+        await store.createPrincipal(newPrincipal('earlier'))
+        const enrolled = await store.enrollPrincipal(newEnrollment(1))
+        const principal = await store.getPrincipal('device-1')
+        expect(principal).toMatchObject({ id: 'device-1', kid: 2, roles: ['sensor', 'reader'], status: 'active' })
+        expect(enrolled?.principal).toEqual(principal)
+        expect(enrolled?.audit).toMatchObject({ action: 'enroll', subject: 'device-1', details: { kid: 2 } })
+        expect(await store.listAudit({ limit: 10 })).toEqual([enrolled?.audit])
+        expect((await store.getEnrollmentToken(bytes(32, 1)))?.usedAt).toBe(T + 100)
+        expect(await store.enrollPrincipal(newEnrollment(1, { now: T + 101 }))).toBeUndefined()
+      })
+
+      it('changes nothing for a token that is unknown, used, expired or bound to another id', async () => {
+        await store.insertEnrollmentToken(newToken(1, { expiresAt: T + 100 }))
+        await store.insertEnrollmentToken(newToken(2, { usedAt: T + 1 }))
+        await store.insertEnrollmentToken(newToken(3))
+        expect(await store.enrollPrincipal(newEnrollment(1))).toBeUndefined() // now = expiresAt
+        expect(await store.enrollPrincipal(newEnrollment(2))).toBeUndefined()
+        expect(await store.enrollPrincipal(newEnrollment(4))).toBeUndefined()
+        const otherId = newEnrollment(3, { principal: newPrincipal('mallory') })
+        expect(await store.enrollPrincipal(otherId)).toBeUndefined()
+        expect(await store.listPrincipals()).toEqual([])
+        expect(await store.listAudit({ limit: 10 })).toEqual([])
+        expect(await store.listPendingEnrollmentTokens(T + 99)).toEqual([
+          newToken(1, { expiresAt: T + 100 }),
+          newToken(3),
+        ])
+      })
+
+      it('enrolls exactly one of 20 concurrent redemptions of one token', async () => {
+        await store.insertEnrollmentToken(newToken(1))
+        const results = await Promise.all(Array.from({ length: 20 }, () => store.enrollPrincipal(newEnrollment(1))))
+        expect(results.filter((r) => r !== undefined)).toHaveLength(1)
+        expect(await store.listPrincipals()).toHaveLength(1)
+        expect(await store.listAudit({ limit: 100 })).toHaveLength(1)
+      })
+
+      it('writes nothing when the audit entry cannot be built, then a retry with the same token enrolls', async () => {
+        await store.insertEnrollmentToken(newToken(1))
+        const failing = newEnrollment(1, {
+          audit: () => {
+            throw new Error('injected: the audit entry fails after the principal is inserted')
+          },
+        })
+        await expect(store.enrollPrincipal(failing)).rejects.toThrow(/injected/)
+        await expectNothingEnrolled(1)
+        // The kid taken by the rolled-back insert is free again: no gap.
+        expect((await store.enrollPrincipal(newEnrollment(1)))?.principal.kid).toBe(1)
+      })
+
+      it.runIf(options.failAuditInserts !== undefined)(
+        'writes nothing when the database refuses the audit insert, then a retry with the same token enrolls',
+        async () => {
+          const failAuditInserts = options.failAuditInserts as NonNullable<typeof options.failAuditInserts>
+          await store.insertEnrollmentToken(newToken(1))
+          const repair = await failAuditInserts('device-1')
+          await expect(store.enrollPrincipal(newEnrollment(1))).rejects.toThrow(/injected audit failure/)
+          await repair()
+          await expectNothingEnrolled(1)
+          const retried = await store.enrollPrincipal(newEnrollment(1))
+          expect(retried?.principal).toMatchObject({ id: 'device-1', kid: 1 })
+          expect(await store.listAudit({ limit: 10 })).toEqual([retried?.audit])
+        },
+      )
+
+      it('refuses a principal id that exists with StoreConflictError, leaving the token unused', async () => {
+        await store.insertEnrollmentToken(newToken(1))
+        await store.createPrincipal(newPrincipal('device-1'))
+        await expect(store.enrollPrincipal(newEnrollment(1))).rejects.toBeInstanceOf(StoreConflictError)
+        expect((await store.getEnrollmentToken(bytes(32, 1)))?.usedAt).toBeUndefined()
+        expect(await store.listAudit({ limit: 10 })).toEqual([])
+        expect((await store.createPrincipal(newPrincipal('next'))).kid).toBe(2)
       })
     })
 

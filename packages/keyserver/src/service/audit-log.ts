@@ -18,8 +18,19 @@ export class AuditLog {
   }
 
   async record(entry: Omit<NewAuditEntry, 'at'>): Promise<AuditEntry> {
-    const row = await this.#store.appendAudit({ ...entry, at: this.#now() })
-    const level = entry.outcome === 'ok' ? 'info' : 'warn'
+    const row = await this.#store.appendAudit(this.entry(entry))
+    this.log(row)
+    return row
+  }
+
+  /** The entry stamped with the time, for a store write that appends it in its own transaction. */
+  entry(entry: Omit<NewAuditEntry, 'at'>): NewAuditEntry {
+    return { ...entry, at: this.#now() }
+  }
+
+  /** The log line of an entry the store has appended (once it has committed). */
+  log(row: AuditEntry): void {
+    const level = row.outcome === 'ok' ? 'info' : 'warn'
     this.#logger[level](
       {
         auditId: row.id,
@@ -31,7 +42,6 @@ export class AuditLog {
       },
       `audit ${row.action} ${row.outcome}`,
     )
-    return row
   }
 
   list(options: { afterId?: number; limit: number }): Promise<AuditEntry[]> {

@@ -25,7 +25,7 @@ import {
 import { type Logger, pino } from 'pino'
 import type { MasterKey } from '../master-key.js'
 import type { CertificateAuthority } from '../pki/certificate-authority.js'
-import type { EpochRecord, KeyStore, PrincipalRecord } from '../store/key-store.js'
+import type { EnrolledPrincipal, EpochRecord, KeyStore, PrincipalRecord } from '../store/key-store.js'
 import { StoreConflictError } from '../store/key-store.js'
 import { AuditLog } from './audit-log.js'
 import { NonceCache } from './nonce-cache.js'
@@ -212,8 +212,9 @@ export class KeyServer {
   }
 
   /**
-   * Enrolls a device: checks its proof of possession, consumes the token (once, atomically),
-   * records the principal with the token's roles, issues a client certificate if asked.
+   * Enrolls a device: checks its proof of possession and the token, issues a client certificate
+   * if asked, then redeems the token, records the principal with the token's roles and audits
+   * it in one store transaction (all or nothing: a failed enrollment can be retried).
    */
   async enroll(request: EnrollmentRequest, remoteAddress: string): Promise<EnrollmentResult> {
     const refuse = async (
@@ -241,10 +242,19 @@ export class KeyServer {
       )
 
     const now = this.#now()
-    const token = await this.#store.consumeEnrollmentToken(tokenHash, now)
-    if (!token) throw await refuse('token unknown, used or expired')
-    if (token.principalId !== identity.id) throw await refuse(`token is bound to ${token.principalId}`)
-    if (request.roles && !sameSet(request.roles, token.roles)) throw await refuse('roles differ from the token')
+    const token = await this.#store.getEnrollmentToken(tokenHash)
+    if (!token || token.usedAt !== undefined || token.expiresAt <= now)
+      throw await refuse('token unknown, used or expired')
+    const mismatch =
+      token.principalId !== identity.id
+        ? `token is bound to ${token.principalId}`
+        : request.roles && !sameSet(request.roles, token.roles)
+          ? 'roles differ from the token'
+          : undefined
+    if (mismatch) {
+      await this.#store.consumeEnrollmentToken(tokenHash, now) // burnt: a leaked token gets no retries
+      throw await refuse(mismatch)
+    }
 
     const certificate =
       tlsKey && this.#ca
@@ -254,34 +264,44 @@ export class KeyServer {
             validityDays: this.settings.clientCertificateValidityDays,
           })
         : undefined
-    let principal: PrincipalRecord
+    // Token, principal and audit entry in one transaction: a failure (503) leaves the token
+    // unused, so the device retries with it.
+    let enrolled: EnrolledPrincipal | undefined
     try {
-      principal = await this.#store.createPrincipal({
-        id: identity.id,
-        roles: token.roles,
-        username: undefined,
-        signingKey: identity.signingKey,
-        agreementKey: identity.agreementKey,
-        kem: identity.kem,
-        createdAt: now,
-        certificateSerial: certificate?.serialNumber,
+      enrolled = await this.#store.enrollPrincipal({
+        tokenHash,
+        now,
+        principal: {
+          id: identity.id,
+          roles: token.roles,
+          username: undefined,
+          signingKey: identity.signingKey,
+          agreementKey: identity.agreementKey,
+          kem: identity.kem,
+          createdAt: now,
+          certificateSerial: certificate?.serialNumber,
+        },
+        audit: (principal) =>
+          this.audit.entry({
+            actor: `principal:${principal.id}`,
+            action: 'enroll',
+            subject: principal.id,
+            outcome: 'ok',
+            details: {
+              kid: principal.kid,
+              roles: principal.roles,
+              remoteAddress,
+              certificate: certificate?.serialNumber ?? null,
+            },
+          }),
       })
     } catch (err) {
       if (err instanceof StoreConflictError) throw await refuse('principal already enrolled')
       throw err
     }
-    await this.audit.record({
-      actor: `principal:${principal.id}`,
-      action: 'enroll',
-      subject: principal.id,
-      outcome: 'ok',
-      details: {
-        kid: principal.kid,
-        roles: principal.roles,
-        remoteAddress,
-        certificate: certificate?.serialNumber ?? null,
-      },
-    })
+    if (!enrolled) throw await refuse('token unknown, used or expired') // a concurrent request redeemed it
+    this.audit.log(enrolled.audit)
+    const { principal } = enrolled
     this.#emit({ kind: 'policy', version: this.#policy.version }) // readers/writers may have changed
     return {
       principal: this.signedPrincipalRecord(principal),

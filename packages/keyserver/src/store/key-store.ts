@@ -82,6 +82,21 @@ export interface AuditEntry {
 
 export type NewAuditEntry = Omit<AuditEntry, 'id'>
 
+/** What {@link KeyStore.enrollPrincipal} writes in one transaction. */
+export interface Enrollment {
+  /** The token to redeem: it must exist, be unused, have `now < expiresAt` and be bound to `principal.id`. */
+  readonly tokenHash: Uint8Array
+  readonly now: UnixSeconds
+  readonly principal: NewPrincipal
+  /** The `enroll` audit entry, built from the created record (which carries the kid). */
+  readonly audit: (principal: PrincipalRecord) => NewAuditEntry
+}
+
+export interface EnrolledPrincipal {
+  readonly principal: PrincipalRecord
+  readonly audit: AuditEntry
+}
+
 /**
  * Raised by a store when a uniqueness rule refuses a write (duplicate principal id, epoch
  * number taken). The service turns it into the right API error; it never reaches a client raw.
@@ -120,14 +135,26 @@ export interface KeyStore {
   setPrincipalStatus(id: string, status: PrincipalStatus, at: UnixSeconds): Promise<boolean>
 
   insertEnrollmentToken(token: EnrollmentTokenRecord): Promise<void>
+  /** The token with this hash, used or expired ones included. */
+  getEnrollmentToken(tokenHash: Uint8Array): Promise<EnrollmentTokenRecord | undefined>
   /**
    * Atomically marks the token used and returns it, if it exists, is unused and
    * `now < expiresAt`; otherwise returns undefined and changes nothing. Two concurrent calls
-   * with the same hash: exactly one gets the record.
+   * with the same hash: exactly one gets the record. (Burns a token without enrolling: a
+   * refused redemption. Enrollment is {@link enrollPrincipal}.)
    */
   consumeEnrollmentToken(tokenHash: Uint8Array, now: UnixSeconds): Promise<EnrollmentTokenRecord | undefined>
   /** Tokens not yet used, ordered by creation. */
   listPendingEnrollmentTokens(now: UnixSeconds): Promise<EnrollmentTokenRecord[]>
+  /**
+   * Enrolls in one transaction: redeems the token, creates the principal (next kid), appends
+   * the audit entry. All or nothing: if any step fails (connection lost, disk full, duplicate
+   * id as StoreConflictError) nothing is written, the token stays unused and the kid is not
+   * taken, so the device can retry with the same token. Returns undefined, changing nothing,
+   * if the token is not redeemable for `principal.id` at `now`; of several concurrent calls
+   * with one token, at most one enrolls.
+   */
+  enrollPrincipal(enrollment: Enrollment): Promise<EnrolledPrincipal | undefined>
 
   getPolicy(): Promise<StoredPolicy | undefined>
   /**

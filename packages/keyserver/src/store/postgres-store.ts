@@ -1,7 +1,8 @@
 // The key store for scale-out: several key server processes share one PostgreSQL database.
 // Every write the interface calls atomic is one statement (READ COMMITTED re-checks an
 // UPDATE's WHERE clause after waiting for a concurrent writer's row lock, so exactly one of
-// several racing writers matches), and migrations run under an advisory lock.
+// several racing writers matches) or, for an enrollment, one transaction on one connection;
+// migrations run under an advisory lock.
 
 import {
   DatabaseError,
@@ -35,6 +36,8 @@ import {
 } from './_store-rows.js'
 import {
   type AuditEntry,
+  type EnrolledPrincipal,
+  type Enrollment,
   type EnrollmentTokenRecord,
   type EpochRecord,
   type KeyStore,
@@ -283,33 +286,7 @@ export class PostgresKeyStore implements KeyStore {
 
   async createPrincipal(principal: NewPrincipal): Promise<PrincipalRecord> {
     checkNewPrincipal(principal)
-    const s = this.#s
-    try {
-      const row = await this.#one<PrincipalRow>(
-        `WITH next_kid AS (UPDATE ${s}.counters SET value = value + 1 WHERE name = 'kid' RETURNING value)
-         INSERT INTO ${s}.principals
-           (kid, id, roles, username, signing_key, agreement_key, kem, status, created_at, certificate_serial)
-         SELECT value, $1::text, $2::text, $3::text, $4::bytea, $5::bytea, $6::text, 'active', $7::bigint, $8::text
-         FROM next_kid
-         RETURNING *`,
-        [
-          principal.id,
-          JSON.stringify(principal.roles),
-          principal.username ?? null,
-          principal.signingKey,
-          principal.agreementKey,
-          principal.kem,
-          principal.createdAt,
-          principal.certificateSerial ?? null,
-        ],
-      )
-      if (!row) throw new Error(`PostgreSQL schema ${this.schema} has no kid counter: was it migrated?`)
-      return toPrincipal(row)
-    } catch (err) {
-      if (isUniqueViolation(err))
-        throw new StoreConflictError(`principal ${principal.id} already exists`, { cause: err })
-      throw err
-    }
+    return this.#insertPrincipal(principal)
   }
 
   async getPrincipal(id: string): Promise<PrincipalRecord | undefined> {
@@ -372,6 +349,15 @@ export class PostgresKeyStore implements KeyStore {
     }
   }
 
+  async getEnrollmentToken(tokenHash: Uint8Array): Promise<EnrollmentTokenRecord | undefined> {
+    checkBytes(tokenHash, 'tokenHash')
+    const row = await this.#one<EnrollmentTokenRow>(
+      `SELECT * FROM ${this.#s}.enrollment_tokens WHERE token_hash = $1`,
+      [tokenHash],
+    )
+    return row && toEnrollmentToken(row)
+  }
+
   async consumeEnrollmentToken(tokenHash: Uint8Array, now: UnixSeconds): Promise<EnrollmentTokenRecord | undefined> {
     checkBytes(tokenHash, 'tokenHash')
     checkCount(now, 'now')
@@ -393,6 +379,24 @@ export class PostgresKeyStore implements KeyStore {
       [now],
     )
     return rows.map(toEnrollmentToken)
+  }
+
+  async enrollPrincipal(enrollment: Enrollment): Promise<EnrolledPrincipal | undefined> {
+    const { tokenHash, now, principal } = enrollment
+    checkBytes(tokenHash, 'tokenHash')
+    checkCount(now, 'now')
+    checkNewPrincipal(principal)
+    return this.#transaction(async (client) => {
+      const redeemed = await this.#query(
+        `UPDATE ${this.#s}.enrollment_tokens SET used_at = $2
+         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 AND principal_id = $3`,
+        [tokenHash, now, principal.id],
+        client,
+      )
+      if (redeemed.rowCount !== 1) return undefined
+      const created = await this.#insertPrincipal(principal, client)
+      return { principal: created, audit: await this.#insertAudit(enrollment.audit(created), client) }
+    })
   }
 
   async getPolicy(): Promise<StoredPolicy | undefined> {
@@ -470,12 +474,58 @@ export class PostgresKeyStore implements KeyStore {
     return this.#putDocument('revocation_list', version, document, expectedVersion, at)
   }
 
+  async appendAudit(entry: NewAuditEntry): Promise<AuditEntry> {
+    return this.#insertAudit(entry)
+  }
+
+  async listAudit(options: { afterId?: number; limit: number }): Promise<AuditEntry[]> {
+    const afterId = options.afterId ?? 0
+    checkCount(afterId, 'afterId')
+    checkCount(options.limit, 'limit')
+    const { rows } = await this.#query<AuditRow>(`SELECT * FROM ${this.#s}.audit WHERE id > $1 ORDER BY id LIMIT $2`, [
+      afterId,
+      options.limit,
+    ])
+    return rows.map(toAuditEntry)
+  }
+
+  async #insertPrincipal(principal: NewPrincipal, on: Queryable = this.#pool): Promise<PrincipalRecord> {
+    const s = this.#s
+    try {
+      const row = await this.#one<PrincipalRow>(
+        `WITH next_kid AS (UPDATE ${s}.counters SET value = value + 1 WHERE name = 'kid' RETURNING value)
+         INSERT INTO ${s}.principals
+           (kid, id, roles, username, signing_key, agreement_key, kem, status, created_at, certificate_serial)
+         SELECT value, $1::text, $2::text, $3::text, $4::bytea, $5::bytea, $6::text, 'active', $7::bigint, $8::text
+         FROM next_kid
+         RETURNING *`,
+        [
+          principal.id,
+          JSON.stringify(principal.roles),
+          principal.username ?? null,
+          principal.signingKey,
+          principal.agreementKey,
+          principal.kem,
+          principal.createdAt,
+          principal.certificateSerial ?? null,
+        ],
+        on,
+      )
+      if (!row) throw new Error(`PostgreSQL schema ${this.schema} has no kid counter: was it migrated?`)
+      return toPrincipal(row)
+    } catch (err) {
+      if (isUniqueViolation(err))
+        throw new StoreConflictError(`principal ${principal.id} already exists`, { cause: err })
+      throw err
+    }
+  }
+
   /**
    * The insert first takes a per-schema transaction lock, so ids are handed out in commit
-   * order: a reader paging with `afterId` can never skip an entry that commits late with a
-   * smaller id.
+   * order (in a transaction, held until it commits): a reader paging with `afterId` can never
+   * skip an entry that commits late with a smaller id.
    */
-  async appendAudit(entry: NewAuditEntry): Promise<AuditEntry> {
+  async #insertAudit(entry: NewAuditEntry, on: Queryable = this.#pool): Promise<AuditEntry> {
     checkCount(entry.at, 'at')
     checkOutcome(entry.outcome)
     const row = await this.#one<AuditRow>(
@@ -493,19 +543,9 @@ export class PostgresKeyStore implements KeyStore {
         LOCK_CLASS + 1,
         this.schema,
       ],
+      on,
     )
     return toAuditEntry(row as AuditRow)
-  }
-
-  async listAudit(options: { afterId?: number; limit: number }): Promise<AuditEntry[]> {
-    const afterId = options.afterId ?? 0
-    checkCount(afterId, 'afterId')
-    checkCount(options.limit, 'limit')
-    const { rows } = await this.#query<AuditRow>(`SELECT * FROM ${this.#s}.audit WHERE id > $1 ORDER BY id LIMIT $2`, [
-      afterId,
-      options.limit,
-    ])
-    return rows.map(toAuditEntry)
   }
 
   async #getDocument(table: 'policy' | 'revocation_list'): Promise<StoredPolicy | undefined> {
@@ -542,18 +582,52 @@ export class PostgresKeyStore implements KeyStore {
     return result.rowCount === 1
   }
 
-  async #one<Row>(sql: string, params: unknown[] = []): Promise<Row | undefined> {
-    const { rows } = await this.#query<Row & object>(sql, params)
+  async #one<Row>(sql: string, params: unknown[] = [], on: Queryable = this.#pool): Promise<Row | undefined> {
+    const { rows } = await this.#query<Row & object>(sql, params, on)
     return rows[0]
   }
 
-  /** One statement on a pooled connection; a server that cannot serve now is StoreUnavailableError. */
-  async #query<Row extends QueryResultRow = QueryResultRow>(
+  /** One statement, on a pooled connection or a transaction's; see {@link #serve}. */
+  #query<Row extends QueryResultRow = QueryResultRow>(
     sql: string,
     params: unknown[] = [],
+    on: Queryable = this.#pool,
   ): Promise<QueryResult<Row>> {
+    return this.#serve(() => on.query<Row>(sql, params))
+  }
+
+  /**
+   * Runs `work` between BEGIN and COMMIT on one connection; any failure rolls it all back.
+   * A connection that failed (or could not roll back) is destroyed, not returned to the pool.
+   */
+  async #transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.#serve(() => this.#pool.connect())
+    // A checked-out client has no 'error' listener: a connection cut between two statements
+    // would crash the process. The next statement reports it.
+    const ignore = () => {}
+    client.on('error', ignore)
+    let broken: Error | undefined
     try {
-      return await this.#pool.query<Row>(sql, params)
+      await this.#query('BEGIN', [], client)
+      const result = await work(client)
+      await this.#query('COMMIT', [], client)
+      return result
+    } catch (err) {
+      broken = await client.query('ROLLBACK').then(
+        () => undefined,
+        (rollbackError: unknown) => (rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError))),
+      )
+      throw err
+    } finally {
+      client.off('error', ignore)
+      client.release(broken)
+    }
+  }
+
+  /** Runs a driver call; a server that cannot serve now is StoreUnavailableError. */
+  async #serve<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call()
     } catch (err) {
       if (isServerUnavailable(err))
         throw new StoreUnavailableError(`PostgreSQL at ${this.#where} cannot serve: ${describeError(err)}`, {
@@ -571,6 +645,9 @@ export class PostgresKeyStore implements KeyStore {
     }
   }
 }
+
+/** Where a statement runs: any pooled connection, or the one holding a transaction. */
+type Queryable = Pool | PoolClient
 
 function isUniqueViolation(err: unknown): boolean {
   return err instanceof DatabaseError && err.code === '23505'

@@ -1,7 +1,8 @@
 // The default key store: one SQLite file, no setup. better-sqlite3 is synchronous, so every
 // method runs to completion before another starts: the atomicity the interface asks for
 // (consume a token once, assign kids, optimistic versions) comes from single statements and
-// from SQLite's one-writer lock when several processes share the file.
+// from SQLite's one-writer lock when several processes share the file; an enrollment's
+// several statements run in one synchronous transaction.
 
 import Database from 'better-sqlite3'
 import {
@@ -26,6 +27,8 @@ import {
 } from './_store-rows.js'
 import {
   type AuditEntry,
+  type EnrolledPrincipal,
+  type Enrollment,
   type EnrollmentTokenRecord,
   type EpochRecord,
   type KeyStore,
@@ -216,27 +219,7 @@ export class SqliteKeyStore implements KeyStore {
 
   async createPrincipal(principal: NewPrincipal): Promise<PrincipalRecord> {
     checkNewPrincipal(principal)
-    try {
-      const row = this.#get<PrincipalRow>(
-        `INSERT INTO principals
-           (id, roles, username, signing_key, agreement_key, kem, status, created_at, certificate_serial)
-         VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)
-         RETURNING *`,
-        principal.id,
-        JSON.stringify(principal.roles),
-        principal.username ?? null,
-        principal.signingKey,
-        principal.agreementKey,
-        principal.kem,
-        principal.createdAt,
-        principal.certificateSerial ?? null,
-      )
-      return toPrincipal(row as PrincipalRow)
-    } catch (err) {
-      if (isUniqueViolation(err))
-        throw new StoreConflictError(`principal ${principal.id} already exists`, { cause: err })
-      throw err
-    }
+    return this.#insertPrincipal(principal)
   }
 
   async getPrincipal(id: string): Promise<PrincipalRecord | undefined> {
@@ -295,6 +278,12 @@ export class SqliteKeyStore implements KeyStore {
     }
   }
 
+  async getEnrollmentToken(tokenHash: Uint8Array): Promise<EnrollmentTokenRecord | undefined> {
+    checkBytes(tokenHash, 'tokenHash')
+    const row = this.#get<EnrollmentTokenRow>('SELECT * FROM enrollment_tokens WHERE token_hash = ?', tokenHash)
+    return row && toEnrollmentToken(row)
+  }
+
   async consumeEnrollmentToken(tokenHash: Uint8Array, now: UnixSeconds): Promise<EnrollmentTokenRecord | undefined> {
     checkBytes(tokenHash, 'tokenHash')
     checkCount(now, 'now')
@@ -315,6 +304,25 @@ export class SqliteKeyStore implements KeyStore {
        ORDER BY created_at, token_hash`,
       now,
     ).map(toEnrollmentToken)
+  }
+
+  async enrollPrincipal(enrollment: Enrollment): Promise<EnrolledPrincipal | undefined> {
+    const { tokenHash, now, principal } = enrollment
+    checkBytes(tokenHash, 'tokenHash')
+    checkCount(now, 'now')
+    checkNewPrincipal(principal)
+    // IMMEDIATE: takes the file's write lock up front, so another process cannot slip in between.
+    const enroll = this.#db.transaction(() => {
+      const redeemed = this.#run(
+        `UPDATE enrollment_tokens SET used_at = :now
+         WHERE token_hash = :tokenHash AND used_at IS NULL AND expires_at > :now AND principal_id = :id`,
+        { tokenHash, now, id: principal.id },
+      )
+      if (redeemed !== 1) return undefined
+      const created = this.#insertPrincipal(principal)
+      return { principal: created, audit: this.#insertAudit(enrollment.audit(created)) }
+    })
+    return this.#guard(() => enroll.immediate())
   }
 
   async getPolicy(): Promise<StoredPolicy | undefined> {
@@ -383,6 +391,43 @@ export class SqliteKeyStore implements KeyStore {
   }
 
   async appendAudit(entry: NewAuditEntry): Promise<AuditEntry> {
+    return this.#insertAudit(entry)
+  }
+
+  async listAudit(options: { afterId?: number; limit: number }): Promise<AuditEntry[]> {
+    const afterId = options.afterId ?? 0
+    checkCount(afterId, 'afterId')
+    checkCount(options.limit, 'limit')
+    return this.#all<AuditRow>('SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?', afterId, options.limit).map(
+      toAuditEntry,
+    )
+  }
+
+  #insertPrincipal(principal: NewPrincipal): PrincipalRecord {
+    try {
+      const row = this.#get<PrincipalRow>(
+        `INSERT INTO principals
+           (id, roles, username, signing_key, agreement_key, kem, status, created_at, certificate_serial)
+         VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)
+         RETURNING *`,
+        principal.id,
+        JSON.stringify(principal.roles),
+        principal.username ?? null,
+        principal.signingKey,
+        principal.agreementKey,
+        principal.kem,
+        principal.createdAt,
+        principal.certificateSerial ?? null,
+      )
+      return toPrincipal(row as PrincipalRow)
+    } catch (err) {
+      if (isUniqueViolation(err))
+        throw new StoreConflictError(`principal ${principal.id} already exists`, { cause: err })
+      throw err
+    }
+  }
+
+  #insertAudit(entry: NewAuditEntry): AuditEntry {
     checkCount(entry.at, 'at')
     checkOutcome(entry.outcome)
     const row = this.#get<AuditRow>(
@@ -395,15 +440,6 @@ export class SqliteKeyStore implements KeyStore {
       JSON.stringify(entry.details),
     )
     return toAuditEntry(row as AuditRow)
-  }
-
-  async listAudit(options: { afterId?: number; limit: number }): Promise<AuditEntry[]> {
-    const afterId = options.afterId ?? 0
-    checkCount(afterId, 'afterId')
-    checkCount(options.limit, 'limit')
-    return this.#all<AuditRow>('SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?', afterId, options.limit).map(
-      toAuditEntry,
-    )
   }
 
   #getDocument(table: 'policy' | 'revocation_list'): StoredPolicy | undefined {
