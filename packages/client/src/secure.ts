@@ -32,6 +32,7 @@ import type {
 } from 'mqtt'
 import { fromUtf8, toWire, utf8 } from './_bytes.js'
 import { TypedEmitter } from './_emitter.js'
+import { replayKey, SavedReplayWindow } from './_replay-state.js'
 import { sequenceCounterFor } from './_sequence.js'
 import { KeyServerClient, type KeyServerConnection } from './key-server-client.js'
 import { Keyring } from './keyring.js'
@@ -45,11 +46,11 @@ export interface SecureOptions {
   readonly kid: number
   /** The key server, and its Ed25519 key pinned at enrollment. */
   readonly keyserver: KeyServerConnection & { readonly keyServerPublicKey: Uint8Array }
-  /** Keeps sequence reservations and the last bundle across restarts. */
+  /** Keeps sequence reservations, the last bundle and the receive replay window across restarts. */
   readonly storage: ClientStorage
   /** Topic filters whose payloads travel unencrypted (default none). A key group always wins. */
   readonly plaintextTopics?: readonly string[]
-  /** Replay window and freshness limits for received envelopes. */
+  /** Replay window and freshness limits for received envelopes (`maxSenders` defaults to 10,000 here). */
   readonly replay?: ReplayWindowOptions
   /** Unix seconds; injectable for tests. */
   readonly now?: () => number
@@ -107,6 +108,12 @@ export interface SecureClientEvents {
   keysUpdated: (info: { readonly issuedAt: number; readonly notAfter: number; readonly source: KeySource }) => void
   /** The key server could not be reached or refused; the client keeps working from its keys. */
   keyServerError: (error: Error) => void
+  /**
+   * The replay window could not be saved (messages are still delivered; the next save retries),
+   * or its saved state was corrupt or missing: `ERR_REPLAY_STATE_INVALID`, and every envelope
+   * sent before the restart (plus the allowed clock skew) is then refused as a replay.
+   */
+  storageError: (error: Error) => void
   error: (error: Error) => void
   close: () => void
   end: () => void
@@ -123,6 +130,8 @@ const FORWARDED = ['connect', 'close', 'end', 'reconnect', 'offline', 'disconnec
 const EPOCH_REFRESH_INTERVAL_MS = 5_000
 const MAX_TIMER_MS = 2 ** 31 - 1
 const MAX_RETRY_MS = 60_000
+/** Windows kept (and saved) for received envelopes, by default; beyond it, the oldest are evicted. */
+const MAX_SENDERS = 10_000
 
 const bundleKey = (id: string) => `bundle:${id}`
 const revocationsKey = (id: string) => `revocations:${id}`
@@ -154,7 +163,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   readonly #keyServer: KeyServerClient
   readonly #keyring: Keyring
   readonly #revocations = new RevocationList()
-  readonly #replay: ReplayWindow
+  readonly #replay: SavedReplayWindow
   readonly #signer: EnvelopeSigner
   readonly #controlTopic: string
   #counter: Promise<SequenceCounter> | undefined
@@ -166,6 +175,9 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   /** Received messages wait here while keys load or a refresh for an unknown epoch runs, in order. */
   #queue: Promise<void> | undefined
   #queued = 0
+  /** Opened messages wait here until the replay state that accepted them is saved, in order. */
+  readonly #accepted: { topic: string; payload: Uint8Array; info: MessageInfo }[] = []
+  #delivering: Promise<void> | undefined
   /** Seals run one after another so sequence numbers follow publish order. */
   #sealing: Promise<unknown> = Promise.resolve()
 
@@ -187,7 +199,12 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000))
     this.#keyServer = new KeyServerClient(keyserver, identity)
     this.#keyring = new Keyring(this.#now)
-    this.#replay = new ReplayWindow(options.replay)
+    this.#replay = new SavedReplayWindow(new ReplayWindow({ maxSenders: MAX_SENDERS, ...options.replay }), {
+      storage,
+      key: replayKey(identity.id),
+      keep: (group, epoch) => this.#holds(group, epoch),
+      onError: (err) => this.emit('storageError', err),
+    })
     this.#signer = createEnvelopeSigner({ kid, seed: identity.signingSeed })
     this.#controlTopic = principalControlTopic(identity.id)
 
@@ -310,12 +327,16 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   end(force?: boolean, opts?: Partial<IDisconnectPacket>, callback?: () => void): this {
     this.#stop()
     this.#mqtt.end(force, opts, callback)
+    void this.#replay.save()
     return this
   }
 
+  /** Like mqtt.js's, and resolves once the replay state of every delivered message is saved. */
   async endAsync(force?: boolean, opts?: Partial<IDisconnectPacket>): Promise<void> {
     this.#stop()
     await this.#mqtt.endAsync(force, opts)
+    await this.#delivering
+    await this.#replay.save()
   }
 
   /**
@@ -357,15 +378,23 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   }
 
   async #loadStored(): Promise<void> {
+    let bundle: string | undefined
     try {
       const revocations = await this.#storage.get(revocationsKey(this.#identity.id))
       if (revocations)
         this.#revocations.accept(JSON.parse(revocations), { keyServerPublicKey: this.#keyServerPublicKey })
-      const bundle = await this.#storage.get(bundleKey(this.#identity.id))
+      bundle = await this.#storage.get(bundleKey(this.#identity.id))
       if (bundle) this.#applyBundle(JSON.parse(bundle), 'storage')
     } catch {
       // An expired or unreadable stored bundle is simply not used.
     }
+    // A stored bundle means this client ran before, so its replay state must be there too.
+    await this.#replay.load(this.#now(), bundle !== undefined)
+  }
+
+  /** Whether envelopes of (group, epoch) can still be opened; everything while no bundle is loaded yet. */
+  #holds(group: number, epoch: number): boolean {
+    return this.#keyring.issuedAt < 0 || this.#keyring.epochKey(group, epoch) !== undefined
   }
 
   async #fetchKeys(): Promise<void> {
@@ -526,7 +555,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       } else {
         const { header, payload: opened } = openEnvelope(payload, topic, {
           keys: this.#keyring,
-          replay: this.#replay,
+          replay: this.#replay.window,
           retained: packet.retain,
           isRevoked: (kid) => this.#revocations.isRevokedKid(kid),
           now: this.#now(),
@@ -552,9 +581,33 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       this.#reject(topic, err)
       return undefined
     }
-    this.stats.delivered++
-    this.emit('message', topic, plaintext, info)
+    if (info.encrypted && !packet.retain) this.#replay.markDirty()
+    this.#accepted.push({ topic, payload: plaintext, info })
+    this.#delivering ??= this.#deliver()
     return undefined
+  }
+
+  /**
+   * Delivers accepted messages once their replay state is durable, so a crash can never forget a
+   * delivered message. Everything accepted while one save runs goes out after the next one.
+   */
+  async #deliver(): Promise<void> {
+    while (this.#accepted.length > 0) {
+      const batch = this.#accepted.splice(0)
+      await this.#replay.save()
+      for (const { topic, payload, info } of batch) {
+        this.stats.delivered++
+        try {
+          this.emit('message', topic, payload, info)
+        } catch (err) {
+          // A throwing listener must not drop the rest of the batch; surface it as before.
+          queueMicrotask(() => {
+            throw err
+          })
+        }
+      }
+    }
+    this.#delivering = undefined
   }
 
   #reject(topic: string, err: unknown): void {

@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   ERR_UNKNOWN_SENDER: 'The sender key id is not listed as a writer of the group.',
   ERR_UNKNOWN_EPOCH: 'No key is held for the group and epoch the envelope names.',
   ERR_REPLAY: 'The sequence number was already seen, or is older than the replay window.',
+  ERR_REPLAY_STATE_INVALID: 'A saved replay window state is not well formed (corrupt or altered storage).',
   ERR_STALE: 'The send time is outside the freshness limit.',
   ERR_SENDER_REVOKED: 'The sender is on the revocation list.',
   ERR_SENDER_NOT_PERMITTED:

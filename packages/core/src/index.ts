@@ -54,7 +54,7 @@ export type {
   OpenKeyBundleOptions,
 } from './key-bundle.js'
 export { createKeyBundle, MAX_WRITER_FILTERS, openKeyBundle } from './key-bundle.js'
-export type { ReplayCheckInput, ReplayWindowOptions } from './replay-window.js'
+export type { ReplayCheckInput, ReplayWindowOptions, ReplayWindowState } from './replay-window.js'
 export { ReplayWindow } from './replay-window.js'
 export type { CreateRevocationListOptions, RevocationEntry } from './revocation-list.js'
 export { createRevocationList, RevocationList } from './revocation-list.js'

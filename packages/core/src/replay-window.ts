@@ -43,6 +43,21 @@ export interface ReplayCheckInput {
   retained?: boolean
 }
 
+/**
+ * A {@link ReplayWindow}'s memory as plain JSON-safe data, to keep it across restarts
+ * ({@link ReplayWindow.exportState} / {@link ReplayWindow.restoreState}). `null` stands for "no
+ * floor" (minus infinity).
+ */
+export interface ReplayWindowState {
+  readonly v: 1
+  /** Send times at or below this are refused for senders without a window or floor. */
+  readonly notBefore: number | null
+  /** Least recently used first: group, epoch, sender, highest seq, notBefore, bitmap (uint32 words, word 0 first). */
+  readonly windows: readonly (readonly [number, number, number, number, number | null, readonly number[]])[]
+  /** Oldest first: group, epoch, sender, highest seq, notBefore, evictedAt (unix seconds). */
+  readonly floors: readonly (readonly [number, number, number, number, number | null, number | null])[]
+}
+
 interface SenderWindow {
   highest: number
   /** Bit k set: sequence number `highest - k` was seen. */
@@ -161,6 +176,105 @@ export class ReplayWindow {
     this.#record(window, input.seq)
   }
 
+  /**
+   * Everything the window remembers, for {@link restoreState} after a restart. Windows and floors
+   * of epochs `keep` rejects are left out (e.g. retired epochs: their envelopes no longer open).
+   *
+   * @example
+   * ```ts
+   * await storage.set('replay', JSON.stringify(replay.exportState()))
+   * ```
+   */
+  exportState(keep: (group: number, epoch: number) => boolean = () => true): ReplayWindowState {
+    const windows: [number, number, number, number, number | null, number[]][] = []
+    for (const [key, window] of this.#windows) {
+      const [group, epoch, sender] = parseKey(key)
+      if (keep(group, epoch))
+        windows.push([group, epoch, sender, window.highest, finiteOrNull(window.notBefore), Array.from(window.seen)])
+    }
+    const floors: [number, number, number, number, number | null, number | null][] = []
+    for (const [key, floor] of this.#floors) {
+      const [group, epoch, sender] = parseKey(key)
+      if (keep(group, epoch))
+        floors.push([group, epoch, sender, floor.highest, finiteOrNull(floor.notBefore), finiteOrNull(floor.evictedAt)])
+    }
+    return { v: 1, notBefore: finiteOrNull(this.#notBefore), windows, floors }
+  }
+
+  /**
+   * Replaces the window's memory with a saved {@link exportState}. Parsed strictly and applied
+   * only when all of it is valid. A window saved under another `windowSize` comes back as a floor
+   * (everything at or below its highest counts as seen); beyond `maxSenders`, the usual eviction.
+   * `now` (unix seconds) bounds when the saved messages were recorded, for floors made here.
+   *
+   * @throws SmqttError('ERR_REPLAY_STATE_INVALID') when `state` is not a well-formed state;
+   * the window is then unchanged.
+   * @example
+   * ```ts
+   * replay.restoreState(JSON.parse(await storage.get('replay')), Math.floor(Date.now() / 1000))
+   * ```
+   */
+  restoreState(state: unknown, now: number): void {
+    if (!Number.isFinite(now)) throw new TypeError('now must be a finite number')
+    if (!isRecord(state) || state.v !== 1 || !Array.isArray(state.windows) || !Array.isArray(state.floors))
+      throw invalidState('not a version 1 replay window state')
+    const keys = new Set<string>()
+    const entryKey = (entry: unknown[]): string => {
+      const key = `${uintAt(entry, 0)}/${uintAt(entry, 1)}/${uintAt(entry, 2)}`
+      if (keys.has(key)) throw invalidState(`${key} appears twice`)
+      keys.add(key)
+      return key
+    }
+    const windows: [string, SenderWindow][] = []
+    const resized: [string, Floor][] = []
+    for (const entry of state.windows) {
+      if (!Array.isArray(entry) || entry.length !== 6) throw invalidState('a window is not a 6-element array')
+      const key = entryKey(entry)
+      const highest = uintAt(entry, 3)
+      const notBefore = timeAt(entry, 4)
+      const seen = parseBitmap(entry[5])
+      if (seen.length === this.#words) windows.push([key, { highest, seen, notBefore }])
+      else resized.push([key, { highest, notBefore, evictedAt: now }])
+    }
+    const floors: [string, Floor][] = []
+    for (const entry of state.floors) {
+      if (!Array.isArray(entry) || entry.length !== 6) throw invalidState('a floor is not a 6-element array')
+      floors.push([
+        entryKey(entry),
+        { highest: uintAt(entry, 3), notBefore: timeAt(entry, 4), evictedAt: timeAt(entry, 5) },
+      ])
+    }
+    const notBefore = timeAt([state.notBefore], 0)
+
+    this.#windows.clear()
+    this.#floors.clear()
+    this.#notBefore = notBefore
+    this.#latestNow = Math.max(this.#latestNow, now)
+    for (const [key, floor] of [...floors, ...resized]) this.#floors.set(key, floor)
+    for (const [key, window] of windows) {
+      this.#windows.set(key, window)
+      if (this.#windows.size > this.#maxSenders) this.#evictLeastRecentlyUsed()
+    }
+    while (this.#floors.size > this.#maxSenders) this.#dropOldestFloor()
+  }
+
+  /**
+   * After the saved state was lost or corrupted: forgets every window and refuses every envelope
+   * that could have been accepted before `now` (send time up to `now + maxFutureSkewSeconds`).
+   * Safe, at a price: messages sent before then are refused as replays, even never-seen ones.
+   *
+   * @example
+   * ```ts
+   * replay.resetAfterLoss(Math.floor(Date.now() / 1000))
+   * ```
+   */
+  resetAfterLoss(now: number): void {
+    if (!Number.isFinite(now)) throw new TypeError('now must be a finite number')
+    this.#windows.clear()
+    this.#floors.clear()
+    this.#notBefore = Math.max(this.#notBefore, now + this.#maxSkew)
+  }
+
   /** Validates, checks freshness and the window; undefined for retained messages. */
   #judge(input: ReplayCheckInput): Verdict | undefined {
     const { group, epoch, sender, seq, sentAt, now } = input
@@ -237,7 +351,10 @@ export class ReplayWindow {
     this.#windows.delete(key)
     // Every message this window recorded was sent at most latestNow + maxSkew.
     this.#floors.set(key, { highest: window.highest, notBefore: window.notBefore, evictedAt: this.#latestNow })
-    if (this.#floors.size <= this.#maxSenders) return
+    if (this.#floors.size > this.#maxSenders) this.#dropOldestFloor()
+  }
+
+  #dropOldestFloor(): void {
     const dropped = this.#floors.entries().next()
     if (dropped.done === true) return
     this.#floors.delete(dropped.value[0])
@@ -247,4 +364,41 @@ export class ReplayWindow {
 
 function replay(reason: string): SmqttError {
   return new SmqttError('ERR_REPLAY', `replayed or too old sequence number: ${reason}`)
+}
+
+function invalidState(reason: string): SmqttError {
+  return new SmqttError('ERR_REPLAY_STATE_INVALID', `invalid saved replay state: ${reason}`)
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value)
+
+function parseKey(key: string): [number, number, number] {
+  const first = key.indexOf('/')
+  const second = key.indexOf('/', first + 1)
+  return [Number(key.slice(0, first)), Number(key.slice(first + 1, second)), Number(key.slice(second + 1))]
+}
+
+const finiteOrNull = (time: number): number | null => (Number.isFinite(time) ? time : null)
+
+function uintAt(entry: unknown[], index: number): number {
+  const value = entry[index]
+  if (!Number.isSafeInteger(value) || (value as number) < 0) throw invalidState(`element ${index} is not a uint`)
+  return value as number
+}
+
+/** A time floor: a finite number, or null for none. */
+function timeAt(entry: unknown[], index: number): number {
+  const value = entry[index]
+  if (value === null) return Number.NEGATIVE_INFINITY
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw invalidState(`element ${index} is not a time`)
+  return value
+}
+
+function parseBitmap(value: unknown): Uint32Array {
+  if (!Array.isArray(value) || value.length < 1 || value.length > MAX_WINDOW_SIZE / 32)
+    throw invalidState('bad window bitmap')
+  for (const word of value)
+    if (!Number.isInteger(word) || word < 0 || word > 0xffff_ffff) throw invalidState('bad window bitmap word')
+  return Uint32Array.from(value)
 }

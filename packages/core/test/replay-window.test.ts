@@ -289,3 +289,70 @@ describe('properties', () => {
     )
   })
 })
+
+describe('saved state (exportState / restoreState)', () => {
+  const roundTrip = (window: ReplayWindow, options = {}) => {
+    const restored = new ReplayWindow(options)
+    restored.restoreState(JSON.parse(JSON.stringify(window.exportState())), NOW)
+    return restored
+  }
+
+  test('a restored window refuses what the original saw and accepts what it did not', () => {
+    const window = new ReplayWindow({ windowSize: 64 })
+    for (const seq of [100, 98, 40]) window.accept(message(seq))
+    window.accept(message(7, { sender: 2 }))
+    const restored = roundTrip(window, { windowSize: 64 })
+    for (const seq of [100, 98, 40, 30]) expect(codeOf(() => restored.accept(message(seq)))).toBe('ERR_REPLAY')
+    expect(codeOf(() => restored.accept(message(7, { sender: 2 })))).toBe('ERR_REPLAY')
+    for (const seq of [99, 41, 101]) expect(accepts(restored, message(seq))).toBe(true)
+    expect(accepts(restored, message(8, { sender: 2 }))).toBe(true)
+  })
+
+  test('floors and the window-wide floor survive; another windowSize turns windows into floors', () => {
+    const window = new ReplayWindow({ windowSize: 32, maxSenders: 1 })
+    window.accept(message(10, { sender: 1 }))
+    window.accept(message(20, { sender: 2 })) // sender 1 -> floor
+    window.accept(message(30, { sender: 3 })) // sender 2 -> floor, sender 1's floor dropped
+    const restored = roundTrip(window, { windowSize: 32, maxSenders: 1 })
+    expect(restored.exportState()).toEqual(window.exportState())
+    expect(codeOf(() => restored.accept(message(20, { sender: 2 })))).toBe('ERR_REPLAY')
+    expect(codeOf(() => restored.accept(message(11, { sender: 1 })))).toBe('ERR_REPLAY') // notBefore
+    const resized = roundTrip(window, { windowSize: 64, maxSenders: 2 })
+    expect(resized.size).toBe(0)
+    expect(codeOf(() => resized.accept(message(29, { sender: 3 })))).toBe('ERR_REPLAY')
+    expect(accepts(resized, message(31, { sender: 3 }))).toBe(true)
+  })
+
+  test('exportState leaves out the epochs keep() rejects', () => {
+    const window = new ReplayWindow()
+    window.accept(message(1, { epoch: 1 }))
+    window.accept(message(1, { epoch: 2 }))
+    expect(window.exportState((_group, epoch) => epoch === 2).windows.map((w) => w[1])).toEqual([2])
+  })
+
+  test.each([
+    ['not an object', 'x'],
+    ['wrong version', { v: 2, notBefore: null, windows: [], floors: [] }],
+    ['windows missing', { v: 1, notBefore: null, floors: [] }],
+    ['negative sender', { v: 1, notBefore: null, windows: [[1, 1, -1, 5, null, [1]]], floors: [] }],
+    ['fractional seq', { v: 1, notBefore: null, windows: [[1, 1, 1, 5.5, null, [1]]], floors: [] }],
+    ['bad bitmap', { v: 1, notBefore: null, windows: [[1, 1, 1, 5, null, 'zz']], floors: [] }],
+    ['bitmap word too big', { v: 1, notBefore: null, windows: [[1, 1, 1, 5, null, [2 ** 32]]], floors: [] }],
+    ['empty bitmap', { v: 1, notBefore: null, windows: [[1, 1, 1, 5, null, []]], floors: [] }],
+    ['bad time', { v: 1, notBefore: 'soon', windows: [], floors: [] }],
+    ['duplicate', { v: 1, notBefore: null, windows: [[1, 1, 1, 5, null, [1]]], floors: [[1, 1, 1, 5, null, 0]] }],
+    ['short entry', { v: 1, notBefore: null, windows: [], floors: [[1, 1, 1]] }],
+  ])('a corrupt state (%s) is ERR_REPLAY_STATE_INVALID and changes nothing', (_name, state) => {
+    const window = new ReplayWindow()
+    window.accept(message(5))
+    expect(codeOf(() => window.restoreState(state, NOW))).toBe('ERR_REPLAY_STATE_INVALID')
+    expect(codeOf(() => window.accept(message(5)))).toBe('ERR_REPLAY')
+  })
+
+  test('resetAfterLoss refuses everything that could have been accepted before, and nothing sent later', () => {
+    const window = new ReplayWindow({ maxFutureSkewSeconds: 30 })
+    window.resetAfterLoss(NOW)
+    expect(codeOf(() => window.accept(message(1, { sentAt: NOW + 30, now: NOW + 40 })))).toBe('ERR_REPLAY')
+    expect(accepts(window, message(1, { sentAt: NOW + 31, now: NOW + 40 }))).toBe(true)
+  })
+})
