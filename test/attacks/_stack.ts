@@ -9,7 +9,6 @@ import { join } from 'node:path'
 import {
   type ClientStorage,
   type Enrollment,
-  enroll,
   fileStorage,
   memoryStorage,
   type SecureClient,
@@ -27,7 +26,7 @@ import {
   startBroker,
 } from '../../packages/broker-plugin/src/index.js'
 import { closed, TEST_POLICY, within } from '../../packages/broker-plugin/test/fixture.js'
-import { waitUntil } from '../../packages/client/test/_stack.js'
+import { enrollThrough, waitUntil } from '../../packages/client/test/_stack.js'
 
 /** The login an attacker stole from thermostat-1: its legacy MQTT password, not its keys. */
 export const STOLEN_LOGIN = { username: 'thermostat-1-legacy', password: 'hunter2 from a config file' }
@@ -135,19 +134,16 @@ export async function startAttackStack(limits: BrokerConfigDocument['connectLimi
         return fresh
       },
       async enroll(id, roles, options = {}) {
-        const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
-        if (token.status !== 201) throw new Error(`token: ${token.text}`)
-        const storage: ClientStorage = options.persistent ? fileStorage(join(dir, `${id}.store`)) : memoryStorage()
-        const enrollment = await enroll({
-          keyserverUrl: h.url,
-          ca: h.caPem,
-          token: (token.body as { token: string }).token,
+        const storage = options.persistent ? fileStorage(join(dir, `${id}.store`)) : memoryStorage()
+        const member = await enrollThrough(
+          h,
           id,
+          roles,
           storage,
-          ...(options.certificate ? { clientCertificate: true } : {}),
-        })
+          options.certificate ? { clientCertificate: true } : {},
+        )
         await stack.syncBroker() // the broker knows principals from its snapshot only
-        return { ...enrollment, storage }
+        return member
       },
       async secureClient(member, options = {}) {
         const id = member.identity.id

@@ -2,9 +2,10 @@
 // key server CLI on its SQLite file, `smqtt-broker` nodes, a private redis-server. Every wait is
 // bounded; every process started here is killed by `stopAll()` even when a test fails.
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { createServer, connect as netConnect } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BrokerConfigDocument } from '@smqtt/broker-plugin'
@@ -13,6 +14,7 @@ import { createConnectPassword, exportIdentity } from '@smqtt/core'
 import { initKeyServer } from '@smqtt/keyserver'
 import { SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { afterAll, beforeAll } from 'vitest'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 // `node --import tsx` rather than the tsx binary: tsx runs the script in a child process of its
@@ -424,6 +426,33 @@ export async function startCluster(dir: string): Promise<Cluster> {
   ]
   const nodes = (await Promise.all([brokerProcess(a), brokerProcess(b)])) as Cluster['nodes']
   return { ks, redis, nodes, thermostat, app }
+}
+
+/**
+ * Registers a test file's hooks around one cluster: before all, a fresh temporary directory (named
+ * from `prefix`) and startCluster(); after all, the secure clients pushed onto `clients` ended,
+ * every process stopped and the directory removed, even when a test failed.
+ */
+export function useCluster(prefix: string): { readonly cluster: Cluster; readonly clients: SecureClient[] } {
+  let dir: string | undefined
+  let cluster: Cluster | undefined
+  const clients: SecureClient[] = []
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), prefix))
+    cluster = await startCluster(dir)
+  }, 150_000)
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})))
+    await stopAll()
+    if (dir) rmSync(dir, { recursive: true, force: true })
+  })
+  return {
+    clients,
+    get cluster() {
+      if (!cluster) throw new Error('the cluster starts in beforeAll')
+      return cluster
+    },
+  }
 }
 
 /** mqtt.js `servers`: reconnects go to the next node in the list. */

@@ -3,44 +3,26 @@
 // QoS 1 message the publisher had a PUBACK for arrives. Duplicates are allowed (Aedes queues a
 // copy in Redis for a persistent session that is not on the publishing node) and counted: the
 // subscriber's replay window drops them before the application sees them.
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { SecureClient } from '@smqtt/client'
-import { afterAll, beforeAll, expect, test } from 'vitest'
+import { expect, test } from 'vitest'
 import {
-  type Cluster,
   report,
   secureClient,
   serversOf,
   settled,
   sleep,
-  startCluster,
-  stopAll,
   THERMOSTAT_TOPIC,
   tally,
   until,
+  useCluster,
 } from './_cluster.js'
 
 const MESSAGES = 300
 const KILL_AFTER = 100
 
-let dir: string
-let cluster: Cluster
-const clients: SecureClient[] = []
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'smqtt-fault-node-'))
-  cluster = await startCluster(dir)
-}, 150_000)
-
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})))
-  await stopAll()
-  if (dir) rmSync(dir, { recursive: true, force: true })
-})
+const run = useCluster('smqtt-fault-node-')
 
 test('the subscriber’s node is killed mid-traffic: it resumes on the other node, every acknowledged QoS 1 message arrives', async () => {
+  const { cluster, clients } = run
   const [nodeA, nodeB] = cluster.nodes
   const subscriber = await secureClient(cluster.ks, cluster.app, nodeA.mqtts, {
     clean: false,

@@ -4,45 +4,18 @@
 // between the nodes again once Redis is back, with no QoS 1 loss before or after the outage.
 // The summary says what was lost while Redis was away: QoS 0 may be, and so may QoS 1, because
 // Aedes sends PUBACK before it routes the message (see docs/reliability.md, Faults).
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { SecureClient } from '@smqtt/client'
-import { afterAll, beforeAll, expect, test } from 'vitest'
-import {
-  type Cluster,
-  report,
-  secureClient,
-  settled,
-  sleep,
-  startCluster,
-  stopAll,
-  THERMOSTAT_TOPIC,
-  tally,
-  until,
-} from './_cluster.js'
+import { expect, test } from 'vitest'
+import { report, secureClient, settled, sleep, THERMOSTAT_TOPIC, tally, until, useCluster } from './_cluster.js'
 
 const BATCH = 100
 /** QoS 0 messages are numbered from here, apart from the QoS 1 ones. */
 const QOS0_BASE = 10_000
 const OUTAGE_MS = 12_000
 
-let dir: string
-let cluster: Cluster
-const clients: SecureClient[] = []
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'smqtt-fault-redis-'))
-  cluster = await startCluster(dir)
-}, 150_000)
-
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})))
-  await stopAll()
-  if (dir) rmSync(dir, { recursive: true, force: true })
-})
+const run = useCluster('smqtt-fault-redis-')
 
 test('Redis away for 12 s under two nodes: no crash, cross-node delivery resumes, no QoS 1 loss outside the outage', async () => {
+  const { cluster, clients } = run
   const [nodeA, nodeB] = cluster.nodes
   const subscriber = await secureClient(cluster.ks, cluster.app, nodeA.mqtts, { clean: false })
   const publisher = await secureClient(cluster.ks, cluster.thermostat, nodeB.mqtts)

@@ -20,8 +20,10 @@ import {
 } from '@smqtt/core'
 import { CertificateAuthority, createCertificateAuthority } from '@smqtt/keyserver'
 import { type Harness, startHarness } from '@smqtt/keyserver/testing'
+import { afterAll, beforeAll } from 'vitest'
 import { hashLegacyPassword } from '../../packages/broker-plugin/src/index.js'
 import { openBundleOf, p256Pems, sealingKeys, TEST_POLICY, within } from '../../packages/broker-plugin/test/fixture.js'
+import { killAll } from './_run.js'
 
 const repository = fileURLToPath(new URL('../..', import.meta.url))
 const TSX = join(repository, 'node_modules/.bin/tsx')
@@ -71,8 +73,11 @@ export interface InteropStack {
   password(who: Enrolled): string
   /** An envelope sealed by `sender` for `topic`, written to a file; returns its path and bytes. */
   sealToFile(sender: Enrolled, topic: string, payload: string): Promise<{ file: string; bytes: Uint8Array }>
-  /** Opens `bytes` received on `topic` with `reader`'s own key bundle; returns the plaintext. */
-  open(reader: Enrolled, topic: string, bytes: Uint8Array): Promise<string>
+  /**
+   * Opens an envelope received on `topic`, as hex (how mosquitto_sub and the Paho script print
+   * payloads), with `reader`'s own key bundle; returns the plaintext.
+   */
+  open(reader: Enrolled, topic: string, payloadHex: string): Promise<string>
   /**
    * What the broker's audit log got since the previous call (waiting for at least `atLeast`
    * entries: the log is written asynchronously): refusals as `hook:reason` (`connect:bad-credentials`),
@@ -80,6 +85,25 @@ export interface InteropStack {
    */
   newAudit(atLeast?: number): Promise<string[]>
   close(): Promise<void>
+}
+
+/**
+ * Registers the hooks of a test file run against one interop stack: started before all; after
+ * all, the client programs still running killed and the stack closed. The returned stack is
+ * filled in by beforeAll, so read it inside tests (or helpers they call), not at collection time.
+ */
+export function useInteropStack(): InteropStack {
+  const stack = {} as InteropStack
+  let started: InteropStack | undefined
+  beforeAll(async () => {
+    started = await startInteropStack()
+    Object.assign(stack, started)
+  }, 60_000)
+  afterAll(async () => {
+    killAll()
+    await started?.close()
+  })
+  return stack
 }
 
 /** Starts the key server and the `smqtt-broker` process; cleans up everything if a step fails. */
@@ -186,13 +210,14 @@ export async function startInteropStack(): Promise<InteropStack> {
         const bytes = sealEnvelope({ topic, payload: new TextEncoder().encode(payload), epochKey, signer, seq })
         return { file: file(`envelope-${seq}.bin`, bytes), bytes }
       },
-      async open(reader, topic, bytes) {
+      async open(reader, topic, payloadHex) {
         const bundle = await bundleOf(reader)
         const { epochKey } = sealingKeys(bundle, reader, topic)
         const keys: EnvelopeKeys = {
           epochKey: (group, epoch) => (group === epochKey.group && epoch === epochKey.epoch ? epochKey : undefined),
           writerKey: (group, sender) => bundle.groups.find((g) => g.group === group)?.writers.get(sender)?.signingKey,
         }
+        const bytes = new Uint8Array(Buffer.from(payloadHex, 'hex'))
         return new TextDecoder().decode(openEnvelope(bytes, topic, { keys }).payload)
       },
       async newAudit(atLeast = 1) {

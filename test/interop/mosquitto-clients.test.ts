@@ -2,32 +2,24 @@
 // the real `smqtt-broker` process over mqtts:// with the dev PKI: they log in three ways, are
 // refused exactly as the ACL says, and carry SMQTT envelopes through unchanged. Each refusal is
 // asserted twice: what mosquitto reports (exit code, message) and the reason in the broker's audit log.
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { describe, expect, test } from 'vitest'
 import { MOSQUITTO_CLIENTS, toolAvailable } from '../_tools.js'
 import {
   type CertificateFiles,
   type Enrolled,
-  type InteropStack,
   LEGACY_USER,
   PRINCIPALS,
-  startInteropStack,
   TEMPERATURE_TOPIC,
+  useInteropStack,
 } from './_broker.js'
-import { killAll, run, start } from './_run.js'
+import { run, start } from './_run.js'
 
 const OTHER_THERMOSTAT_TOPIC = 'home/h1/thermostat/thermostat-2/temp'
 const CONNECTION_LOST = 7 // MOSQ_ERR_CONN_LOST
 const TIMED_OUT = 27 // MOSQ_ERR_TIMEOUT: mosquitto_sub -W elapsed
 
 describe.runIf(toolAvailable(MOSQUITTO_CLIENTS))('mosquitto-clients against smqtt-broker', () => {
-  let stack: InteropStack
-  beforeAll(async () => {
-    stack = await startInteropStack()
-  }, 60_000)
-  afterAll(async () => {
-    killAll()
-    await stack?.close()
-  })
+  const stack = useInteropStack()
 
   const server = () => ['-h', stack.host, '-p', String(stack.port), '--cafile', stack.caFile]
   const withCertificate = (
@@ -245,8 +237,7 @@ describe.runIf(toolAvailable(MOSQUITTO_CLIENTS))('mosquitto-clients against smqt
       const [line] = messagesIn(received.stdout)
       expect(messagesIn(received.stdout)).toHaveLength(1)
       expect(line).toBe(`${TEMPERATURE_TOPIC} ${Buffer.from(envelope.bytes).toString('hex')}`)
-      const bytes = new Uint8Array(Buffer.from(line?.split(' ')[1] ?? '', 'hex'))
-      expect(await stack.open(stack.enrolled.app, TEMPERATURE_TOPIC, bytes)).toBe('21.5 °C')
+      expect(await stack.open(stack.enrolled.app, TEMPERATURE_TOPIC, line?.split(' ')[1] ?? '')).toBe('21.5 °C')
       expect(await stack.newAudit(4)).toEqual([
         'login:connect-password',
         'login:certificate',

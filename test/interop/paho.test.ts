@@ -2,10 +2,10 @@
 // over mqtts:// with the dev PKI, through paho_client.py (JSON lines of what Paho reported): the
 // compact form of the mosquitto matrix, each outcome also checked in the broker's audit log.
 import { fileURLToPath } from 'node:url'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { describe, expect, test } from 'vitest'
 import { PAHO_PYTHON, toolAvailable } from '../_tools.js'
-import { type Enrolled, type InteropStack, PRINCIPALS, startInteropStack, TEMPERATURE_TOPIC } from './_broker.js'
-import { killAll, start } from './_run.js'
+import { type Enrolled, PRINCIPALS, TEMPERATURE_TOPIC, useInteropStack } from './_broker.js'
+import { start } from './_run.js'
 
 const PYTHON = '/usr/bin/python3' // the pyenv python3 first on PATH has no paho-mqtt
 const SCRIPT = fileURLToPath(new URL('./paho_client.py', import.meta.url))
@@ -33,14 +33,7 @@ interface Login {
 }
 
 describe.runIf(toolAvailable(PAHO_PYTHON))('Paho (Python) against smqtt-broker', () => {
-  let stack: InteropStack
-  beforeAll(async () => {
-    stack = await startInteropStack()
-  }, 60_000)
-  afterAll(async () => {
-    killAll()
-    await stack?.close()
-  })
+  const stack = useInteropStack()
 
   const withCertificate = (): Login => ({ clientId: PRINCIPALS.thermostat.id, ...stack.tls.thermostat })
   const withPassword = (who: Enrolled, password = stack.password(who), clientId = who.identity.id): Login => ({
@@ -159,8 +152,7 @@ describe.runIf(toolAvailable(PAHO_PYTHON))('Paho (Python) against smqtt-broker',
     expect(messages).toEqual([
       { event: 'message', topic: TEMPERATURE_TOPIC, payloadHex: Buffer.from(envelope.bytes).toString('hex') },
     ])
-    const bytes = new Uint8Array(Buffer.from(messages[0]?.payloadHex ?? '', 'hex'))
-    expect(await stack.open(stack.enrolled.app, TEMPERATURE_TOPIC, bytes)).toBe('21.5 °C')
+    expect(await stack.open(stack.enrolled.app, TEMPERATURE_TOPIC, messages[0]?.payloadHex ?? '')).toBe('21.5 °C')
     expect(await stack.newAudit(4)).toEqual([
       'login:connect-password',
       'login:certificate',

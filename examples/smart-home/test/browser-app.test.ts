@@ -5,11 +5,12 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { type HeadlessChromium, launchChromium } from '../../../test/_browser.js'
 import { CHROMIUM, toolAvailable } from '../../../test/_tools.js'
 import { type House, startHouse } from '../browser/house.js'
-import { type AppServer, chromiumTrustFlag, startAppServer } from '../browser/server.js'
+import { type AppServer, startAppServer } from '../browser/server.js'
 import { waitUntil } from '../src/_wait.js'
 import { type Deployment, startDeployment } from '../src/deployment.js'
 
@@ -21,9 +22,8 @@ describe.runIf(toolAvailable(CHROMIUM))('the homeowner app in headless Chromium'
   let app: AppServer
   let deployment: Deployment
   let house: House
-  let browser: Browser
+  let chromium: HeadlessChromium
   let page: Page
-  const pageErrors: string[] = []
 
   /** Polls the status line, so a failure shows what the page says instead. */
   const expectConnected = () =>
@@ -39,26 +39,12 @@ describe.runIf(toolAvailable(CHROMIUM))('the homeowner app in headless Chromium'
       brokerUrl: deployment.wssUrl as string,
       appId: APP_ID,
     })
-    browser = await chromium.launch({
-      executablePath: CHROMIUM.probe[0],
-      args: [
-        '--headless=new',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        chromiumTrustFlag(deployment.serverTls.cert),
-      ],
-    })
-    page = await browser.newPage()
-    page.on('pageerror', (err) => pageErrors.push(err.message))
+    chromium = await launchChromium(deployment.serverTls.cert)
+    page = chromium.page
   }, 60_000)
 
   afterAll(async () => {
-    await browser?.close()
+    await chromium?.close()
     await house?.close()
     await deployment?.close()
     await app?.close()
@@ -85,7 +71,7 @@ describe.runIf(toolAvailable(CHROMIUM))('the homeowner app in headless Chromium'
       .poll(() => page.locator('#temperatures li').allTextContents(), { timeout: BOUND_MS })
       .toEqual([`${house.thermostat.id}: 23.4 °C`])
     expect(await page.locator('#refused li').count()).toBe(0)
-    expect(pageErrors).toEqual([])
+    expect(chromium.pageErrors).toEqual([])
   })
 
   test('Lock and Unlock reach the real door lock, verified as sent by the app', async () => {

@@ -10,6 +10,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import {
   type ClientStorage,
   type Enrollment,
+  type EnrollOptions,
   enroll,
   type MessageInfo,
   memoryStorage,
@@ -95,6 +96,27 @@ export async function tap(raw: MqttClient, filter: string) {
   return seen
 }
 
+/** Enrolls `id` through the client's own enroll(), with a fresh one-time token from the harness's operator. */
+export async function enrollThrough(
+  h: Harness,
+  id: string,
+  roles: string[],
+  storage: ClientStorage = memoryStorage(),
+  extra: Pick<EnrollOptions, 'clientCertificate'> = {},
+): Promise<Enrollment & { storage: ClientStorage }> {
+  const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
+  if (token.status !== 201) throw new Error(`token: ${token.text}`)
+  const enrollment = await enroll({
+    keyserverUrl: h.url,
+    ca: h.caPem,
+    token: (token.body as { token: string }).token,
+    id,
+    storage,
+    ...extra,
+  })
+  return { ...enrollment, storage }
+}
+
 export async function startStack(harnessOptions: Parameters<typeof startHarness>[0] = {}): Promise<Stack> {
   const h = await startHarness(harnessOptions)
   h.clock.now = now()
@@ -126,18 +148,7 @@ export async function startStack(harnessOptions: Parameters<typeof startHarness>
     h,
     brokerUrl,
     ca: h.caPem,
-    async enroll(id, roles, storage = memoryStorage()) {
-      const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
-      if (token.status !== 201) throw new Error(`token: ${token.text}`)
-      const enrollment = await enroll({
-        keyserverUrl: h.url,
-        ca: h.caPem,
-        token: (token.body as { token: string }).token,
-        id,
-        storage,
-      })
-      return { ...enrollment, storage }
-    },
+    enroll: (id, roles, storage) => enrollThrough(h, id, roles, storage),
     async client(enrollment, clientOptions = {}) {
       const url = clientOptions.url ?? brokerUrl
       const client = secure(connect(url, { clientId: enrollment.identity.id, ...clientOptions.mqtt }), {

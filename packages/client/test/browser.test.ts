@@ -6,7 +6,6 @@
 // Node thermostat publishes, publishes a command a Node lock verifies as coming from it, and
 // refuses a replayed envelope the broker lets through (a QoS 1 DUP retransmission).
 // TLS: the page trusts exactly the dev server certificate's key (SPKI pin), nothing else.
-import { createHash, X509Certificate } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createHttpsServer, type Server } from 'node:https'
 import { tmpdir } from 'node:os'
@@ -17,13 +16,13 @@ import { parseBrokerConfig, type RunningBroker, startBroker } from '@smqtt/broke
 import { createConnectPassword, exportIdentity } from '@smqtt/core'
 import { ensureDevPki } from '@smqtt/keyserver'
 import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
-import { build } from 'esbuild'
 import mqtt, { type MqttClient } from 'mqtt'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { bundleForBrowser, type HeadlessChromium, launchChromium } from '../../../test/_browser.js'
 import { CHROMIUM, toolAvailable } from '../../../test/_tools.js'
-import { enroll, memoryStorage, type SecureClient, secureConnectAsync } from '../src/index.js'
-import { now, waitUntil, within } from './_stack.js'
+import { type SecureClient, secureConnectAsync } from '../src/index.js'
+import { enrollThrough, now, waitUntil, within } from './_stack.js'
 import type { PageApi } from './browser/page.js'
 
 const pageDir = join(dirname(fileURLToPath(import.meta.url)), 'browser')
@@ -33,24 +32,6 @@ const LOCK_TOPIC = `${HOME}/lock/lock-front/cmd`
 
 /** The page's handle, for page.evaluate callbacks (they run in the browser). */
 declare const smqtt: PageApi
-
-/** esbuild, as a web app would bundle it: browser platform, the package's browser condition. */
-async function bundlePage(): Promise<Uint8Array> {
-  const result = await build({
-    entryPoints: [join(pageDir, 'page.ts')],
-    bundle: true,
-    write: false,
-    minify: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    conditions: ['browser', 'source'],
-    logLevel: 'silent',
-  })
-  const output = result.outputFiles[0]
-  if (!output) throw new Error('esbuild produced no output')
-  return output.contents
-}
 
 /** Serves the page and its bundle over HTTPS on a loopback port; returns the server and its origin. */
 async function servePage(tls: { key: string; cert: string }, script: Uint8Array) {
@@ -68,41 +49,22 @@ async function servePage(tls: { key: string; cert: string }, script: Uint8Array)
   return { server, origin: `https://127.0.0.1:${address.port}` }
 }
 
-/** base64(SHA-256(SPKI)) of a certificate, as --ignore-certificate-errors-spki-list takes it. */
-function spkiPin(certPem: string): string {
-  const spki = new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' })
-  return createHash('sha256').update(spki).digest('base64')
-}
-
 describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, over wss://', () => {
   let dir: string
   let h: Harness
   let broker: RunningBroker
   let pageServer: Server
   let origin: string
-  let browser: Browser
+  let chromium: HeadlessChromium
   let page: Page
   let clockTimer: ReturnType<typeof setInterval> | undefined
   let bundleGzipBytes = 0
   const nodeClients: (SecureClient | MqttClient)[] = []
 
   /** A Node device enrolled through the client's own enroll() (memory storage). */
-  async function nodeDevice(id: string, roles: string[]) {
-    const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
-    if (token.status !== 201) throw new Error(`token: ${token.text}`)
-    const storage = memoryStorage()
-    const enrollment = await enroll({
-      keyserverUrl: h.url,
-      ca: h.caPem,
-      token: (token.body as { token: string }).token,
-      id,
-      storage,
-    })
-    return { ...enrollment, storage }
-  }
-  type NodeDevice = Awaited<ReturnType<typeof nodeDevice>>
+  const nodeDevice = (id: string, roles: string[]) => enrollThrough(h, id, roles)
 
-  async function connectNode(device: NodeDevice): Promise<SecureClient> {
+  async function connectNode(device: Awaited<ReturnType<typeof nodeDevice>>): Promise<SecureClient> {
     const client = await secureConnectAsync(broker.urls.mqtts, {
       ...device,
       keyserver: { url: h.url, ca: h.caPem, keyServerPublicKey: device.keyServerPublicKey },
@@ -117,7 +79,7 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
     // dev PKI is made first, in the directory the harness then uses.
     dir = mkdtempSync(join(tmpdir(), 'smqtt-browser-'))
     const pki = await ensureDevPki(join(dir, 'pki'))
-    const script = await bundlePage()
+    const script = await bundleForBrowser(join(pageDir, 'page.ts'))
     bundleGzipBytes = gzipSync(script, { level: 9 }).length
     ;({ server: pageServer, origin } = await servePage({ key: pki.serverKeyPem, cert: pki.serverCertPem }, script))
 
@@ -150,33 +112,18 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
       { logLevel: 'silent' },
     )
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM.probe[0],
-      args: [
-        '--headless=new',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        // Trust exactly the dev server key (page, key server and broker share it), nothing else.
-        `--ignore-certificate-errors-spki-list=${spkiPin(pki.serverCertPem)}`,
-      ],
-    })
-    page = await browser.newPage()
-    const pageErrors: string[] = []
-    page.on('pageerror', (err) => pageErrors.push(err.message))
+    // Trust exactly the dev server key (page, key server and broker share it), nothing else.
+    chromium = await launchChromium(pki.serverCertPem)
+    page = chromium.page
     await page.goto(`${origin}/`)
     await page.waitForFunction(() => typeof smqtt === 'object', undefined, { timeout: 10_000 })
-    expect(pageErrors).toEqual([])
+    expect(chromium.pageErrors).toEqual([])
   }, 60_000)
 
   afterAll(async () => {
     clearInterval(clockTimer)
     await page?.evaluate(() => smqtt.close()).catch(() => {})
-    await browser?.close()
+    await chromium?.close()
     await Promise.all(nodeClients.map((c) => within(c.endAsync(true), 5_000, 'end node client').catch(() => {})))
     await broker?.close()
     await new Promise<void>((resolve) => (pageServer ? pageServer.close(() => resolve()) : resolve()))
