@@ -66,4 +66,24 @@ describe("key bundles carry each writer's own publish rights", () => {
       },
     })
   })
+  test('a writer with more filters than a bundle carries is left out of its group, loudly; the group keeps working', async () => {
+    const rooms = Array.from({ length: 33 }, (_, i) => `home/room-${i}/thermostat/%c/#`)
+    const sprawling = {
+      ...SMART_HOME_POLICY,
+      rules: [
+        ...SMART_HOME_POLICY.rules,
+        { effect: 'allow', actions: ['publish'], topics: rooms, roles: ['roaming-thermostat'] },
+      ],
+    }
+    expect((await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })).status).toBe(200)
+    await h.enroll('thermostat-1', ['thermostat'])
+    await h.enroll('roamer-1', ['roaming-thermostat'])
+    const response = await h.admin('PUT', '/v1/admin/policy', { policy: sprawling, expectedVersion: 1 })
+    expect(response.status, response.text).toBe(200)
+    expect((response.body as { warnings: string[] }).warnings).toContainEqual(
+      expect.stringContaining('roamer-1 has more than 32 publish filters in group 1'),
+    )
+    const app = await h.enroll('app-1', ['app'])
+    expect(Object.keys(await writersSeenBy(app.identity, 1))).toEqual(['thermostat-1'])
+  })
 })

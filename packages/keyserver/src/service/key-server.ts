@@ -14,6 +14,8 @@ import {
   importIdentity,
   importPublicIdentity,
   type KeyGroupWriter,
+  MAX_WRITER_FILTERS,
+  type PublishRights,
   parsePolicy,
   parseRequestSignature,
   type SignedDocument,
@@ -388,7 +390,14 @@ export class KeyServer {
       .filter((g) => next.policy.groups.some((n) => n.id === g.id))
       .filter((g) => active.some((p) => current.keyedGroups(p).has(g.id) && !next.keyedGroups(p).has(g.id)))
       .map((g) => g.id)
-    const warnings = next.evaluator.wideGroupWarnings(active.map(principalContext)).map((w) => w.message)
+    const warnings = [
+      ...next.evaluator.wideGroupWarnings(active.map(principalContext)).map((w) => w.message),
+      ...next.policy.groups.flatMap((g) =>
+        active
+          .filter((p) => tooManyFilters(next.evaluator.publishRightsIn(g, principalContext(p))))
+          .map((p) => writerRightsProblem(g.id, p.id)),
+      ),
+    ]
     await this.audit.record({
       actor,
       action: 'policy.update',
@@ -570,7 +579,14 @@ export class KeyServer {
           // Each writer's own topics within the group (`%c`, `%u` substituted): subscribers
           // refuse its messages elsewhere, whichever broker delivers them.
           const publish = this.#policy.evaluator.publishRightsIn(g, w)
-          return p ? [{ kid: p.kid, principal: p.id, signingKey: p.signingKey, publish }] : []
+          if (!p) return []
+          if (tooManyFilters(publish)) {
+            // Fail closed for this writer alone (subscribers refuse it as an unknown sender)
+            // rather than make every bundle of the group unbuildable.
+            this.#logger.error({ group: g.id, principal: p.id }, writerRightsProblem(g.id, p.id))
+            return []
+          }
+          return [{ kid: p.kid, principal: p.id, signingKey: p.signingKey, publish }]
         }),
       )
     // The generation moves only when the content does, so a periodic re-read that finds
@@ -775,4 +791,13 @@ interface Directory {
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x) => b.includes(x))
+}
+
+/** More publish filters in one group than a bundle may carry for a writer. */
+function tooManyFilters(rights: PublishRights): boolean {
+  return rights.allow.length + rights.deny.length > MAX_WRITER_FILTERS
+}
+
+function writerRightsProblem(group: number, principal: string): string {
+  return `${principal} has more than ${MAX_WRITER_FILTERS} publish filters in group ${group}: left out of the group's writers until the policy is simplified`
 }
