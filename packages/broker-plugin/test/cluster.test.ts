@@ -201,6 +201,15 @@ describe('two broker nodes sharing Redis', () => {
     publisher.end(true)
   })
 
+  test('one client id on two nodes: the newer session takes over, the older one on the other node is closed', async () => {
+    const first = await connect(nodeA, thermostat)
+    const gone = closed(first, 5_000)
+    const second = await connect(nodeB, thermostat)
+    await gone
+    expect(second.connected).toBe(true)
+    second.end(true)
+  })
+
   test('a snapshot pushed through node B closes revoked sessions on both nodes within 1 s; no reconnect on either', async () => {
     const onA = await connect(nodeA, app1)
     await onA.subscribeAsync('home/+/thermostat/#', { qos: 1 })
