@@ -11,7 +11,8 @@ interface Entry {
 }
 
 export class TypedEmitter<Events extends EventMap<Events>> {
-  readonly #listeners = new Map<keyof Events, Entry[]>()
+  /** Lists are replaced, never changed in place: emit walks the one it got, with no copy per event. */
+  readonly #listeners = new Map<keyof Events, readonly Entry[]>()
 
   on<E extends keyof Events>(event: E, listener: Events[E]): this {
     this.#add(event, { listener, once: false })
@@ -32,7 +33,7 @@ export class TypedEmitter<Events extends EventMap<Events>> {
     if (!list) return this
     for (let i = list.length - 1; i >= 0; i--) {
       if (list[i]?.listener === listener) {
-        list.splice(i, 1)
+        this.#listeners.set(event, [...list.slice(0, i), ...list.slice(i + 1)])
         break
       }
     }
@@ -60,7 +61,7 @@ export class TypedEmitter<Events extends EventMap<Events>> {
       if (event === 'error') throw args[0]
       return false
     }
-    for (const entry of [...list]) {
+    for (const entry of list) {
       if (entry.once) this.off(event, entry.listener as Events[E])
       entry.listener(...args)
     }
@@ -68,8 +69,6 @@ export class TypedEmitter<Events extends EventMap<Events>> {
   }
 
   #add(event: keyof Events, entry: Entry): void {
-    const list = this.#listeners.get(event)
-    if (list) list.push(entry)
-    else this.#listeners.set(event, [entry])
+    this.#listeners.set(event, [...(this.#listeners.get(event) ?? []), entry])
   }
 }

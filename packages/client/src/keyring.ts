@@ -37,6 +37,9 @@ export interface SealingKey {
   readonly epochKey: EpochKey
 }
 
+/** Topics remembered per writer; a writer cycling through more just starts the cache over. */
+const RIGHTS_CACHE_LIMIT = 1024
+
 const isSuite = (suite: number): suite is SuiteId => Object.hasOwn(SUITES, suite)
 
 /**
@@ -55,6 +58,8 @@ const isSuite = (suite: number): suite is SuiteId => Object.hasOwn(SUITES, suite
 export class Keyring implements EnvelopeKeys {
   readonly #now: () => number
   #groups = new Map<number, HeldGroup>()
+  /** Answers of {@link writerMayPublish} per writer and topic, for the bundle held (a new one starts afresh). */
+  #rights = new WeakMap<OpenedKeyGroupWriter, Map<string, boolean>>()
   #issuedAt = -1
   #notAfter = 0
 
@@ -111,6 +116,7 @@ export class Keyring implements EnvelopeKeys {
       })
     }
     this.#groups = groups
+    this.#rights = new WeakMap()
     this.#issuedAt = bundle.issuedAt
     this.#notAfter = bundle.notAfter
     return true
@@ -133,7 +139,20 @@ export class Keyring implements EnvelopeKeys {
    */
   writerMayPublish(group: number, sender: number, topic: string): boolean {
     const writer = this.#groups.get(group)?.writers.get(sender)
-    return writer !== undefined && publishRightsAllow(writer.publish, topic)
+    if (writer === undefined) return false
+    // A device publishes on the same few topics over and over: match its rights once per topic.
+    let answers = this.#rights.get(writer)
+    if (!answers) {
+      answers = new Map()
+      this.#rights.set(writer, answers)
+    }
+    let allowed = answers.get(topic)
+    if (allowed === undefined) {
+      allowed = publishRightsAllow(writer.publish, topic)
+      if (answers.size >= RIGHTS_CACHE_LIMIT) answers.clear()
+      answers.set(topic, allowed)
+    }
+    return allowed
   }
 
   /** The principal id of a writer. */

@@ -133,6 +133,29 @@ const MAX_RETRY_MS = 60_000
 /** Windows kept (and saved) for received envelopes, by default; beyond it, the oldest are evicted. */
 const MAX_SENDERS = 10_000
 
+/**
+ * Runs `task` on the next event-loop turn, once the I/O callbacks of this one have run. Browsers
+ * have no setImmediate, and nested `setTimeout(0)` is clamped to 4 ms there: a MessageChannel
+ * message is the unclamped macrotask.
+ */
+const nextTurn: (task: () => void) => void =
+  typeof setImmediate === 'function'
+    ? (task) => setImmediate(task)
+    : typeof MessageChannel === 'function'
+      ? (() => {
+          const tasks: (() => void)[] = []
+          const channel = new MessageChannel()
+          // The DOM's MessagePort (Node's typings describe Node's own, which has no onmessage).
+          ;(channel.port1 as unknown as { onmessage: () => void }).onmessage = () => tasks.shift()?.()
+          return (task: () => void) => {
+            tasks.push(task)
+            channel.port2.postMessage(null)
+          }
+        })()
+      : (task) => setTimeout(task, 0)
+/** A save covers at most about this many messages before they go out: bounds the wait of the first. */
+const DELIVERY_BATCH = 32
+
 const bundleKey = (id: string) => `bundle:${id}`
 const revocationsKey = (id: string) => `revocations:${id}`
 
@@ -163,6 +186,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   readonly #keyServer: KeyServerClient
   readonly #keyring: Keyring
   readonly #revocations = new RevocationList()
+  readonly #isRevoked = (kid: number) => this.#revocations.isRevokedKid(kid)
   readonly #replay: SavedReplayWindow
   readonly #signer: EnvelopeSigner
   readonly #controlTopic: string
@@ -178,6 +202,8 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   /** Opened messages wait here until the replay state that accepted them is saved, in order. */
   readonly #accepted: { topic: string; payload: Uint8Array; info: MessageInfo }[] = []
   #delivering: Promise<void> | undefined
+  /** Ends the wait for more messages to share the next save, once a batch is full. */
+  #batchFull: (() => void) | undefined
   /** Seals run one after another so sequence numbers follow publish order. */
   #sealing: Promise<unknown> = Promise.resolve()
 
@@ -557,7 +583,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
           keys: this.#keyring,
           replay: this.#replay.window,
           retained: packet.retain,
-          isRevoked: (kid) => this.#revocations.isRevokedKid(kid),
+          isRevoked: this.#isRevoked,
           now: this.#now(),
         })
         plaintext = opened
@@ -584,15 +610,24 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     if (info.encrypted && !packet.retain) this.#replay.markDirty()
     this.#accepted.push({ topic, payload: plaintext, info })
     this.#delivering ??= this.#deliver()
+    if (this.#accepted.length >= DELIVERY_BATCH) this.#batchFull?.()
     return undefined
   }
 
   /**
    * Delivers accepted messages once their replay state is durable, so a crash can never forget a
-   * delivered message. Everything accepted while one save runs goes out after the next one.
+   * delivered message. A save waits for the rest of the event-loop turn (a busy TLS socket yields
+   * many records per read) or a full batch, so those messages share it instead of each paying
+   * for its own; everything accepted while a save runs goes out after the next one.
    */
   async #deliver(): Promise<void> {
     while (this.#accepted.length > 0) {
+      if (this.#accepted.length < DELIVERY_BATCH)
+        await new Promise<void>((resolve) => {
+          this.#batchFull = resolve
+          nextTurn(resolve)
+        })
+      this.#batchFull = undefined
       const batch = this.#accepted.splice(0)
       await this.#replay.save()
       for (const { topic, payload, info } of batch) {

@@ -93,7 +93,7 @@ async function setUp(name: string) {
     const raw = await stack.raw()
     await raw.publishAsync(topic, Buffer.from(bytes), { qos: 1 })
   }
-  return { app, topic, subscriber, send, replay }
+  return { app, topic, publisher, subscriber, wire, send, replay }
 }
 
 describe('replay protection across a subscriber restart', () => {
@@ -126,6 +126,29 @@ describe('replay protection across a subscriber restart', () => {
       const { header } = parseEnvelope(bytes)
       const window = new ReplayWindow()
       window.restoreState(savedAtDelivery[i], now())
+      expect(() => window.check({ ...header, now: now() })).toThrow(/already seen/)
+    })
+  })
+
+  test('a burst shares saves, yet each message is saved before it is delivered, in order', async () => {
+    const { app, topic, publisher, subscriber, wire } = await setUp('rrburst')
+    const delivered: { text: string; state: ReplayWindowState }[] = []
+    subscriber.client.on('message', (_topic, payload) =>
+      delivered.push({
+        text: new TextDecoder().decode(payload),
+        state: JSON.parse(readFileSync(stateFile('rrburst', app.identity.id), 'utf8')),
+      }),
+    )
+    // More than one delivery batch, published without waiting, so messages arrive back to back.
+    const texts = Array.from({ length: 100 }, (_, i) => `burst ${i}`)
+    await Promise.all(texts.map((text) => publisher.client.publishAsync(topic, text, { qos: 0 })))
+    await waitUntil(() => delivered.length === texts.length && wire.length >= texts.length, 'the burst', 15_000)
+    expect(delivered.map((d) => d.text)).toEqual(texts)
+    // Sealed in publish order: the i-th smallest sequence number is the i-th message.
+    const headers = wire.map((w) => parseEnvelope(w.bytes).header).sort((a, b) => a.seq - b.seq)
+    headers.forEach((header, i) => {
+      const window = new ReplayWindow()
+      window.restoreState((delivered[i] as (typeof delivered)[number]).state, now())
       expect(() => window.check({ ...header, now: now() })).toThrow(/already seen/)
     })
   })
