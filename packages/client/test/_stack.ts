@@ -7,6 +7,7 @@ import { ensureDevPki } from '@smqtt/keyserver'
 import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
 import { Aedes } from 'aedes'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { afterAll, afterEach, beforeAll } from 'vitest'
 import {
   type ClientStorage,
   type Enrollment,
@@ -115,6 +116,24 @@ export async function enrollThrough(
     ...extra,
   })
   return { ...enrollment, storage }
+}
+
+/**
+ * The stack a test file shares: started before its first test, its clients closed after each
+ * test, everything closed after the last. Use it at the top level of the file.
+ */
+export function useStack(): Stack {
+  const stack = {} as Stack
+  beforeAll(async () => {
+    Object.assign(stack, await startStack())
+  })
+  afterEach(async () => {
+    await stack.closeClients()
+  })
+  afterAll(async () => {
+    await stack.close?.()
+  })
+  return stack
 }
 
 export async function startStack(harnessOptions: Parameters<typeof startHarness>[0] = {}): Promise<Stack> {

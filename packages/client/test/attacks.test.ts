@@ -9,19 +9,10 @@ import {
   type SuiteId,
   sealEnvelope,
 } from '@smqtt/core'
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
-import { now, type Stack, startStack, tap, waitUntil } from './_stack.js'
+import { expect, test } from 'vitest'
+import { now, tap, useStack, waitUntil } from './_stack.js'
 
-let stack: Stack
-beforeAll(async () => {
-  stack = await startStack()
-})
-afterEach(async () => {
-  await stack.closeClients()
-})
-afterAll(async () => {
-  await stack?.close()
-})
+const stack = useStack()
 
 /** The current key of group 1 as `identity` holds it (a reader or writer of the group). */
 async function group1Key(identity: Identity): Promise<EpochKey> {

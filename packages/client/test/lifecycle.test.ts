@@ -3,27 +3,20 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateIdentity, isSmqttError } from '@smqtt/core'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, describe, expect, test } from 'vitest'
 import { enroll, fileStorage, loadEnrollment, memoryStorage, secureConnectAsync } from '../src/index.js'
-import { type Stack, startStack, tap, waitUntil } from './_stack.js'
+import { startStack, tap, useStack, waitUntil } from './_stack.js'
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883'
 
-let stack: Stack
+const stack = useStack()
 const dirs: string[] = []
 const tempDir = () => {
   const dir = mkdtempSync(join(tmpdir(), 'smqtt-client-'))
   dirs.push(dir)
   return dir
 }
-beforeAll(async () => {
-  stack = await startStack()
-})
-afterEach(async () => {
-  await stack.closeClients()
-})
-afterAll(async () => {
-  await stack?.close()
+afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
 })
 

@@ -1,18 +1,9 @@
 // Publish/subscribe through the full stack: key server, Aedes over TLS, two secure clients.
 import { isSmqttError, parseEnvelope } from '@smqtt/core'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
-import { type Stack, startStack, tap, within } from './_stack.js'
+import { describe, expect, test } from 'vitest'
+import { tap, useStack, within } from './_stack.js'
 
-let stack: Stack
-beforeAll(async () => {
-  stack = await startStack()
-})
-afterEach(async () => {
-  await stack.closeClients()
-})
-afterAll(async () => {
-  await stack?.close()
-})
+const stack = useStack()
 
 describe('round trip', () => {
   test('QoS 0, 1 and 2: plaintext and verified sender for the app, envelopes on the wire', async () => {

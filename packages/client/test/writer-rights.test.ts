@@ -4,22 +4,13 @@
 // authenticates the sender, finds the topic outside its rights in the bundle and refuses it.
 import { createEnvelopeSigner, openKeyBundle, sealEnvelope } from '@smqtt/core'
 import { SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
+import { expect, test } from 'vitest'
 import { Keyring } from '../src/keyring.js'
-import { now, type Stack, startStack } from './_stack.js'
+import { now, type Stack, useStack } from './_stack.js'
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883'
 
-let stack: Stack
-beforeAll(async () => {
-  stack = await startStack()
-})
-afterEach(async () => {
-  await stack.closeClients()
-})
-afterAll(async () => {
-  await stack?.close()
-})
+const stack = useStack()
 
 type Enrolled = Awaited<ReturnType<Stack['enroll']>>
 
