@@ -320,6 +320,15 @@ describe('bad input gets a clear, typed refusal and the server keeps serving', (
     const response = await h.request('GET', '/v1/nothing')
     expect([response.status, errorCode(response)]).toEqual([404, 'ERR_NOT_FOUND'])
   })
+
+  test('paths the router itself refuses get a typed code too (found by the HTTP fuzzer)', async () => {
+    const badEncoding = await h.admin('GET', '/v1/admin/principals/%c0%af')
+    expect([badEncoding.status, errorCode(badEncoding)]).toEqual([400, 'ERR_REQUEST_INVALID'])
+    const longParameter = await h.admin('GET', `/v1/admin/principals/${'a'.repeat(1_000)}`)
+    expect(longParameter.status).toBeGreaterThanOrEqual(400)
+    expect(longParameter.status).toBeLessThan(500)
+    expect(errorCode(longParameter)).toBe('ERR_REQUEST_INVALID')
+  })
 })
 
 describe('authentication', () => {

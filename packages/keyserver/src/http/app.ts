@@ -2,9 +2,10 @@
 // CLI decides where to listen. Device routes authenticate by proof of possession (signed
 // requests), admin routes by a bearer token whose hash is all the server keeps.
 
+import { STATUS_CODES } from 'node:http'
 import swagger from '@fastify/swagger'
 import { constantTimeEqual, SmqttError, sha256 } from '@smqtt/core'
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { KeyServer } from '../service/key-server.js'
 import type { PrincipalRecord } from '../store/key-store.js'
@@ -54,6 +55,12 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   if (!options.tls && !options.insecureAllowPlainHttp)
     throw new TypeError('the key server needs TLS (tls.key, tls.cert); plain HTTP only with insecureAllowPlainHttp')
   const metrics = options.metrics ?? new KeyServerMetrics()
+  const refuse = (err: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const { status, body } = errorResponse(err)
+    if (status >= 500) request.log.error({ err }, 'request failed')
+    metrics.refusals.inc({ code: body.error.code })
+    return reply.status(status).send(body)
+  }
   const app = Fastify({
     ...(options.tls ? { https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' as const } } : {}),
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
@@ -61,6 +68,25 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     // Unknown fields are refused, not silently dropped; no type coercion of untrusted input.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
     return503OnClosing: true,
+    // Found by test/fuzz/keyserver-http.test.ts: the router's refusals (a path that is not valid
+    // percent-encoding, a parameter over the length limit) and the HTTP parser's (unknown method,
+    // malformed request line, headers too large) answered with Fastify's own untyped bodies.
+    frameworkErrors: refuse,
+    clientErrorHandler: (err, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+      const { body } = errorResponse(
+        new SmqttError('ERR_REQUEST_INVALID', `malformed HTTP request (${err.code ?? 'parse error'})`),
+      )
+      metrics.refusals.inc({ code: body.error.code })
+      const text = JSON.stringify(body)
+      if (socket.writable)
+        socket.write(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(text)}\r\n` +
+            `Content-Type: application/json\r\nConnection: close\r\n\r\n${text}`,
+        )
+      socket.destroy(err)
+    },
   }) as unknown as FastifyInstance
   if (options.insecureAllowPlainHttp && !options.tls)
     app.log.warn('INSECURE: the key server is serving plain HTTP (insecureAllowPlainHttp)')
@@ -105,12 +131,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     if (auth === 'admin') await authenticateAdmin(options, request)
   })
 
-  app.setErrorHandler(async (err, request, reply) => {
-    const { status, body } = errorResponse(err)
-    if (status >= 500) request.log.error({ err }, 'request failed')
-    metrics.refusals.inc({ code: body.error.code })
-    return reply.status(status).send(body)
-  })
+  app.setErrorHandler(refuse)
   app.setNotFoundHandler(async (request, reply) => {
     metrics.refusals.inc({ code: 'ERR_NOT_FOUND' })
     return reply
