@@ -53,7 +53,7 @@ export type {
   OpenedKeyGroupWriter,
   OpenKeyBundleOptions,
 } from './key-bundle.js'
-export { createKeyBundle, MAX_WRITER_FILTERS, openKeyBundle } from './key-bundle.js'
+export { createKeyBundle, MAX_WRITER_FILTERS, openKeyBundle, publishRightsProblem } from './key-bundle.js'
 export type { ReplayCheckInput, ReplayWindowOptions, ReplayWindowState } from './replay-window.js'
 export { ReplayWindow } from './replay-window.js'
 export type { CreateRevocationListOptions, RevocationEntry } from './revocation-list.js'

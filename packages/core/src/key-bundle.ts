@@ -142,8 +142,11 @@ function groupKeyInfo(recipient: string, group: number, epoch: number, suite: nu
   return concatBytes(utf8('smqtt/v1 group-key'), new Uint8Array([0]), slot, utf8(recipient))
 }
 
-/** Why `rights` cannot go in a bundle for a group with `groupFilter`, or undefined when they can. */
-function problemWithRights(rights: PublishRights, groupFilter: string): string | undefined {
+/**
+ * Why a writer's `rights` cannot go in a bundle for a group with `groupFilter`, or undefined
+ * when they can: what `createKeyBundle` refuses and `openKeyBundle` rejects.
+ */
+export function publishRightsProblem(rights: PublishRights, groupFilter: string): string | undefined {
   if (rights.allow.length === 0) return 'allows no topic'
   if (rights.allow.length + rights.deny.length > MAX_WRITER_FILTERS)
     return `has more than ${MAX_WRITER_FILTERS} filters`
@@ -241,7 +244,7 @@ export function createKeyBundle(options: CreateKeyBundleOptions): SignedDocument
             throw new TypeError(`writer ${writer.kid} principal is not a valid id`)
           if (!isValidEd25519PublicKey(writer.signingKey))
             throw new TypeError(`writer ${writer.kid} signingKey is not a valid Ed25519 key`)
-          const problem = problemWithRights(writer.publish, group.filter)
+          const problem = publishRightsProblem(writer.publish, group.filter)
           if (problem !== undefined) throw new TypeError(`writer ${writer.kid} of group ${group.group} ${problem}`)
           return {
             kid: writer.kid,
@@ -348,7 +351,7 @@ function readRights(read: StrictJsonReader, value: unknown, path: string, groupF
   const filters = (list: unknown, at: string) =>
     read.array(list, at, MAX_WRITER_FILTERS).map((f, i) => read.string(f, `${at}[${i}]`, 65_535))
   const rights = { allow: filters(fields.allow, `${path}.allow`), deny: filters(fields.deny, `${path}.deny`) }
-  const problem = problemWithRights(rights, groupFilter)
+  const problem = publishRightsProblem(rights, groupFilter)
   if (problem !== undefined) read.fail(`${path} ${problem}`)
   return rights
 }

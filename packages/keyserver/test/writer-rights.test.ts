@@ -81,7 +81,9 @@ describe("key bundles carry each writer's own publish rights", () => {
     const response = await h.admin('PUT', '/v1/admin/policy', { policy: sprawling, expectedVersion: 1 })
     expect(response.status, response.text).toBe(200)
     expect((response.body as { warnings: string[] }).warnings).toContainEqual(
-      expect.stringContaining('roamer-1 has more than 32 publish filters in group 1'),
+      expect.stringContaining(
+        "roamer-1's publish rights in group 1 cannot go in a key bundle (has more than 32 filters)",
+      ),
     )
     const app = await h.enroll('app-1', ['app'])
     expect(Object.keys(await writersSeenBy(app.identity, 1))).toEqual(['thermostat-1'])

@@ -14,10 +14,9 @@ import {
   importIdentity,
   importPublicIdentity,
   type KeyGroupWriter,
-  MAX_WRITER_FILTERS,
-  type PublishRights,
   parsePolicy,
   parseRequestSignature,
+  publishRightsProblem,
   type SignedDocument,
   SmqttError,
   sha256,
@@ -393,9 +392,10 @@ export class KeyServer {
     const warnings = [
       ...next.evaluator.wideGroupWarnings(active.map(principalContext)).map((w) => w.message),
       ...next.policy.groups.flatMap((g) =>
-        active
-          .filter((p) => tooManyFilters(next.evaluator.publishRightsIn(g, principalContext(p))))
-          .map((p) => writerRightsProblem(g.id, p.id)),
+        active.flatMap((p) => {
+          const problem = publishRightsProblem(next.evaluator.publishRightsIn(g, principalContext(p)), g.filter)
+          return problem ? [writerLeftOut(g.id, p.id, problem)] : []
+        }),
       ),
     ]
     await this.audit.record({
@@ -580,10 +580,11 @@ export class KeyServer {
           // refuse its messages elsewhere, whichever broker delivers them.
           const publish = this.#policy.evaluator.publishRightsIn(g, w)
           if (!p) return []
-          if (tooManyFilters(publish)) {
-            // Fail closed for this writer alone (subscribers refuse it as an unknown sender)
-            // rather than make every bundle of the group unbuildable.
-            this.#logger.error({ group: g.id, principal: p.id }, writerRightsProblem(g.id, p.id))
+          // Rights a bundle cannot carry fail closed for this writer alone (subscribers refuse it
+          // as an unknown sender) rather than make every bundle of the group unbuildable.
+          const problem = publishRightsProblem(publish, g.filter)
+          if (problem) {
+            this.#logger.error({ group: g.id, principal: p.id }, writerLeftOut(g.id, p.id, problem))
             return []
           }
           return [{ kid: p.kid, principal: p.id, signingKey: p.signingKey, publish }]
@@ -793,11 +794,7 @@ function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x) => b.includes(x))
 }
 
-/** More publish filters in one group than a bundle may carry for a writer. */
-function tooManyFilters(rights: PublishRights): boolean {
-  return rights.allow.length + rights.deny.length > MAX_WRITER_FILTERS
-}
-
-function writerRightsProblem(group: number, principal: string): string {
-  return `${principal} has more than ${MAX_WRITER_FILTERS} publish filters in group ${group}: left out of the group's writers until the policy is simplified`
+/** Why a writer is missing from its group's writers (logged, and a policy warning). */
+function writerLeftOut(group: number, principal: string, problem: string): string {
+  return `${principal}'s publish rights in group ${group} cannot go in a key bundle (${problem}): left out of the group's writers until the policy is fixed`
 }
