@@ -22,7 +22,7 @@ import { type EnforcedSnapshot, enforceSnapshot, sameSerial } from './enforced-s
 import {
   ConnectGuard,
   type ConnectLimits,
-  DEFAULT_CONNECT_TIMEOUT_SECONDS,
+  connectDeadlineMs,
   DEFAULT_MAX_PACKET_BYTES,
   guardPacketSize,
 } from './limits.js'
@@ -197,14 +197,14 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   // queues every QoS 1/2 message matching its stored subscriptions for a client that can never
   // come back (found by the soak). Once per principal and process; idempotent across nodes.
   const forgotten = new Set<string>()
+  // Aedes 1.2's types do not declare the instance's persistence; it is promise-style.
+  const { persistence } = broker as unknown as {
+    persistence: { cleanSubscriptions(client: { id: string }): Promise<unknown> }
+  }
   const forgetRevokedSessions = () => {
     for (const principal of enforced?.principals.values() ?? []) {
       if (principal.status !== 'revoked' || forgotten.has(principal.id)) continue
       forgotten.add(principal.id)
-      // Aedes 1.2's types do not declare the instance's persistence; it is promise-style.
-      const { persistence } = broker as unknown as {
-        persistence: { cleanSubscriptions(client: { id: string }): Promise<unknown> }
-      }
       persistence.cleanSubscriptions({ id: principal.id }).then(
         () => log.info({ principal: principal.id }, 'revoked principal: persistent session removed'),
         (err: Error) => log.warn({ principal: principal.id, err: err.message }, 'could not remove a revoked session'),
@@ -269,7 +269,7 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   // it was handed over (a property its types do not declare); the plugin sets it and audits it.
   const aedesTimeout = broker as unknown as { connectTimeout: number }
   const previousConnectTimeout = aedesTimeout.connectTimeout
-  aedesTimeout.connectTimeout = (options.connectLimits?.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000
+  aedesTimeout.connectTimeout = connectDeadlineMs(options.connectLimits)
   // Aedes destroys the socket before it reports the timeout: the peer address is read at hand-over.
   const peerAddresses = new WeakMap<Client, string>()
   const onConnectionError = (client: Client, err: Error) => {

@@ -77,6 +77,11 @@ export function guardPacketSize(
 /** Default seconds a connection has to send CONNECT once TLS is up (Aedes' own default: 30). */
 export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
 
+/** The CONNECT deadline in ms: one value for Aedes' `connectTimeout` and the TLS handshake. */
+export function connectDeadlineMs(limits: ConnectLimits | undefined): number {
+  return (limits?.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000
+}
+
 /** Limits of {@link ConnectGuard}, and the CONNECT deadline. */
 export interface ConnectLimits {
   /**

@@ -15,7 +15,7 @@ import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import { attachSmqtt, type SmqttPlugin } from './attach.js'
 import type { BrokerConfig, ListenAddress, LogLevel } from './config.js'
-import { DEFAULT_CONNECT_TIMEOUT_SECONDS } from './limits.js'
+import { connectDeadlineMs } from './limits.js'
 import { createRedisBackends, type RedisBackends } from './redis.js'
 
 /** Options of {@link startBroker} that are not in the config file. */
@@ -136,7 +136,7 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
     minVersion: 'TLSv1.2',
     // Slow-loris below MQTT: a connection that does not finish TLS is cut at the CONNECT deadline
     // (Node's default is 120 s, and see the tlsClientError handlers below).
-    handshakeTimeout: (config.connectLimits.connectTimeoutSeconds ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000,
+    handshakeTimeout: connectDeadlineMs(config.connectLimits),
     // Mutual TLS is optional: requestCert without rejectUnauthorized lets a client without a
     // certificate log in with a password; a presented certificate that TLS did not verify is
     // refused by the plugin (no fallback to a password).
@@ -154,11 +154,13 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
       plugin.handle(socket)
     })
     // Node (20) does not close the socket on a handshake timeout: measured, a TCP connection that
-    // never sent a ClientHello stayed open past 200 s. The handlers below close it.
-    mqtts.on('tlsClientError', (err, socket) => {
-      logger.debug({ err: err.message, address: socket.remoteAddress }, 'TLS handshake failed')
-      socket.destroy()
-    })
+    // never sent a ClientHello stayed open past 200 s. Both listeners close it here.
+    const closeFailedHandshake =
+      (listener: string) => (err: Error, socket: { remoteAddress?: string; destroy(): void }) => {
+        logger.debug({ err: err.message, address: socket.remoteAddress, listener }, 'TLS handshake failed')
+        socket.destroy()
+      }
+    mqtts.on('tlsClientError', closeFailedHandshake('mqtts'))
     servers.push({ name: 'mqtts', server: mqtts })
     urls.mqtts = `mqtts://${await listen(mqtts, config.listeners.mqtts)}`
 
@@ -169,10 +171,7 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
         res.end(`MQTT over WebSocket: connect a WebSocket to ${wss.path}\n`)
       })
       https.on('secureConnection', (socket: TLSSocket) => track(socket))
-      https.on('tlsClientError', (err, socket) => {
-        logger.debug({ err: err.message, address: socket.remoteAddress }, 'TLS handshake failed (wss)')
-        socket.destroy()
-      })
+      https.on('tlsClientError', closeFailedHandshake('wss'))
       wsServer = new WebSocketServer({
         server: https,
         path: wss.path,
