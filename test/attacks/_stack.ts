@@ -25,7 +25,7 @@ import {
   type RunningBroker,
   startBroker,
 } from '../../packages/broker-plugin/src/index.js'
-import { closed, TEST_POLICY, within } from '../../packages/broker-plugin/test/fixture.js'
+import { closed, connected, TEST_POLICY, within } from '../../packages/broker-plugin/test/fixture.js'
 import { enrollThrough, waitUntil } from '../../packages/client/test/_stack.js'
 
 /** The login an attacker stole from thermostat-1: its legacy MQTT password, not its keys. */
@@ -103,20 +103,11 @@ export async function startAttackStack(limits: BrokerConfigDocument['connectLimi
     const url = broker.urls.mqtts
     const port = Number(new URL(url).port)
 
-    const connected = (client: MqttClient) =>
-      within(
-        new Promise<MqttClient>((resolve, reject) => {
-          client.once('connect', () => resolve(client))
-          client.once('error', reject)
-          client.once('close', () => reject(new Error('closed before CONNACK')))
-        }),
-        'CONNACK',
-        10_000,
-      )
+    const untilConnected = (client: MqttClient) => connected(client, 'CONNACK', 10_000)
     const raw: AttackStack['raw'] = (options) => {
       const client = mqtt.connect(url, { ca: h.caPem, reconnectPeriod: 0, connectTimeout: 10_000, ...options })
       clients.add(client)
-      return connected(client)
+      return untilConnected(client)
     }
 
     const stack: AttackStack = {

@@ -31,7 +31,7 @@ import {
   startBroker,
   verifyLegacyPassword,
 } from '../src/index.js'
-import { closed, p256Pems, TEST_POLICY, within } from './fixture.js'
+import { closed, connected, p256Pems, TEST_POLICY, within } from './fixture.js'
 
 const PUBLIC_KEY = Buffer.alloc(32, 7).toString('base64url')
 const MINIMAL = { keyServer: { url: 'https://127.0.0.1:8443', publicKey: PUBLIC_KEY } }
@@ -192,14 +192,7 @@ const clients = new Set<MqttClient>()
 function connect(url: string, options: IClientOptions): Promise<MqttClient> {
   const client = mqtt.connect(url, { ca: h.caPem, reconnectPeriod: 0, connectTimeout: 5000, ...options })
   clients.add(client)
-  return within(
-    new Promise<MqttClient>((resolve, reject) => {
-      client.once('connect', () => resolve(client))
-      client.once('error', reject)
-      client.once('close', () => reject(new Error('closed before CONNACK')))
-    }),
-    `CONNACK from ${url}`,
-  )
+  return connected(client, `CONNACK from ${url}`)
 }
 const asDevice = (): IClientOptions => ({
   clientId: 'device-1',

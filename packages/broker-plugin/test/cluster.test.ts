@@ -27,7 +27,7 @@ import {
   type RunningBroker,
   startBroker,
 } from '../src/index.js'
-import { closed, inbox, openBundleOf, sealingKeys, sleep, TEST_POLICY, within } from './fixture.js'
+import { closed, connected, inbox, openBundleOf, sealingKeys, sleep, TEST_POLICY, within } from './fixture.js'
 
 const REDIS_URL = process.env.SMQTT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const PREFIX = `smqtt-test-${process.pid}-${Date.now().toString(36)}:`
@@ -100,14 +100,7 @@ function connect(node: RunningBroker, who: Enrolled, options: { clean?: boolean 
     ...options,
   })
   clients.add(client)
-  return within(
-    new Promise<MqttClient>((resolve, reject) => {
-      client.once('connect', () => resolve(client))
-      client.once('error', reject)
-      client.once('close', () => reject(new Error('closed before CONNACK')))
-    }),
-    `CONNACK for ${id}`,
-  )
+  return connected(client, `CONNACK for ${id}`)
 }
 
 async function seal(sender: Enrolled, seq: number): Promise<Uint8Array> {

@@ -110,6 +110,19 @@ export function closed(client: MqttClient, ms = BOUND): Promise<void> {
   return within(new Promise<void>((resolve) => client.once('close', () => resolve())), 'the connection to close', ms)
 }
 
+/** Resolves with the client once its CONNACK accepted it; rejects on a refusal, an error or a close first. */
+export function connected(client: MqttClient, what = 'CONNACK', ms = BOUND): Promise<MqttClient> {
+  return within(
+    new Promise<MqttClient>((resolve, reject) => {
+      client.once('connect', () => resolve(client))
+      client.once('error', reject)
+      client.once('close', () => reject(new Error('closed before CONNACK')))
+    }),
+    what,
+    ms,
+  )
+}
+
 /** Collects messages of one client. */
 export function inbox(client: MqttClient): { topic: string; payload: Buffer }[] {
   const received: { topic: string; payload: Buffer }[] = []
@@ -245,15 +258,7 @@ export async function startDeployment(
   const connect: Deployment['connect'] = async (opts) => {
     const client = mqtt.connect(url, { ca: h.caPem, reconnectPeriod: 0, connectTimeout: BOUND, ...opts })
     clients.add(client)
-    await within(
-      new Promise<void>((resolve, reject) => {
-        client.once('connect', () => resolve())
-        client.once('error', reject)
-        client.once('close', () => reject(new Error('closed before CONNACK')))
-      }),
-      'CONNACK',
-    )
-    return client
+    return connected(client)
   }
 
   const bundles = new Map<string, Awaited<ReturnType<typeof openKeyBundle>>>()
