@@ -52,6 +52,7 @@ import { SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
 import { Aedes } from 'aedes'
 import mqtt, { type MqttClient } from 'mqtt'
 import { pino } from 'pino'
+import { measureTogether } from '../../core/bench/_timing.js'
 import { enroll, memoryStorage, type SecureClient, secureConnectAsync } from '../src/index.js'
 
 const quick = process.argv.includes('--quick')
@@ -237,25 +238,6 @@ async function publisher(send: (m: unknown) => void, endpoint: Endpoint, { n, ra
   send(result)
 }
 
-/** Fastest of seven batches, µs per call (as core's bench: other load only ever adds time). */
-function measure(fn: () => unknown, batchMs: number): number {
-  const warm = performance.now() + batchMs / 2
-  while (performance.now() < warm) fn()
-  let best = Number.POSITIVE_INFINITY
-  for (let batch = 0; batch < 7; batch++) {
-    let calls = 0
-    const start = performance.now()
-    let elapsed = 0
-    do {
-      fn()
-      calls++
-      elapsed = performance.now() - start
-    } while (elapsed < batchMs)
-    best = Math.min(best, (elapsed * 1000) / calls)
-  }
-  return best
-}
-
 /** CPU µs per call of `fn` run once per timer tick (~1,000/s), as the paced subscriber runs it. */
 async function pacedCpu(fn: () => unknown, n: number): Promise<number> {
   const cpu = process.cpuUsage()
@@ -276,9 +258,20 @@ async function openBench(): Promise<OpenBench> {
   const open = () => openEnvelope(envelope, TOPIC, { keys, now })
   const n = quick ? 500 : 2_000
   const batchMs = quick ? 100 : 300
-  const sealUs = measure(() => sealEnvelope({ topic: TOPIC, payload, epochKey, signer, seq: 1 }), batchMs)
-  const verifyUs = measure(() => verifyEnvelope(envelope, TOPIC, { writerKey: keys.writerKey }), batchMs)
-  const us = measure(open, batchMs) // also warms the JIT for the paced figure
+  // Interleaved, fastest of seven batches each (other load only ever adds time); also warms the
+  // JIT for the paced figure.
+  const {
+    seal: sealUs,
+    verify: verifyUs,
+    open: us,
+  } = measureTogether(
+    {
+      seal: () => sealEnvelope({ topic: TOPIC, payload, epochKey, signer, seq: 1 }),
+      verify: () => verifyEnvelope(envelope, TOPIC, { writerKey: keys.writerKey }),
+      open,
+    },
+    batchMs,
+  )
   // Paced: one call per wakeup, cold caches as in the paced run, minus the wakeup itself.
   const pacedUs = (await pacedCpu(open, n)) - (await pacedCpu(() => {}, n))
   return { type: 'openBench', us, sealUs, verifyUs, pacedUs, backend: cryptoBackend.name }
