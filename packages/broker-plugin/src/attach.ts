@@ -31,7 +31,7 @@ import type { EnforcementMode, LegacyUser, PluginContext } from './plugin-contex
 import { DEFAULT_PUBLISH_RATE, type PublishRate, PublishRateLimiter } from './publish-rate.js'
 import { addressOf, type Session, sessionOf, setConnectInfo } from './session.js'
 import { type KeyServerConnection, type SnapshotSync, startSnapshotSync } from './snapshot-sync.js'
-import { defaultVerifyWorkers, VerifyPool } from './verify-pool.js'
+import { defaultVerifyWorkers, VerifyPool } from '@smqtt/core/verify-pool'
 
 /** The error Aedes 1.2 raises when CONNECT did not arrive within its connectTimeout. */
 const AEDES_CONNECT_TIMEOUT = 'connect did not arrive in time'

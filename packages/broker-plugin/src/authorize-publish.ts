@@ -24,7 +24,7 @@ import { type EnforcedSnapshot, isLiveEpoch, principalContext } from './enforced
 import { isBanned, type PluginContext } from './plugin-context.js'
 import type { PublishRateLimiter } from './publish-rate.js'
 import { type Session, sessionOf } from './session.js'
-import { signatureHolds } from './verify-pool.js'
+import { signatureHolds } from '@smqtt/core/verify-pool'
 
 type PublishCallback = (error?: Error | null) => void
 type AuthorizePublishHook = (client: Client | null, packet: PublishPacket, callback: PublishCallback) => void

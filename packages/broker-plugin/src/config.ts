@@ -11,7 +11,7 @@ import { configField, parseConfigText, SmqttError } from '@smqtt/core'
 import type { ConnectLimits } from './limits.js'
 import type { EnforcementMode, LegacyUser } from './plugin-context.js'
 import { DEFAULT_PUBLISH_RATE, type PublishRate } from './publish-rate.js'
-import { defaultVerifyWorkers } from './verify-pool.js'
+import { defaultVerifyWorkers } from '@smqtt/core/verify-pool'
 
 const { orDefault, invalid, object, integer, boolean, pathString, hostString } = configField
 

@@ -8,7 +8,7 @@ import type { EnforcedSnapshot } from './enforced-snapshot.js'
 import type { ConnectGuard } from './limits.js'
 import type { BrokerMetrics } from './metrics.js'
 import type { PublishRateLimiter } from './publish-rate.js'
-import type { VerifyPool } from './verify-pool.js'
+import type { VerifyPool } from '@smqtt/core/verify-pool'
 
 /** How much of each envelope's signature the broker checks. */
 export type EnforcementMode = 'full' | 'sampled' | 'binding'

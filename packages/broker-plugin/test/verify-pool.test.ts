@@ -1,11 +1,10 @@
-// The signature verification worker pool, with real worker threads started from the TypeScript
-// sources: through the plugin (real Aedes over TLS, real mqtt.js clients, the real key server)
-// and on its own for the timeout path.
+// The signature verification worker pool through the plugin, with real worker threads started
+// from the TypeScript sources (real Aedes over TLS, real mqtt.js clients, the real key server).
+// The pool on its own is tested in core (packages/core/test/verify-pool.test.ts).
 import type { MqttClient } from 'mqtt'
 import { afterEach, describe, expect, test } from 'vitest'
 import { verifyPoolOf } from '../src/attach.js'
 import type { SmqttPluginOptions } from '../src/index.js'
-import { type Verdict, VerifyPool } from '../src/verify-pool.js'
 import { closed, type Deployment, inbox, sleep, startDeployment, within } from './fixture.js'
 
 const TOPIC = 'home/hall/thermostat/thermostat-1/temp'
@@ -152,62 +151,6 @@ describe('verification pool in the plugin', () => {
     const exited = new Promise<number>((resolve) => worker?.once('exit', resolve))
     await new Promise<void>((resolve) => d.broker.close(() => resolve()))
     await within(exited, 'the worker to exit')
-    expect(pool.workers).toHaveLength(0)
-  })
-})
-
-describe('VerifyPool on its own', () => {
-  test('a batch split between the event loop and the worker gets each verdict right', async () => {
-    d = await startDeployment({ verifyWorkers: 0 }) // only for sealed envelopes and their key
-    const thermostat = await d.enroll('thermostat-1', ['thermostat'])
-    d.smqtt.applySnapshot(await d.freshSnapshot())
-    const signingKey = d.smqtt.snapshot?.principals.find((p) => p.id === 'thermostat-1')?.signingKey as Uint8Array
-    const envelopes = await Promise.all(Array.from({ length: 20 }, (_, i) => d?.seal(thermostat, TOPIC, i + 1)))
-    const tampered = new Set([0, 3, 7, 19]) // in both shares: the event loop takes the first 5 of 20
-    for (const i of tampered) {
-      const e = envelopes[i] as Uint8Array
-      e[e.length - 1] = (e[e.length - 1] as number) ^ 1
-    }
-    const pool = new VerifyPool({ workers: 1 })
-    try {
-      // Queued in one turn: one batch, split.
-      const verdicts = envelopes.map(
-        (e) => new Promise<Verdict>((resolve) => pool.verify(signingKey, TOPIC, e as Uint8Array, resolve)),
-      )
-      expect(await within(Promise.all(verdicts), 'the verdicts', 10_000)).toEqual(
-        envelopes.map((_, i) => (tampered.has(i) ? 'invalid' : 'valid')),
-      )
-    } finally {
-      await pool.close()
-    }
-  })
-
-  test('a worker that stops answering is replaced after the timeout; its envelopes are unavailable', async () => {
-    d = await startDeployment({ verifyWorkers: 0 }) // only for a sealed envelope and its key
-    const thermostat = await d.enroll('thermostat-1', ['thermostat'])
-    d.smqtt.applySnapshot(await d.freshSnapshot())
-    expect(verifyPoolOf(d.smqtt)).toBeUndefined()
-    const envelope = await d.seal(thermostat, TOPIC, 1)
-    const signingKey = d.smqtt.snapshot?.principals.find((p) => p.id === 'thermostat-1')?.signingKey as Uint8Array
-    const failures: string[] = []
-    const pool = new VerifyPool({ workers: 1, timeoutMs: 300, onFailure: (reason) => failures.push(reason) })
-    pool.shareWithMainThread = false
-    try {
-      const verdict = (bytes: Uint8Array) =>
-        within(new Promise<Verdict>((resolve) => pool.verify(signingKey, TOPIC, bytes, resolve)), 'a verdict', 10_000)
-      expect(await verdict(envelope)).toBe('valid')
-      const [stuck] = pool.workers
-      pool.pause(5_000)
-      expect(await verdict(envelope)).toBe('unavailable')
-      expect(failures).toEqual(['timeout'])
-      await until(() => pool.workers.length === 1 && pool.workers[0] !== stuck, 'a new worker')
-      const tampered = Uint8Array.from(envelope)
-      tampered[5] = (tampered[5] as number) ^ 0x40
-      expect(await verdict(tampered)).toBe('invalid')
-      expect(await verdict(envelope)).toBe('valid')
-    } finally {
-      await pool.close()
-    }
     expect(pool.workers).toHaveLength(0)
   })
 })

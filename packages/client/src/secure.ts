@@ -1,10 +1,13 @@
 import {
+  beginOpenEnvelope,
+  checkEnvelopeSignature,
   createEnvelopeSigner,
   type EnvelopeSigner,
+  finishOpenEnvelope,
   type Identity,
   isControlTopic,
   isSmqttError,
-  openEnvelope,
+  type OpenEnvelopeOptions,
   openKeyBundle,
   principalControlTopic,
   ReplayWindow,
@@ -14,6 +17,7 @@ import {
   type SmqttErrorCode,
   sealEnvelope,
   topicMatches,
+  type UnverifiedEnvelope,
 } from '@smqtt/core'
 import type {
   ClientSubscribeCallback,
@@ -30,6 +34,7 @@ import type {
   Packet,
   PacketCallback,
 } from 'mqtt'
+import { acquireVerifier } from '#default-verifier'
 import { fromUtf8, toWire, utf8 } from './_bytes.js'
 import { TypedEmitter } from './_emitter.js'
 import { replayKey, SavedReplayWindow } from './_replay-state.js'
@@ -37,6 +42,7 @@ import { sequenceCounterFor } from './_sequence.js'
 import { KeyServerClient, type KeyServerConnection } from './key-server-client.js'
 import { Keyring } from './keyring.js'
 import type { ClientStorage } from './storage.js'
+import type { SignatureVerifier } from './verifier.js'
 
 /** Options of {@link secure}. */
 export interface SecureOptions {
@@ -52,6 +58,12 @@ export interface SecureOptions {
   readonly plaintextTopics?: readonly string[]
   /** Replay window and freshness limits for received envelopes (`maxSenders` defaults to 10,000 here). */
   readonly replay?: ReplayWindowOptions
+  /**
+   * Check signatures on a worker thread shared by the process's clients (Node only; default true
+   * on a machine with two or more cores). Bursts are verified there, a message here and there on
+   * the event loop; delivery order is kept either way.
+   */
+  readonly verifyOnWorker?: boolean
   /** Unix seconds; injectable for tests. */
   readonly now?: () => number
 }
@@ -123,6 +135,17 @@ export interface SecureClientEvents {
 }
 
 type KeySource = 'fetch' | 'push' | 'storage'
+/** A received message on its way to `message`: ready once its signature is checked (if it has one). */
+interface Received {
+  readonly topic: string
+  readonly packet: IPublishPacket
+  /** Encrypted: waits for `valid`. */
+  readonly unverified?: UnverifiedEnvelope
+  readonly options?: OpenEnvelopeOptions
+  /** On a plaintext topic. */
+  readonly plaintext?: Uint8Array
+  valid?: boolean
+}
 type PublishCallback = PacketCallback
 
 const FORWARDED = ['connect', 'close', 'end', 'reconnect', 'offline', 'disconnect', 'error'] as const
@@ -199,6 +222,11 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   /** Received messages wait here while keys load or a refresh for an unknown epoch runs, in order. */
   #queue: Promise<void> | undefined
   #queued = 0
+  /** Received messages whose signature is being checked, in arrival order (they finish in it). */
+  readonly #verifying: Received[] = []
+  /** Resolves once `#verifying` is empty. */
+  #verified: { promise: Promise<void>; resolve: () => void } | undefined
+  readonly #verifier: SignatureVerifier | undefined
   /** Opened messages wait here until the replay state that accepted them is saved, in order. */
   readonly #accepted: { topic: string; payload: Uint8Array; info: MessageInfo }[] = []
   #delivering: Promise<void> | undefined
@@ -233,6 +261,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     })
     this.#signer = createEnvelopeSigner({ kid, seed: identity.signingSeed })
     this.#controlTopic = principalControlTopic(identity.id)
+    this.#verifier = options.verifyOnWorker === false ? undefined : acquireVerifier()
 
     // Received messages queue behind the first key load.
     this.ready = this.#start()
@@ -361,6 +390,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   async endAsync(force?: boolean, opts?: Partial<IDisconnectPacket>): Promise<void> {
     this.#stop()
     await this.#mqtt.endAsync(force, opts)
+    await this.#verified?.promise
     await this.#delivering
     await this.#replay.save()
   }
@@ -570,24 +600,87 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     }
   }
 
-  /** Opens and delivers one message; returns a promise only when it waits for a key refresh. */
+  /**
+   * Checks one message and hands its signature to the verifier; returns a promise only when it
+   * waits for a key refresh. Messages finish (and are delivered) in arrival order.
+   */
   #process(topic: string, payload: Uint8Array, packet: IPublishPacket, mayRefresh: boolean): Promise<void> | undefined {
-    let info: MessageInfo
-    let plaintext: Uint8Array
+    if (this.#isPlaintext(topic)) {
+      this.#await({ topic, packet, plaintext: payload })
+      return undefined
+    }
+    const options: OpenEnvelopeOptions = {
+      keys: this.#keyring,
+      replay: this.#replay.window,
+      retained: packet.retain,
+      isRevoked: this.#isRevoked,
+      now: this.#now(),
+    }
+    let unverified: UnverifiedEnvelope
     try {
-      if (this.#isPlaintext(topic)) {
-        plaintext = payload
-        info = { encrypted: false, sender: undefined, kid: undefined, retained: packet.retain, packet }
-      } else {
-        const { header, payload: opened } = openEnvelope(payload, topic, {
-          keys: this.#keyring,
-          replay: this.#replay.window,
+      unverified = beginOpenEnvelope(payload, topic, options)
+    } catch (err) {
+      if (mayRefresh && isSmqttError(err, 'ERR_UNKNOWN_EPOCH') && this.#mayRefreshForEpoch())
+        return this.refreshKeys()
+          .catch((e: unknown) => this.#keyServerFailed(e))
+          .then(() => void this.#process(topic, payload, packet, false))
+      this.#reject(topic, err)
+      return undefined
+    }
+    const received: Received = { topic, packet, unverified, options }
+    this.#await(received)
+    if (this.#verifier)
+      this.#verifier.verify(unverified.signingKey, topic, payload, (verdict) => {
+        // Not checked (the worker failed, or the client ended): check it here instead.
+        received.valid = verdict === 'unavailable' ? checkEnvelopeSignature(unverified) : verdict === 'valid'
+        this.#finishInOrder()
+      })
+    else {
+      received.valid = checkEnvelopeSignature(unverified)
+      this.#finishInOrder()
+    }
+    return undefined
+  }
+
+  #await(received: Received): void {
+    this.#verifying.push(received)
+    if (!this.#verified) {
+      let resolve = () => {}
+      const promise = new Promise<void>((r) => {
+        resolve = r
+      })
+      this.#verified = { promise, resolve }
+    }
+    if (received.unverified === undefined) this.#finishInOrder()
+  }
+
+  /** Opens the messages at the head of the line whose signature is checked. */
+  #finishInOrder(): void {
+    const line = this.#verifying
+    while (line.length > 0) {
+      const received = line[0] as Received
+      const { topic, packet, unverified } = received
+      if (unverified !== undefined && received.valid === undefined) return
+      line.shift()
+      if (unverified === undefined) {
+        const plaintext = received.plaintext as Uint8Array
+        this.#accept(topic, plaintext, {
+          encrypted: false,
+          sender: undefined,
+          kid: undefined,
           retained: packet.retain,
-          isRevoked: this.#isRevoked,
-          now: this.#now(),
+          packet,
         })
-        plaintext = opened
-        info = {
+        continue
+      }
+      try {
+        const { header, payload } = finishOpenEnvelope(
+          unverified,
+          received.valid === true,
+          received.options as OpenEnvelopeOptions,
+        )
+        if (!packet.retain) this.#replay.markDirty()
+        this.#accept(topic, payload, {
           encrypted: true,
           sender: this.#keyring.writerPrincipal(header.group, header.sender) as string,
           kid: header.sender,
@@ -597,21 +690,19 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
           seq: header.seq,
           sentAt: header.sentAt,
           packet,
-        }
+        })
+      } catch (err) {
+        this.#reject(topic, err)
       }
-    } catch (err) {
-      if (mayRefresh && isSmqttError(err, 'ERR_UNKNOWN_EPOCH') && this.#mayRefreshForEpoch())
-        return this.refreshKeys()
-          .catch((e: unknown) => this.#keyServerFailed(e))
-          .then(() => void this.#process(topic, payload, packet, false))
-      this.#reject(topic, err)
-      return undefined
     }
-    if (info.encrypted && !packet.retain) this.#replay.markDirty()
-    this.#accepted.push({ topic, payload: plaintext, info })
+    this.#verified?.resolve()
+    this.#verified = undefined
+  }
+
+  #accept(topic: string, payload: Uint8Array, info: MessageInfo): void {
+    this.#accepted.push({ topic, payload, info })
     this.#delivering ??= this.#deliver()
     if (this.#accepted.length >= DELIVERY_BATCH) this.#batchFull?.()
-    return undefined
   }
 
   /**
@@ -673,6 +764,9 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   }
 
   #stop(): void {
+    // Envelopes still at the verifier come back `unavailable` once nobody uses it, and are then
+    // checked here: ending never drops a message that arrived.
+    if (!this.#ended) void (this.#verified?.promise ?? Promise.resolve()).then(() => this.#verifier?.release())
     this.#ended = true
     if (this.#refreshTimer) clearTimeout(this.#refreshTimer)
   }

@@ -2,7 +2,7 @@
 // broker over TLS with the same PKI, mqtt.js clients. No mocks.
 import { join } from 'node:path'
 import { createServer, type Server } from 'node:tls'
-import { type Identity, openKeyBundle, parseEnvelope } from '@smqtt/core'
+import { EpochKey, type Identity, openKeyBundle, parseEnvelope, type SuiteId } from '@smqtt/core'
 import { ensureDevPki } from '@smqtt/keyserver'
 import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
 import { Aedes } from 'aedes'
@@ -134,6 +134,20 @@ export function useStack(): Stack {
     await stack.close?.()
   })
   return stack
+}
+
+/** The newest key of `group` as `identity` holds it (a reader or writer of the group): what an attacker who is a member has. */
+export async function currentGroupKey(stack: Stack, identity: Identity, group: number): Promise<EpochKey> {
+  const response = await stack.h.device(identity, 'GET', '/v1/bundle')
+  const bundle = openKeyBundle((response.body as { bundle: unknown }).bundle, {
+    keyServerPublicKey: stack.h.keyServer.publicKey,
+    recipient: identity,
+    now: now(),
+  })
+  const held = bundle.groups.find((g) => g.group === group)
+  const epoch = held?.epochs.at(-1)
+  if (!held || !epoch) throw new Error(`no group ${group} key`)
+  return new EpochKey({ group, epoch: epoch.epoch, suite: held.suite as SuiteId, key: epoch.key })
 }
 
 export async function startStack(harnessOptions: Parameters<typeof startHarness>[0] = {}): Promise<Stack> {

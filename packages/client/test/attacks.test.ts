@@ -1,32 +1,12 @@
 // Attacks injected by a raw mqtt.js client on a broker without the SMQTT plugin, so they reach
 // the subscriber: each must be refused with the right code and never delivered.
-import {
-  createEnvelopeSigner,
-  EpochKey,
-  generateIdentity,
-  type Identity,
-  openKeyBundle,
-  type SuiteId,
-  sealEnvelope,
-} from '@smqtt/core'
+import { createEnvelopeSigner, type EpochKey, generateIdentity, type Identity, sealEnvelope } from '@smqtt/core'
 import { expect, test } from 'vitest'
-import { now, tap, useStack, waitUntil } from './_stack.js'
+import { currentGroupKey, tap, useStack, waitUntil } from './_stack.js'
 
 const stack = useStack()
 
-/** The current key of group 1 as `identity` holds it (a reader or writer of the group). */
-async function group1Key(identity: Identity): Promise<EpochKey> {
-  const response = await stack.h.device(identity, 'GET', '/v1/bundle')
-  const bundle = openKeyBundle((response.body as { bundle: unknown }).bundle, {
-    keyServerPublicKey: stack.h.keyServer.publicKey,
-    recipient: identity,
-    now: now(),
-  })
-  const group = bundle.groups.find((g) => g.group === 1)
-  const epoch = group?.epochs.at(-1)
-  if (!group || !epoch) throw new Error('no group 1 key')
-  return new EpochKey({ group: 1, epoch: epoch.epoch, suite: group.suite as SuiteId, key: epoch.key })
-}
+const group1Key = (identity: Identity) => currentGroupKey(stack, identity, 1)
 
 async function pair(name: string, filter = `home/${name}/thermostat/#`) {
   const thermostat = await stack.enroll(`thermostat-${name}`, ['thermostat'])

@@ -62,11 +62,17 @@ const kb = (n: number) => `${(n / 1024).toFixed(1)} KiB`
 test('the browser bundle holds no Node built-in, and core uses its noble backend', async () => {
   const own = await bundle(['mqtt']) // what @smqtt/client adds to an app that already has mqtt.js
   expect(own.found, 'Node built-ins imported by the browser build').toEqual([])
-  // core's #crypto-backend must resolve to noble, and the client's #default-transport to fetch.
+  // core's #crypto-backend must resolve to noble, the client's #default-transport to fetch, and
+  // its #default-verifier to the event loop (no worker threads).
   expect(own.inputs.some((p) => p.endsWith('core/src/crypto/backend.browser.ts'))).toBe(true)
   expect(own.inputs.some((p) => p.endsWith('core/src/crypto/backend.node.ts') || p.includes('sodium'))).toBe(false)
   expect(own.inputs.some((p) => p.endsWith('client/src/default-transport.browser.ts'))).toBe(true)
-  expect(own.inputs.filter((p) => /node-https-transport|file-storage|default-transport\.node/.test(p))).toEqual([])
+  expect(own.inputs.some((p) => p.endsWith('client/src/default-verifier.browser.ts'))).toBe(true)
+  expect(
+    own.inputs.filter((p) =>
+      /node-https-transport|file-storage|default-(transport|verifier)\.node|verify-pool/.test(p),
+    ),
+  ).toEqual([])
   // The browser entry: the universal API, without the two Node-only helpers.
   expect(own.exports).toEqual(expect.arrayContaining(['secure', 'secureConnectAsync', 'enroll', 'localStorageStorage']))
   expect(own.exports).not.toContain('fileStorage')

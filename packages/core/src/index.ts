@@ -21,8 +21,8 @@ export { signWithContext, verifyWithContext } from './crypto/signature.js'
 export { EpochKey } from './envelope/epoch-key.js'
 export type { EnvelopeHeader, ParsedEnvelope } from './envelope/header.js'
 export { parseEnvelope } from './envelope/header.js'
-export type { EnvelopeKeys, OpenEnvelopeOptions, OpenedEnvelope } from './envelope/open.js'
-export { openEnvelope } from './envelope/open.js'
+export type { EnvelopeKeys, OpenEnvelopeOptions, OpenedEnvelope, UnverifiedEnvelope } from './envelope/open.js'
+export { beginOpenEnvelope, checkEnvelopeSignature, finishOpenEnvelope, openEnvelope } from './envelope/open.js'
 export type { SealEnvelopeInput, SealEnvelopeOptions } from './envelope/seal.js'
 export { sealEnvelope } from './envelope/seal.js'
 export type { EnvelopeSigner } from './envelope/signer.js'
@@ -54,7 +54,15 @@ export type {
   OpenKeyBundleOptions,
 } from './key-bundle.js'
 export { createKeyBundle, MAX_WRITER_FILTERS, openKeyBundle, publishRightsProblem } from './key-bundle.js'
-export type { ReplayCheckInput, ReplayWindowOptions, ReplayWindowState } from './replay-window.js'
+export type {
+  ReplayCheckInput,
+  ReplayEntryChange,
+  ReplayFloorEntry,
+  ReplayWindowChanges,
+  ReplayWindowEntry,
+  ReplayWindowOptions,
+  ReplayWindowState,
+} from './replay-window.js'
 export { ReplayWindow } from './replay-window.js'
 export type { CreateRevocationListOptions, RevocationEntry } from './revocation-list.js'
 export { createRevocationList, RevocationList } from './revocation-list.js'

@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
 import { EpochKey } from '../src/envelope/epoch-key.js'
 import { ENVELOPE_VERSION, parseEnvelope } from '../src/envelope/header.js'
-import { openEnvelope } from '../src/envelope/open.js'
+import { beginOpenEnvelope, checkEnvelopeSignature, finishOpenEnvelope, openEnvelope } from '../src/envelope/open.js'
 import { sealEnvelope } from '../src/envelope/seal.js'
 import { createEnvelopeSigner } from '../src/envelope/signer.js'
 import { SUITES, type SuiteId } from '../src/envelope/suites.js'
@@ -228,6 +228,52 @@ describe('attacks', () => {
       'ERR_ENVELOPE_TOO_LARGE',
     )
     expectCode(() => seal(group, { payload: new Uint8Array(5 * 1024 * 1024) }), 'ERR_ENVELOPE_TOO_LARGE')
+  })
+})
+
+describe('opening in two steps (signature checked elsewhere)', () => {
+  const group = makeGroup()
+  const options = (replay = new ReplayWindow()) => ({ keys: group.keys, replay, now: NOW })
+
+  test('begin + signature + finish opens exactly what openEnvelope opens', () => {
+    const envelope = seal(group)
+    const unverified = beginOpenEnvelope(envelope, TOPIC, options())
+    expect(unverified.signingKey).toEqual(group.thermostat.publicKey)
+    expect(checkEnvelopeSignature(unverified)).toBe(true)
+    const twoStep = finishOpenEnvelope(unverified, true, options())
+    expect(twoStep).toEqual(openEnvelope(envelope, TOPIC, options()))
+  })
+
+  test('a signature that failed elsewhere is refused and nothing is recorded', () => {
+    const envelope = seal(group)
+    envelope[envelope.length - 1] = (envelope[envelope.length - 1] as number) ^ 1
+    const replay = new ReplayWindow()
+    const unverified = beginOpenEnvelope(envelope, TOPIC, options(replay))
+    expect(checkEnvelopeSignature(unverified)).toBe(false)
+    expectCode(() => finishOpenEnvelope(unverified, false, options(replay)), 'ERR_ENVELOPE_SIGNATURE_INVALID')
+    expect(replay.size).toBe(0)
+  })
+
+  test('two copies begun before either finished: the second is a replay', () => {
+    const envelope = seal(group)
+    const replay = new ReplayWindow()
+    const first = beginOpenEnvelope(envelope, TOPIC, options(replay))
+    const second = beginOpenEnvelope(envelope, TOPIC, options(replay))
+    finishOpenEnvelope(first, true, options(replay))
+    expectCode(() => finishOpenEnvelope(second, true, options(replay)), 'ERR_REPLAY')
+  })
+
+  test('a sender revoked while its signature was being checked is refused', () => {
+    const revoked = new Set<number>()
+    const opts = { ...options(), isRevoked: (kid: number) => revoked.has(kid) }
+    const unverified = beginOpenEnvelope(seal(group), TOPIC, opts)
+    revoked.add(group.thermostat.kid)
+    expectCode(() => finishOpenEnvelope(unverified, true, opts), 'ERR_SENDER_REVOKED')
+  })
+
+  test('begin runs the cheap checks: an unknown sender never reaches a verifier', () => {
+    const envelope = seal(group, { signer: group.readerOnly })
+    expectCode(() => beginOpenEnvelope(envelope, TOPIC, options()), 'ERR_UNKNOWN_SENDER')
   })
 })
 

@@ -44,4 +44,9 @@ export function signedBytes(
   return { buffer, aad: buffer.subarray(aadStart, ciphertextOffset), ciphertextOffset }
 }
 
+/** The AEAD's associated data alone (header + topic), when the signature was checked elsewhere. */
+export function associatedData(headerBytes: Uint8Array, topic: string): Uint8Array {
+  return signedBytes(headerBytes, topicBytes(topic), 0).aad
+}
+
 export { MAX_TOPIC_BYTES }

@@ -1,11 +1,12 @@
 import { defaultBackend } from '#crypto-backend'
 import type { CryptoBackend } from '../crypto/backend.js'
 import { SmqttError } from '../errors.js'
-import type { ReplayWindow } from '../replay-window.js'
+import type { ReplayCheckInput, ReplayWindow } from '../replay-window.js'
+import { associatedData } from './_signed-bytes.js'
 import { type EpochKey, senderNonce } from './epoch-key.js'
-import { type EnvelopeHeader, parseEnvelope } from './header.js'
+import { type EnvelopeHeader, type ParsedEnvelope, parseEnvelope } from './header.js'
 import { SUITES } from './suites.js'
-import { checkSignature, DEFAULT_MAX_ENVELOPE_BYTES, type WriterLookup } from './verify.js'
+import { DEFAULT_MAX_ENVELOPE_BYTES, senderKeyOf, verifySignature, type WriterLookup } from './verify.js'
 
 /** The keys a subscriber holds: epoch keys and writers' public keys, per group. */
 export interface EnvelopeKeys {
@@ -39,6 +40,24 @@ export interface OpenedEnvelope {
 }
 
 /**
+ * An envelope that passed every check of {@link openEnvelope} but its signature: what a verifier
+ * on another thread needs (`signingKey`, and the envelope and topic it was made from). Finish it
+ * with {@link finishOpenEnvelope} once the signature is checked.
+ */
+export interface UnverifiedEnvelope {
+  readonly header: EnvelopeHeader
+  /** The sender's Ed25519 public key, under which the signature must hold. */
+  readonly signingKey: Uint8Array
+  readonly topic: string
+  /** @internal */
+  readonly parsed: ParsedEnvelope
+  /** @internal */
+  readonly epochKey: EpochKey
+  /** @internal */
+  readonly replayInput: ReplayCheckInput
+}
+
+/**
  * Verifies, checks for replay and decrypts an envelope received on `topic`. Cheap checks
  * come first (structure, revocation, replay, keys), then the signature, then the sender's right
  * to publish on `topic`, then decryption; the replay window records the message only once it is
@@ -50,15 +69,33 @@ export interface OpenedEnvelope {
  * ```
  */
 export function openEnvelope(bytes: Uint8Array, topic: string, options: OpenEnvelopeOptions): OpenedEnvelope {
+  const unverified = beginOpenEnvelope(bytes, topic, options)
+  const backend = options.backend ?? defaultBackend
+  const { valid, aad } = verifySignature(unverified.parsed, topic, unverified.signingKey, backend)
+  return finish(unverified, valid, aad, options)
+}
+
+/**
+ * {@link openEnvelope} in two steps, for a receiver that checks signatures on other threads:
+ * every check but the signature. Nothing is recorded in the replay window yet.
+ *
+ * @example
+ * ```ts
+ * const unverified = beginOpenEnvelope(payload, topic, options)
+ * pool.verify(unverified.signingKey, topic, payload, (verdict) => {
+ *   const { header, payload } = finishOpenEnvelope(unverified, verdict === 'valid', options)
+ * })
+ * ```
+ */
+export function beginOpenEnvelope(bytes: Uint8Array, topic: string, options: OpenEnvelopeOptions): UnverifiedEnvelope {
   if (bytes instanceof Uint8Array && bytes.length > (options.maxEnvelopeBytes ?? DEFAULT_MAX_ENVELOPE_BYTES))
     throw new SmqttError('ERR_ENVELOPE_TOO_LARGE', `envelope of ${bytes.length} bytes exceeds the limit`)
-  const backend = options.backend ?? defaultBackend
   const parsed = parseEnvelope(bytes)
   const { header } = parsed
   if (options.isRevoked?.(header.sender)) throw new SmqttError('ERR_SENDER_REVOKED')
   // Only a message the sender itself marked retained gets the retained rules: a broker that
   // sets the retain flag on a captured live message does not get around the replay window.
-  const replayInput = {
+  const replayInput: ReplayCheckInput = {
     group: header.group,
     epoch: header.epoch,
     sender: header.sender,
@@ -73,14 +110,52 @@ export function openEnvelope(bytes: Uint8Array, topic: string, options: OpenEnve
   // A group's suite is fixed by the key server; an envelope may not pick a different one.
   if (epochKey.suite !== header.suite)
     throw new SmqttError('ERR_ENVELOPE_UNSUPPORTED', `suite ${header.suite} is not the suite of group ${header.group}`)
-  const { aad } = checkSignature(parsed, topic, options.keys.writerKey, backend)
+  const signingKey = senderKeyOf(parsed, options.keys.writerKey)
+  return { header, signingKey, topic, parsed, epochKey, replayInput }
+}
+
+/** Checks an {@link UnverifiedEnvelope}'s signature on this thread. */
+export function checkEnvelopeSignature(
+  unverified: UnverifiedEnvelope,
+  backend: CryptoBackend = defaultBackend,
+): boolean {
+  return verifySignature(unverified.parsed, unverified.topic, unverified.signingKey, backend).valid
+}
+
+/**
+ * The second step of {@link beginOpenEnvelope}: given whether the signature held (checked by the
+ * caller under `unverified.signingKey`), checks the sender's rights, decrypts and records the
+ * message in the replay window. Finish envelopes in the order they were received. The replay
+ * and revocation checks run again here, so a copy accepted meanwhile, or a sender revoked
+ * meanwhile, is refused.
+ *
+ * @throws SmqttError `ERR_ENVELOPE_SIGNATURE_INVALID` when `signatureValid` is false, else as {@link openEnvelope}.
+ */
+export function finishOpenEnvelope(
+  unverified: UnverifiedEnvelope,
+  signatureValid: boolean,
+  options: OpenEnvelopeOptions,
+): OpenedEnvelope {
+  const { parsed, topic } = unverified
+  return finish(unverified, signatureValid, associatedData(parsed.headerBytes, topic), options)
+}
+
+function finish(
+  { header, parsed, topic, epochKey, replayInput }: UnverifiedEnvelope,
+  signatureValid: boolean,
+  aad: Uint8Array,
+  options: OpenEnvelopeOptions,
+): OpenedEnvelope {
+  if (!signatureValid) throw new SmqttError('ERR_ENVELOPE_SIGNATURE_INVALID')
   // After the signature, so the sender is authenticated: a writer signing honestly on a topic
   // the policy does not give it (which only a broker that skips the ACL would deliver).
   if (options.keys.writerMayPublish?.(header.group, header.sender, topic) === false)
     throw new SmqttError('ERR_SENDER_NOT_PERMITTED', `sender ${header.sender} may not publish on ${topic}`)
   const { key, iv } = epochKey.senderKey(header.sender)
+  const backend = options.backend ?? defaultBackend
   const payload = backend.aeadOpen(SUITES[header.suite].aead, key, senderNonce(iv, header.seq), parsed.ciphertext, aad)
   if (!payload) throw new SmqttError('ERR_ENVELOPE_DECRYPTION_FAILED')
-  options.replay?.accept(replayInput)
+  if (options.isRevoked?.(header.sender)) throw new SmqttError('ERR_SENDER_REVOKED')
+  options.replay?.accept(replayInput) // checks again: a copy may have been accepted meanwhile
   return { header, payload }
 }

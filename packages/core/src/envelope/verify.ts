@@ -35,6 +35,30 @@ export function verifyEnvelope(bytes: Uint8Array, topic: string, options: Verify
   return parsed
 }
 
+/** Shared by verify and open: the sender must be a listed writer of the envelope's group. */
+export function senderKeyOf(parsed: ParsedEnvelope, writerKey: WriterLookup): Uint8Array {
+  const { group, sender } = parsed.header
+  const publicKey = writerKey(group, sender)
+  if (!publicKey) throw new SmqttError('ERR_UNKNOWN_SENDER', `sender ${sender} is not a writer of group ${group}`)
+  return publicKey
+}
+
+/**
+ * Whether the sender's signature over header, topic and ciphertext holds under `publicKey`; also
+ * returns the AEAD's associated data (header + topic), which is part of the same signed bytes.
+ */
+export function verifySignature(
+  parsed: ParsedEnvelope,
+  topic: string,
+  publicKey: Uint8Array,
+  backend: CryptoBackend,
+): { valid: boolean; aad: Uint8Array } {
+  const { headerBytes, ciphertext, signature } = parsed
+  const { buffer, aad, ciphertextOffset } = signedBytes(headerBytes, topicBytes(topic), ciphertext.length)
+  buffer.set(ciphertext, ciphertextOffset)
+  return { valid: backend.ed25519Verify(signature, buffer, publicKey), aad }
+}
+
 /** Shared by verify and open: sender must be a listed writer, and its signature must hold. */
 export function checkSignature(
   parsed: ParsedEnvelope,
@@ -42,12 +66,7 @@ export function checkSignature(
   writerKey: WriterLookup,
   backend: CryptoBackend,
 ): { aad: Uint8Array } {
-  const { header, headerBytes, ciphertext, signature } = parsed
-  const publicKey = writerKey(header.group, header.sender)
-  if (!publicKey)
-    throw new SmqttError('ERR_UNKNOWN_SENDER', `sender ${header.sender} is not a writer of group ${header.group}`)
-  const { buffer, aad, ciphertextOffset } = signedBytes(headerBytes, topicBytes(topic), ciphertext.length)
-  buffer.set(ciphertext, ciphertextOffset)
-  if (!backend.ed25519Verify(signature, buffer, publicKey)) throw new SmqttError('ERR_ENVELOPE_SIGNATURE_INVALID')
+  const { valid, aad } = verifySignature(parsed, topic, senderKeyOf(parsed, writerKey), backend)
+  if (!valid) throw new SmqttError('ERR_ENVELOPE_SIGNATURE_INVALID')
   return { aad }
 }

@@ -1,6 +1,7 @@
-// Envelope signatures checked on more than one core: Ed25519 verification (~40-60 µs) is most
-// of a broker's cost per message in `full` mode, and the event loop is one core. The publish
-// hook does its cheap checks inline and hands the signature here. The envelopes queued in one
+// Envelope signatures checked on more than one core (Node only: `@smqtt/core/verify-pool`).
+// Ed25519 verification (~40-60 µs) is most of a broker's cost per message in `full` mode and of
+// a busy subscriber's, and the event loop is one core. Callers do their cheap checks inline and
+// hand the signature here. The envelopes queued in one
 // event-loop turn are split: most go to a worker thread as one message (one copy into one
 // transferred buffer, so message passing costs a few µs per batch, not per envelope), and a
 // share is verified right here meanwhile. Why share: Aedes reads a client's next packets only
@@ -11,7 +12,7 @@
 // `unavailable` (the hook refuses them) and a new worker takes its place.
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
-import { verifyEnvelope } from '@smqtt/core'
+import { verifyEnvelope } from '../envelope/verify.js'
 
 export const SIGNING_KEY_BYTES = 32
 
@@ -42,6 +43,11 @@ export interface VerifyPoolOptions {
   readonly workers: number
   /** A worker holding envelopes that has not answered for this long is replaced (default 10 s). */
   readonly timeoutMs?: number
+  /**
+   * Start the workers on the first batch big enough to hand off, not at once (default false):
+   * a client that never sees a burst never pays for a thread.
+   */
+  readonly lazy?: boolean
   /** A worker was replaced; `refused` envelopes it held were answered `unavailable`. */
   readonly onFailure?: (reason: WorkerFailure, refused: number, error?: Error) => void
 }
@@ -128,6 +134,8 @@ export class VerifyPool {
   #flushScheduled = false
   #nextBatch = 0
   #closed = false
+  /** Lazy workers not started yet. */
+  #unstarted: boolean
   /**
    * Whether the event loop verifies a share of each batch itself (default true). Tests switch it
    * off to force every envelope through a worker.
@@ -142,8 +150,9 @@ export class VerifyPool {
     for (let i = 0; i < options.workers; i++) {
       const slot: Slot = { worker: undefined, ready: false, spawnedAt: 0, batches: new Map(), timer: undefined }
       this.#slots.push(slot)
-      this.#spawn(slot)
+      if (!options.lazy) this.#spawn(slot)
     }
+    this.#unstarted = options.lazy === true
   }
 
   /** Envelopes handed over and not answered yet. */
@@ -201,6 +210,10 @@ export class VerifyPool {
     if (this.#closed) {
       for (const job of queue) job.done('unavailable')
       return
+    }
+    if (this.#unstarted && queue.length >= MIN_OFFLOAD) {
+      this.#unstarted = false
+      for (const slot of this.#slots) this.#spawn(slot)
     }
     const here = this.#shareOfEventLoop(queue.length)
     for (let start = here; start < queue.length; start += MAX_BATCH) {
