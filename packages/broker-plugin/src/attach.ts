@@ -10,6 +10,7 @@ import {
   type ReplayWindowOptions,
   type TopicLimits,
 } from '@smqtt/core'
+import { defaultVerifyWorkers, VerifyPool } from '@smqtt/core/verify-pool'
 import type { Aedes, Client } from 'aedes'
 import { type Logger, pino } from 'pino'
 import type { Registry } from 'prom-client'
@@ -31,7 +32,6 @@ import type { EnforcementMode, LegacyUser, PluginContext } from './plugin-contex
 import { DEFAULT_PUBLISH_RATE, type PublishRate, PublishRateLimiter } from './publish-rate.js'
 import { addressOf, type Session, sessionOf, setConnectInfo } from './session.js'
 import { type KeyServerConnection, type SnapshotSync, startSnapshotSync } from './snapshot-sync.js'
-import { defaultVerifyWorkers, VerifyPool } from '@smqtt/core/verify-pool'
 
 /** The error Aedes 1.2 raises when CONNECT did not arrive within its connectTimeout. */
 const AEDES_CONNECT_TIMEOUT = 'connect did not arrive in time'
@@ -69,6 +69,11 @@ export interface SmqttPluginOptions {
   readonly staleAfterSeconds?: number
   /** pino logger; audit entries go to its child `{ audit: true }`. */
   readonly logger?: Logger
+  /**
+   * Scale-out: false while a QoS 1/2 message cannot reach the other nodes (their shared bus is
+   * down); such publishes are refused without PUBACK. `startBroker` passes the Redis bus state.
+   */
+  readonly busReady?: () => boolean
   /** Prometheus registry for the plugin's metrics (default: a registry of its own). */
   readonly registry?: Registry
   /** Clock, unix seconds (tests). */
@@ -165,6 +170,7 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     guard: new ConnectGuard(options.connectLimits),
     replay: new ReplayWindow({ windowSize: 32, maxAgeSeconds: 300, maxFutureSkewSeconds: 60, ...options.replay }),
     publishRate: publishRate === false ? undefined : new PublishRateLimiter(publishRate),
+    busReady: options.busReady,
     verifyPool,
     mode,
     sampleRate: options.sampleRate ?? 0.05,

@@ -31,6 +31,8 @@ export const REFUSAL_REASONS = {
   'signature-invalid': "The sender's signature does not verify.",
   'verify-unavailable':
     'The signature could not be checked (its verification worker crashed or timed out): fail closed.',
+  'bus-unavailable':
+    'A QoS 1/2 PUBLISH while the Redis bus between broker nodes is down or resubscribing: no PUBACK, the client re-sends it after reconnecting.',
 } as const
 
 /** A stable refusal reason code. */

@@ -9,6 +9,9 @@
 // snapshot changes. With a verification pool the signature is checked on a worker thread; the
 // Aedes callbacks of one client are still called in arrival order (a message that needs no
 // check waits behind one being checked), and a sequence number being checked cannot pass twice.
+//
+// Scale-out: QoS 1/2 publishes are refused while the Redis bus between nodes is not ready
+// (`bus-unavailable`, see redis.ts), before the replay window sees them, so the re-sent message passes.
 import {
   isControlTopic,
   isSmqttError,
@@ -18,13 +21,13 @@ import {
   SmqttError,
   type SnapshotPrincipal,
 } from '@smqtt/core'
+import { signatureHolds } from '@smqtt/core/verify-pool'
 import type { Client, PublishPacket } from 'aedes'
 import type { RefusalReason } from './audit.js'
 import { type EnforcedSnapshot, isLiveEpoch, principalContext } from './enforced-snapshot.js'
 import { isBanned, type PluginContext } from './plugin-context.js'
 import type { PublishRateLimiter } from './publish-rate.js'
 import { type Session, sessionOf } from './session.js'
-import { signatureHolds } from '@smqtt/core/verify-pool'
 
 type PublishCallback = (error?: Error | null) => void
 type AuthorizePublishHook = (client: Client | null, packet: PublishPacket, callback: PublishCallback) => void
@@ -94,6 +97,11 @@ export function createAuthorizePublishHook(
     const principal = publisher.principal
     if (principal?.status !== 'active' || isBanned(context, principal.id))
       return done(refusal(context, client, topic, 'principal-inactive', principal?.status))
+    // Aedes sends PUBACK before the message reaches the bus, which loses it while Redis is away.
+    // Refused, it gets no PUBACK: the client keeps it and re-sends it after reconnecting. QoS 0
+    // still flows (at most once anyway); refusing it would only close the connection.
+    if (packet.qos > 0 && context.busReady?.() === false)
+      return done(refusal(context, client, topic, 'bus-unavailable'))
     if (publisher.rateLimit?.take(principal.id, performance.now()) === false)
       return done(refusal(context, client, topic, 'rate-limited'))
     const callback = publisher.line.length > 0 ? waitInLine(publisher.line, done) : done

@@ -1,6 +1,7 @@
 // What the hooks share: the snapshot being enforced, the clock, the audit log and metrics, and
 // the resolved options. Internal; attach.ts builds it.
 import type { ReplayWindow, TopicLimits } from '@smqtt/core'
+import type { VerifyPool } from '@smqtt/core/verify-pool'
 import type { Client } from 'aedes'
 import type { Logger } from 'pino'
 import type { Auditor } from './audit.js'
@@ -8,7 +9,6 @@ import type { EnforcedSnapshot } from './enforced-snapshot.js'
 import type { ConnectGuard } from './limits.js'
 import type { BrokerMetrics } from './metrics.js'
 import type { PublishRateLimiter } from './publish-rate.js'
-import type { VerifyPool } from '@smqtt/core/verify-pool'
 
 /** How much of each envelope's signature the broker checks. */
 export type EnforcementMode = 'full' | 'sampled' | 'binding'
@@ -34,6 +34,11 @@ export interface PluginContext {
   readonly replay: ReplayWindow
   /** Per-principal PUBLISH token buckets; undefined: unlimited. */
   readonly publishRate: PublishRateLimiter | undefined
+  /**
+   * False while QoS 1/2 publishes cannot be routed to the other broker nodes (their Redis bus is
+   * down or resubscribing); undefined: a single node, nothing to route.
+   */
+  readonly busReady: (() => boolean) | undefined
   /** Worker threads for envelope signatures; undefined: verified inline on the event loop. */
   readonly verifyPool: VerifyPool | undefined
   readonly mode: EnforcementMode

@@ -113,6 +113,7 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
       topicLimits: config.topicLimits,
       connectLimits: config.connectLimits,
       legacyUsers: config.legacyUsers,
+      ...(redis ? { busReady: redis.busReady } : {}),
       logger,
       registry,
     })
