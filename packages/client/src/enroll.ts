@@ -1,6 +1,7 @@
 import {
   constantTimeEqual,
   createEnrollmentRequest,
+  type EnrollmentRequest,
   exportIdentity,
   generateIdentity,
   type Identity,
@@ -11,7 +12,7 @@ import {
   SmqttError,
 } from '@smqtt/core'
 import { fromBase64Url, toBase64Url } from './_bytes.js'
-import { KeyServerClient } from './key-server-client.js'
+import { type EnrollResponse, KeyServerClient } from './key-server-client.js'
 import type { ClientStorage } from './storage.js'
 import type { KeyServerTransport } from './transport.js'
 
@@ -19,6 +20,8 @@ import type { KeyServerTransport } from './transport.js'
 const IDENTITY_KEY = 'identity'
 const ENROLLMENT_KEY = 'enrollment'
 const PINNED_KEY = 'keyserver-key'
+/** Pause before the one retry of an enrollment whose answer did not arrive. */
+const ENROLL_RETRY_DELAY_MS = 1000
 
 /** What enrollment leaves behind: everything {@link secure} needs. */
 export interface Enrollment {
@@ -68,6 +71,22 @@ function pem(label: string, der: Uint8Array): string {
   return `-----BEGIN ${label}-----\n${b64.match(/.{1,64}/g)?.join('\n')}\n-----END ${label}-----\n`
 }
 
+/**
+ * Sends the enrollment, and once more after a pause if its answer did not arrive (network
+ * failure, timeout, an answer without an SMQTT error body such as a proxy's 502) or the key
+ * server could not serve (503). Safe because the same request is a repeat: if the first one
+ * committed, the key server answers it as the first time; if not, the token is still unused.
+ */
+async function sendEnrollment(keyServer: KeyServerClient, request: EnrollmentRequest): Promise<EnrollResponse> {
+  try {
+    return await keyServer.enroll(request)
+  } catch (err) {
+    if (err instanceof SmqttError && err.code !== 'ERR_STORE_UNAVAILABLE') throw err
+    await new Promise((resolve) => setTimeout(resolve, ENROLL_RETRY_DELAY_MS))
+    return keyServer.enroll(request)
+  }
+}
+
 async function pinnedKey(storage: ClientStorage): Promise<Uint8Array | undefined> {
   const text = await storage.get(PINNED_KEY)
   if (text === undefined) return undefined
@@ -80,7 +99,9 @@ async function pinnedKey(storage: ClientStorage): Promise<Uint8Array | undefined
  * First start of a device: makes its identity, redeems the one-time token at the key server,
  * checks the signed principal record it gets back and stores identity, key id and the key
  * server's key through `storage`. The key server key is pinned on first use (or given in
- * `keyServerPublicKey`); a later enrollment against a different key is refused.
+ * `keyServerPublicKey`); a later enrollment against a different key is refused. A request
+ * whose answer is lost (network failure, timeout) or refused with 503 is sent once more, the
+ * same: the key server answers a repeat of a committed enrollment as the first time.
  *
  * @throws SmqttError `ERR_CONFLICT` when `storage` already holds an enrollment,
  * `ERR_PRINCIPAL_RECORD_SIGNATURE_INVALID` when the record is not signed by the pinned key,
@@ -121,7 +142,8 @@ export async function enroll(options: EnrollOptions): Promise<Enrollment> {
     ...(options.ca === undefined ? {} : { ca: options.ca }),
     ...(options.transport === undefined ? {} : { transport: options.transport }),
   })
-  const response = await keyServer.enroll(
+  const response = await sendEnrollment(
+    keyServer,
     createEnrollmentRequest(identity, token, {
       ...(options.roles ? { roles: options.roles } : {}),
       ...(tls ? { tlsPublicKey: tls.spki } : {}),

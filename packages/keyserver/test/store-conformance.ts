@@ -62,6 +62,7 @@ function newEnrollment(seed: number, overrides: Partial<Enrollment> = {}): Enrol
   return {
     tokenHash: bytes(32, seed),
     now: T + 100,
+    certificatePem: undefined,
     principal: newPrincipal(`device-${seed}`, { roles: ['sensor', 'reader'] }),
     audit: (principal) =>
       newAudit('enroll', {
@@ -366,6 +367,7 @@ export function describeKeyStoreConformance(
         expect(await store.getPrincipal(`device-${seed}`)).toBeUndefined()
         expect((await store.getEnrollmentToken(bytes(32, seed)))?.usedAt).toBeUndefined()
         expect(await store.listPendingEnrollmentTokens(T + 100)).toContainEqual(newToken(seed))
+        expect(await store.getTokenEnrollment(bytes(32, seed))).toBeUndefined()
         expect(await store.listAudit({ limit: 100 })).toEqual([])
       }
 
@@ -406,6 +408,38 @@ export function describeKeyStoreConformance(
           newToken(1, { expiresAt: T + 100 }),
           newToken(3),
         ])
+      })
+
+      it('keeps with the token what it enrolled: the principal as it is now and the certificate', async () => {
+        const certificatePem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+        await store.insertEnrollmentToken(newToken(1))
+        await store.insertEnrollmentToken(newToken(2))
+        const enrolled = await store.enrollPrincipal(newEnrollment(1, { certificatePem }))
+        await store.enrollPrincipal(newEnrollment(2))
+        expect(await store.getTokenEnrollment(bytes(32, 1))).toEqual({
+          token: { ...newToken(1), usedAt: T + 100 },
+          principal: enrolled?.principal,
+          certificatePem,
+        })
+        expect((await store.getTokenEnrollment(bytes(32, 2)))?.principal.id).toBe('device-2')
+        expect((await store.getTokenEnrollment(bytes(32, 2)))?.certificatePem).toBeUndefined()
+        await store.setPrincipalStatus('device-1', 'revoked', T + 200)
+        expect((await store.getTokenEnrollment(bytes(32, 1)))?.principal).toMatchObject({
+          kid: enrolled?.principal.kid,
+          status: 'revoked',
+        })
+      })
+
+      it('knows no enrollment for a token that is unknown, unused, or burnt without enrolling', async () => {
+        await store.insertEnrollmentToken(newToken(1))
+        await store.insertEnrollmentToken(newToken(2))
+        await store.consumeEnrollmentToken(bytes(32, 2), T + 5)
+        expect(await store.getTokenEnrollment(bytes(32, 1))).toBeUndefined()
+        expect(await store.getTokenEnrollment(bytes(32, 2))).toBeUndefined()
+        expect(await store.getTokenEnrollment(bytes(32, 3))).toBeUndefined()
+        // Burnt is final: the principal cannot be enrolled with it, so it never enrolls anyone.
+        expect(await store.enrollPrincipal(newEnrollment(2))).toBeUndefined()
+        expect(await store.getTokenEnrollment(bytes(32, 2))).toBeUndefined()
       })
 
       it('enrolls exactly one of 20 concurrent redemptions of one token', async () => {
@@ -682,17 +716,32 @@ export function describeKeyStoreConformance(
         await store.insertEnrollmentToken(newToken(1))
         await store.insertEnrollmentToken(newToken(2))
         await store.consumeEnrollmentToken(bytes(32, 2), T + 10)
+        await store.insertEnrollmentToken(newToken(3))
+        const enrolled = await store.enrollPrincipal(newEnrollment(3, { certificatePem: 'PEM' }))
         await store.putPolicy('{"v":1}', 0, T)
         await store.insertEpoch(newEpoch(1, 1, { retiresAt: T + 100 }))
         await store.insertEpoch(newEpoch(1, 2))
         await store.putRevocationList(1, '{"revoked":["b"]}', 0, T + 5)
-        const audit = [await store.appendAudit(newAudit('enroll')), await store.appendAudit(newAudit('revoke'))]
+        const audit = [
+          enrolled?.audit,
+          await store.appendAudit(newAudit('enroll')),
+          await store.appendAudit(newAudit('revoke')),
+        ]
 
         await store.close()
         store = await reopen()
 
         expectBytes(await store.getSecret('ca-key'), bytes(64, 1))
-        expect(await store.listPrincipals()).toEqual([a, { ...b, status: 'revoked', statusChangedAt: T + 5 }])
+        expect(await store.listPrincipals()).toEqual([
+          a,
+          { ...b, status: 'revoked', statusChangedAt: T + 5 },
+          enrolled?.principal,
+        ])
+        expect(await store.getTokenEnrollment(bytes(32, 3))).toEqual({
+          token: { ...newToken(3), usedAt: T + 100 },
+          principal: enrolled?.principal,
+          certificatePem: 'PEM',
+        })
         expect(await store.listPendingEnrollmentTokens(T + 20)).toEqual([newToken(1)])
         expect(await store.consumeEnrollmentToken(bytes(32, 2), T + 20)).toBeUndefined()
         expect(await store.getPolicy()).toEqual({ version: 1, document: '{"v":1}', updatedAt: T })
@@ -701,8 +750,8 @@ export function describeKeyStoreConformance(
         expect(await store.listAudit({ limit: 10 })).toEqual(audit)
 
         // Counters carry on from where they were.
-        expect((await store.createPrincipal(newPrincipal('c'))).kid).toBe(3)
-        expect((await store.appendAudit(newAudit('enroll'))).id).toBeGreaterThan(audit[1]?.id as number)
+        expect((await store.createPrincipal(newPrincipal('c'))).kid).toBe(4)
+        expect((await store.appendAudit(newAudit('enroll'))).id).toBeGreaterThan(audit[2]?.id as number)
       })
     })
   })

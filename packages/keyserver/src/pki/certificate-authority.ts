@@ -328,6 +328,27 @@ export function principalIdFromCertificate(certificate: string | Uint8Array): st
   return principalIdFromUris(uris)
 }
 
+/**
+ * True when `certificate` certifies the EC P-256 key `publicKeySpki`. The key is re-encoded as
+ * {@link CertificateAuthority.issueClientCertificate} re-encodes it, so the same key matches
+ * whatever DER form the caller sent; anything unparsable is no match.
+ *
+ * @example
+ * ```ts
+ * if (!(await certifiesKey(storedPem, request.tlsPublicKey))) refuse()
+ * ```
+ */
+export async function certifiesKey(certificate: string, publicKeySpki: Uint8Array): Promise<boolean> {
+  try {
+    const key = await webCrypto.subtle.importKey('spki', publicKeySpki, EC_P256, true, ['verify'])
+    const requested = new Uint8Array(await webCrypto.subtle.exportKey('spki', key))
+    const certified = new Uint8Array(new X509Certificate(certificate).publicKey.rawData)
+    return requested.length === certified.length && requested.every((byte, i) => byte === certified[i])
+  } catch {
+    return false
+  }
+}
+
 function requestInvalid(why: string): SmqttError {
   return new SmqttError('ERR_CERTIFICATE_REQUEST_INVALID', `certificate request refused: ${why}`)
 }

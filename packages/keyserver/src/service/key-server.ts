@@ -1,6 +1,7 @@
 // The key server's domain: who is enrolled, which policy holds, which epoch keys exist, who
 // is revoked. The HTTP layer and the CLI call this; nothing here knows about HTTP.
 import {
+  constantTimeEqual,
   createBrokerSnapshot,
   createKeyBundle,
   createPrincipalRecord,
@@ -14,6 +15,7 @@ import {
   importIdentity,
   importPublicIdentity,
   type KeyGroupWriter,
+  type PublicIdentity,
   parsePolicy,
   parseRequestSignature,
   publishRightsProblem,
@@ -25,8 +27,14 @@ import {
 } from '@smqtt/core'
 import { type Logger, pino } from 'pino'
 import type { MasterKey } from '../master-key.js'
-import type { CertificateAuthority } from '../pki/certificate-authority.js'
-import type { EnrolledPrincipal, EpochRecord, KeyStore, PrincipalRecord } from '../store/key-store.js'
+import { type CertificateAuthority, certifiesKey } from '../pki/certificate-authority.js'
+import type {
+  EnrolledPrincipal,
+  EnrollmentTokenRecord,
+  EpochRecord,
+  KeyStore,
+  PrincipalRecord,
+} from '../store/key-store.js'
 import { StoreConflictError } from '../store/key-store.js'
 import { AuditLog } from './audit-log.js'
 import { NonceCache } from './nonce-cache.js'
@@ -41,6 +49,11 @@ export interface KeyServerSettings {
   readonly defaultGraceSeconds: number
   readonly enrollmentTokenTtlSeconds: number
   readonly clientCertificateValidityDays: number
+  /**
+   * How long after its token was used an enrollment may be repeated, answered as the first
+   * time, for a device whose answer was lost (default 86400).
+   */
+  readonly enrollmentRepeatSeconds: number
 }
 
 export const DEFAULT_SETTINGS: KeyServerSettings = {
@@ -49,6 +62,7 @@ export const DEFAULT_SETTINGS: KeyServerSettings = {
   defaultGraceSeconds: 300,
   enrollmentTokenTtlSeconds: 86_400,
   clientCertificateValidityDays: 365,
+  enrollmentRepeatSeconds: 86_400,
 }
 
 export interface KeyServerOptions {
@@ -216,6 +230,9 @@ export class KeyServer {
    * Enrolls a device: checks its proof of possession and the token, issues a client certificate
    * if asked, then redeems the token, records the principal with the token's roles and audits
    * it in one store transaction (all or nothing: a failed enrollment can be retried).
+   *
+   * A used token is accepted once more only as a repeat of the enrollment it made (the device
+   * never got the answer): see #repeatEnrollment. Anything else with it is refused as before.
    */
   async enroll(request: EnrollmentRequest, remoteAddress: string): Promise<EnrollmentResult> {
     const refuse = async (
@@ -244,8 +261,12 @@ export class KeyServer {
 
     const now = this.#now()
     const token = await this.#store.getEnrollmentToken(tokenHash)
-    if (!token || token.usedAt !== undefined || token.expiresAt <= now)
-      throw await refuse('token unknown, used or expired')
+    if (token?.usedAt !== undefined) {
+      const repeated = await this.#repeatEnrollment(token, identity, request.roles, tlsKey, now, remoteAddress)
+      if (typeof repeated === 'string') throw await refuse(`token unknown, used or expired (${repeated})`)
+      return repeated
+    }
+    if (!token || token.expiresAt <= now) throw await refuse('token unknown, used or expired')
     const mismatch =
       token.principalId !== identity.id
         ? `token is bound to ${token.principalId}`
@@ -272,6 +293,7 @@ export class KeyServer {
       enrolled = await this.#store.enrollPrincipal({
         tokenHash,
         now,
+        certificatePem: certificate?.certificatePem,
         principal: {
           id: identity.id,
           roles: token.roles,
@@ -300,7 +322,16 @@ export class KeyServer {
       if (err instanceof StoreConflictError) throw await refuse('principal already enrolled')
       throw err
     }
-    if (!enrolled) throw await refuse('token unknown, used or expired') // a concurrent request redeemed it
+    if (!enrolled) {
+      // A concurrent request redeemed it: if that was this device's first try, answer as it was answered.
+      const redeemed = await this.#store.getEnrollmentToken(tokenHash)
+      const repeated =
+        redeemed?.usedAt === undefined
+          ? 'token unknown or expired'
+          : await this.#repeatEnrollment(redeemed, identity, request.roles, tlsKey, now, remoteAddress)
+      if (typeof repeated === 'string') throw await refuse(`token unknown, used or expired (${repeated})`)
+      return repeated
+    }
     this.audit.log(enrolled.audit)
     const { principal } = enrolled
     this.#emit({ kind: 'policy', version: this.#policy.version }) // readers/writers may have changed
@@ -309,6 +340,56 @@ export class KeyServer {
       kid: principal.kid,
       keyServerPublicKey: Buffer.from(this.publicKey).toString('base64url'),
       ...(certificate ? { certificatePem: certificate.certificatePem } : {}),
+    }
+  }
+
+  /**
+   * Answers a used token as its enrollment was answered, when this request is a repeat of it:
+   * the token enrolled this very principal, still active, with the same signing key, agreement
+   * key and KEM (the request's proof, already verified, shows possession of that signing key for
+   * this token), the same roles and the same TLS key, within enrollmentRepeatSeconds of the
+   * token's use. The answer is the same kid, a freshly signed record of the same principal and
+   * the same certificate, byte for byte. Otherwise returns why not (for the refusal's audit).
+   */
+  async #repeatEnrollment(
+    token: EnrollmentTokenRecord,
+    identity: PublicIdentity,
+    roles: readonly string[] | undefined,
+    tlsKey: Uint8Array | undefined,
+    now: number,
+    remoteAddress: string,
+  ): Promise<EnrollmentResult | string> {
+    if (token.principalId !== identity.id) return `token is bound to ${token.principalId}`
+    if (token.usedAt === undefined || now >= token.usedAt + this.settings.enrollmentRepeatSeconds)
+      return 'too late to repeat the enrollment'
+    const enrolled = await this.#store.getTokenEnrollment(token.tokenHash)
+    if (!enrolled) return 'token enrolled nobody'
+    const { principal, certificatePem } = enrolled
+    if (principal.status !== 'active') return `principal is ${principal.status}`
+    if (
+      principal.kem !== identity.kem ||
+      !constantTimeEqual(principal.signingKey, identity.signingKey) ||
+      !constantTimeEqual(principal.agreementKey, identity.agreementKey)
+    )
+      return 'keys differ from the enrollment'
+    if (roles && !sameSet(roles, token.roles)) return 'roles differ from the token'
+    const sameTlsKey =
+      tlsKey === undefined || certificatePem === undefined
+        ? tlsKey === undefined && certificatePem === undefined
+        : await certifiesKey(certificatePem, tlsKey)
+    if (!sameTlsKey) return 'TLS key differs from the enrollment'
+    await this.audit.record({
+      actor: `principal:${principal.id}`,
+      action: 'enroll.repeat',
+      subject: principal.id,
+      outcome: 'ok',
+      details: { kid: principal.kid, remoteAddress, certificate: principal.certificateSerial ?? null },
+    })
+    return {
+      principal: this.signedPrincipalRecord(principal),
+      kid: principal.kid,
+      keyServerPublicKey: Buffer.from(this.publicKey).toString('base64url'),
+      ...(certificatePem ? { certificatePem } : {}),
     }
   }
 

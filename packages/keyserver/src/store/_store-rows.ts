@@ -13,6 +13,7 @@ import type {
   PrincipalRecord,
   PrincipalStatus,
   StoredPolicy,
+  TokenEnrollment,
 } from './key-store.js'
 
 export interface PrincipalRow {
@@ -36,6 +37,12 @@ export interface EnrollmentTokenRow {
   created_at: number
   expires_at: number
   used_at: number | null
+}
+
+/** A token row with what its redemption enrolled (columns added by migration 2). */
+export interface RedeemedTokenRow extends EnrollmentTokenRow {
+  enrolled_kid: number
+  certificate_pem: string | null
 }
 
 export interface EpochRow {
@@ -110,6 +117,10 @@ export function toEnrollmentToken(row: EnrollmentTokenRow): EnrollmentTokenRecor
     expiresAt: row.expires_at,
     usedAt: row.used_at ?? undefined,
   }
+}
+
+export function toTokenEnrollment(row: RedeemedTokenRow, principal: PrincipalRecord): TokenEnrollment {
+  return { token: toEnrollmentToken(row), principal, certificatePem: row.certificate_pem ?? undefined }
 }
 
 export function toEpoch(row: EpochRow): EpochRecord {

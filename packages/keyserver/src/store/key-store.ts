@@ -90,11 +90,22 @@ export interface Enrollment {
   readonly principal: NewPrincipal
   /** The `enroll` audit entry, built from the created record (which carries the kid). */
   readonly audit: (principal: PrincipalRecord) => NewAuditEntry
+  /** The client certificate issued with it, kept with the token to answer a repeated enrollment. */
+  readonly certificatePem: string | undefined
 }
 
 export interface EnrolledPrincipal {
   readonly principal: PrincipalRecord
   readonly audit: AuditEntry
+}
+
+/** What a redeemed token enrolled, read back to answer a device whose first answer was lost. */
+export interface TokenEnrollment {
+  readonly token: EnrollmentTokenRecord
+  /** The principal the token enrolled, as it is now (its status may have changed since). */
+  readonly principal: PrincipalRecord
+  /** The client certificate that enrollment issued, if any, byte for byte. */
+  readonly certificatePem: string | undefined
 }
 
 /**
@@ -147,14 +158,21 @@ export interface KeyStore {
   /** Tokens not yet used, ordered by creation. */
   listPendingEnrollmentTokens(now: UnixSeconds): Promise<EnrollmentTokenRecord[]>
   /**
-   * Enrolls in one transaction: redeems the token, creates the principal (next kid), appends
-   * the audit entry. All or nothing: if any step fails (connection lost, disk full, duplicate
-   * id as StoreConflictError) nothing is written, the token stays unused and the kid is not
-   * taken, so the device can retry with the same token. Returns undefined, changing nothing,
+   * Enrolls in one transaction: redeems the token, creates the principal (next kid), records
+   * on the token what it enrolled (see {@link getTokenEnrollment}), appends the audit entry.
+   * All or nothing: if any step fails (connection lost, disk full, duplicate id as
+   * StoreConflictError) nothing is written, the token stays unused and the kid is not taken,
+   * so the device can retry with the same token. Returns undefined, changing nothing,
    * if the token is not redeemable for `principal.id` at `now`; of several concurrent calls
    * with one token, at most one enrolls.
    */
   enrollPrincipal(enrollment: Enrollment): Promise<EnrolledPrincipal | undefined>
+  /**
+   * The enrollment that redeemed this token (recorded by {@link enrollPrincipal} in its
+   * transaction), or undefined if the token is unknown, unused, or was burnt by
+   * {@link consumeEnrollmentToken} without enrolling anyone.
+   */
+  getTokenEnrollment(tokenHash: Uint8Array): Promise<TokenEnrollment | undefined>
 
   getPolicy(): Promise<StoredPolicy | undefined>
   /**

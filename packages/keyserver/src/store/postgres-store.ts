@@ -27,12 +27,14 @@ import {
   type EnrollmentTokenRow,
   type EpochRow,
   type PrincipalRow,
+  type RedeemedTokenRow,
   toAuditEntry,
   toBytes,
   toEnrollmentToken,
   toEpoch,
   toPrincipal,
   toStoredDocument,
+  toTokenEnrollment,
 } from './_store-rows.js'
 import {
   type AuditEntry,
@@ -49,6 +51,7 @@ import {
   type StoredPolicy,
   type StoredRevocationList,
   StoreUnavailableError,
+  type TokenEnrollment,
   type UnixSeconds,
 } from './key-store.js'
 
@@ -180,6 +183,12 @@ const MIGRATIONS: readonly ((s: string) => string)[] = [
     FOR EACH ROW EXECUTE FUNCTION ${s}.audit_refuse_change();
   CREATE TRIGGER audit_refuse_truncate BEFORE TRUNCATE ON ${s}.audit
     FOR EACH STATEMENT EXECUTE FUNCTION ${s}.audit_refuse_change();
+  `,
+  (s) => `
+  -- What a redeemed token enrolled, so a device whose answer was lost can be answered again.
+  ALTER TABLE ${s}.enrollment_tokens
+    ADD COLUMN enrolled_kid BIGINT REFERENCES ${s}.principals (kid),
+    ADD COLUMN certificate_pem TEXT;
   `,
 ]
 
@@ -395,8 +404,23 @@ export class PostgresKeyStore implements KeyStore {
       )
       if (redeemed.rowCount !== 1) return undefined
       const created = await this.#insertPrincipal(principal, client)
+      await this.#query(
+        `UPDATE ${this.#s}.enrollment_tokens SET enrolled_kid = $2, certificate_pem = $3 WHERE token_hash = $1`,
+        [tokenHash, created.kid, enrollment.certificatePem ?? null],
+        client,
+      )
       return { principal: created, audit: await this.#insertAudit(enrollment.audit(created), client) }
     })
+  }
+
+  async getTokenEnrollment(tokenHash: Uint8Array): Promise<TokenEnrollment | undefined> {
+    checkBytes(tokenHash, 'tokenHash')
+    const row = await this.#one<RedeemedTokenRow>(
+      `SELECT * FROM ${this.#s}.enrollment_tokens WHERE token_hash = $1 AND enrolled_kid IS NOT NULL`,
+      [tokenHash],
+    )
+    const principal = row && (await this.getPrincipalByKid(row.enrolled_kid))
+    return row && principal && toTokenEnrollment(row, principal)
   }
 
   async getPolicy(): Promise<StoredPolicy | undefined> {

@@ -18,12 +18,14 @@ import {
   type EnrollmentTokenRow,
   type EpochRow,
   type PrincipalRow,
+  type RedeemedTokenRow,
   toAuditEntry,
   toBytes,
   toEnrollmentToken,
   toEpoch,
   toPrincipal,
   toStoredDocument,
+  toTokenEnrollment,
 } from './_store-rows.js'
 import {
   type AuditEntry,
@@ -40,6 +42,7 @@ import {
   type StoredPolicy,
   type StoredRevocationList,
   StoreUnavailableError,
+  type TokenEnrollment,
   type UnixSeconds,
 } from './key-store.js'
 
@@ -131,6 +134,11 @@ const MIGRATIONS: readonly string[] = [
   BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
   CREATE TRIGGER audit_refuse_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+  `,
+  `
+  -- What a redeemed token enrolled, so a device whose answer was lost can be answered again.
+  ALTER TABLE enrollment_tokens ADD COLUMN enrolled_kid INTEGER REFERENCES principals (kid);
+  ALTER TABLE enrollment_tokens ADD COLUMN certificate_pem TEXT;
   `,
 ]
 
@@ -320,9 +328,25 @@ export class SqliteKeyStore implements KeyStore {
       )
       if (redeemed !== 1) return undefined
       const created = this.#insertPrincipal(principal)
+      this.#run(
+        'UPDATE enrollment_tokens SET enrolled_kid = ?, certificate_pem = ? WHERE token_hash = ?',
+        created.kid,
+        enrollment.certificatePem ?? null,
+        tokenHash,
+      )
       return { principal: created, audit: this.#insertAudit(enrollment.audit(created)) }
     })
     return this.#guard(() => enroll.immediate())
+  }
+
+  async getTokenEnrollment(tokenHash: Uint8Array): Promise<TokenEnrollment | undefined> {
+    checkBytes(tokenHash, 'tokenHash')
+    const row = this.#get<RedeemedTokenRow>(
+      'SELECT * FROM enrollment_tokens WHERE token_hash = ? AND enrolled_kid IS NOT NULL',
+      tokenHash,
+    )
+    const principal = row && (await this.getPrincipalByKid(row.enrolled_kid))
+    return row && principal && toTokenEnrollment(row, principal)
   }
 
   async getPolicy(): Promise<StoredPolicy | undefined> {
