@@ -8,10 +8,10 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { configField, parseConfigText, SmqttError } from '@smqtt/core'
+import { defaultVerifyWorkers } from '@smqtt/core/verify-pool'
 import type { ConnectLimits } from './limits.js'
 import type { EnforcementMode, LegacyUser } from './plugin-context.js'
 import { DEFAULT_PUBLISH_RATE, type PublishRate } from './publish-rate.js'
-import { defaultVerifyWorkers } from '@smqtt/core/verify-pool'
 
 const { orDefault, invalid, object, integer, boolean, pathString, hostString } = configField
 
