@@ -58,6 +58,34 @@ export interface ReplayWindowState {
   readonly floors: readonly (readonly [number, number, number, number, number | null, number | null])[]
 }
 
+/** One window of a {@link ReplayWindowState}. */
+export type ReplayWindowEntry = ReplayWindowState['windows'][number]
+/** One floor of a {@link ReplayWindowState}. */
+export type ReplayFloorEntry = ReplayWindowState['floors'][number]
+
+/**
+ * What changed since the previous {@link ReplayWindow.takeChanges}, to keep a copy of
+ * {@link ReplayWindow.exportState} up to date at the cost of the changes only.
+ */
+export interface ReplayWindowChanges {
+  /** True: `changed` lists every entry and what was built from earlier changes is void. */
+  readonly all: boolean
+  readonly notBefore: number | null
+  /**
+   * One per (group, epoch, sender) that changed, ordered so that removing each key from the
+   * copy, then appending its entry (if any) to the end of its list, gives exportState's order.
+   */
+  readonly changed: readonly ReplayEntryChange[]
+}
+
+/** A changed (group, epoch, sender): its entry now, or neither when it is gone. */
+export interface ReplayEntryChange {
+  /** Stands for the (group, epoch, sender): equal keys are the same entry. */
+  readonly key: string
+  readonly window: ReplayWindowEntry | undefined
+  readonly floor: ReplayFloorEntry | undefined
+}
+
 interface SenderWindow {
   highest: number
   /** Bit k set: sequence number `highest - k` was seen. */
@@ -110,6 +138,12 @@ export class ReplayWindow {
   readonly #floors = new Map<string, Floor>()
   #notBefore = Number.NEGATIVE_INFINITY
   #latestNow = Number.NEGATIVE_INFINITY
+  /**
+   * Keys appended to their map or removed since the last takeChanges(), in that order, repeats
+   * included (a push is cheaper than a set update per accept); undefined when everything counts
+   * as changed: nobody asked yet, a restore, a reset, or more changes than entries.
+   */
+  #changeLog: string[] | undefined
 
   /** @throws RangeError for options out of range. */
   constructor(options: ReplayWindowOptions = {}) {
@@ -168,10 +202,12 @@ export class ReplayWindow {
       window = this.#createWindow(verdict.floor)
       this.#floors.delete(verdict.key)
       this.#windows.set(verdict.key, window)
+      this.#changed(verdict.key)
       if (this.#windows.size > this.#maxSenders) this.#evictLeastRecentlyUsed()
     } else {
       this.#windows.delete(verdict.key)
       this.#windows.set(verdict.key, window)
+      this.#changed(verdict.key)
     }
     this.#record(window, input.seq)
   }
@@ -186,19 +222,54 @@ export class ReplayWindow {
    * ```
    */
   exportState(keep: (group: number, epoch: number) => boolean = () => true): ReplayWindowState {
-    const windows: [number, number, number, number, number | null, number[]][] = []
+    const windows: ReplayWindowEntry[] = []
     for (const [key, window] of this.#windows) {
-      const [group, epoch, sender] = parseKey(key)
-      if (keep(group, epoch))
-        windows.push([group, epoch, sender, window.highest, finiteOrNull(window.notBefore), Array.from(window.seen)])
+      const entry = windowEntry(key, window)
+      if (keep(entry[0], entry[1])) windows.push(entry)
     }
-    const floors: [number, number, number, number, number | null, number | null][] = []
+    const floors: ReplayFloorEntry[] = []
     for (const [key, floor] of this.#floors) {
-      const [group, epoch, sender] = parseKey(key)
-      if (keep(group, epoch))
-        floors.push([group, epoch, sender, floor.highest, finiteOrNull(floor.notBefore), finiteOrNull(floor.evictedAt)])
+      const entry = floorEntry(key, floor)
+      if (keep(entry[0], entry[1])) floors.push(entry)
     }
     return { v: 1, notBefore: finiteOrNull(this.#notBefore), windows, floors }
+  }
+
+  /**
+   * The entries changed since the previous call (all of them on the first call), for one
+   * consumer that keeps its own copy of {@link exportState} (unfiltered: apply `keep` yourself).
+   * Changes are tracked from the first call on, at the cost of an array push per accept.
+   *
+   * @example
+   * ```ts
+   * const { all, changed } = replay.takeChanges()
+   * if (all) copy.clear()
+   * for (const { key, window, floor } of changed) copy.delete(key), copy.set(key, window ?? floor)
+   * ```
+   */
+  takeChanges(): ReplayWindowChanges {
+    const log = this.#changeLog
+    this.#changeLog = []
+    const changed: ReplayEntryChange[] = []
+    if (log === undefined) {
+      for (const [key, window] of this.#windows)
+        changed.push({ key, window: windowEntry(key, window), floor: undefined })
+      for (const [key, floor] of this.#floors) changed.push({ key, window: undefined, floor: floorEntry(key, floor) })
+    } else {
+      // Each key once, where it last changed: that is where its map now has it.
+      const latestFirst = new Set<string>()
+      for (let i = log.length - 1; i >= 0; i--) latestFirst.add(log[i] as string)
+      for (const key of [...latestFirst].reverse()) {
+        const window = this.#windows.get(key)
+        const floor = window === undefined ? this.#floors.get(key) : undefined
+        changed.push({
+          key,
+          window: window && windowEntry(key, window),
+          floor: floor && floorEntry(key, floor),
+        })
+      }
+    }
+    return { all: log === undefined, notBefore: finiteOrNull(this.#notBefore), changed }
   }
 
   /**
@@ -248,6 +319,7 @@ export class ReplayWindow {
 
     this.#windows.clear()
     this.#floors.clear()
+    this.#changeLog = undefined
     this.#notBefore = notBefore
     this.#latestNow = Math.max(this.#latestNow, now)
     for (const [key, floor] of [...floors, ...resized]) this.#floors.set(key, floor)
@@ -272,6 +344,7 @@ export class ReplayWindow {
     if (!Number.isFinite(now)) throw new TypeError('now must be a finite number')
     this.#windows.clear()
     this.#floors.clear()
+    this.#changeLog = undefined
     this.#notBefore = Math.max(this.#notBefore, now + this.#maxSkew)
   }
 
@@ -351,6 +424,7 @@ export class ReplayWindow {
     this.#windows.delete(key)
     // Every message this window recorded was sent at most latestNow + maxSkew.
     this.#floors.set(key, { highest: window.highest, notBefore: window.notBefore, evictedAt: this.#latestNow })
+    this.#changed(key)
     if (this.#floors.size > this.#maxSenders) this.#dropOldestFloor()
   }
 
@@ -358,7 +432,19 @@ export class ReplayWindow {
     const dropped = this.#floors.entries().next()
     if (dropped.done === true) return
     this.#floors.delete(dropped.value[0])
+    this.#changed(dropped.value[0])
     this.#notBefore = Math.max(this.#notBefore, dropped.value[1].evictedAt + this.#maxSkew)
+  }
+
+  /**
+   * `key` was just appended to its map or removed from it. Once the log is longer than there are
+   * entries, listing them all is cheaper than the log, which so stays bounded.
+   */
+  #changed(key: string): void {
+    const log = this.#changeLog
+    if (log === undefined) return
+    log.push(key)
+    if (log.length > this.#windows.size + this.#floors.size) this.#changeLog = undefined
   }
 }
 
@@ -377,6 +463,16 @@ function parseKey(key: string): [number, number, number] {
   const first = key.indexOf('/')
   const second = key.indexOf('/', first + 1)
   return [Number(key.slice(0, first)), Number(key.slice(first + 1, second)), Number(key.slice(second + 1))]
+}
+
+function windowEntry(key: string, window: SenderWindow): ReplayWindowEntry {
+  const [group, epoch, sender] = parseKey(key)
+  return [group, epoch, sender, window.highest, finiteOrNull(window.notBefore), Array.from(window.seen)]
+}
+
+function floorEntry(key: string, floor: Floor): ReplayFloorEntry {
+  const [group, epoch, sender] = parseKey(key)
+  return [group, epoch, sender, floor.highest, finiteOrNull(floor.notBefore), finiteOrNull(floor.evictedAt)]
 }
 
 const finiteOrNull = (time: number): number | null => (Number.isFinite(time) ? time : null)

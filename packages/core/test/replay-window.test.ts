@@ -356,3 +356,89 @@ describe('saved state (exportState / restoreState)', () => {
     expect(accepts(window, message(1, { sentAt: NOW + 31, now: NOW + 40 }))).toBe(true)
   })
 })
+
+describe('takeChanges', () => {
+  /** A copy of exportState() kept from takeChanges() alone, as its doc says to. */
+  class Copy {
+    windows = new Map<string, unknown>()
+    floors = new Map<string, unknown>()
+    notBefore: number | null = null
+    apply(window: ReplayWindow) {
+      const { all, notBefore, changed } = window.takeChanges()
+      if (all) {
+        this.windows.clear()
+        this.floors.clear()
+      }
+      for (const change of changed) {
+        this.windows.delete(change.key)
+        this.floors.delete(change.key)
+        if (change.window) this.windows.set(change.key, change.window)
+        else if (change.floor) this.floors.set(change.key, change.floor)
+      }
+      this.notBefore = notBefore
+      return changed.length
+    }
+    state() {
+      return { v: 1, notBefore: this.notBefore, windows: [...this.windows.values()], floors: [...this.floors.values()] }
+    }
+  }
+
+  test('the first call lists everything, later ones only what changed since', () => {
+    const window = new ReplayWindow()
+    for (const sender of [1, 2, 3]) window.accept(message(1, { sender }))
+    const first = window.takeChanges()
+    expect(first.all).toBe(true)
+    expect(first.changed.map((c) => c.window?.[2])).toEqual([1, 2, 3])
+    expect(window.takeChanges()).toEqual({ all: false, notBefore: null, changed: [] })
+    window.accept(message(2, { sender: 2 }))
+    const second = window.takeChanges()
+    expect(second.all).toBe(false)
+    expect(second.changed).toEqual([{ key: '1/1/2', window: [1, 1, 2, 2, null, [3, 0, 0, 0]], floor: undefined }])
+  })
+
+  test('eviction, dropped floors, restore and reset show up', () => {
+    const window = new ReplayWindow({ windowSize: 32, maxSenders: 1 })
+    window.accept(message(10, { sender: 1 }))
+    window.takeChanges()
+    window.accept(message(20, { sender: 2 })) // sender 1 -> floor
+    expect(window.takeChanges().changed.map((c) => [c.key, c.window !== undefined, c.floor !== undefined])).toEqual([
+      ['1/1/2', true, false],
+      ['1/1/1', false, true],
+    ])
+    window.accept(message(30, { sender: 3 })) // sender 2 -> floor, sender 1's floor dropped
+    const dropped = window.takeChanges()
+    // More keys changed (3) than entries (2): listed as everything.
+    expect(dropped.all).toBe(true)
+    expect(dropped.changed.map((c) => c.key)).toEqual(['1/1/3', '1/1/2'])
+    window.restoreState(window.exportState(), NOW)
+    expect(window.takeChanges().all).toBe(true)
+    window.resetAfterLoss(NOW)
+    expect(window.takeChanges()).toEqual({ all: true, notBefore: NOW + 30, changed: [] })
+  })
+
+  test('property: a copy kept from the changes always equals exportState()', () => {
+    const op = fc.oneof(
+      { weight: 20, arbitrary: fc.record({ group: fc.nat(1), epoch: fc.nat(2), sender: fc.nat(5), seq: fc.nat(60) }) },
+      { weight: 6, arbitrary: fc.constant('take' as const) },
+      { weight: 1, arbitrary: fc.constant('restore' as const) },
+      { weight: 1, arbitrary: fc.constant('reset' as const) },
+    )
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 6 }), fc.array(op, { maxLength: 150, size: 'max' }), (maxSenders, ops) => {
+        const window = new ReplayWindow({ windowSize: 40, maxSenders })
+        const copy = new Copy()
+        let now = NOW
+        for (const step of ops) {
+          now++
+          if (step === 'take') copy.apply(window)
+          else if (step === 'restore') window.restoreState(JSON.parse(JSON.stringify(window.exportState())), now)
+          else if (step === 'reset') window.resetAfterLoss(now)
+          else codeOf(() => window.accept({ ...step, sentAt: now, now }))
+          if (step === 'take') expect(copy.state()).toEqual(window.exportState())
+        }
+        copy.apply(window)
+        expect(copy.state()).toEqual(window.exportState())
+      }),
+    )
+  })
+})
