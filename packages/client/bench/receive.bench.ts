@@ -1,5 +1,6 @@
 // `npx tsx --conditions=source packages/client/bench/receive.bench.ts [--chunk=N]`: what the
-// SecureClient's receive path costs beyond openEnvelope, with no network: pre-sealed envelopes
+// SecureClient's publish path costs beyond sealEnvelope (mqtt.js's publish stubbed out), and its
+// receive path beyond openEnvelope (signatures on the event loop), with no network. Receive: pre-sealed envelopes
 // (distinct sequence numbers, from a real secure publisher) are handed to the subscriber's
 // mqtt.js client as 'message' events, N per event-loop turn (default 32: the client bench's
 // subscriber, flat out, reads ~40 messages per turn; 1 is a trickle), and the time until all are
@@ -22,7 +23,7 @@ const put = await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY
 if (put.status !== 200) throw new Error(`policy: ${put.text}`)
 
 /** A secure client on an mqtt.js client that never connects: keys from the key server only. */
-async function offline(id: string, roles: string[]): Promise<SecureClient> {
+async function offline(id: string, roles: string[], verifyOnWorker = false): Promise<SecureClient> {
   const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
   const storage = memoryStorage()
   const e = await enroll({
@@ -37,6 +38,7 @@ async function offline(id: string, roles: string[]): Promise<SecureClient> {
     kid: e.kid,
     storage,
     keyserver: { url: h.url, ca: h.caPem, keyServerPublicKey: e.keyServerPublicKey },
+    verifyOnWorker, // off: the wrapper's own cost, on one thread
   })
   await client.ready
   return client
@@ -44,6 +46,9 @@ async function offline(id: string, roles: string[]): Promise<SecureClient> {
 
 const publisher = await offline('thermostat-1', ['thermostat'])
 const subscriber = await offline('app-1', ['app'])
+// The same subscriber's identity again, with signatures verified on the worker thread: how many
+// messages a subscriber with a second core to itself takes per second.
+const withWorker = await offline('app-2', ['app'], true)
 const sealed: Buffer[] = []
 publisher.mqttClient.publishAsync = (async (_topic: string, wire: Buffer) => {
   sealed.push(wire)
@@ -62,13 +67,16 @@ const bare = Array.from({ length: N }, (_, i) =>
 
 let delivered = 0
 let done: (() => void) | undefined
-subscriber.on('message', () => {
-  if (++delivered === N) done?.()
-})
-const emitter = subscriber.mqttClient as unknown as { emit(e: string, ...a: unknown[]): boolean }
+for (const client of [subscriber, withWorker])
+  client.on('message', () => {
+    if (++delivered === N) done?.()
+  })
+const emitterOf = (client: SecureClient) =>
+  client.mqttClient as unknown as { emit(e: string, ...a: unknown[]): boolean }
 
 let bestOpen = Number.POSITIVE_INFINITY
 let bestClient = Number.POSITIVE_INFINITY
+let bestWorker = Number.POSITIVE_INFINITY
 /**
  * Hands `count` messages to `handle`, CHUNK per event-loop turn, each in its own callback with
  * the microtask queue drained after it: how Node delivers the TLS records of one busy socket read
@@ -82,32 +90,52 @@ async function feed(count: number, handle: (i: number) => void): Promise<void> {
     })
 }
 
+let bestSeal = Number.POSITIVE_INFINITY
+let bestPublish = Number.POSITIVE_INFINITY
 for (let round = 0; round < ROUNDS; round++) {
-  sealed.length = 0
-  await Promise.all(Array.from({ length: N }, () => publisher.publishAsync(TOPIC, payload)))
-  const replay = new ReplayWindow()
   let start = performance.now()
+  for (let i = 0; i < N; i++) sealEnvelope({ topic: TOPIC, payload, epochKey, signer, seq: i + 1, sentAt: now })
+  bestSeal = Math.min(bestSeal, ((performance.now() - start) * 1000) / N)
+  sealed.length = 0
+  start = performance.now()
+  await Promise.all(Array.from({ length: N }, () => publisher.publishAsync(TOPIC, payload)))
+  bestPublish = Math.min(bestPublish, ((performance.now() - start) * 1000) / N)
+  const replay = new ReplayWindow()
+  start = performance.now()
   await feed(N, (i) => openEnvelope(bare[i] as Uint8Array, TOPIC, { keys, replay, now }))
   const openUs = ((performance.now() - start) * 1000) / N
 
+  bestOpen = Math.min(bestOpen, openUs)
+  bestClient = Math.min(bestClient, await receive(subscriber))
+  bestWorker = Math.min(bestWorker, await receive(withWorker))
+}
+
+/** Wall µs per message until `client` delivered all N sealed envelopes. */
+async function receive(client: SecureClient): Promise<number> {
   delivered = 0
   const all = new Promise<void>((resolve) => {
     done = resolve
   })
-  start = performance.now()
+  const start = performance.now()
   await feed(N, (i) => {
     const wire = sealed[i] as Buffer
     const packet = { cmd: 'publish', topic: TOPIC, payload: wire, qos: 0, dup: false, retain: false }
-    emitter.emit('message', TOPIC, wire, packet as IPublishPacket)
+    emitterOf(client).emit('message', TOPIC, wire, packet as IPublishPacket)
   })
   await all
-  const clientUs = ((performance.now() - start) * 1000) / N
-  bestOpen = Math.min(bestOpen, openUs)
-  bestClient = Math.min(bestClient, clientUs)
+  return ((performance.now() - start) * 1000) / N
 }
+console.log(
+  `sealEnvelope ${bestSeal.toFixed(1)} µs/msg, SecureClient publishAsync ${bestPublish.toFixed(1)} µs/msg, ` +
+    `wrapper ${(bestPublish - bestSeal).toFixed(1)} µs/msg`,
+)
 console.log(
   `openEnvelope ${bestOpen.toFixed(1)} µs/msg, SecureClient receive ${bestClient.toFixed(1)} µs/msg, ` +
     `wrapper ${(bestClient - bestOpen).toFixed(1)} µs/msg (rejected ${JSON.stringify(subscriber.stats.rejected)})`,
+)
+console.log(
+  `SecureClient receive, signatures on the worker thread: ${bestWorker.toFixed(1)} µs/msg wall = ` +
+    `${(bestOpen / bestWorker).toFixed(2)} × the openEnvelope rate (rejected ${JSON.stringify(withWorker.stats.rejected)})`,
 )
 await h.close()
 process.exit(0)

@@ -12,7 +12,7 @@ let shared: { pool: VerifyPool; users: number } | undefined
 export function acquireVerifier(): SignatureVerifier | undefined {
   const workers = defaultVerifyWorkers()
   if (workers < 1) return undefined
-  shared ??= { pool: new VerifyPool({ workers, lazy: true }), users: 0 }
+  shared ??= { pool: new VerifyPool({ workers, lazy: true, eventLoopShare: 0.4 }), users: 0 }
   const { pool } = shared
   shared.users++
   let released = false

@@ -1,6 +1,6 @@
 // Attacks injected by a raw mqtt.js client on a broker without the SMQTT plugin, so they reach
 // the subscriber: each must be refused with the right code and never delivered.
-import { createEnvelopeSigner, type EpochKey, generateIdentity, type Identity, sealEnvelope } from '@smqtt/core'
+import { createEnvelopeSigner, generateIdentity, type Identity, sealEnvelope } from '@smqtt/core'
 import { expect, test } from 'vitest'
 import { currentGroupKey, tap, useStack, waitUntil } from './_stack.js'
 
