@@ -15,6 +15,8 @@
 // - latency at a paced 1,000 msgs/s: send time kept in a map by sequence number, receive time
 //   taken in the subscriber's 'message' handler (same process, same clock).
 // Targets (issue 4): binding ≥ 0.9 × plain; full ≥ 0.12 × plain; p99 at 1,000 msgs/s ≤ plain + 2 ms.
+// Options: --quick; --profile (a V8 CPU profile of each broker child, sampled every 100 µs);
+// --modes=binding,full (plain always runs) and --qos=1 narrow the run, e.g. to profile one path.
 import { type ChildProcess, fork } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
@@ -37,8 +39,12 @@ const WINDOW = 256 // sent but not yet received
 const ENVELOPE_BYTES = 256
 const PHASE_TIMEOUT_MS = quick ? 20_000 : 60_000
 const TOPIC = 'home/hall/thermostat/thermostat-1/temp'
-const MODES = ['plain', 'binding', 'sampled', 'full', 'full-inline'] as const
-type Mode = (typeof MODES)[number]
+const ALL_MODES = ['plain', 'binding', 'sampled', 'full', 'full-inline'] as const
+type Mode = (typeof ALL_MODES)[number]
+/** `--modes=plain,binding` and `--qos=1` narrow the run (e.g. to profile one path); plain always runs, as the yardstick. */
+const argument = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+const MODES = ALL_MODES.filter((m) => m === 'plain' || (argument('modes')?.split(',').includes(m) ?? true))
+const QOS_LEVELS = ([0, 1] as const).filter((q) => argument('qos') === undefined || argument('qos') === String(q))
 /** Verification workers the broker reported, per mode. */
 const workersUsed = new Map<Mode, number>()
 
@@ -103,7 +109,7 @@ class BrokerProcess {
         '--import',
         'tsx',
         '--conditions=source',
-        ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
+        ...(PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
       ],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     })
@@ -289,7 +295,7 @@ async function runMode(
     const receiver = new Receiver(subscriber)
     const rows: Row[] = []
 
-    for (const qos of [0, 1] as const) {
+    for (const qos of QOS_LEVELS) {
       await subscriber.unsubscribeAsync('home/+/thermostat/#').catch(() => {})
       const granted = await subscriber.subscribeAsync('home/+/thermostat/#', { qos })
       if (granted[0]?.qos !== qos) throw new Error(`${mode}: subscription refused (${granted[0]?.qos})`)
@@ -383,7 +389,9 @@ for (const r of rows) {
 }
 
 const checks: string[] = []
-for (const qos of [0, 1] as const) {
+// The targets need every mode: a narrowed run (--modes, --qos) prints the table only.
+const narrowed = MODES.length < ALL_MODES.length
+for (const qos of narrowed ? [] : QOS_LEVELS) {
   const plain = plainOf(qos)
   const of = (mode: Mode) => rows.find((r) => r.mode === mode && r.qos === qos) as Row
   const ratio = (mode: Mode) => of(mode).throughput.rate / plain.throughput.rate
