@@ -224,8 +224,8 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   #queued = 0
   /** Received messages whose signature is being checked, in arrival order (they finish in it). */
   readonly #verifying: Received[] = []
-  /** Resolves once `#verifying` is empty. */
-  #verified: { promise: Promise<void>; resolve: () => void } | undefined
+  /** Called once `#verifying` is empty (ending waits for it). */
+  readonly #whenVerified: (() => void)[] = []
   readonly #verifier: SignatureVerifier | undefined
   /** Opened messages wait here until the replay state that accepted them is saved, in order. */
   readonly #accepted: { topic: string; payload: Uint8Array; info: MessageInfo }[] = []
@@ -390,7 +390,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   async endAsync(force?: boolean, opts?: Partial<IDisconnectPacket>): Promise<void> {
     this.#stop()
     await this.#mqtt.endAsync(force, opts)
-    await this.#verified?.promise
+    await this.#verifiedAll()
     await this.#delivering
     await this.#replay.save()
   }
@@ -644,13 +644,6 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
 
   #await(received: Received): void {
     this.#verifying.push(received)
-    if (!this.#verified) {
-      let resolve = () => {}
-      const promise = new Promise<void>((r) => {
-        resolve = r
-      })
-      this.#verified = { promise, resolve }
-    }
     if (received.unverified === undefined) this.#finishInOrder()
   }
 
@@ -695,8 +688,13 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
         this.#reject(topic, err)
       }
     }
-    this.#verified?.resolve()
-    this.#verified = undefined
+    for (const resolve of this.#whenVerified.splice(0)) resolve()
+  }
+
+  /** Resolves once every message received so far has its signature checked. */
+  #verifiedAll(): Promise<void> {
+    if (this.#verifying.length === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#whenVerified.push(resolve))
   }
 
   #accept(topic: string, payload: Uint8Array, info: MessageInfo): void {
@@ -766,7 +764,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   #stop(): void {
     // Envelopes still at the verifier come back `unavailable` once nobody uses it, and are then
     // checked here: ending never drops a message that arrived.
-    if (!this.#ended) void (this.#verified?.promise ?? Promise.resolve()).then(() => this.#verifier?.release())
+    if (!this.#ended) void this.#verifiedAll().then(() => this.#verifier?.release())
     this.#ended = true
     if (this.#refreshTimer) clearTimeout(this.#refreshTimer)
   }

@@ -71,3 +71,23 @@ test('a worker killed with envelopes in flight loses none: they are checked on t
   expect(subscriber.client.stats.rejected).toEqual({})
   pool.shareWithMainThread = true
 })
+
+test('endAsync waits for the envelopes still at the worker: every message that arrived is delivered', async () => {
+  const { subscriber, seal, fire } = await burstSetup('ending')
+  fire(Array.from({ length: 40 }, (_, i) => seal(i + 1))) // starts the worker if no test did
+  await subscriber.waitForMessages(40, 15_000)
+  const pool = sharedVerifyPool()
+  if (!pool) throw new Error('no shared verification pool')
+  pool.shareWithMainThread = false
+  try {
+    pool.pause(500) // the next burst waits at the worker
+    fire(Array.from({ length: 100 }, (_, i) => seal(1_000 + i)))
+    await waitUntil(() => subscriber.client.stats.received === 140, 'the burst to arrive')
+    expect(subscriber.messages).toHaveLength(40) // still being verified
+    await subscriber.client.endAsync()
+    expect(subscriber.messages).toHaveLength(140)
+    expect(subscriber.client.stats.rejected).toEqual({})
+  } finally {
+    pool.shareWithMainThread = true
+  }
+})
