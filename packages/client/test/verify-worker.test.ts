@@ -3,7 +3,7 @@
 // arrival order, and a worker that dies loses nothing (its envelopes are checked on the event
 // loop instead). Real broker over TLS, real key server, real worker thread.
 import { createEnvelopeSigner, sealEnvelope } from '@smqtt/core'
-import { expect, test } from 'vitest'
+import { expect, onTestFinished, test } from 'vitest'
 import { sharedVerifyPool } from '../src/default-verifier.node.js'
 import { currentGroupKey, useStack, waitUntil } from './_stack.js'
 
@@ -26,6 +26,24 @@ async function burstSetup(name: string) {
     for (const envelope of envelopes) raw.publish(topic, Buffer.from(envelope), { qos: 0 })
   }
   return { subscriber, seal, fire }
+}
+
+/**
+ * A subscriber whose first 40 messages went through (starting the worker if no test did yet),
+ * and the shared pool, set to hand every envelope to the worker until the test ends.
+ */
+async function withWorkerOnly(name: string) {
+  const setup = await burstSetup(name)
+  setup.fire(Array.from({ length: 40 }, (_, i) => setup.seal(i + 1)))
+  await setup.subscriber.waitForMessages(40, 15_000)
+  const pool = sharedVerifyPool()
+  if (!pool) throw new Error('no shared verification pool')
+  await waitUntil(() => pool.workers.length === 1, 'the worker thread')
+  pool.shareWithMainThread = false
+  onTestFinished(() => {
+    pool.shareWithMainThread = true
+  })
+  return { ...setup, pool }
 }
 
 test('a burst is verified on the worker, in order, and attacks inside it are refused', async () => {
@@ -52,13 +70,7 @@ test('a burst is verified on the worker, in order, and attacks inside it are ref
 })
 
 test('a worker killed with envelopes in flight loses none: they are checked on the event loop', async () => {
-  const { subscriber, seal, fire } = await burstSetup('killed')
-  fire(Array.from({ length: 40 }, (_, i) => seal(i + 1))) // starts the worker if no test did
-  await subscriber.waitForMessages(40, 15_000)
-  const pool = sharedVerifyPool()
-  if (!pool) throw new Error('no shared verification pool')
-  await waitUntil(() => pool.workers.length === 1, 'the worker thread')
-  pool.shareWithMainThread = false // every envelope of the next burst goes to the worker
+  const { subscriber, seal, fire, pool } = await withWorkerOnly('killed')
   const [worker] = pool.workers
   pool.pause(10_000) // the worker holds what it gets
   fire(Array.from({ length: 200 }, (_, i) => seal(1_000 + i)))
@@ -69,25 +81,15 @@ test('a worker killed with envelopes in flight loses none: they are checked on t
     Array.from({ length: 200 }, (_, i) => `m${1_000 + i}`),
   )
   expect(subscriber.client.stats.rejected).toEqual({})
-  pool.shareWithMainThread = true
 })
 
 test('endAsync waits for the envelopes still at the worker: every message that arrived is delivered', async () => {
-  const { subscriber, seal, fire } = await burstSetup('ending')
-  fire(Array.from({ length: 40 }, (_, i) => seal(i + 1))) // starts the worker if no test did
-  await subscriber.waitForMessages(40, 15_000)
-  const pool = sharedVerifyPool()
-  if (!pool) throw new Error('no shared verification pool')
-  pool.shareWithMainThread = false
-  try {
-    pool.pause(500) // the next burst waits at the worker
-    fire(Array.from({ length: 100 }, (_, i) => seal(1_000 + i)))
-    await waitUntil(() => subscriber.client.stats.received === 140, 'the burst to arrive')
-    expect(subscriber.messages).toHaveLength(40) // still being verified
-    await subscriber.client.endAsync()
-    expect(subscriber.messages).toHaveLength(140)
-    expect(subscriber.client.stats.rejected).toEqual({})
-  } finally {
-    pool.shareWithMainThread = true
-  }
+  const { subscriber, seal, fire, pool } = await withWorkerOnly('ending')
+  pool.pause(500) // the next burst waits at the worker
+  fire(Array.from({ length: 100 }, (_, i) => seal(1_000 + i)))
+  await waitUntil(() => subscriber.client.stats.received === 140, 'the burst to arrive')
+  expect(subscriber.messages).toHaveLength(40) // still being verified
+  await subscriber.client.endAsync()
+  expect(subscriber.messages).toHaveLength(140)
+  expect(subscriber.client.stats.rejected).toEqual({})
 })
