@@ -58,7 +58,8 @@ import { Aedes } from 'aedes'
 import mqtt, { type MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import { measureTogether } from '../../core/bench/_timing.js'
-import { enroll, memoryStorage, type SecureClient, secureConnectAsync } from '../src/index.js'
+import { memoryStorage, type SecureClient, secureConnectAsync } from '../src/index.js'
+import { enrollThrough } from '../test/_enroll.js'
 
 const quick = process.argv.includes('--quick')
 const SIZE = 256
@@ -439,15 +440,7 @@ async function main(): Promise<void> {
   const put = await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
   if (put.status !== 200) throw new Error(`policy: ${put.text}`)
   const enrollAs = async (id: string, roles: string[]) => {
-    const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
-    if (token.status !== 201) throw new Error(`token: ${token.text}`)
-    const e = await enroll({
-      keyserverUrl: h.url,
-      ca: h.caPem,
-      token: (token.body as { token: string }).token,
-      id,
-      storage: memoryStorage(),
-    })
+    const e = await enrollThrough(h, id, roles)
     return { identity: exportIdentity(e.identity), kid: e.kid, keyServerPublicKey: b64(e.keyServerPublicKey) }
   }
   const thermostat = await enrollAs('thermostat-1', ['thermostat'])

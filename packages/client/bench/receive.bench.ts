@@ -9,7 +9,8 @@
 import { createEnvelopeSigner, cryptoBackend, EpochKey, openEnvelope, ReplayWindow, sealEnvelope } from '@smqtt/core'
 import { SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
 import mqtt, { type IPublishPacket } from 'mqtt'
-import { enroll, memoryStorage, type SecureClient, secure } from '../src/index.js'
+import { type SecureClient, secure } from '../src/index.js'
+import { enrollThrough } from '../test/_enroll.js'
 
 const TOPIC = 'home/hall/thermostat/thermostat-1/temp'
 const N = 4_000
@@ -24,15 +25,7 @@ if (put.status !== 200) throw new Error(`policy: ${put.text}`)
 
 /** A secure client on an mqtt.js client that never connects: keys from the key server only. */
 async function offline(id: string, roles: string[], verifyOnWorker = false): Promise<SecureClient> {
-  const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
-  const storage = memoryStorage()
-  const e = await enroll({
-    keyserverUrl: h.url,
-    ca: h.caPem,
-    token: (token.body as { token: string }).token,
-    id,
-    storage,
-  })
+  const { storage, ...e } = await enrollThrough(h, id, roles)
   const client = secure(mqtt.connect('mqtts://127.0.0.1:1', { manualConnect: true }), {
     identity: e.identity,
     kid: e.kid,

@@ -11,14 +11,14 @@ import { afterAll, afterEach, beforeAll } from 'vitest'
 import {
   type ClientStorage,
   type Enrollment,
-  type EnrollOptions,
-  enroll,
   type MessageInfo,
-  memoryStorage,
   type SecureClient,
   type SecurityErrorEvent,
   secure,
 } from '../src/index.js'
+import { enrollThrough } from './_enroll.js'
+
+export { enrollThrough }
 
 export interface Stack {
   readonly h: Harness
@@ -95,27 +95,6 @@ export async function tap(raw: MqttClient, filter: string) {
   })
   await within(raw.subscribeAsync(filter, { qos: 1 }), 5_000, 'tap subscribe')
   return seen
-}
-
-/** Enrolls `id` through the client's own enroll(), with a fresh one-time token from the harness's operator. */
-export async function enrollThrough(
-  h: Harness,
-  id: string,
-  roles: string[],
-  storage: ClientStorage = memoryStorage(),
-  extra: Pick<EnrollOptions, 'clientCertificate'> = {},
-): Promise<Enrollment & { storage: ClientStorage }> {
-  const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
-  if (token.status !== 201) throw new Error(`token: ${token.text}`)
-  const enrollment = await enroll({
-    keyserverUrl: h.url,
-    ca: h.caPem,
-    token: (token.body as { token: string }).token,
-    id,
-    storage,
-    ...extra,
-  })
-  return { ...enrollment, storage }
 }
 
 /**
