@@ -141,7 +141,6 @@ interface Received {
   readonly packet: IPublishPacket
   /** Encrypted: waits for `valid`. */
   readonly unverified?: UnverifiedEnvelope
-  readonly options?: OpenEnvelopeOptions
   /** On a plaintext topic. */
   readonly plaintext?: Uint8Array
   valid?: boolean
@@ -227,6 +226,8 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   /** Called once `#verifying` is empty (ending waits for it). */
   readonly #whenVerified: (() => void)[] = []
   readonly #verifier: SignatureVerifier | undefined
+  /** What opening an envelope needs from this client; each message adds its retain flag and time. */
+  readonly #openOptions: OpenEnvelopeOptions
   /** Opened messages wait here until the replay state that accepted them is saved, in order. */
   readonly #accepted: { topic: string; payload: Uint8Array; info: MessageInfo }[] = []
   #delivering: Promise<void> | undefined
@@ -262,6 +263,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     this.#signer = createEnvelopeSigner({ kid, seed: identity.signingSeed })
     this.#controlTopic = principalControlTopic(identity.id)
     this.#verifier = options.verifyOnWorker === false ? undefined : acquireVerifier()
+    this.#openOptions = { keys: this.#keyring, replay: this.#replay.window, isRevoked: this.#isRevoked }
 
     // Received messages queue behind the first key load.
     this.ready = this.#start()
@@ -606,19 +608,16 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
    */
   #process(topic: string, payload: Uint8Array, packet: IPublishPacket, mayRefresh: boolean): Promise<void> | undefined {
     if (this.#isPlaintext(topic)) {
-      this.#await({ topic, packet, plaintext: payload })
+      this.#enterLine({ topic, packet, plaintext: payload })
       return undefined
-    }
-    const options: OpenEnvelopeOptions = {
-      keys: this.#keyring,
-      replay: this.#replay.window,
-      retained: packet.retain,
-      isRevoked: this.#isRevoked,
-      now: this.#now(),
     }
     let unverified: UnverifiedEnvelope
     try {
-      unverified = beginOpenEnvelope(payload, topic, options)
+      unverified = beginOpenEnvelope(payload, topic, {
+        ...this.#openOptions,
+        retained: packet.retain,
+        now: this.#now(),
+      })
     } catch (err) {
       if (mayRefresh && isSmqttError(err, 'ERR_UNKNOWN_EPOCH') && this.#mayRefreshForEpoch())
         return this.refreshKeys()
@@ -627,8 +626,8 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       this.#reject(topic, err)
       return undefined
     }
-    const received: Received = { topic, packet, unverified, options }
-    this.#await(received)
+    const received: Received = { topic, packet, unverified }
+    this.#enterLine(received)
     if (this.#verifier)
       this.#verifier.verify(unverified.signingKey, topic, payload, (verdict) => {
         // Not checked (the worker failed, or the client ended): check it here instead.
@@ -642,7 +641,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     return undefined
   }
 
-  #await(received: Received): void {
+  #enterLine(received: Received): void {
     this.#verifying.push(received)
     if (received.unverified === undefined) this.#finishInOrder()
   }
@@ -670,7 +669,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
         const { header, payload } = finishOpenEnvelope(
           unverified,
           received.valid === true,
-          received.options as OpenEnvelopeOptions,
+          this.#openOptions, // the retain flag and the clock were taken when it arrived
         )
         if (!packet.retain) this.#replay.markDirty()
         this.#accept(topic, payload, {
