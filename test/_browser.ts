@@ -1,29 +1,13 @@
 // What the browser tests share: the page bundled the way a web app would bundle it, and Debian
 // Chromium (headless, through playwright-core) trusting exactly one server key. Gate callers with
 // toolAvailable(CHROMIUM) from ./_tools.js.
-// esbuild and playwright-core are the ones packages/client and examples/smart-home depend on.
-import { createHash, X509Certificate } from 'node:crypto'
-import { build } from 'esbuild'
+// The bundling and the certificate pin are the smart-home app server's own, so the tests run the
+// browser exactly as `npm run app -w @smqtt/example-smart-home` does.
 import { chromium, type Page } from 'playwright-core'
+import { bundleForBrowser, chromiumTrustFlag } from '../examples/smart-home/browser/server.js'
 import { CHROMIUM } from './_tools.js'
 
-/** esbuild, as a web app would bundle it: browser platform, the packages' `browser` condition. */
-export async function bundleForBrowser(entry: string): Promise<Uint8Array> {
-  const result = await build({
-    entryPoints: [entry],
-    bundle: true,
-    write: false,
-    minify: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    conditions: ['browser', 'source'],
-    logLevel: 'silent',
-  })
-  const output = result.outputFiles[0]
-  if (!output) throw new Error('esbuild produced no output')
-  return output.contents
-}
+export { bundleForBrowser }
 
 export interface HeadlessChromium {
   /** A fresh page; its uncaught errors land in `pageErrors`. */
@@ -37,7 +21,6 @@ export interface HeadlessChromium {
  * ignoring every certificate error.
  */
 export async function launchChromium(pinnedCertPem: string): Promise<HeadlessChromium> {
-  const spki = new X509Certificate(pinnedCertPem).publicKey.export({ type: 'spki', format: 'der' })
   const browser = await chromium.launch({
     executablePath: CHROMIUM.probe[0],
     args: [
@@ -49,7 +32,7 @@ export async function launchChromium(pinnedCertPem: string): Promise<HeadlessChr
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
-      `--ignore-certificate-errors-spki-list=${createHash('sha256').update(spki).digest('base64')}`,
+      chromiumTrustFlag(pinnedCertPem),
     ],
   })
   try {

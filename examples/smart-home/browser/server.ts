@@ -22,10 +22,13 @@ export interface AppServer {
   close(): Promise<void>
 }
 
-/** The app bundled as a web app would be: browser platform, the packages' `browser` condition. */
-async function bundleApp(): Promise<Uint8Array> {
+/**
+ * esbuild, as a web app would bundle it: browser platform, the packages' `browser` condition
+ * (and `source`, so the TypeScript sources). The browser tests bundle their pages with it too.
+ */
+export async function bundleForBrowser(entry: string): Promise<Uint8Array> {
   const result = await build({
-    entryPoints: [join(appDir, 'app.ts')],
+    entryPoints: [entry],
     bundle: true,
     write: false,
     minify: true,
@@ -40,13 +43,8 @@ async function bundleApp(): Promise<Uint8Array> {
   return output.contents
 }
 
-/**
- * Bundles the app and listens on a loopback port. It listens before it has a certificate: the
- * key server needs this origin for its CORS list before it starts, and the key server's `init`
- * is what makes the development PKI. Until {@link AppServer.serve}, TLS handshakes fail.
- */
 export async function startAppServer(): Promise<AppServer> {
-  const script = await bundleApp()
+  const script = await bundleForBrowser(join(appDir, 'app.ts'))
   const html = readFileSync(join(appDir, 'index.html'))
   let config: AppConfig | undefined
   const server = createServer((request, response) => {
