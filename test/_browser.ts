@@ -13,6 +13,8 @@ export interface HeadlessChromium {
   /** A fresh page; its uncaught errors land in `pageErrors`. */
   readonly page: Page
   readonly pageErrors: string[]
+  /** Another tab of the same profile: same origin storage (IndexedDB, Web Locks) as `page`. */
+  newTab(): Promise<Page>
   close(): Promise<void>
 }
 
@@ -36,10 +38,14 @@ export async function launchChromium(pinnedCertPem: string): Promise<HeadlessChr
     ],
   })
   try {
-    const page = await browser.newPage()
+    const context = await browser.newContext()
     const pageErrors: string[] = []
-    page.on('pageerror', (err) => pageErrors.push(err.message))
-    return { page, pageErrors, close: () => browser.close() }
+    const newTab = async () => {
+      const tab = await context.newPage()
+      tab.on('pageerror', (err) => pageErrors.push(err.message))
+      return tab
+    }
+    return { page: await newTab(), pageErrors, newTab, close: () => browser.close() }
   } catch (error) {
     await browser.close()
     throw error

@@ -8,7 +8,7 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { parseBrokerConfig, type RunningBroker, type SmqttPlugin, startBroker } from '@smqtt/broker-plugin'
 import { type Enrollment, enroll, memoryStorage, nodeHttpsTransport } from '@smqtt/client'
-import { exportIdentity } from '@smqtt/core'
+import { exportIdentity, type Identity } from '@smqtt/core'
 import { BROKER_ROLE, initKeyServer, loadConfig, type RunningKeyServer, startKeyServer } from '@smqtt/keyserver'
 import { SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
 import { pino } from 'pino'
@@ -118,7 +118,7 @@ export async function startServers(dir: string, options: { devices: number }): P
       principalId: BROKER_PRINCIPAL,
       roles: [BROKER_ROLE],
     })) as { token: string }
-    const brokerEnrollment: Enrollment = await enroll({
+    const brokerEnrollment: Enrollment<Identity> = await enroll({
       keyserverUrl: keyServer.url,
       ca,
       token,

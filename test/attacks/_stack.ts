@@ -12,10 +12,11 @@ import {
   fileStorage,
   memoryStorage,
   type SecureClient,
+  type SecureOptions,
   type SecurityErrorEvent,
   secure,
 } from '@smqtt/client'
-import { createConnectPassword, exportIdentity } from '@smqtt/core'
+import { createConnectPassword, exportIdentity, type Identity } from '@smqtt/core'
 import { type Harness, startHarness } from '@smqtt/keyserver/testing'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import {
@@ -31,7 +32,7 @@ import { enrollThrough, waitUntil } from '../../packages/client/test/_stack.js'
 /** The login an attacker stole from thermostat-1: its legacy MQTT password, not its keys. */
 export const STOLEN_LOGIN = { username: 'thermostat-1-legacy', password: 'hunter2 from a config file' }
 
-export type Member = Enrollment & { readonly storage: ClientStorage }
+export type Member = Enrollment<Identity> & { readonly storage: ClientStorage }
 
 /** A secure client plus everything it delivered or refused. */
 export interface Recorder {
@@ -56,7 +57,16 @@ export interface AttackStack {
   logs(): readonly AuditEntry[]
   enroll(id: string, roles: string[], options?: { persistent?: boolean; certificate?: boolean }): Promise<Member>
   /** A connected secure client with keys loaded (reconnects by itself when `reconnect`). */
-  secureClient(member: Member, options?: { reconnect?: boolean }): Promise<Recorder>
+  secureClient(
+    member: Member,
+    options?: {
+      reconnect?: boolean
+      /** Options passed on to secure() (freshness poll timings, a key server transport of the test's own). */
+      secure?: Partial<Pick<SecureOptions, 'freshnessIntervalSeconds' | 'maxStalenessSeconds'>> & {
+        transport?: SecureOptions['keyserver']['transport']
+      }
+    },
+  ): Promise<Recorder>
   /** A raw mqtt.js client; resolves on CONNACK 0, rejects with the refusal (`code` = return code). */
   raw(options: IClientOptions): Promise<MqttClient>
   /** A raw mqtt.js client logged in as `member` with a fresh CONNECT password. */
@@ -153,8 +163,19 @@ export async function startAttackStack(limits: BrokerConfigDocument['connectLimi
         const client = secure(mqttClient, {
           identity: member.identity,
           kid: member.kid,
-          keyserver: { url: h.url, ca: h.caPem, keyServerPublicKey: member.keyServerPublicKey },
+          keyserver: {
+            url: h.url,
+            ca: h.caPem,
+            keyServerPublicKey: member.keyServerPublicKey,
+            ...(options.secure?.transport ? { transport: options.secure.transport } : {}),
+          },
           storage: member.storage,
+          ...(options.secure?.freshnessIntervalSeconds === undefined
+            ? {}
+            : { freshnessIntervalSeconds: options.secure.freshnessIntervalSeconds }),
+          ...(options.secure?.maxStalenessSeconds === undefined
+            ? {}
+            : { maxStalenessSeconds: options.secure.maxStalenessSeconds }),
         })
         clients.add(client)
         const recorder: Recorder = { client, messages: [], errors: [] }

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BrokerConfigDocument } from '@smqtt/broker-plugin'
 import { type Enrollment, enroll, memoryStorage, type SecureClient, secureConnectAsync } from '@smqtt/client'
-import { createConnectPassword, exportIdentity } from '@smqtt/core'
+import { createConnectPasswordAsync, exportIdentity, type Identity } from '@smqtt/core'
 import { initKeyServer } from '@smqtt/keyserver'
 import { SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
@@ -207,7 +207,7 @@ export interface KeyServerProcess {
   start(): Promise<Proc>
   admin(method: string, path: string, body?: unknown): Promise<HttpResponse>
   /** A fresh principal enrolled through @smqtt/client's enroll() with a one-time token. */
-  enroll(id: string, roles: string[]): Promise<Enrollment>
+  enroll(id: string, roles: string[]): Promise<Enrollment<Identity>>
 }
 
 export async function keyServerProcess(dir: string): Promise<KeyServerProcess> {
@@ -356,7 +356,7 @@ export async function connectAs(
   url: string,
 ): Promise<MqttClient> {
   const id = enrollment.identity.id
-  const password = createConnectPassword(enrollment.identity, id)
+  const password = await createConnectPasswordAsync(enrollment.identity, id)
   const client = mqtt.connect(url, { ca: ks.caPem, clientId: id, username: id, password, reconnectPeriod: 0 })
   try {
     await new Promise<void>((resolve, reject) => {

@@ -11,6 +11,17 @@ import { ADMIN_TOKEN, type Harness, SMART_HOME_POLICY } from '@smqtt/keyserver/t
 import fc from 'fast-check'
 
 /** The enrolled principal that signs the device requests; generated ids never name it. */
+/**
+ * The key server's request budgets lifted, as the MQTT fuzzer lifts the broker's rate limits, so
+ * that every hostile request reaches the parsers and handlers rather than a 429 (the budgets have
+ * attack tests of their own in test/attacks/keyserver-abuse.test.ts).
+ */
+export const FUZZ_SETTINGS = {
+  principalRequestsPerSecond: 100_000,
+  principalRequestBurst: 100_000,
+  failedAuthPerAddressPerMinute: 100_000,
+} as const
+
 export const FUZZ_DEVICE = 'fuzz-device'
 
 /** How a request authenticates: the sender signs `signed` and `stale-signature` at send time. */
@@ -310,6 +321,7 @@ export const ROUTES: readonly Route[] = [
   { method: 'POST', template: '/v1/enroll', path: fixed('/v1/enroll'), body: enrollTemplate, auths: PUBLIC },
   { method: 'GET', template: '/v1/bundle', path: fixed('/v1/bundle'), auths: DEVICE },
   { method: 'GET', template: '/v1/revocations', path: fixed('/v1/revocations'), auths: DEVICE },
+  { method: 'GET', template: '/v1/freshness', path: fixed('/v1/freshness'), auths: DEVICE },
   { method: 'GET', template: '/v1/principal', path: fixed('/v1/principal'), auths: DEVICE },
   { method: 'GET', template: '/v1/broker/snapshot', path: fixed('/v1/broker/snapshot'), auths: DEVICE },
   {

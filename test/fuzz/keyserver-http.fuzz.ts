@@ -6,7 +6,14 @@
 import { createEnrollmentRequest, generateIdentity } from '@smqtt/core'
 import { startHarness } from '@smqtt/keyserver/testing'
 import fc from 'fast-check'
-import { FUZZ_DEVICE, type HostileRequest, hostileRequest, markdownReport, runCampaign } from './_http-requests.js'
+import {
+  FUZZ_DEVICE,
+  FUZZ_SETTINGS,
+  type HostileRequest,
+  hostileRequest,
+  markdownReport,
+  runCampaign,
+} from './_http-requests.js'
 
 const runs = Number(process.env.FUZZ_RUNS ?? 20_000)
 const seed = process.env.FUZZ_SEED === undefined ? Date.now() : Number(process.env.FUZZ_SEED)
@@ -20,7 +27,7 @@ function* batches(): Generator<HostileRequest[]> {
 }
 
 console.log(`key server HTTP API: ${runs} requests, seed ${seed}, ${concurrency} at a time`)
-const h = await startHarness()
+const h = await startHarness({ settings: FUZZ_SETTINGS })
 h.clock.now = Math.floor(Date.now() / 1000)
 let failed = false
 try {

@@ -5,7 +5,7 @@ import { createEnrollmentRequest, generateIdentity } from '@smqtt/core'
 import { type Harness, startHarness } from '@smqtt/keyserver/testing'
 import fc from 'fast-check'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import { FUZZ_DEVICE, hostileRequest, ROUTES, runCampaign, type Target } from './_http-requests.js'
+import { FUZZ_DEVICE, FUZZ_SETTINGS, hostileRequest, ROUTES, runCampaign, type Target } from './_http-requests.js'
 
 const SEED = 20261125
 const CONCURRENCY = 6
@@ -13,7 +13,7 @@ const CONCURRENCY = 6
 let h: Harness
 let target: Target
 beforeAll(async () => {
-  h = await startHarness()
+  h = await startHarness({ settings: FUZZ_SETTINGS })
   // The real time: signed requests are checked against it, and the nonce cache expires by it.
   h.clock.now = Math.floor(Date.now() / 1000)
   const { identity } = await h.enroll(FUZZ_DEVICE, ['thermostat'])

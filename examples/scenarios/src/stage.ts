@@ -12,6 +12,7 @@ import {
   cryptoBackend,
   type EnvelopeHeader,
   EpochKey,
+  type Identity,
   isSmqttError,
   openEnvelope,
   openKeyBundle,
@@ -45,7 +46,7 @@ export interface ScenarioOptions {
   readonly log?: (line: string) => void
 }
 
-type Enrolled = { enrollment: Enrollment; storage: ClientStorage }
+type Enrolled = { enrollment: Enrollment<Identity>; storage: ClientStorage }
 
 /** The running deployment as a scenario uses it. */
 export interface Stage {

@@ -13,7 +13,7 @@ import {
   type SecurityErrorEvent,
   secureConnectAsync,
 } from '@smqtt/client'
-import { constantTimeEqual } from '@smqtt/core'
+import { constantTimeEqual, type Identity } from '@smqtt/core'
 import { waitUntil } from './_wait.js'
 import type { Deployment } from './deployment.js'
 
@@ -26,7 +26,7 @@ export interface Received {
 /** A connected device and everything it delivered to its code or refused. */
 export interface Device {
   readonly id: string
-  readonly enrollment: Enrollment
+  readonly enrollment: Enrollment<Identity>
   /** The live client; replaced when the device reconnects. */
   readonly client: SecureClient
   /** Messages that passed every check and reached the device's code. */
@@ -49,7 +49,7 @@ export async function enrollDevice(
   deployment: Deployment,
   principal: { readonly id: string; readonly roles: readonly string[] },
   dir: string,
-): Promise<{ enrollment: Enrollment; storage: ClientStorage }> {
+): Promise<{ enrollment: Enrollment<Identity>; storage: ClientStorage }> {
   const issued = await deployment.admin('POST', '/v1/admin/enrollment-tokens', {
     principalId: principal.id,
     roles: principal.roles,
@@ -73,7 +73,7 @@ export async function enrollDevice(
 /** Connects an enrolled device to the broker, with keys loaded, recording what it receives. */
 export async function connectDevice(
   deployment: Deployment,
-  enrolled: { enrollment: Enrollment; storage: ClientStorage },
+  enrolled: { enrollment: Enrollment<Identity>; storage: ClientStorage },
 ): Promise<Device> {
   const { enrollment, storage } = enrolled
   // The broker learns of a new principal from the key server's next snapshot push (it follows

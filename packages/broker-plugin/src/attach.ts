@@ -8,10 +8,12 @@ import {
   openBrokerSnapshot,
   ReplayWindow,
   type ReplayWindowOptions,
+  type SignedDocument,
   type TopicLimits,
 } from '@smqtt/core'
 import { defaultVerifyWorkers, VerifyPool } from '@smqtt/core/verify-pool'
 import type { Aedes, Client } from 'aedes'
+import type { Redis } from 'ioredis'
 import { type Logger, pino } from 'pino'
 import type { Registry } from 'prom-client'
 import { createAuditor } from './audit.js'
@@ -19,6 +21,7 @@ import { createAuthenticateHook } from './authenticate.js'
 import { createAuthorizeForwardHook } from './authorize-forward.js'
 import { createAuthorizePublishHook } from './authorize-publish.js'
 import { createAuthorizeSubscribeHook } from './authorize-subscribe.js'
+import { ClusterLimits } from './cluster-limits.js'
 import { type EnforcedSnapshot, enforceSnapshot, sameSerial } from './enforced-snapshot.js'
 import {
   ConnectGuard,
@@ -74,6 +77,13 @@ export interface SmqttPluginOptions {
    * down); such publishes are refused without PUBACK. `startBroker` passes the Redis bus state.
    */
   readonly busReady?: () => boolean
+  /**
+   * Scale-out: a Redis connection (with the deployment's key prefix, no offline queue) through
+   * which the nodes share CONNECT-password nonces, CONNECT budgets, bans and PUBLISH rates, so
+   * that N nodes give no more than one (see cluster-limits.ts). `startBroker` passes one with `redis`.
+   * Its owner closes it, after the plugin.
+   */
+  readonly sharedLimits?: Redis
   /** Prometheus registry for the plugin's metrics (default: a registry of its own). */
   readonly registry?: Registry
   /** Clock, unix seconds (tests). */
@@ -86,7 +96,10 @@ export interface SmqttPluginOptions {
 export interface SmqttPluginState {
   /** issuedAt of the snapshot being enforced, or undefined before the first. */
   readonly snapshotIssuedAt: number | undefined
-  /** Seconds since the last snapshot arrived from the key server (pull or push); -1 before the first. */
+  /**
+   * Seconds since the newest snapshot applied arrived (pull, push or API); an older one, or the
+   * same one again, does not count. -1 before the first.
+   */
   readonly snapshotAge: number
   /** True with no snapshot, or when the last one is older than staleAfterSeconds. */
   readonly stale: boolean
@@ -130,11 +143,13 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   const log = logger.child({ component: 'smqtt-broker-plugin' })
   const staleAfter = options.staleAfterSeconds ?? (3 * (options.keyServer?.pullIntervalMs ?? 30_000)) / 1000
   let enforced: EnforcedSnapshot | undefined
+  /** The signed payload of `enforced`, to tell the same snapshot from another one of its second. */
+  let enforcedPayload: string | undefined
   let lastSyncAt: number | undefined
   const ageSeconds = () => (lastSyncAt === undefined ? -1 : Math.max(0, now() - lastSyncAt))
   const isStale = () => lastSyncAt === undefined || ageSeconds() > staleAfter
   const metrics = createBrokerMetrics(() => ({ ageSeconds: ageSeconds(), stale: isStale() }), options.registry)
-  const audit = createAuditor(logger, metrics)
+  const audit = createAuditor(logger, metrics, now)
   const sessions = new Map<string, Set<Client>>()
 
   const closeSession: PluginContext['closeSession'] = (client, reason) => {
@@ -159,6 +174,19 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
         })
       : undefined
   const publishRate = options.publishRate ?? DEFAULT_PUBLISH_RATE
+  const publishLimiter = publishRate === false ? undefined : new PublishRateLimiter(publishRate)
+  const shared =
+    options.sharedLimits === undefined
+      ? undefined
+      : new ClusterLimits(options.sharedLimits, {
+          connectLimits: options.connectLimits,
+          ...(publishLimiter && publishRate ? { publish: { limiter: publishLimiter, rate: publishRate } } : {}),
+          onError: (operation, err) =>
+            log.warn(
+              { operation, err: err.message },
+              'Redis (shared limits) did not answer: this node falls back to its own limits; password CONNECTs are refused',
+            ),
+        })
 
   const context: PluginContext = {
     snapshot: () => enforced,
@@ -168,8 +196,9 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     audit,
     metrics,
     guard: new ConnectGuard(options.connectLimits),
+    shared,
     replay: new ReplayWindow({ windowSize: 32, maxAgeSeconds: 300, maxFutureSkewSeconds: 60, ...options.replay }),
-    publishRate: publishRate === false ? undefined : new PublishRateLimiter(publishRate),
+    publishRate: publishLimiter,
     busReady: options.busReady,
     verifyPool,
     mode,
@@ -231,21 +260,29 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
       if (!isSmqttError(err)) throw err
       return false
     }
-    if (source !== 'api') lastSyncAt = now()
     const current = enforced?.snapshot
+    const payload = (signed as SignedDocument).payload
     // Newest wins; within one second the revocation list version breaks the tie, so a replayed
-    // older snapshot cannot undo a revocation.
+    // older snapshot cannot undo a revocation, and another snapshot of the same second and list
+    // is a replay (the key server stamps a changed one a second later): only the same one passes.
     if (
       current &&
       (snapshot.issuedAt < current.issuedAt ||
-        (snapshot.issuedAt === current.issuedAt && snapshot.revocationListVersion < current.revocationListVersion))
+        (snapshot.issuedAt === current.issuedAt &&
+          (snapshot.revocationListVersion < current.revocationListVersion ||
+            (snapshot.revocationListVersion === current.revocationListVersion && payload !== enforcedPayload))))
     ) {
       metrics.snapshotErrors.inc({ source })
       log.info({ source, issuedAt: snapshot.issuedAt, current: current.issuedAt }, 'older snapshot ignored')
       return false
     }
+    // Only a newer snapshot is a sync: the age counts from its arrival, so one replayed on the
+    // bus (older, or the same again) cannot hide that the key server has not been heard from.
+    const newer =
+      !current || snapshot.issuedAt > current.issuedAt || snapshot.revocationListVersion > current.revocationListVersion
     enforced = enforceSnapshot(snapshot)
-    if (source === 'api') lastSyncAt = now()
+    enforcedPayload = payload
+    if (newer) lastSyncAt = now()
     metrics.snapshotsApplied.inc({ source })
     log.info({ source, issuedAt: snapshot.issuedAt, principals: snapshot.principals.length }, 'snapshot applied')
     enforceOnSessions()
@@ -265,11 +302,19 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     const clientId = packet.clientId ?? ''
     setConnectInfo(client, { clientId, clean: packet.clean !== false })
     const address = addressOf(client)
-    if (!context.guard.admit(address, clientId, now())) {
+    // Per address only: the client id is unauthenticated here (see authenticate.ts for the per-principal limit).
+    if (!context.guard.admit(address, now())) {
       audit.refused('connect', 'rate-limited', { clientId, address })
       return callback(new Error('CONNECT refused: rate-limited'), false)
     }
-    previous.preConnect.call(broker, client, packet, callback)
+    if (!shared) return previous.preConnect.call(broker, client, packet, callback)
+    // Then the cluster-wide budget and ban (one Redis round trip).
+    shared.admitAddress(address).then((verdict) => {
+      if (verdict === 'ok') return previous.preConnect.call(broker, client, packet, callback)
+      const detail = verdict === 'banned' ? 'address banned (cluster-wide)' : 'per-address budget (cluster-wide)'
+      audit.refused('connect', 'rate-limited', { clientId, address, detail })
+      callback(new Error('CONNECT refused: rate-limited'), false)
+    })
   }
   // Slow-loris: Aedes closes a connection whose CONNECT has not arrived `connectTimeout` ms after
   // it was handed over (a property its types do not declare); the plugin sets it and audits it.
@@ -317,12 +362,18 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     const set = sessions.get(session.principalId)
     set?.delete(client)
     if (set?.size === 0) sessions.delete(session.principalId)
+    // Its PUBLISH count reaches Redis now, before it can reconnect to another node.
+    void shared?.flush(session.principalId)
   }
   broker.on('client', onReady) // registered, before CONNACK
   broker.on('clientDisconnect', onGone)
-  // Closing the broker ends the worker threads even without plugin.close().
-  const closePool = () => void verifyPool?.close()
-  broker.once('closed', closePool)
+  // Closing the broker ends the worker threads and the audit timer even without plugin.close().
+  const onClosed = () => {
+    shared?.close()
+    void verifyPool?.close()
+    audit.close()
+  }
+  broker.once('closed', onClosed)
 
   const sync: SnapshotSync = await startSnapshotSync(
     broker,
@@ -365,7 +416,9 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     async close() {
       await sync.close()
       await verifyPool?.close()
-      broker.off('closed', closePool)
+      shared?.close()
+      audit.close()
+      broker.off('closed', onClosed)
       broker.off('client', onReady)
       broker.off('clientDisconnect', onGone)
       broker.off('connectionError', onConnectionError)

@@ -47,29 +47,42 @@ const REFUSALS: Record<string, { returnCode: number; code: SmqttErrorCode; count
   'unknown-principal': { returnCode: BAD_CREDENTIALS, code: 'ERR_UNAUTHENTICATED', countsAsFailure: true },
   'principal-inactive': { returnCode: NOT_AUTHORIZED, code: 'ERR_PRINCIPAL_REVOKED', countsAsFailure: true },
   'certificate-mismatch': { returnCode: NOT_AUTHORIZED, code: 'ERR_UNAUTHENTICATED', countsAsFailure: true },
+  // An authenticated device reconnecting in a loop: "try later", and no ban of its address.
+  'rate-limited': { returnCode: SERVER_UNAVAILABLE, code: 'ERR_FORBIDDEN', countsAsFailure: false },
+  // Scale-out: the cluster's shared nonces (Redis) cannot be checked: fail closed (see below).
+  'bus-unavailable': { returnCode: SERVER_UNAVAILABLE, code: 'ERR_UNAUTHENTICATED', countsAsFailure: false },
 }
 
+/** How far a CONNECT password's timestamp may be from the broker's clock, either way (seconds). */
+export const CONNECT_PASSWORD_SKEW_SECONDS = 60
+
 /**
- * Remembers one-time nonces (CONNECT passwords) for `ttlSeconds`. Bounded: when full of
- * unexpired nonces it refuses new ones (fails closed) rather than forgetting one, which would
- * open a replay.
+ * Scale-out: how much longer than its password's acceptance a nonce is kept in Redis (seconds),
+ * for nodes whose clocks run behind the one that stored it: each node accepts a password until
+ * `timestamp + skew` by its own clock.
+ */
+export const NODE_CLOCK_MARGIN_SECONDS = 60
+
+/**
+ * Remembers one-time nonces (CONNECT passwords) for as long as their password is acceptable: one
+ * stamped `timestamp` passes while `now <= timestamp + skew`, so its nonce is kept until then
+ * inclusive. (Kept "twice the window from first use" with an exclusive end, a password used at
+ * the window's near edge was accepted again at its far edge.) Bounded: when full of live nonces
+ * it refuses new ones (fails closed) rather than forgetting one, which would open a replay.
  */
 export class NonceCache {
   readonly #seen = new Map<string, number>()
-  constructor(
-    readonly ttlSeconds = 120,
-    readonly maxEntries = 100_000,
-  ) {}
+  constructor(readonly maxEntries = 100_000) {}
 
-  /** True the first time `nonce` is offered within its lifetime. */
-  useOnce(nonce: string, now: number): boolean {
-    const expires = this.#seen.get(nonce)
-    if (expires !== undefined && expires > now) return false
+  /** True the first time `nonce` is offered; it is then refused while `now <= acceptedUntil`. */
+  useOnce(nonce: string, acceptedUntil: number, now: number): boolean {
+    const until = this.#seen.get(nonce)
+    if (until !== undefined && until >= now) return false
     if (this.#seen.size >= this.maxEntries) {
-      for (const [key, until] of this.#seen) if (until <= now) this.#seen.delete(key)
+      for (const [key, last] of this.#seen) if (last < now) this.#seen.delete(key)
       if (this.#seen.size >= this.maxEntries) return false
     }
-    this.#seen.set(nonce, now + this.ttlSeconds)
+    this.#seen.set(nonce, acceptedUntil)
     return true
   }
 }
@@ -148,7 +161,10 @@ export function createAuthenticateHook(context: PluginContext, previous: Authent
     const refuse = (reason: RefusalReason, principal?: string, detail?: string) => {
       const refusal = REFUSALS[reason] ?? (REFUSALS['bad-credentials'] as NonNullable<(typeof REFUSALS)[string]>)
       context.audit.refused('connect', reason, { principal, clientId, address, detail })
-      if (refusal.countsAsFailure) context.guard.failed(address, context.now())
+      if (refusal.countsAsFailure) {
+        context.guard.failed(address, context.now())
+        context.shared?.failed(address)
+      }
       const error = new SmqttError(refusal.code, `CONNECT refused: ${reason}`) as SmqttError & { returnCode: number }
       error.returnCode = refusal.returnCode
       done(error as unknown as AuthenticateError, null)
@@ -160,10 +176,21 @@ export function createAuthenticateHook(context: PluginContext, previous: Authent
       if (principal.status !== 'active' || isBanned(context, principalId))
         return refuse('principal-inactive', principalId, principal.status)
       if (clientId !== principalId) return refuse('client-id-mismatch', principalId)
-      setSession(client, { principalId, method, ...(certificateSerial ? { certificateSerial } : {}) })
-      context.metrics.connects.inc({ method })
-      context.audit.log.info({ event: 'authenticated', principal: principalId, method, address }, 'CONNECT accepted')
-      previous(client, username, password, done)
+      // Counted only now: CONNECTs that merely name a device's client id cannot use up its budget.
+      if (!context.guard.admitPrincipal(principalId, context.now())) return refuse('rate-limited', principalId)
+      const admitted = () => {
+        setSession(client, { principalId, method, ...(certificateSerial ? { certificateSerial } : {}) })
+        context.metrics.connects.inc({ method })
+        context.audit.log.info({ event: 'authenticated', principal: principalId, method, address }, 'CONNECT accepted')
+        previous(client, username, password, done)
+      }
+      if (!context.shared) return admitted()
+      // Scale-out: the principal's cluster-wide budget and ban (a bad signature seen by any node).
+      context.shared.admitPrincipal(principalId).then((verdict) => {
+        if (verdict === 'banned') return refuse('principal-inactive', principalId, 'banned (cluster-wide)')
+        if (verdict === 'over-budget') return refuse('rate-limited', principalId, 'per-principal budget (cluster-wide)')
+        admitted()
+      })
     }
 
     const enforced = context.snapshot()
@@ -194,14 +221,34 @@ export function createAuthenticateHook(context: PluginContext, previous: Authent
       if (!principal) return refuse('unknown-principal', username)
       // The proof signs the client id, so a username/client-id mix cannot pass it.
       if (clientId !== username) return refuse('client-id-mismatch', username)
+      const now = context.now()
       let nonce: string
       try {
-        nonce = verifyConnectPassword(secret, { clientId, signingKey: principal.signingKey, now: context.now() })
+        nonce = verifyConnectPassword(secret, {
+          clientId,
+          signingKey: principal.signingKey,
+          now,
+          maxSkewSeconds: CONNECT_PASSWORD_SKEW_SECONDS,
+        })
       } catch {
         return refuse('bad-credentials', username)
       }
-      if (!nonces.useOnce(nonce, context.now())) return refuse('replayed-password', username)
-      return accept(username, 'connect-password')
+      // Verified, so the format holds: "smqtt1.<timestamp>.<nonce>.<signature>".
+      const acceptedUntil = Number(secret.split('.')[1]) + CONNECT_PASSWORD_SKEW_SECONDS
+      if (!nonces.useOnce(nonce, acceptedUntil, now)) return refuse('replayed-password', username)
+      if (!context.shared) return accept(username, 'connect-password')
+      // Scale-out: a nonce seen by any node is refused by every node. Redis not answering fails closed.
+      const keepMs = (acceptedUntil + 1 + NODE_CLOCK_MARGIN_SECONDS - now) * 1000
+      context.shared.useNonce(nonce, keepMs).then(
+        (first) => (first ? accept(username, 'connect-password') : refuse('replayed-password', username)),
+        (err: Error) => {
+          // Dropped without CONNACK, like a CONNECT over its address budget: a CONNACK refusal
+          // ends mqtt.js clients for good (no `reconnectOnConnackError`), and this is transient.
+          ;(client.conn as { destroy?: () => void }).destroy?.()
+          refuse('bus-unavailable', username, `CONNECT-password nonces are shared through Redis: ${err.message}`)
+        },
+      )
+      return
     }
 
     const legacy = context.legacyUsers.get(username)

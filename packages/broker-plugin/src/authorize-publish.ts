@@ -80,6 +80,8 @@ export function createAuthorizePublishHook(
     if (context.mode !== 'sampled') return refusal(context, client, topic, 'signature-invalid')
     // Unsampled envelopes of this principal may have been forged too: cut it off.
     context.banned.set(principal.id, now + context.banSeconds)
+    // Scale-out: every node refuses its next CONNECT (its session here is closed below).
+    context.shared?.banPrincipal(principal.id, context.banSeconds)
     const error = refusal(context, client, topic, 'signature-invalid', `banned for ${context.banSeconds} s`)
     context.closeSession(client, 'signature-invalid')
     return error
@@ -138,7 +140,7 @@ export function createAuthorizePublishHook(
     freshness.sentAt = header.sentAt
     freshness.now = now
 
-    const check = context.mode === 'full' || (context.mode === 'sampled' && context.random() < context.sampleRate)
+    let check = context.mode === 'full' || (context.mode === 'sampled' && context.random() < context.sampleRate)
     const pool = context.verifyPool
     // Its sequence number is recorded only once its signature holds: until then, refuse it twice.
     const inFlight =
@@ -147,6 +149,7 @@ export function createAuthorizePublishHook(
         : undefined
     if (inFlight !== undefined && verifying.has(inFlight))
       return callback(refusal(context, client, topic, 'replay', 'the same sequence number is being verified'))
+    let duplicate = false
     try {
       // Nothing to wait for: check and record in one step.
       if (!check) context.replay.accept(freshness)
@@ -154,11 +157,16 @@ export function createAuthorizePublishHook(
     } catch (err) {
       // A QoS 1/2 retransmission (DUP) of a message we already passed is the client doing MQTT
       // right (its PUBACK was lost): refusing it would close the connection and loop on every
-      // reconnect. Subscribers' replay windows drop the duplicate.
-      if (isSmqttError(err, 'ERR_REPLAY') && packet.dup && packet.qos > 0) return previous(client, packet, callback)
-      return callback(
-        refusal(context, client, topic, isSmqttError(err, 'ERR_STALE') ? 'stale' : 'replay', (err as Error).message),
-      )
+      // reconnect. Subscribers' replay windows drop the duplicate. But the flag is only the
+      // sender's word: the duplicate's signature is checked (never sampled away) before it goes
+      // anywhere, and its number is not recorded twice.
+      duplicate = isSmqttError(err, 'ERR_REPLAY') && packet.dup && packet.qos > 0
+      if (!duplicate)
+        return callback(
+          refusal(context, client, topic, isSmqttError(err, 'ERR_STALE') ? 'stale' : 'replay', (err as Error).message),
+        )
+      if (context.mode === 'binding') return previous(client, packet, callback)
+      check = true
     }
     if (!check) {
       signatures.skipped++
@@ -169,7 +177,7 @@ export function createAuthorizePublishHook(
       if (!signatureHolds(principal.signingKey, topic, payload))
         return callback(refuseSignature(client, principal, topic, now))
       signatures.valid++
-      context.replay.accept(freshness)
+      if (!duplicate) context.replay.accept(freshness)
       return previous(client, packet, callback)
     }
 
@@ -189,7 +197,7 @@ export function createAuthorizePublishHook(
       if (current?.status !== 'active' || isBanned(context, principal.id))
         return finish(refusal(context, client, topic, 'principal-inactive', current?.status))
       try {
-        context.replay.accept(recorded)
+        if (!duplicate) context.replay.accept(recorded)
       } catch {
         // Fresh and unseen when it arrived, and no other envelope could take its number since
         // (`verifying`): the window only moved past it (later envelopes that needed no check

@@ -4,8 +4,7 @@
 // not a closed connection.
 import {
   BROKER_CONTROL_TOPIC,
-  CONTROL_TOPIC_PREFIX,
-  filtersIntersect,
+  filterReachesControlTopic,
   isValidFilter,
   principalControlTopic,
   type SnapshotPrincipal,
@@ -26,7 +25,6 @@ type AuthorizeSubscribeHook = (
 export const ADMIN_ROLE = 'admin'
 /** The role that may read the brokers' control topic. */
 export const BROKER_ROLE = 'broker'
-const CONTROL_FILTER = `${CONTROL_TOPIC_PREFIX}#`
 const SHARE_PREFIX = '$share/'
 
 /**
@@ -51,7 +49,7 @@ export function readRefusal(
   filter: string,
 ): RefusalReason | undefined {
   if (filter.startsWith('$SYS')) return principal.roles.includes(ADMIN_ROLE) ? undefined : 'reserved-topic'
-  if (filter.startsWith(CONTROL_TOPIC_PREFIX) || filtersIntersect(filter, CONTROL_FILTER)) {
+  if (filterReachesControlTopic(filter)) {
     if (filter === principalControlTopic(principal.id)) return undefined
     if (filter === BROKER_CONTROL_TOPIC && principal.roles.includes(BROKER_ROLE)) return undefined
     return 'control-topic'

@@ -91,7 +91,11 @@ export interface ConnectLimits {
   readonly connectTimeoutSeconds?: number
   /** CONNECTs accepted per address per window (default 60). */
   readonly perAddress?: number
-  /** CONNECTs accepted per client id per window: reconnect loops of one id (default 20). */
+  /**
+   * Authenticated CONNECTs accepted per principal (= client id) per window: reconnect loops of one
+   * device (default 20). Counted only once a CONNECT authenticated, so CONNECTs naming a device's
+   * client id without its credentials cannot use up its budget.
+   */
   readonly perClientId?: number
   /** Failed authentications per address per window before a ban (default 10). */
   readonly failuresBeforeBan?: number
@@ -109,15 +113,17 @@ interface Bucket {
 const MAX_TRACKED = 100_000
 
 /**
- * Per-address and per-client-id CONNECT rate limits and a ban for addresses that keep failing
- * authentication (fixed windows: cheap, and the bound is what matters here, not smoothness).
+ * Per-address CONNECT rate limits (before authentication), per-principal ones (after it), and a
+ * ban for addresses that keep failing authentication (fixed windows: cheap, and the bound is what
+ * matters here, not smoothness).
  * Memory is bounded: when a map reaches 100,000 keys, expired entries are dropped, then the
  * oldest.
  *
  * @example
  * ```ts
  * const guard = new ConnectGuard({ perAddress: 30 })
- * if (!guard.admit(address, clientId, now)) refuse()
+ * if (!guard.admit(address, now)) refuse() // on CONNECT
+ * if (!guard.admitPrincipal(principalId, now)) refuse() // once it authenticated
  * ```
  */
 export class ConnectGuard {
@@ -127,7 +133,7 @@ export class ConnectGuard {
   readonly #window: number
   readonly #ban: number
   readonly #addresses = new Map<string, Bucket>()
-  readonly #clientIds = new Map<string, Bucket>()
+  readonly #principals = new Map<string, Bucket>()
   readonly #failures = new Map<string, Bucket>()
   readonly #banned = new Map<string, number>()
 
@@ -139,16 +145,19 @@ export class ConnectGuard {
     this.#ban = limits.banSeconds ?? 60
   }
 
-  /** Counts one CONNECT; false when it must be refused (over a limit, or banned). */
-  admit(address: string, clientId: string, now: number): boolean {
+  /** Counts one CONNECT from `address`; false when it must be refused (over the limit, or banned). */
+  admit(address: string, now: number): boolean {
     const until = this.#banned.get(address)
     if (until !== undefined) {
       if (now < until) return false
       this.#banned.delete(address)
     }
-    const byAddress = this.#count(this.#addresses, address, now)
-    const byId = clientId === '' ? 0 : this.#count(this.#clientIds, clientId, now)
-    return byAddress <= this.#perAddress && byId <= this.#perClientId
+    return this.#count(this.#addresses, address, now) <= this.#perAddress
+  }
+
+  /** Counts one authenticated CONNECT of `principalId`; false past its budget (a reconnect loop). */
+  admitPrincipal(principalId: string, now: number): boolean {
+    return this.#count(this.#principals, principalId, now) <= this.#perClientId
   }
 
   /** Records a failed authentication; bans the address once it fails too often. */

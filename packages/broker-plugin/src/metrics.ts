@@ -45,7 +45,7 @@ export function createBrokerMetrics(
   const signatureTally: Record<SignatureResult, number> = { valid: 0, invalid: 0, skipped: 0, unavailable: 0 }
   new Gauge({
     name: 'smqtt_broker_snapshot_age_seconds',
-    help: 'Seconds since the last snapshot was received from the key server (-1 before the first).',
+    help: 'Seconds since the newest snapshot applied arrived from the key server (-1 before the first).',
     registers,
     collect() {
       this.set(state().ageSeconds)

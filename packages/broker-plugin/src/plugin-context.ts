@@ -5,6 +5,7 @@ import type { VerifyPool } from '@smqtt/core/verify-pool'
 import type { Client } from 'aedes'
 import type { Logger } from 'pino'
 import type { Auditor } from './audit.js'
+import type { ClusterLimits } from './cluster-limits.js'
 import type { EnforcedSnapshot } from './enforced-snapshot.js'
 import type { ConnectGuard } from './limits.js'
 import type { BrokerMetrics } from './metrics.js'
@@ -31,6 +32,11 @@ export interface PluginContext {
   readonly audit: Auditor
   readonly metrics: BrokerMetrics
   readonly guard: ConnectGuard
+  /**
+   * Scale-out: CONNECT-password nonces, CONNECT budgets, bans and PUBLISH rates shared with the
+   * other nodes through Redis (cluster-limits.ts); undefined: a single node, `guard` alone.
+   */
+  readonly shared: ClusterLimits | undefined
   readonly replay: ReplayWindow
   /** Per-principal PUBLISH token buckets; undefined: unlimited. */
   readonly publishRate: PublishRateLimiter | undefined

@@ -21,6 +21,8 @@ interface Bucket {
   tokens: number
   /** Time of the last refill, ms (monotonic). */
   at: number
+  /** Tokens taken since the last {@link PublishRateLimiter.drain} (scale-out: not yet charged to Redis). */
+  unsynced: number
 }
 
 const MAX_TRACKED = 100_000
@@ -50,22 +52,64 @@ export class PublishRateLimiter {
   /** Takes one token for `principalId` at `nowMs`; false when the bucket is empty. */
   take(principalId: string, nowMs: number): boolean {
     let bucket = this.#buckets.get(principalId)
-    if (bucket === undefined) {
-      if (this.#buckets.size >= MAX_TRACKED) this.#prune(nowMs)
-      bucket = { tokens: this.#burst, at: nowMs }
-      this.#buckets.set(principalId, bucket)
-    } else if (nowMs > bucket.at) {
-      bucket.tokens = Math.min(this.#burst, bucket.tokens + (nowMs - bucket.at) * this.#perMs)
-      bucket.at = nowMs
-    }
+    if (bucket === undefined) bucket = this.#create(principalId, nowMs)
+    else this.#refill(bucket, nowMs)
     if (bucket.tokens < 1) return false
     bucket.tokens -= 1
+    bucket.unsynced++
     return true
+  }
+
+  /**
+   * Scale-out: the tokens taken since the last call, by principal (of one principal, or all),
+   * and starts counting again. See cluster-limits.ts.
+   */
+  drain(principalId?: string): [string, number][] {
+    const counts: [string, number][] = []
+    const take = (id: string, bucket: Bucket) => {
+      if (bucket.unsynced === 0) return
+      counts.push([id, bucket.unsynced])
+      bucket.unsynced = 0
+    }
+    if (principalId === undefined) for (const [id, bucket] of this.#buckets) take(id, bucket)
+    else {
+      const bucket = this.#buckets.get(principalId)
+      if (bucket) take(principalId, bucket)
+    }
+    return counts
+  }
+
+  /** Scale-out: counts a {@link drain} returned that could not be charged, to charge them later. */
+  restore(principalId: string, taken: number): void {
+    const bucket = this.#buckets.get(principalId)
+    if (bucket) bucket.unsynced += taken
+  }
+
+  /** Scale-out: lowers the principal's bucket to `tokens` (what the cluster has left; may be negative). */
+  clamp(principalId: string, tokens: number, nowMs: number): void {
+    let bucket = this.#buckets.get(principalId)
+    if (bucket === undefined) bucket = this.#create(principalId, nowMs)
+    else this.#refill(bucket, nowMs)
+    bucket.tokens = Math.min(bucket.tokens, tokens)
+  }
+
+  #create(principalId: string, nowMs: number): Bucket {
+    if (this.#buckets.size >= MAX_TRACKED) this.#prune(nowMs)
+    const bucket = { tokens: this.#burst, at: nowMs, unsynced: 0 }
+    this.#buckets.set(principalId, bucket)
+    return bucket
+  }
+
+  #refill(bucket: Bucket, nowMs: number): void {
+    if (nowMs <= bucket.at) return
+    bucket.tokens = Math.min(this.#burst, bucket.tokens + (nowMs - bucket.at) * this.#perMs)
+    bucket.at = nowMs
   }
 
   #prune(nowMs: number): void {
     for (const [id, bucket] of this.#buckets)
-      if (bucket.tokens + (nowMs - bucket.at) * this.#perMs >= this.#burst) this.#buckets.delete(id)
+      if (bucket.unsynced === 0 && bucket.tokens + (nowMs - bucket.at) * this.#perMs >= this.#burst)
+        this.#buckets.delete(id)
     while (this.#buckets.size >= MAX_TRACKED) this.#buckets.delete(this.#buckets.keys().next().value as string)
   }
 }

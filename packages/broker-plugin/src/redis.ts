@@ -12,6 +12,7 @@
 // `busReady()` holds (see authorize-publish.ts and docs/reliability.md, Faults).
 import { createRequire } from 'node:module'
 import { Redis } from 'ioredis'
+import { SHARED_COMMAND_TIMEOUT_MS } from './cluster-limits.js'
 import type { RedisConfig } from './config.js'
 
 /** What `Aedes.createBroker` takes, plus how to release the persistence (Aedes closes only `mq`). */
@@ -68,6 +69,20 @@ export function redisOptions(url: string): Record<string, unknown> {
     ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
     ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
   }
+}
+
+/**
+ * The connection of the cluster-wide limits (cluster-limits.ts): the deployment's key prefix.
+ * While Redis is away a command waits for it (as Aedes' persistence makes a CONNECT wait anyway)
+ * for at most {@link SHARED_COMMAND_TIMEOUT_MS}, then fails: a password CONNECT is then dropped.
+ */
+export function createSharedLimitsConnection(config: RedisConfig): Redis {
+  return new Redis({
+    ...redisOptions(config.url),
+    keyPrefix: config.prefix,
+    commandTimeout: SHARED_COMMAND_TIMEOUT_MS,
+    retryStrategy: (attempt: number) => Math.min(attempt * 50, REDIS_RETRY_CAP_MS),
+  })
 }
 
 /** Creates the Redis-backed bus and persistence for `Aedes.createBroker({ mq, persistence })`. */

@@ -16,7 +16,7 @@ import { createWebSocketStream, WebSocketServer } from 'ws'
 import { attachSmqtt, type SmqttPlugin } from './attach.js'
 import type { BrokerConfig, ListenAddress, LogLevel } from './config.js'
 import { connectDeadlineMs } from './limits.js'
-import { createRedisBackends, type RedisBackends } from './redis.js'
+import { createRedisBackends, createSharedLimitsConnection, type RedisBackends } from './redis.js'
 
 /** Options of {@link startBroker} that are not in the config file. */
 export interface StartBrokerOptions {
@@ -49,6 +49,8 @@ export interface RunningBroker {
 
 /** Connections that never sent CONNECT are cut this long after close() started. */
 const CLOSE_GRACE_MS = 1_000
+/** How long startup waits for the shared-limits Redis connection (then it goes on, failing closed). */
+const SHARED_LIMITS_READY_MS = 5_000
 
 /**
  * Starts the broker described by `config` and listens. Reads the TLS files and the broker's
@@ -78,10 +80,25 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
   // Scale-out: with `redis`, the bus and the persistence are shared with the other nodes.
   const redis: RedisBackends | undefined = config.redis ? createRedisBackends(config.redis) : undefined
   redis?.onError((err) => logger.error({ err: err.message }, 'Redis (shared by the broker nodes) failed'))
+  // And the nonces, CONNECT budgets, bans and PUBLISH rates (cluster-limits.ts).
+  const sharedLimits = config.redis ? createSharedLimitsConnection(config.redis) : undefined
+  sharedLimits?.on('error', (err: Error) =>
+    logger.error({ err: err.message }, 'Redis (shared limits of the broker nodes) failed'),
+  )
   const broker = await Aedes.createBroker(redis ? { mq: redis.mq, persistence: redis.persistence } : {})
+  // It queues nothing: until it is ready, password CONNECTs would be refused.
+  if (sharedLimits && sharedLimits.status !== 'ready')
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, SHARED_LIMITS_READY_MS)
+      sharedLimits.once('ready', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
   const closeBroker = async () => {
     await new Promise<void>((resolve) => broker.close(() => resolve()))
     await redis?.destroyPersistence()
+    sharedLimits?.disconnect()
   }
   new Gauge({
     name: 'smqtt_broker_connected_clients',
@@ -114,6 +131,7 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
       connectLimits: config.connectLimits,
       legacyUsers: config.legacyUsers,
       ...(redis ? { busReady: redis.busReady } : {}),
+      ...(sharedLimits ? { sharedLimits } : {}),
       logger,
       registry,
     })

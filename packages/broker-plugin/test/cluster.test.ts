@@ -18,16 +18,19 @@ import {
 } from '@smqtt/core'
 import { type Harness, startHarness } from '@smqtt/keyserver/testing'
 import mqtt, { type MqttClient } from 'mqtt'
-import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { parseBrokerConfig, type RunningBroker } from '../src/index.js'
 import {
-  type BrokerConfigDocument,
-  loadBrokerConfig,
-  parseBrokerConfig,
-  type RunningBroker,
-  startBroker,
-} from '../src/index.js'
-import { closed, connected, inbox, openBundleOf, sealingKeys, sleep, TEST_POLICY, within } from './fixture.js'
+  closed,
+  connected,
+  inbox,
+  openBundleOf,
+  sealingKeys,
+  sleep,
+  startClusterNode,
+  TEST_POLICY,
+  within,
+} from './fixture.js'
 
 const REDIS_URL = process.env.SMQTT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const PREFIX = `smqtt-test-${process.pid}-${Date.now().toString(36)}:`
@@ -69,23 +72,7 @@ let app2: Enrolled
 let pusher: Enrolled
 const clients = new Set<MqttClient>()
 
-async function startNode(name: string): Promise<RunningBroker> {
-  const doc: BrokerConfigDocument = {
-    listeners: { mqtts: { port: 0 } },
-    tls: { certFile: `${h.dir}/pki/server.pem`, keyFile: `${h.dir}/pki/server.key`, caFile: `${h.dir}/pki/ca.pem` },
-    keyServer: {
-      url: h.url,
-      publicKey: Buffer.from(h.keyServer.publicKey).toString('base64url'),
-      identityFile: 'broker-identity.json',
-      pullIntervalSeconds: 3600, // only the first pull: revocations must arrive by push through Redis
-    },
-    metrics: false,
-    redis: { url: REDIS_URL, prefix: PREFIX },
-  }
-  const file = join(dir, `${name}.json`)
-  writeFileSync(file, JSON.stringify(doc))
-  return startBroker(loadBrokerConfig(file), { logLevel: 'silent', logDestination: pino.destination(1) })
-}
+const startNode = (name: string) => startClusterNode(h, dir, name, { url: REDIS_URL, prefix: PREFIX })
 
 function connect(node: RunningBroker, who: Enrolled, options: { clean?: boolean } = {}): Promise<MqttClient> {
   const id = who.identity.id

@@ -1,6 +1,6 @@
 // A real deployment in one process for the tests: the real key server (HTTPS, SQLite, dev PKI),
 // Aedes with the plugin behind a real TLS listener using the same dev PKI, and mqtt.js clients.
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { createServer, type Server, connect as tlsConnect } from 'node:tls'
 import {
@@ -21,7 +21,16 @@ import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/
 import { Aedes } from 'aedes'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { pino } from 'pino'
-import { attachSmqtt, type SmqttPlugin, type SmqttPluginOptions } from '../src/index.js'
+import {
+  attachSmqtt,
+  type BrokerConfigDocument,
+  loadBrokerConfig,
+  type RunningBroker,
+  type SmqttPlugin,
+  type SmqttPluginOptions,
+  type StartBrokerOptions,
+  startBroker,
+} from '../src/index.js'
 
 /** SMART_HOME_POLICY plus a plaintext area, a topic outside every group, and admin/keyserver roles. */
 export const TEST_POLICY = {
@@ -304,4 +313,35 @@ export async function startDeployment(
       await h.close()
     },
   }
+}
+
+/**
+ * One node of a cluster, started as `smqtt-broker` starts it (a config file in `dir`, mqtts on a
+ * free port) against the key server of `h`, sharing `redis` with the other nodes; `extra` adds
+ * to its config. The node's identity file must be `dir/broker-identity.json`.
+ */
+export async function startClusterNode(
+  h: Harness,
+  dir: string,
+  name: string,
+  redis: { url: string; prefix: string },
+  extra: Partial<BrokerConfigDocument> = {},
+  logging: StartBrokerOptions = { logLevel: 'silent', logDestination: pino.destination(1) },
+): Promise<RunningBroker> {
+  const doc: BrokerConfigDocument = {
+    listeners: { mqtts: { port: 0 } },
+    tls: { certFile: `${h.dir}/pki/server.pem`, keyFile: `${h.dir}/pki/server.key`, caFile: `${h.dir}/pki/ca.pem` },
+    keyServer: {
+      url: h.url,
+      publicKey: Buffer.from(h.keyServer.publicKey).toString('base64url'),
+      identityFile: 'broker-identity.json',
+      pullIntervalSeconds: 3600, // only the first pull: what follows arrives by push through Redis
+    },
+    metrics: false,
+    redis,
+    ...extra,
+  }
+  const file = `${dir}/${name}.json`
+  writeFileSync(file, JSON.stringify(doc))
+  return startBroker(loadBrokerConfig(file), logging)
 }

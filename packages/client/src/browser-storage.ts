@@ -1,6 +1,7 @@
 // Browser storages: Web Storage (localStorage) and IndexedDB. No Node built-ins; they take the
 // platform object as an option so they can be tested (and used) with any implementation.
-import type { ClientStorage } from './storage.js'
+import { type NonExtractableKeys, SmqttError } from '@smqtt/core'
+import type { ClientStorage, StringStorage } from './storage.js'
 
 /** The part of the Web Storage API (`localStorage`) that {@link localStorageStorage} uses. */
 export interface WebStorageLike {
@@ -14,6 +15,36 @@ export interface LocalStorageOptions {
   readonly prefix?: string
   /** Defaults to `globalThis.localStorage`. */
   readonly storage?: WebStorageLike
+}
+
+/** The part of the Web Locks API (`navigator.locks`) the storages use. */
+interface LockManagerLike {
+  request(
+    name: string,
+    options: { ifAvailable: true },
+    callback: (lock: unknown) => Promise<void> | undefined,
+  ): Promise<unknown>
+}
+
+/**
+ * An exclusive Web Lock, shared by every tab and worker of the origin and let go by the browser
+ * when the tab closes, so a crashed tab never leaves it behind. Where the browser has no Web
+ * Locks, nothing is locked (a second tab still never reuses a nonce: see SequenceSource).
+ */
+async function webLock(name: string): Promise<() => Promise<void>> {
+  const locks = (globalThis as { navigator?: { locks?: LockManagerLike } }).navigator?.locks
+  if (!locks) return async () => {}
+  return new Promise((resolve, reject) => {
+    locks
+      .request(name, { ifAvailable: true }, (lock) => {
+        if (!lock) {
+          reject(new SmqttError('ERR_IDENTITY_IN_USE', `${name} is in use by another tab or worker of this origin`))
+          return undefined
+        }
+        return new Promise<void>((release) => resolve(async () => release()))
+      })
+      .catch(reject)
+  })
 }
 
 function checkKey(key: string): void {
@@ -33,7 +64,7 @@ function checkKey(key: string): void {
  * const enrollment = await loadEnrollment(storage)
  * ```
  */
-export function localStorageStorage(options: LocalStorageOptions = {}): ClientStorage {
+export function localStorageStorage(options: LocalStorageOptions = {}): StringStorage {
   const prefix = options.prefix ?? 'smqtt:'
   const resolve = (): WebStorageLike => {
     const storage = options.storage ?? (globalThis as { localStorage?: WebStorageLike }).localStorage
@@ -50,6 +81,7 @@ export function localStorageStorage(options: LocalStorageOptions = {}): ClientSt
       if (typeof value !== 'string') throw new TypeError('storage value must be a string')
       resolve().setItem(prefix + key, value)
     },
+    lock: (name) => webLock(`smqtt:localStorage:${prefix}${name}`),
   }
 }
 
@@ -100,7 +132,9 @@ const failure = (error: unknown, what: string) =>
 /**
  * Storage in IndexedDB, one record per key in one object store. `set` resolves when its
  * transaction completes, requested with `durability: 'strict'` (flushed to disk where the
- * browser supports the hint), so sequence reservations survive a crash.
+ * browser supports the hint), so sequence reservations survive a crash. It also keeps CryptoKey
+ * objects (`setKeys`), so `enroll` makes an identity with non-extractable private keys
+ * where the browser has WebCrypto Ed25519 and X25519.
  *
  * @example
  * ```ts
@@ -153,5 +187,15 @@ export function indexedDbStorage(options: IndexedDbOptions = {}): ClientStorage 
       if (typeof value !== 'string') throw new TypeError('storage value must be a string')
       await run('readwrite', (store) => store.put(value, key))
     },
+    async setKeys(key, keys) {
+      checkKey(key)
+      await run('readwrite', (store) => store.put({ signing: keys.signing, agreement: keys.agreement }, key))
+    },
+    async getKeys(key) {
+      checkKey(key)
+      const value = await run('readonly', (store) => store.get(key))
+      return typeof value === 'object' && value !== null ? (value as NonExtractableKeys) : undefined
+    },
+    lock: (lockName) => webLock(`smqtt:indexedDB:${name}/${storeName}:${lockName}`),
   }
 }

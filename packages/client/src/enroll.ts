@@ -1,13 +1,19 @@
 import {
   constantTimeEqual,
-  createEnrollmentRequest,
+  createEnrollmentRequestAsync,
   type EnrollmentRequest,
   exportIdentity,
+  exportPublicIdentity,
   generateIdentity,
+  generateNonExtractableIdentity,
   type Identity,
   importIdentity,
+  importPublicIdentity,
+  type NonExtractableIdentity,
+  nonExtractableIdentity,
   openPrincipalRecord,
   type PrincipalRecord,
+  publicIdentity,
   type SignedDocument,
   SmqttError,
 } from '@smqtt/core'
@@ -18,14 +24,25 @@ import type { KeyServerTransport } from './transport.js'
 
 /** Storage keys of the enrollment (the sequence reservation and bundle have their own). */
 const IDENTITY_KEY = 'identity'
+/** The identity's private keys as CryptoKey objects (ClientStorage.setKeys), when it has such keys. */
+const IDENTITY_KEYS_KEY = 'identity-keys'
 const ENROLLMENT_KEY = 'enrollment'
 const PINNED_KEY = 'keyserver-key'
 /** Pause before the one retry of an enrollment whose answer did not arrive. */
 const ENROLL_RETRY_DELAY_MS = 1000
 
+/**
+ * The identity an enrollment into storage `S` holds: raw keys when `S` keeps strings only
+ * (`fileStorage`, `memoryStorage`, `localStorageStorage`), else possibly non-extractable keys.
+ */
+export type EnrolledIdentity<S extends ClientStorage> = S['setKeys'] extends undefined
+  ? Identity
+  : Identity | NonExtractableIdentity
+
 /** What enrollment leaves behind: everything {@link secure} needs. */
-export interface Enrollment {
-  readonly identity: Identity
+export interface Enrollment<I extends Identity | NonExtractableIdentity = Identity | NonExtractableIdentity> {
+  /** Non-extractable WebCrypto keys where the storage and platform allow it (see {@link enroll}). */
+  readonly identity: I
   readonly kid: number
   /** The key server's Ed25519 key, pinned at first enrollment. */
   readonly keyServerPublicKey: Uint8Array
@@ -38,14 +55,14 @@ export interface Enrollment {
 }
 
 /** Options of {@link enroll}. */
-export interface EnrollOptions {
+export interface EnrollOptions<S extends ClientStorage = ClientStorage> {
   readonly keyserverUrl: string
   /** PEM of the CA of the key server's TLS certificate (Node). */
   readonly ca?: string
   /** The one-time enrollment token from the operator. */
   readonly token: string
   readonly id: string
-  readonly storage: ClientStorage
+  readonly storage: S
   /** Must equal the token's roles when given. */
   readonly roles?: readonly string[]
   /** X-Wing (ML-KEM-768 + X25519) instead of X25519 for receiving group keys. */
@@ -87,6 +104,46 @@ async function sendEnrollment(keyServer: KeyServerClient, request: EnrollmentReq
   }
 }
 
+/**
+ * A fresh identity. Its private keys are non-extractable WebCrypto keys when the storage keeps
+ * key objects and the platform has WebCrypto Ed25519 and X25519 (stored here, before the token
+ * is spent, so a storage that cannot keep them falls back before anything is sent); raw bytes
+ * otherwise, and always for X-Wing (WebCrypto has no ML-KEM).
+ */
+async function newIdentity(
+  storage: ClientStorage,
+  id: string,
+  postQuantum: boolean,
+): Promise<Identity | NonExtractableIdentity> {
+  if (!postQuantum && storage.setKeys && storage.getKeys) {
+    try {
+      const identity = await generateNonExtractableIdentity(id)
+      await storage.setKeys(IDENTITY_KEYS_KEY, identity.privateKeys)
+      return identity
+    } catch {
+      // No WebCrypto Ed25519/X25519 here, or the storage cannot keep CryptoKeys: raw keys.
+    }
+  }
+  return generateIdentity(id, postQuantum ? { postQuantum: true } : {})
+}
+
+/** What is stored under IDENTITY_KEY: never a secret of a non-extractable identity. */
+const identityJson = (identity: Identity | NonExtractableIdentity) =>
+  'signingSeed' in identity ? exportIdentity(identity) : exportPublicIdentity(publicIdentity(identity))
+
+/** The stored identity: raw keys from their JSON, or the public identity with its stored CryptoKeys. */
+async function storedIdentity(storage: ClientStorage, json: unknown): Promise<Identity | NonExtractableIdentity> {
+  if ((json as { type?: unknown } | null)?.type !== 'smqtt.public-identity') return importIdentity(json)
+  const keys = await storage.getKeys?.(IDENTITY_KEYS_KEY)
+  if (!keys) throw new SmqttError('ERR_IDENTITY_MALFORMED', 'storage holds no private keys for the stored identity')
+  try {
+    return nonExtractableIdentity(importPublicIdentity(json), keys)
+  } catch (err) {
+    if (err instanceof SmqttError) throw err
+    throw new SmqttError('ERR_IDENTITY_MALFORMED', `the stored private keys are unusable: ${(err as Error).message}`)
+  }
+}
+
 async function pinnedKey(storage: ClientStorage): Promise<Uint8Array | undefined> {
   const text = await storage.get(PINNED_KEY)
   if (text === undefined) return undefined
@@ -114,7 +171,9 @@ async function pinnedKey(storage: ClientStorage): Promise<Uint8Array | undefined
  *   (await enroll({ keyserverUrl: 'https://keys:8443', ca, token: process.env.TOKEN, id: 'thermostat-1', storage }))
  * ```
  */
-export async function enroll(options: EnrollOptions): Promise<Enrollment> {
+export async function enroll<S extends ClientStorage>(
+  options: EnrollOptions<S>,
+): Promise<Enrollment<EnrolledIdentity<S>>> {
   const { storage, keyserverUrl, id, token } = options
   if (typeof token !== 'string' || token.length === 0) throw new TypeError('token must be a non-empty string')
   if ((await storage.get(ENROLLMENT_KEY)) !== undefined)
@@ -126,7 +185,7 @@ export async function enroll(options: EnrollOptions): Promise<Enrollment> {
       'the given key server key differs from the one pinned in storage',
     )
   const pinned = options.keyServerPublicKey ?? pinnedInStorage
-  const identity = generateIdentity(id, options.postQuantum ? { postQuantum: true } : {})
+  const identity = await newIdentity(storage, id, options.postQuantum === true)
 
   let tls: { spki: Uint8Array; privateKeyPem: string } | undefined
   if (options.clientCertificate) {
@@ -144,7 +203,7 @@ export async function enroll(options: EnrollOptions): Promise<Enrollment> {
   })
   const response = await sendEnrollment(
     keyServer,
-    createEnrollmentRequest(identity, token, {
+    await createEnrollmentRequestAsync(identity, token, {
       ...(options.roles ? { roles: options.roles } : {}),
       ...(tls ? { tlsPublicKey: tls.spki } : {}),
     }),
@@ -166,7 +225,7 @@ export async function enroll(options: EnrollOptions): Promise<Enrollment> {
   // Pin first, identity second, enrollment last: loadEnrollment needs all three.
   // Also when the key came out of band: loadEnrollment() reads it from storage later.
   if (!pinnedInStorage) await storage.set(PINNED_KEY, toBase64Url(keyServerPublicKey))
-  await storage.set(IDENTITY_KEY, JSON.stringify(exportIdentity(identity)))
+  await storage.set(IDENTITY_KEY, JSON.stringify(identityJson(identity)))
   const stored: StoredEnrollment = {
     v: 1,
     kid: principal.kid,
@@ -176,11 +235,12 @@ export async function enroll(options: EnrollOptions): Promise<Enrollment> {
     ...(tls && response.certificatePem ? { tlsPrivateKeyPem: tls.privateKeyPem } : {}),
   }
   await storage.set(ENROLLMENT_KEY, JSON.stringify(stored))
-  return enrollmentOf(identity, keyServerPublicKey, principal, stored)
+  // Only a storage with setKeys gets a non-extractable identity (newIdentity).
+  return enrollmentOf(identity, keyServerPublicKey, principal, stored) as Enrollment<EnrolledIdentity<S>>
 }
 
 function enrollmentOf(
-  identity: Identity,
+  identity: Identity | NonExtractableIdentity,
   keyServerPublicKey: Uint8Array,
   principal: PrincipalRecord,
   stored: StoredEnrollment,
@@ -207,16 +267,18 @@ function enrollmentOf(
  * if (!enrollment) throw new Error('not enrolled yet')
  * ```
  */
-export async function loadEnrollment(storage: ClientStorage): Promise<Enrollment | undefined> {
+export async function loadEnrollment<S extends ClientStorage>(
+  storage: S,
+): Promise<Enrollment<EnrolledIdentity<S>> | undefined> {
   const [identityText, enrollmentText] = await Promise.all([storage.get(IDENTITY_KEY), storage.get(ENROLLMENT_KEY)])
   if (identityText === undefined || enrollmentText === undefined) return undefined
   const keyServerPublicKey = await pinnedKey(storage)
   if (!keyServerPublicKey) throw new SmqttError('ERR_IDENTITY_MALFORMED', 'storage holds no pinned key server key')
   let stored: StoredEnrollment
-  let identity: Identity
+  let identity: Identity | NonExtractableIdentity
   try {
     stored = JSON.parse(enrollmentText) as StoredEnrollment
-    identity = importIdentity(JSON.parse(identityText))
+    identity = await storedIdentity(storage, JSON.parse(identityText))
   } catch (err) {
     if (err instanceof SmqttError) throw err
     throw new SmqttError('ERR_IDENTITY_MALFORMED', 'the stored enrollment is not JSON')
@@ -226,5 +288,5 @@ export async function loadEnrollment(storage: ClientStorage): Promise<Enrollment
   const principal = openPrincipalRecord(stored.principal, keyServerPublicKey)
   if (principal.id !== identity.id || !constantTimeEqual(principal.signingKey, identity.signingKey))
     throw new SmqttError('ERR_IDENTITY_MALFORMED', 'the stored identity and principal record do not match')
-  return enrollmentOf(identity, keyServerPublicKey, principal, stored)
+  return enrollmentOf(identity, keyServerPublicKey, principal, stored) as Enrollment<EnrolledIdentity<S>>
 }

@@ -8,6 +8,7 @@
 // with `browser: true`) applies the condition. Importing fileStorage in a browser build fails at
 // bundle time ("No matching export"), not at run time.
 
+export type { FreshnessEvent, FreshnessStats } from './_freshness.js'
 export type {
   IdbFactoryLike,
   IndexedDbOptions,
@@ -17,9 +18,9 @@ export type {
 export { indexedDbStorage, localStorageStorage } from './browser-storage.js'
 export type { SecureConnectOptions } from './connect.js'
 export { secureConnectAsync } from './connect.js'
-export type { Enrollment, EnrollOptions } from './enroll.js'
+export type { EnrolledIdentity, Enrollment, EnrollOptions } from './enroll.js'
 export { enroll, loadEnrollment } from './enroll.js'
-export type { EnrollResponse, KeyServerConnection } from './key-server-client.js'
+export type { EnrollResponse, FreshnessAnswer, KeyServerConnection } from './key-server-client.js'
 export { KeyServerClient } from './key-server-client.js'
 export type { HeldEpoch, HeldGroup, SealingKey } from './keyring.js'
 export { Keyring } from './keyring.js'
@@ -31,7 +32,7 @@ export type {
   SecurityErrorEvent,
 } from './secure.js'
 export { SecureClient, secure } from './secure.js'
-export type { ClientStorage } from './storage.js'
+export type { ClientStorage, StringStorage } from './storage.js'
 export { memoryStorage } from './storage.js'
 export type { KeyServerTransport, TransportRequest, TransportResponse } from './transport.js'
 export { fetchTransport } from './transport.js'

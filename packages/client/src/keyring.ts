@@ -2,7 +2,9 @@ import {
   constantTimeEqual,
   type EnvelopeKeys,
   EpochKey,
+  type OpenedEpochKey,
   type OpenedKeyBundle,
+  type OpenedKeyGroup,
   type OpenedKeyGroupWriter,
   publishRightsAllow,
   SmqttError,
@@ -60,8 +62,7 @@ export class Keyring implements EnvelopeKeys {
   #groups = new Map<number, HeldGroup>()
   /** Answers of {@link writerMayPublish} per writer and topic, for the bundle held (a new one starts afresh). */
   #rights = new WeakMap<OpenedKeyGroupWriter, Map<string, boolean>>()
-  #issuedAt = -1
-  #notAfter = 0
+  #held: OpenedKeyBundle | undefined
 
   constructor(now: () => number) {
     this.#now = now
@@ -69,12 +70,12 @@ export class Keyring implements EnvelopeKeys {
 
   /** `issuedAt` of the bundle held, or -1 before the first. */
   get issuedAt(): number {
-    return this.#issuedAt
+    return this.#held?.issuedAt ?? -1
   }
 
   /** `notAfter` of the bundle held (unix seconds), 0 before the first. */
   get notAfter(): number {
-    return this.#notAfter
+    return this.#held?.notAfter ?? 0
   }
 
   /** The groups held, for inspection. */
@@ -83,12 +84,22 @@ export class Keyring implements EnvelopeKeys {
   }
 
   /**
-   * Makes `bundle` (already verified) the current one. Returns false, changing nothing, when it
-   * was issued before the one held: a replayed old bundle must not bring back dropped writers
-   * or take away new epochs.
+   * Makes `bundle` (already verified) the current one if it was issued strictly after the one
+   * held. Returns false, changing nothing, when it is the bundle held again (same issuedAt and
+   * content, e.g. re-fetched or sealed afresh by another key server process).
+   *
+   * @throws SmqttError `ERR_BUNDLE_ROLLBACK` when it is older, or issued in the same second
+   * with other content: a bundle replayed by the broker must not bring back dropped writers or
+   * take away new epochs, and within one second only the key server knows which came last.
    */
   apply(bundle: OpenedKeyBundle): boolean {
-    if (bundle.issuedAt < this.#issuedAt) return false
+    if (this.#held && bundle.issuedAt <= this.#held.issuedAt) {
+      if (bundle.issuedAt === this.#held.issuedAt && sameBundle(bundle, this.#held)) return false
+      throw new SmqttError(
+        'ERR_BUNDLE_ROLLBACK',
+        `key bundle issued at ${bundle.issuedAt} is not newer than the one held`,
+      )
+    }
     const groups = new Map<number, HeldGroup>()
     for (const group of bundle.groups) {
       if (!isSuite(group.suite)) continue // a suite this client cannot use; its messages fail closed
@@ -117,8 +128,7 @@ export class Keyring implements EnvelopeKeys {
     }
     this.#groups = groups
     this.#rights = new WeakMap()
-    this.#issuedAt = bundle.issuedAt
-    this.#notAfter = bundle.notAfter
+    this.#held = bundle
     return true
   }
 
@@ -190,3 +200,32 @@ export class Keyring implements EnvelopeKeys {
 // EpochKey keeps its key private; remember the bytes beside it to tell a changed key apart.
 const keyBytes = new WeakMap<EpochKey, Uint8Array>()
 const keyBytesOf = (held: HeldEpoch): Uint8Array => keyBytes.get(held.key) ?? new Uint8Array(0)
+
+/** Whether two bundles of one principal hand out the same keys, writers and validity. */
+const sameBundle = (a: OpenedKeyBundle, b: OpenedKeyBundle): boolean =>
+  a.notBefore === b.notBefore && a.notAfter === b.notAfter && sameList(a.groups, b.groups, sameGroup)
+
+const sameGroup = (a: OpenedKeyGroup, b: OpenedKeyGroup): boolean =>
+  a.group === b.group &&
+  a.name === b.name &&
+  a.filter === b.filter &&
+  a.suite === b.suite &&
+  sameList(a.epochs, b.epochs, sameEpoch) &&
+  sameList([...a.writers], [...b.writers], sameWriter)
+
+const sameEpoch = (a: OpenedEpochKey, b: OpenedEpochKey): boolean =>
+  a.epoch === b.epoch &&
+  a.activatesAt === b.activatesAt &&
+  a.retiresAt === b.retiresAt &&
+  constantTimeEqual(a.key, b.key)
+
+const sameWriter = ([kidA, a]: [number, OpenedKeyGroupWriter], [kidB, b]: [number, OpenedKeyGroupWriter]): boolean =>
+  kidA === kidB &&
+  a.principal === b.principal &&
+  constantTimeEqual(a.signingKey, b.signingKey) &&
+  sameList(a.publish.allow, b.publish.allow, Object.is) &&
+  sameList(a.publish.deny, b.publish.deny, Object.is)
+
+function sameList<T>(a: readonly T[], b: readonly T[], same: (x: T, y: T) => boolean): boolean {
+  return a.length === b.length && a.every((x, i) => same(x, b[i] as T))
+}

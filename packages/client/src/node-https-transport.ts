@@ -32,9 +32,16 @@ export function nodeHttpsTransport(options: { ca?: string } = {}): KeyServerTran
               if (size > MAX_RESPONSE_BYTES) req.destroy(new Error('key server response too large'))
               else chunks.push(chunk)
             })
-            res.on('end', () =>
-              resolve({ status: res.statusCode ?? 0, body: parseJson(Buffer.concat(chunks).toString('utf8')) }),
-            )
+            res.on('end', () => {
+              const responseHeaders: Record<string, string> = {}
+              for (const [name, value] of Object.entries(res.headers))
+                if (value !== undefined) responseHeaders[name] = Array.isArray(value) ? value.join(', ') : value
+              resolve({
+                status: res.statusCode ?? 0,
+                body: parseJson(Buffer.concat(chunks).toString('utf8')),
+                headers: responseHeaders,
+              })
+            })
             res.on('error', reject)
           },
         )

@@ -1,14 +1,19 @@
 import {
+  type AsyncEnvelopeSigner,
   beginOpenEnvelope,
   checkEnvelopeSignature,
+  createAsyncEnvelopeSigner,
   createEnvelopeSigner,
   type EnvelopeSigner,
   finishOpenEnvelope,
   type Identity,
   isControlTopic,
   isSmqttError,
+  type NonExtractableIdentity,
   type OpenEnvelopeOptions,
+  type OpenedKeyBundle,
   openKeyBundle,
+  openKeyBundleWithAgreement,
   principalControlTopic,
   ReplayWindow,
   type ReplayWindowOptions,
@@ -16,6 +21,7 @@ import {
   type SequenceCounter,
   type SmqttErrorCode,
   sealEnvelope,
+  sealEnvelopeAsync,
   topicMatches,
   type UnverifiedEnvelope,
 } from '@smqtt/core'
@@ -37,6 +43,8 @@ import type {
 import { acquireVerifier } from '#default-verifier'
 import { fromUtf8, toWire, utf8 } from './_bytes.js'
 import { TypedEmitter } from './_emitter.js'
+import { type FreshnessEvent, FreshnessMonitor, type FreshnessStats } from './_freshness.js'
+import { holdIdentity } from './_identity-lock.js'
 import { replayKey, SavedReplayWindow } from './_replay-state.js'
 import { sequenceCounterFor } from './_sequence.js'
 import { KeyServerClient, type KeyServerConnection } from './key-server-client.js'
@@ -46,8 +54,11 @@ import type { SignatureVerifier } from './verifier.js'
 
 /** Options of {@link secure}. */
 export interface SecureOptions {
-  /** This principal's identity (from {@link enroll} / {@link loadEnrollment}). */
-  readonly identity: Identity
+  /**
+   * This principal's identity (from {@link enroll} / {@link loadEnrollment}): raw keys, or
+   * non-extractable WebCrypto keys (signing and opening bundles then take a promise each).
+   */
+  readonly identity: Identity | NonExtractableIdentity
   /** The envelope key id the key server assigned at enrollment. */
   readonly kid: number
   /** The key server, and its Ed25519 key pinned at enrollment. */
@@ -66,6 +77,19 @@ export interface SecureOptions {
   readonly verifyOnWorker?: boolean
   /** Unix seconds; injectable for tests. */
   readonly now?: () => number
+  /**
+   * Seconds between polls of the key server's `GET /v1/freshness` (default 30; each wait is
+   * 80 to 100 % of it). A changed revocation list or key bundle is fetched at once: with the
+   * request timeout, this bounds how long a revoked sender stays accepted, and how long this
+   * client seals under an epoch a revoked principal held, even if the broker drops every push.
+   */
+  readonly freshnessIntervalSeconds?: number
+  /**
+   * Past this many seconds without a poll that confirmed the keys held (default twice the
+   * interval: 60), the `freshness` event fires with `fresh: false` and `stats.freshness.stale`
+   * turns true.
+   */
+  readonly maxStalenessSeconds?: number
 }
 
 /** What a verified message carries besides its plaintext. */
@@ -109,6 +133,8 @@ export interface SecureClientStats {
   rejected: Partial<Record<SmqttErrorCode, number>>
   /** Control-topic messages: bundles and revocation lists applied, anything else ignored. */
   control: { applied: number; ignored: number }
+  /** The freshness poll: last confirmation, whether it is overdue, polls answered and failed. */
+  freshness: FreshnessStats
 }
 
 /** The events of a {@link SecureClient}: mqtt.js's, with plaintext messages, plus SMQTT's own. */
@@ -120,6 +146,12 @@ export interface SecureClientEvents {
   keysUpdated: (info: { readonly issuedAt: number; readonly notAfter: number; readonly source: KeySource }) => void
   /** The key server could not be reached or refused; the client keeps working from its keys. */
   keyServerError: (error: Error) => void
+  /**
+   * The client could not confirm with the key server, for longer than `maxStalenessSeconds`,
+   * that its revocation list and keys are current (`fresh: false`; a revoked sender may still
+   * be accepted), or it could again (`fresh: true`). Fires on each change only.
+   */
+  freshness: (event: FreshnessEvent) => void
   /**
    * The replay window could not be saved (messages are still delivered; the next save retries),
    * or its saved state was corrupt or missing: `ERR_REPLAY_STATE_INVALID`, and every envelope
@@ -152,6 +184,9 @@ const FORWARDED = ['connect', 'close', 'end', 'reconnect', 'offline', 'disconnec
 const EPOCH_REFRESH_INTERVAL_MS = 5_000
 const MAX_TIMER_MS = 2 ** 31 - 1
 const MAX_RETRY_MS = 60_000
+/** Freshness poll defaults (SecureOptions.freshnessIntervalSeconds, maxStalenessSeconds) and their upper limit. */
+const DEFAULT_FRESHNESS_INTERVAL_SECONDS = 30 // maxStalenessSeconds defaults to twice it: 60 s
+const MAX_FRESHNESS_SECONDS = 86_400
 /** Windows kept (and saved) for received envelopes, by default; beyond it, the oldest are evicted. */
 const MAX_SENDERS = 10_000
 
@@ -196,10 +231,16 @@ const revocationsKey = (id: string) => `revocations:${id}`
 export class SecureClient extends TypedEmitter<SecureClientEvents> {
   /** Resolves once keys are loaded (fetched, or from storage while the key server is down). */
   readonly ready: Promise<void>
-  readonly stats: SecureClientStats = { received: 0, delivered: 0, rejected: {}, control: { applied: 0, ignored: 0 } }
+  readonly stats: SecureClientStats = {
+    received: 0,
+    delivered: 0,
+    rejected: {},
+    control: { applied: 0, ignored: 0 },
+    freshness: { confirmedAt: null, stale: false, checks: 0, failures: 0 },
+  }
 
   readonly #mqtt: MqttClient
-  readonly #identity: Identity
+  readonly #identity: Identity | NonExtractableIdentity
   readonly #kid: number
   readonly #keyServerPublicKey: Uint8Array
   readonly #storage: ClientStorage
@@ -210,9 +251,15 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   readonly #revocations = new RevocationList()
   readonly #isRevoked = (kid: number) => this.#revocations.isRevokedKid(kid)
   readonly #replay: SavedReplayWindow
-  readonly #signer: EnvelopeSigner
+  /** Raw keys sign synchronously (the fast path); otherwise #asyncSigner, a WebCrypto key. */
+  readonly #signer: EnvelopeSigner | undefined
+  readonly #asyncSigner: AsyncEnvelopeSigner | undefined
+  /** Bundles are opened and applied one after another, in arrival order (opening may be async). */
+  #applying: Promise<unknown> = Promise.resolve()
   readonly #controlTopic: string
-  #counter: Promise<SequenceCounter> | undefined
+  #counter: SequenceCounter | undefined
+  /** Lets go of this identity's storage lock (see holdIdentity); set once it is held. */
+  #releaseIdentity: (() => Promise<void>) | undefined
   #refreshing: Promise<void> | undefined
   #refreshTimer: ReturnType<typeof setTimeout> | undefined
   #retryMs = 1_000
@@ -239,7 +286,9 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   constructor(mqttClient: MqttClient, options: SecureOptions) {
     super()
     const { identity, kid, keyserver, storage } = options
-    if (!identity || !(identity.signingSeed instanceof Uint8Array)) throw new TypeError('identity must be an Identity')
+    const raw = identity && 'signingSeed' in identity
+    if (!identity || !(raw ? identity.signingSeed instanceof Uint8Array : typeof identity.sign === 'function'))
+      throw new TypeError('identity must be an Identity or a NonExtractableIdentity')
     if (!Number.isInteger(kid) || kid < 0 || kid > 0xffff_ffff) throw new RangeError('kid must be a uint32')
     if (!(keyserver?.keyServerPublicKey instanceof Uint8Array) || keyserver.keyServerPublicKey.length !== 32)
       throw new TypeError('keyserver.keyServerPublicKey must be 32 bytes')
@@ -254,20 +303,30 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000))
     this.#keyServer = new KeyServerClient(keyserver, identity)
     this.#keyring = new Keyring(this.#now)
+    this.#freshness = this.#freshnessMonitor(options) // validates its options before anything is acquired
     this.#replay = new SavedReplayWindow(new ReplayWindow({ maxSenders: MAX_SENDERS, ...options.replay }), {
       storage,
       key: replayKey(identity.id),
       keep: (group, epoch) => this.#holds(group, epoch),
       onError: (err) => this.emit('storageError', err),
     })
-    this.#signer = createEnvelopeSigner({ kid, seed: identity.signingSeed })
+    this.#signer = raw ? createEnvelopeSigner({ kid, seed: identity.signingSeed }) : undefined
+    this.#asyncSigner = raw ? undefined : createAsyncEnvelopeSigner({ kid, key: identity })
     this.#controlTopic = principalControlTopic(identity.id)
     this.#verifier = options.verifyOnWorker === false ? undefined : acquireVerifier()
     this.#openOptions = { keys: this.#keyring, replay: this.#replay.window, isRevoked: this.#isRevoked }
 
     // Received messages queue behind the first key load.
     this.ready = this.#start()
-    this.#enqueue(() => this.ready)
+    // Only a second running copy of the identity rejects `ready`; callers see it through `ready`
+    // and every publish, so it must not also surface as an unhandled rejection.
+    this.ready.catch(() => {})
+    this.#enqueue(() => this.ready.catch(() => {}))
+    this.#freshness.watch()
+    this.ready.then(
+      () => this.#freshness.start(),
+      () => {},
+    ) // polls compare with the keys held
 
     this.#listen('message', this.#onMessage)
     this.#listen('connect', this.#onConnect)
@@ -384,7 +443,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   end(force?: boolean, opts?: Partial<IDisconnectPacket>, callback?: () => void): this {
     this.#stop()
     this.#mqtt.end(force, opts, callback)
-    void this.#replay.save()
+    void this.#replay.save().finally(() => this.#letGo())
     return this
   }
 
@@ -395,6 +454,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     await this.#verifiedAll()
     await this.#delivering
     await this.#replay.save()
+    await this.#letGo()
   }
 
   /**
@@ -416,10 +476,21 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   // ---- keys ---------------------------------------------------------------------------------
 
   async #start(): Promise<void> {
+    try {
+      this.#releaseIdentity = await holdIdentity(this.#storage, this.#identity.id)
+    } catch (err) {
+      // Another process or tab runs this identity: stop before this connection takes over its
+      // broker session (the client id is the principal's).
+      this.#stop()
+      this.#mqtt.end(true)
+      throw err
+    }
+    if (this.#ended) return this.#letGo()
     await this.#loadStored()
     for (;;) {
       try {
         await this.refreshKeys()
+        await this.#reserveSequenceAhead()
         return
       } catch (err) {
         this.#keyServerFailed(err)
@@ -435,6 +506,16 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     }
   }
 
+  /**
+   * A writer reserves its first sequence numbers while the key server answers, so it can seal
+   * through a key server outage that begins later (up to its range; see SequenceCounter).
+   */
+  async #reserveSequenceAhead(): Promise<void> {
+    if (!this.#keyring.groups.some((group) => group.writers.has(this.#kid))) return
+    this.#counter ??= sequenceCounterFor(this.#storage, this.#identity.id, this.#keyServer)
+    await this.#counter.prepare().catch((err: unknown) => this.#keyServerFailed(err))
+  }
+
   async #loadStored(): Promise<void> {
     let bundle: string | undefined
     try {
@@ -442,7 +523,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       if (revocations)
         this.#revocations.accept(JSON.parse(revocations), { keyServerPublicKey: this.#keyServerPublicKey })
       bundle = await this.#storage.get(bundleKey(this.#identity.id))
-      if (bundle) this.#applyBundle(JSON.parse(bundle), 'storage')
+      if (bundle) await this.#applyBundle(JSON.parse(bundle), 'storage')
     } catch {
       // An expired or unreadable stored bundle is simply not used.
     }
@@ -456,9 +537,13 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   }
 
   async #fetchKeys(): Promise<void> {
-    const [bundle, revocations] = await Promise.all([this.#keyServer.bundle(), this.#keyServer.revocations()])
+    const [{ bundle, tag }, revocations] = await Promise.all([
+      this.#keyServer.bundleWithTag(),
+      this.#keyServer.revocations(),
+    ])
     if (revocations !== null && revocations !== undefined) this.#applyRevocations(revocations)
-    this.#applyBundle(bundle, 'fetch')
+    await this.#applyBundle(bundle, 'fetch')
+    this.#bundleTag = tag // only once applied (or the same as held): never a tag newer than the keys
     this.#retryMs = 1_000
   }
 
@@ -467,19 +552,37 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       this.#persist(revocationsKey(this.#identity.id), signed)
   }
 
-  /** Verifies a signed bundle under the pinned key and makes it current unless older. */
-  #applyBundle(signed: unknown, source: KeySource): void {
-    const bundle = openKeyBundle(signed, {
-      keyServerPublicKey: this.#keyServerPublicKey,
-      recipient: this.#identity,
-      now: this.#now(),
-    })
-    if (!this.#keyring.apply(bundle)) return
-    if (source !== 'storage') this.#persist(bundleKey(this.#identity.id), signed)
-    // Refresh when three quarters of the bundle's life has passed.
-    const remaining = bundle.notAfter - this.#now()
-    this.#scheduleRefresh(Math.max(1, Math.floor(remaining - (bundle.notAfter - bundle.issuedAt) / 4)) * 1000)
-    this.emit('keysUpdated', { issuedAt: bundle.issuedAt, notAfter: bundle.notAfter, source })
+  /**
+   * Verifies a signed bundle under the pinned key and makes it current if strictly newer.
+   * Rejects with `ERR_BUNDLE_ROLLBACK` for an older one, or another one of the same second
+   * (Keyring.apply). Bundles are applied in the order they arrived, even when opening one takes
+   * WebCrypto's promises: a fetched bundle cannot overtake a newer push and be refused.
+   */
+  #applyBundle(signed: unknown, source: KeySource): Promise<void> {
+    const applying = this.#applying.then(async () => this.#useBundle(await this.#openBundle(signed), signed, source))
+    this.#applying = applying.catch(() => {})
+    return applying
+  }
+
+  #openBundle(signed: unknown): OpenedKeyBundle | Promise<OpenedKeyBundle> {
+    const options = { keyServerPublicKey: this.#keyServerPublicKey, now: this.#now() }
+    const recipient = this.#identity
+    return 'signingSeed' in recipient
+      ? openKeyBundle(signed, { ...options, recipient })
+      : openKeyBundleWithAgreement(signed, { ...options, recipient })
+  }
+
+  #useBundle(bundle: OpenedKeyBundle, signed: unknown, source: KeySource): void {
+    const applied = this.#keyring.apply(bundle)
+    if (applied && source !== 'storage') this.#persist(bundleKey(this.#identity.id), signed)
+    if (applied && source !== 'fetch') this.#bundleTag = undefined // tag unknown: the next poll fetches
+    // Refresh when three quarters of the bundle's life has passed; also when the bundle held was
+    // fetched again, so a refresh that found nothing new still schedules the next one.
+    if (applied || source === 'fetch') {
+      const remaining = bundle.notAfter - this.#now()
+      this.#scheduleRefresh(Math.max(1, Math.floor(remaining - (bundle.notAfter - bundle.issuedAt) / 4)) * 1000)
+    }
+    if (applied) this.emit('keysUpdated', { issuedAt: bundle.issuedAt, notAfter: bundle.notAfter, source })
   }
 
   #persist(key: string, signed: unknown): void {
@@ -516,6 +619,56 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     return true
   }
 
+  // ---- freshness ----------------------------------------------------------------------------
+  // Polls the key server over HTTPS (never through the broker) so that a revocation, or a re-key
+  // that leaves a revoked principal behind, reaches this client within the poll interval even
+  // when the broker drops every push; says so when it cannot. See _freshness.ts, and SECURITY.md
+  // "Revocation freshness" for the bound.
+
+  readonly #freshness: FreshnessMonitor
+  /** Tag of the bundle held, as the key server named it with the bundle; undefined when unknown (stored, pushed). */
+  #bundleTag: string | undefined
+  /** ETag of the last freshness answer that what is held matched, sent back as If-None-Match. */
+  #freshEtag: string | undefined
+
+  #freshnessMonitor(options: SecureOptions): FreshnessMonitor {
+    const interval = options.freshnessIntervalSeconds ?? DEFAULT_FRESHNESS_INTERVAL_SECONDS
+    const maxStaleness = options.maxStalenessSeconds ?? 2 * interval
+    if (!(interval > 0 && interval <= MAX_FRESHNESS_SECONDS))
+      throw new RangeError(`freshnessIntervalSeconds must be in (0, ${MAX_FRESHNESS_SECONDS}]`)
+    if (!(maxStaleness >= interval && maxStaleness <= MAX_FRESHNESS_SECONDS))
+      throw new RangeError(`maxStalenessSeconds must be in [freshnessIntervalSeconds, ${MAX_FRESHNESS_SECONDS}]`)
+    return new FreshnessMonitor({
+      intervalMs: interval * 1000,
+      maxStalenessMs: maxStaleness * 1000,
+      now: this.#now,
+      stats: this.stats.freshness,
+      check: () => this.#checkFreshness(),
+      onEvent: (event) => this.emit('freshness', event),
+      onError: (err) => this.#keyServerFailed(err),
+    })
+  }
+
+  /**
+   * One poll. A 304 confirms what is held. Otherwise a changed bundle tag fetches keys and
+   * revocations (writers then seal under the newest epoch: Keyring.sealingKey), a newer
+   * revocation list version only the list; confirmed once what is held matches the answer.
+   */
+  async #checkFreshness(): Promise<boolean> {
+    // A bundle pushed or loaded since (tag unknown) is compared afresh: no If-None-Match.
+    const answer = await this.#keyServer.freshness(this.#bundleTag === undefined ? undefined : this.#freshEtag)
+    if (answer === undefined) return true
+    if (answer.bundle !== this.#bundleTag) await this.refreshKeys()
+    else if (answer.revocations > (this.#revocations.version ?? 0)) {
+      const signed = await this.#keyServer.revocations()
+      if (signed !== null && signed !== undefined) this.#applyRevocations(signed)
+    }
+    const current = answer.bundle === this.#bundleTag && answer.revocations <= (this.#revocations.version ?? 0)
+    // Behind after all (the key server moved on meanwhile): no ETag, so the next poll compares again.
+    this.#freshEtag = current ? answer.etag : undefined
+    return current
+  }
+
   // ---- publishing ---------------------------------------------------------------------------
 
   #isPlaintext(topic: string): boolean {
@@ -539,17 +692,12 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       await this.refreshKeys().catch((e: unknown) => this.#keyServerFailed(e))
       return this.#seal(topic, payload, opts, false)
     }
-    this.#counter ??= sequenceCounterFor(this.#storage, this.#identity.id)
-    const seq = await (await this.#counter).next()
-    const envelope = sealEnvelope({
-      topic,
-      payload,
-      epochKey: key.epochKey,
-      signer: this.#signer,
-      seq,
-      sentAt: this.#now(),
-      retain: opts?.retain === true,
-    })
+    this.#counter ??= sequenceCounterFor(this.#storage, this.#identity.id, this.#keyServer)
+    const seq = await this.#counter.next()
+    const input = { topic, payload, epochKey: key.epochKey, seq, sentAt: this.#now(), retain: opts?.retain === true }
+    const envelope = this.#signer
+      ? sealEnvelope({ ...input, signer: this.#signer })
+      : await sealEnvelopeAsync({ ...input, signer: this.#asyncSigner as AsyncEnvelopeSigner })
     return toWire(envelope)
   }
 
@@ -592,9 +740,18 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   #onControl(payload: Uint8Array): void {
     try {
       const message = JSON.parse(fromUtf8(payload)) as { type?: unknown; bundle?: unknown; revocations?: unknown }
-      if (message?.type === 'bundle') this.#applyBundle(message.bundle, 'push')
-      else if (message?.type === 'revocations') this.#applyRevocations(message.revocations)
-      else throw new TypeError('unknown control message')
+      if (message?.type === 'bundle') {
+        const applying = this.#applyBundle(message.bundle, 'push').then(
+          () => void this.stats.control.applied++,
+          () => void this.stats.control.ignored++,
+        )
+        // Applied at once (even while the first keys load); messages received after it wait for
+        // it, as they may be under the epoch it brings.
+        this.#enqueue(() => applying)
+        return
+      }
+      if (message?.type !== 'revocations') throw new TypeError('unknown control message')
+      this.#applyRevocations(message.revocations)
       this.stats.control.applied++
     } catch {
       // Anyone may publish here on a plain broker; only documents signed by the key server count.
@@ -766,6 +923,12 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     if (!this.#ended) void this.#verifiedAll().then(() => this.#verifier?.release())
     this.#ended = true
     if (this.#refreshTimer) clearTimeout(this.#refreshTimer)
+    this.#freshness.stop()
+  }
+
+  /** Once the last replay save is done, another process may run this identity. */
+  async #letGo(): Promise<void> {
+    await this.#releaseIdentity?.().catch(() => {}) // a lock file that cannot be removed goes stale by itself
   }
 }
 

@@ -15,6 +15,12 @@ export interface TransportRequest {
 export interface TransportResponse {
   readonly status: number
   readonly body: unknown
+  /**
+   * Response headers, names in lower case. Optional for transports of your own: without them
+   * (the `etag`) the freshness poll cannot send `If-None-Match`, so every poll gets the full
+   * answer instead of a `304`; it still works.
+   */
+  readonly headers?: Readonly<Record<string, string>>
 }
 
 /**
@@ -56,7 +62,11 @@ export function fetchTransport(): KeyServerTransport {
         ...(body ? { body: body as NonNullable<RequestInit['body']> } : {}),
         signal: AbortSignal.timeout(timeoutMs),
       })
-      return { status: response.status, body: parseJson(await response.text()) }
+      const responseHeaders: Record<string, string> = {}
+      response.headers.forEach((value, name) => {
+        responseHeaders[name.toLowerCase()] = value
+      })
+      return { status: response.status, body: parseJson(await response.text()), headers: responseHeaders }
     },
   }
 }

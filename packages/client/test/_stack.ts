@@ -25,7 +25,11 @@ export interface Stack {
   readonly brokerUrl: string
   readonly ca: string
   /** Enrolls `id` through the client's own enroll() with a fresh operator token. */
-  enroll(id: string, roles: string[], storage?: ClientStorage): Promise<Enrollment & { storage: ClientStorage }>
+  enroll(
+    id: string,
+    roles: string[],
+    storage?: ClientStorage,
+  ): Promise<Enrollment<Identity> & { storage: ClientStorage }>
   /** A connected secure client with keys loaded, recording what it receives. */
   client(enrollment: Enrollment & { storage: ClientStorage }, options?: ClientOptions): Promise<Recorder>
   /** A raw mqtt.js client on the same broker: the attacker's, or a wire tap. */

@@ -4,7 +4,8 @@
 // plugin, wss:// listener), the page enrolls with a one-time token (fetch), keeps its identity
 // in IndexedDB across a reload, connects over wss:// with a CONNECT password, decrypts what a
 // Node thermostat publishes, publishes a command a Node lock verifies as coming from it, and
-// refuses a replayed envelope the broker lets through (a QoS 1 DUP retransmission).
+// refuses a replayed envelope the broker lets through (a QoS 1 DUP retransmission). Its private
+// keys are non-extractable CryptoKeys: a script reading all of the origin's storage finds none.
 // TLS: the page trusts exactly the dev server certificate's key (SPKI pin), nothing else.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createHttpsServer, type Server } from 'node:https'
@@ -13,7 +14,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
 import { parseBrokerConfig, type RunningBroker, startBroker } from '@smqtt/broker-plugin'
-import { createConnectPassword, exportIdentity } from '@smqtt/core'
+import { createConnectPassword, exportIdentity, parseEnvelope } from '@smqtt/core'
 import { ensureDevPki } from '@smqtt/keyserver'
 import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
 import mqtt, { type MqttClient } from 'mqtt'
@@ -63,6 +64,11 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
 
   /** A Node device enrolled through the client's own enroll() (memory storage). */
   const nodeDevice = (id: string, roles: string[]) => enrollThrough(h, id, roles)
+  /** Node devices of the first test, used again by the last. */
+  let thermostat: Awaited<ReturnType<typeof nodeDevice>>
+  let lockClient: SecureClient
+  /** What the Node lock received, with the sender it verified. */
+  const commands: { text: string; sender: string | undefined }[] = []
 
   async function connectNode(device: Awaited<ReturnType<typeof nodeDevice>>): Promise<SecureClient> {
     const client = await secureConnectAsync(broker.urls.mqtts, {
@@ -136,7 +142,7 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
   }, 30_000)
 
   test('enrolls, connects over wss://, decrypts, publishes verifiably and refuses a replay', async () => {
-    const thermostat = await nodeDevice('thermostat-1', ['thermostat'])
+    thermostat = await nodeDevice('thermostat-1', ['thermostat'])
 
     // 1. Enrollment from the page: fetch to the key server (CORS), identity into IndexedDB.
     const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: 'app-browser', roles: ['app'] })
@@ -160,7 +166,11 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
     // 2. wss:// with the CONNECT password; keys fetched from the key server by the page.
     const wssUrl = broker.urls.wss as string
     expect(wssUrl).toMatch(/^wss:\/\/127\.0\.0\.1:\d+\/mqtt$/)
-    await page.evaluate((args) => smqtt.connect(args), { brokerUrl: wssUrl, subscribe: `${HOME}/thermostat/#` })
+    await page.evaluate((args) => smqtt.connect(args), {
+      brokerUrl: wssUrl,
+      subscribe: `${HOME}/thermostat/#`,
+      freshnessIntervalSeconds: 1,
+    })
 
     // 3. Node thermostat -> browser: sealed, routed, opened in the page with the sender verified.
     const thermostatClient = await connectNode(thermostat)
@@ -170,9 +180,16 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
       { topic: THERMOSTAT_TOPIC, text: '21.5', sender: 'thermostat-1', encrypted: true },
     ])
 
+    // The page's freshness poll crosses CORS: its If-None-Match is allowed and the ETag it sends
+    // back was readable (the key server answered 304).
+    await page.waitForFunction(() => smqtt.freshness().checks >= 2, undefined, { timeout: 10_000 })
+    expect(await page.evaluate(() => smqtt.freshness())).toMatchObject({ failures: 0, stale: false })
+    expect((await h.admin('GET', '/metrics')).text).toMatch(
+      /smqtt_keyserver_requests_total\{route="\/v1\/freshness",status="304"\} [1-9]/,
+    )
+
     // 4. Browser -> Node lock: the lock verifies the page's principal as the sender.
-    const lockClient = await connectNode(lock)
-    const commands: { text: string; sender: string | undefined }[] = []
+    lockClient = await connectNode(lock)
     lockClient.on('message', (_topic, payload, info) =>
       commands.push({ text: new TextDecoder().decode(payload), sender: info.sender }),
     )
@@ -217,5 +234,95 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
     expect(await page.evaluate(() => smqtt.securityErrors)).toEqual([{ code: 'ERR_REPLAY', topic: THERMOSTAT_TOPIC }])
     // Never delivered: the page still has exactly the two genuine readings.
     expect((await page.evaluate(() => smqtt.received)).map((m) => m.text)).toEqual(['21.5', '22.0'])
+  }, 60_000)
+
+  test('one identity in two tabs of one origin: the second is refused (ERR_IDENTITY_IN_USE); with IndexedDB rolled back, 10,000 envelopes reuse no (key, nonce) pair', async () => {
+    const wssUrl = broker.urls.wss as string
+    const second = await chromium.newTab()
+    await second.goto(`${origin}/`)
+    await second.waitForFunction(() => typeof smqtt === 'object', undefined, { timeout: 10_000 })
+    const connect = { brokerUrl: wssUrl, subscribe: `${HOME}/thermostat/#` }
+
+    // The first tab (connected by the test above) holds the identity's Web Lock: the second is
+    // refused before it connects, so the first keeps its broker session.
+    await expect(second.evaluate((args) => smqtt.connect(args), connect)).rejects.toThrow(/in use by another tab/)
+    expect(await page.evaluate(() => smqtt.connected())).toBe(true)
+
+    const wire: Uint8Array[] = []
+    await new Promise<void>((resolve) =>
+      broker.broker.subscribe(
+        LOCK_TOPIC,
+        (packet, done) => {
+          wire.push(new Uint8Array(packet.payload as Buffer))
+          done()
+        },
+        resolve,
+      ),
+    )
+    const floor = await page.evaluate(() => smqtt.stored('seq:app-browser'))
+    expect(floor).toMatch(/^\d+$/)
+    await page.evaluate((topic) => smqtt.publishMany(topic, 5_000), LOCK_TOPIC)
+    await page.evaluate(() => smqtt.close()) // the tab lets go of the identity
+    // IndexedDB as a backup taken before those 5,000 had it; then the second tab runs the identity.
+    await second.evaluate((value) => smqtt.restore('seq:app-browser', value), floor as string)
+    await second.evaluate((args) => smqtt.connect(args), connect)
+    await second.evaluate((topic) => smqtt.publishMany(topic, 5_000), LOCK_TOPIC)
+    await second.evaluate(() => smqtt.close())
+
+    await waitUntil(() => wire.length >= 10_000, 'every envelope routed', 30_000)
+    const pairs = new Set(
+      wire.map((bytes) => {
+        const { header } = parseEnvelope(bytes)
+        return `${header.group}/${header.epoch}/${header.sender}/${header.seq}`
+      }),
+    )
+    expect(pairs.size).toBe(10_000)
+    expect(chromium.pageErrors).toEqual([])
+  }, 120_000)
+
+  test('script injection reading storage finds no private key: keys are non-extractable CryptoKeys', async () => {
+    // The attacker's script runs in the page and reads every IndexedDB record and localStorage
+    // entry of the origin (a reload first: what is read comes from storage, not from memory).
+    await page.reload()
+    await page.waitForFunction(() => typeof smqtt === 'object', undefined, { timeout: 10_000 })
+    const found = await page.evaluate(() => smqtt.readAllStorage())
+    const record = (key: string) =>
+      found.find((f) => f.where === 'indexedDB:smqtt-browser-test/client' && f.key === key)
+    const identity = JSON.parse(record('identity')?.value as string) as Record<string, unknown>
+    expect(Object.keys(identity).sort()).toEqual(['agreementKey', 'id', 'kem', 'signingKey', 'type', 'v'])
+    expect(identity).toMatchObject({ type: 'smqtt.public-identity', id: 'app-browser', kem: 'x25519' })
+    const privateKey = (algorithm: string, usages: string[]) => ({
+      cryptoKey: true,
+      type: 'private',
+      algorithm,
+      extractable: false,
+      usages,
+      exported: [], // exportKey rejected pkcs8, jwk, raw and spki
+    })
+    expect(record('identity-keys')?.value).toEqual({
+      signing: privateKey('Ed25519', ['sign']),
+      agreement: privateKey('X25519', ['deriveBits']),
+    })
+    // Nothing else holds a key: no other CryptoKey, no secret field, no PEM private key.
+    const everything = JSON.stringify(found)
+    expect(everything.match(/"cryptoKey":true/g)).toHaveLength(2)
+    expect(everything).not.toMatch(/signingSeed|agreementSecret|PRIVATE KEY/)
+
+    // Still the device: a CONNECT password signed in WebCrypto, its bundle opened with the
+    // X25519 step in WebCrypto, a reading received, a command the Node lock verifies.
+    await page.evaluate((args) => smqtt.connect(args), {
+      brokerUrl: broker.urls.wss as string,
+      subscribe: `${HOME}/thermostat/#`,
+    })
+    const thermostatClient = await connectNode(thermostat)
+    await thermostatClient.publishAsync(THERMOSTAT_TOPIC, '23.0', { qos: 1 })
+    await page.waitForFunction(() => smqtt.received.length >= 1, undefined, { timeout: 10_000 })
+    expect(await page.evaluate(() => smqtt.received)).toEqual([
+      { topic: THERMOSTAT_TOPIC, text: '23.0', sender: 'thermostat-1', encrypted: true },
+    ])
+    await page.evaluate((topic) => smqtt.publish(topic, 'unlock'), LOCK_TOPIC)
+    await waitUntil(() => commands.some((c) => c.text === 'unlock'), 'the unlock command', 10_000)
+    expect(commands.filter((c) => c.text === 'unlock')).toEqual([{ text: 'unlock', sender: 'app-browser' }])
+    expect(chromium.pageErrors).toEqual([])
   }, 60_000)
 })

@@ -113,26 +113,47 @@ test('key server down: a running client keeps working, a restarted one starts fr
   try {
     const thermostat = await own.enroll('thermostat-down', ['thermostat'])
     const app = await own.enroll('app-down', ['app'])
+    const topic = 'home/down/thermostat/thermostat-down/temp'
     const publisher = await own.client(thermostat)
     const subscriber = await own.client(app)
     await subscriber.client.subscribeAsync('home/down/thermostat/#', { qos: 1 })
+    await publisher.client.publishAsync(topic, 'before', { qos: 1 }) // this run's sequence range is reserved
+    await subscriber.waitForMessages(1)
 
     await own.h.app.close() // the key server goes away; the broker stays
     const failures: Error[] = []
     subscriber.client.on('keyServerError', (err) => failures.push(err))
     await expect(subscriber.client.refreshKeys()).rejects.toThrow()
 
-    await publisher.client.publishAsync('home/down/thermostat/thermostat-down/temp', 'still here', { qos: 1 })
-    await subscriber.waitForMessages(1)
-
-    // A restart while the key server is down: keys come from storage.
-    await publisher.client.endAsync()
-    const restarted = await own.client(thermostat)
-    expect(restarted.client.keys.groups.map((g) => g.group)).toEqual([1])
-    await restarted.client.publishAsync('home/down/thermostat/thermostat-down/temp', 'after restart', { qos: 1 })
+    await publisher.client.publishAsync(topic, 'still here', { qos: 1 })
     await subscriber.waitForMessages(2)
-    expect(subscriber.messages.map((m) => m.text)).toEqual(['still here', 'after restart'])
-    expect(subscriber.errors).toEqual([])
+
+    // A restart while the key server is down: keys come from storage, messages are received.
+    await subscriber.client.endAsync()
+    const resubscribed = await own.client(app)
+    expect(resubscribed.client.keys.groups.map((g) => g.group)).toContain(1)
+    await resubscribed.client.subscribeAsync('home/down/thermostat/#', { qos: 1 })
+    await publisher.client.publishAsync(topic, 'after restart', { qos: 1 })
+    await resubscribed.waitForMessages(1)
+    expect([...subscriber.messages, ...resubscribed.messages].map((m) => m.text)).toEqual([
+      'before',
+      'still here',
+      'after restart',
+    ])
+    expect([...subscriber.errors, ...resubscribed.errors]).toEqual([])
+
+    // A restarted sender seals nothing until the key server has given this run its own sequence
+    // range: only the key server can tell this run from a copy restored from an older backup.
+    await publisher.client.endAsync()
+    const { storage } = thermostat
+    // The same stored data seen by a new process (a new storage object: nothing shared in memory).
+    const restarted = await own.client(thermostat, {
+      storage: { get: (key) => storage.get(key), set: (key, value) => storage.set(key, value) },
+    })
+    expect(restarted.client.keys.groups.map((g) => g.group)).toEqual([1])
+    await expect(restarted.client.publishAsync(topic, 'unsealed', { qos: 1 })).rejects.toMatchObject({
+      code: 'ERR_SEQUENCE_UNAVAILABLE',
+    })
   } finally {
     await own.close()
   }

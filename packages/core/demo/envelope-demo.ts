@@ -5,7 +5,7 @@ import {
   createEnvelopeSigner,
   EpochKey,
   generateIdentity,
-  memorySequenceStore,
+  memorySequenceSource,
   openEnvelope,
   parseEnvelope,
   ReplayWindow,
@@ -25,7 +25,7 @@ const keys = {
   writerKey: (_g: number, kid: number) => writers.get(kid),
 }
 const replay = new ReplayWindow()
-const counter = await SequenceCounter.open(memorySequenceStore())
+const counter = new SequenceCounter(memorySequenceSource())
 
 let failures = 0
 function line(ok: boolean, text: string): void {

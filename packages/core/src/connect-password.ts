@@ -7,7 +7,13 @@
 import { defaultBackend } from '#crypto-backend'
 import { fromBase64Url, toBase64Url, utf8 } from './_bytes.js'
 import type { CryptoBackend } from './crypto/backend.js'
-import { type SigningKeyPair, signWithContext, verifyWithContext } from './crypto/signature.js'
+import {
+  type AsyncSigningKey,
+  type SigningKeyPair,
+  signWithContext,
+  signWithContextAsync,
+  verifyWithContext,
+} from './crypto/signature.js'
 import { SmqttError } from './errors.js'
 
 const CONTEXT = 'mqtt-connect'
@@ -30,11 +36,37 @@ export function createConnectPassword(
   options: { now?: number; backend?: CryptoBackend } = {},
 ): string {
   const backend = options.backend ?? defaultBackend
-  const timestamp = options.now ?? Math.floor(Date.now() / 1000)
-  const nonce = toBase64Url(backend.randomBytes(16))
-  const signature = signWithContext(keys, CONTEXT, signed(clientId, timestamp, nonce), backend)
-  return `${PREFIX}${timestamp}.${nonce}.${toBase64Url(signature)}`
+  const { timestamp, nonce, message } = passwordToSign(clientId, options.now, backend)
+  return password(timestamp, nonce, signWithContext(keys, CONTEXT, message, backend))
 }
+
+/**
+ * {@link createConnectPassword} for either kind of key, e.g. a non-extractable WebCrypto
+ * identity (whose signature takes a promise).
+ *
+ * @example
+ * ```ts
+ * const password = await createConnectPasswordAsync(identity, identity.id)
+ * ```
+ */
+export async function createConnectPasswordAsync(
+  keys: SigningKeyPair | AsyncSigningKey,
+  clientId: string,
+  options: { now?: number; backend?: CryptoBackend } = {},
+): Promise<string> {
+  const backend = options.backend ?? defaultBackend
+  const { timestamp, nonce, message } = passwordToSign(clientId, options.now, backend)
+  return password(timestamp, nonce, await signWithContextAsync(keys, CONTEXT, message, backend))
+}
+
+function passwordToSign(clientId: string, now: number | undefined, backend: CryptoBackend) {
+  const timestamp = now ?? Math.floor(Date.now() / 1000)
+  const nonce = toBase64Url(backend.randomBytes(16))
+  return { timestamp, nonce, message: signed(clientId, timestamp, nonce) }
+}
+
+const password = (timestamp: number, nonce: string, signature: Uint8Array) =>
+  `${PREFIX}${timestamp}.${nonce}.${toBase64Url(signature)}`
 
 /** True when `password` has the shape of a CONNECT password (so a broker can tell it from a legacy one). */
 export function isConnectPassword(password: string): boolean {

@@ -5,7 +5,8 @@ import { defaultBackend } from '#crypto-backend'
 import { concatBytes, fromBase64Url, toBase64Url, utf8 } from './_bytes.js'
 import type { CryptoBackend } from './crypto/backend.js'
 import { sha256 } from './crypto/kdf.js'
-import { signWithContext, verifyWithContext } from './crypto/signature.js'
+import { signWithContext, signWithContextAsync, verifyWithContext } from './crypto/signature.js'
+import type { NonExtractableIdentity } from './crypto/webcrypto-keys.js'
 import {
   exportPublicIdentity,
   type Identity,
@@ -44,14 +45,43 @@ function provenBytes(token: string, identity: PublicIdentity): Uint8Array {
 export function createEnrollmentRequest(
   identity: Identity,
   token: string,
-  options: { roles?: readonly string[]; tlsPublicKey?: Uint8Array; backend?: CryptoBackend } = {},
+  options: EnrollmentRequestOptions = {},
 ): EnrollmentRequest {
-  const proof = signWithContext(
-    identity,
-    CONTEXT,
-    provenBytes(token, publicIdentity(identity)),
-    options.backend ?? defaultBackend,
-  )
+  const backend = options.backend ?? defaultBackend
+  const proof = signWithContext(identity, CONTEXT, provenBytes(token, identity), backend)
+  return enrollmentRequest(identity, token, proof, options)
+}
+
+/**
+ * {@link createEnrollmentRequest} for either kind of identity, e.g. a non-extractable WebCrypto one.
+ *
+ * @example
+ * ```ts
+ * const body = await createEnrollmentRequestAsync(await generateNonExtractableIdentity('app-1'), token)
+ * ```
+ */
+export async function createEnrollmentRequestAsync(
+  identity: Identity | NonExtractableIdentity,
+  token: string,
+  options: EnrollmentRequestOptions = {},
+): Promise<EnrollmentRequest> {
+  const backend = options.backend ?? defaultBackend
+  const proof = await signWithContextAsync(identity, CONTEXT, provenBytes(token, identity), backend)
+  return enrollmentRequest(identity, token, proof, options)
+}
+
+interface EnrollmentRequestOptions {
+  roles?: readonly string[]
+  tlsPublicKey?: Uint8Array
+  backend?: CryptoBackend
+}
+
+function enrollmentRequest(
+  identity: PublicIdentity,
+  token: string,
+  proof: Uint8Array,
+  options: EnrollmentRequestOptions,
+): EnrollmentRequest {
   return {
     token,
     identity: exportPublicIdentity(publicIdentity(identity)),

@@ -23,6 +23,10 @@ export const ERROR_CODES = {
   ERR_SENDER_NOT_PERMITTED:
     "The sender is a verified writer of the group, but its publish rights in the key bundle do not include the topic (another writer's, or another group's).",
   ERR_SEQUENCE_EXHAUSTED: 'The sender has used every sequence number it may; a new identity or epoch is needed.',
+  ERR_SEQUENCE_UNAVAILABLE:
+    'No sequence numbers are reserved for this run yet: the key server, which hands each run of an identity its own range, has not answered. Publishing resumes once it does.',
+  ERR_IDENTITY_IN_USE:
+    'Another process or browser tab is already running this identity from the same storage; a second instance would fight over the broker session and the receive state.',
   ERR_KEY_INVALID: 'A key is malformed, of the wrong length, or a point of small order.',
   ERR_HPKE_OPEN_FAILED: 'An HPKE-sealed key could not be opened (wrong recipient or altered ciphertext).',
   ERR_BUNDLE_MALFORMED: 'A key bundle is not well formed.',
@@ -30,6 +34,8 @@ export const ERROR_CODES = {
   ERR_BUNDLE_EXPIRED: 'A key bundle is past its validity window.',
   ERR_BUNDLE_NOT_YET_VALID: 'A key bundle is not yet valid.',
   ERR_BUNDLE_WRONG_RECIPIENT: 'A key bundle is addressed to another principal.',
+  ERR_BUNDLE_ROLLBACK:
+    'A key bundle is older than the one held, or issued in the same second with other content (replayed or reordered).',
   ERR_REVOCATION_LIST_MALFORMED: 'A revocation list is not well formed.',
   ERR_REVOCATION_LIST_SIGNATURE_INVALID:
     "A revocation list's signature does not verify under the pinned key-server key.",
@@ -56,6 +62,8 @@ export const ERROR_CODES = {
   ERR_REQUEST_INVALID:
     'The request body, query or parameters do not match the schema (malformed JSON, unknown fields, wrong types).',
   ERR_PAYLOAD_TOO_LARGE: 'The request body exceeds the size limit.',
+  ERR_RATE_LIMITED:
+    'Too many requests from this principal, or too many failed authentications from this address; retry later. HTTP 429.',
   ERR_UNSUPPORTED_MEDIA_TYPE: 'The request body has a content type other than application/json.',
   ERR_ENROLLMENT_TOKEN_INVALID: 'The enrollment token is unknown, already used, expired, or bound to another id.',
   ERR_INTERNAL: 'An internal error; details are in the server log, not in the response.',

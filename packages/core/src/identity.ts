@@ -110,7 +110,7 @@ export function generateIdentity(
  * const record = exportPublicIdentity(publicIdentity(identity))
  * ```
  */
-export function publicIdentity(identity: Identity): PublicIdentity {
+export function publicIdentity(identity: PublicIdentity): PublicIdentity {
   const { id, signingKey, agreementKey, kem } = identity
   return Object.freeze({ id, signingKey, agreementKey, kem })
 }

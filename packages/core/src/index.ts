@@ -12,21 +12,33 @@ export type {
 } from './acl.js'
 export { PolicyEvaluator, parsePolicy, publishRightsAllow, substitutePattern } from './acl.js'
 export type { AeadAlgorithm, CryptoBackend } from './crypto/backend.js'
-export type { HpkeKem } from './crypto/hpke.js'
+export type { HpkeKem, X25519Agreement } from './crypto/hpke.js'
 export { hkdf, sha256 } from './crypto/kdf.js'
 export { isValidEd25519PublicKey, isValidX25519PublicKey, isValidXWingPublicKey } from './crypto/keys.js'
 export { nobleBackend } from './crypto/noble.js'
-export type { SigningKeyPair } from './crypto/signature.js'
-export { signWithContext, verifyWithContext } from './crypto/signature.js'
+export type { AsyncSigningKey, SigningKeyPair } from './crypto/signature.js'
+export { signWithContext, signWithContextAsync, verifyWithContext } from './crypto/signature.js'
+export type {
+  NonExtractableIdentity,
+  NonExtractableKeys,
+  NonExtractableX25519,
+  WebCryptoKey,
+} from './crypto/webcrypto-keys.js'
+export {
+  generateNonExtractableIdentity,
+  generateNonExtractableX25519,
+  nonExtractableIdentity,
+  x25519Agreement,
+} from './crypto/webcrypto-keys.js'
 export { EpochKey } from './envelope/epoch-key.js'
 export type { EnvelopeHeader, ParsedEnvelope } from './envelope/header.js'
 export { parseEnvelope } from './envelope/header.js'
 export type { EnvelopeKeys, OpenEnvelopeOptions, OpenedEnvelope, UnverifiedEnvelope } from './envelope/open.js'
 export { beginOpenEnvelope, checkEnvelopeSignature, finishOpenEnvelope, openEnvelope } from './envelope/open.js'
-export type { SealEnvelopeInput, SealEnvelopeOptions } from './envelope/seal.js'
-export { sealEnvelope } from './envelope/seal.js'
-export type { EnvelopeSigner } from './envelope/signer.js'
-export { createEnvelopeSigner } from './envelope/signer.js'
+export type { SealEnvelopeAsyncInput, SealEnvelopeInput, SealEnvelopeOptions } from './envelope/seal.js'
+export { sealEnvelope, sealEnvelopeAsync } from './envelope/seal.js'
+export type { AsyncEnvelopeSigner, EnvelopeSigner } from './envelope/signer.js'
+export { createAsyncEnvelopeSigner, createEnvelopeSigner } from './envelope/signer.js'
 export type { SuiteId } from './envelope/suites.js'
 export { DEFAULT_SUITE, SUITES } from './envelope/suites.js'
 export type { VerifyEnvelopeOptions, WriterLookup } from './envelope/verify.js'
@@ -52,8 +64,15 @@ export type {
   OpenedKeyGroup,
   OpenedKeyGroupWriter,
   OpenKeyBundleOptions,
+  OpenKeyBundleWithAgreementOptions,
 } from './key-bundle.js'
-export { createKeyBundle, MAX_WRITER_FILTERS, openKeyBundle, publishRightsProblem } from './key-bundle.js'
+export {
+  createKeyBundle,
+  MAX_WRITER_FILTERS,
+  openKeyBundle,
+  openKeyBundleWithAgreement,
+  publishRightsProblem,
+} from './key-bundle.js'
 export type {
   ReplayCheckInput,
   ReplayEntryChange,
@@ -66,8 +85,8 @@ export type {
 export { ReplayWindow } from './replay-window.js'
 export type { CreateRevocationListOptions, RevocationEntry } from './revocation-list.js'
 export { createRevocationList, RevocationList } from './revocation-list.js'
-export type { SequenceCounterOptions, SequenceStore } from './sequence-counter.js'
-export { memorySequenceStore, SequenceCounter } from './sequence-counter.js'
+export type { SequenceRange, SequenceSource } from './sequence-counter.js'
+export { memorySequenceSource, SequenceCounter } from './sequence-counter.js'
 export type { SignedDocument } from './signed-document.js'
 export { isValidPrincipalId } from './signed-document.js'
 export type { TopicLimits } from './topic-filter.js'
@@ -87,10 +106,22 @@ export const cryptoBackend = defaultBackend
 export type { BrokerSnapshot, SnapshotEpoch, SnapshotPrincipal } from './broker-snapshot.js'
 export { createBrokerSnapshot, openBrokerSnapshot } from './broker-snapshot.js'
 export { configField, parseConfigText } from './config-text.js'
-export { createConnectPassword, isConnectPassword, verifyConnectPassword } from './connect-password.js'
-export { BROKER_CONTROL_TOPIC, CONTROL_TOPIC_PREFIX, isControlTopic, principalControlTopic } from './control-topics.js'
+export {
+  createConnectPassword,
+  createConnectPasswordAsync,
+  isConnectPassword,
+  verifyConnectPassword,
+} from './connect-password.js'
+export {
+  BROKER_CONTROL_TOPIC,
+  CONTROL_TOPIC_PREFIX,
+  CONTROL_TOPICS_FILTER,
+  filterReachesControlTopic,
+  isControlTopic,
+  principalControlTopic,
+} from './control-topics.js'
 export type { EnrollmentRequest } from './enrollment-request.js'
-export { createEnrollmentRequest, verifyEnrollmentProof } from './enrollment-request.js'
+export { createEnrollmentRequest, createEnrollmentRequestAsync, verifyEnrollmentProof } from './enrollment-request.js'
 export type { PrincipalRecord } from './principal-record.js'
 export { createPrincipalRecord, openPrincipalRecord } from './principal-record.js'
 export { PRINCIPAL_URI_PREFIX, principalIdFromUris, principalUri } from './principal-uri.js'
@@ -99,5 +130,6 @@ export {
   parseRequestSignature,
   REQUEST_SIGNATURE_HEADERS,
   signRequest,
+  signRequestAsync,
   verifyRequestSignature,
 } from './request-signature.js'

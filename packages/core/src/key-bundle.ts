@@ -10,7 +10,15 @@ import { defaultBackend } from '#crypto-backend'
 import { abytes, auint, concatBytes, toBase64Url, utf8 } from './_bytes.js'
 import type { PublishRights } from './acl.js'
 import type { CryptoBackend } from './crypto/backend.js'
-import { HPKE_KEM_LENGTHS, HPKE_TAG_LENGTH, type HpkeKem, hpkeOpen, hpkeSeal } from './crypto/hpke.js'
+import {
+  HPKE_KEM_LENGTHS,
+  HPKE_TAG_LENGTH,
+  type HpkeKem,
+  hpkeOpen,
+  hpkeOpenWithAgreement,
+  hpkeSeal,
+  type X25519Agreement,
+} from './crypto/hpke.js'
 import { isValidEd25519PublicKey } from './crypto/keys.js'
 import type { SigningKeyPair } from './crypto/signature.js'
 import { SmqttError } from './errors.js'
@@ -379,6 +387,72 @@ const keyBundleKind: DocumentKind<ParsedKeyBundle> = {
  * ```
  */
 export function openKeyBundle(signed: unknown, options: OpenKeyBundleOptions): OpenedKeyBundle {
+  const { recipient, backend = defaultBackend } = options
+  const bundle = verifiedBundle(signed, options)
+  return openedBundle(bundle, (group, { epoch, kem, enc, sealedKey }) => {
+    // A key sealed for another KEM cannot be ours: same failure as any other that won't open.
+    if (kem !== recipient.kem) throw new SmqttError('ERR_HPKE_OPEN_FAILED')
+    return hpkeOpen({
+      kem,
+      recipientSecretKey: recipient.agreementSecret,
+      enc,
+      info: groupKeyInfo(recipient.id, group.group, epoch, group.suite),
+      ciphertext: sealedKey,
+      backend,
+    })
+  })
+}
+
+/** Options of {@link openKeyBundleWithAgreement}. */
+export interface OpenKeyBundleWithAgreementOptions extends Omit<OpenKeyBundleOptions, 'recipient'> {
+  /** An X25519 recipient whose private key is an operation (a non-extractable WebCrypto key). */
+  recipient: PublicIdentity & { readonly agree: X25519Agreement }
+}
+
+/**
+ * {@link openKeyBundle} for a recipient whose X25519 private key never leaves WebCrypto: the
+ * same checks in the same order, the same errors; only each key's Diffie-Hellman step is
+ * `recipient.agree`.
+ *
+ * @example
+ * ```ts
+ * const bundle = await openKeyBundleWithAgreement(signed, { keyServerPublicKey, recipient, now })
+ * ```
+ */
+export async function openKeyBundleWithAgreement(
+  signed: unknown,
+  options: OpenKeyBundleWithAgreementOptions,
+): Promise<OpenedKeyBundle> {
+  const { recipient, backend = defaultBackend } = options
+  const bundle = verifiedBundle(signed, options)
+  const keys = new Map<SealedEpoch, Uint8Array>()
+  await Promise.all(
+    bundle.groups.flatMap((group) =>
+      group.epochs.map(async (sealed) => {
+        if (sealed.kem !== 'x25519' || recipient.kem !== 'x25519') return
+        const info = groupKeyInfo(recipient.id, group.group, sealed.epoch, group.suite)
+        const { agree, agreementKey: recipientPublicKey } = recipient
+        const { enc, sealedKey: ciphertext } = sealed
+        // A key that does not open is left out here and refused below, as openKeyBundle refuses it.
+        const key = await hpkeOpenWithAgreement({ agree, recipientPublicKey, enc, info, ciphertext, backend }).catch(
+          () => undefined,
+        )
+        if (key) keys.set(sealed, key)
+      }),
+    ),
+  )
+  return openedBundle(bundle, (_group, sealed) => {
+    const key = keys.get(sealed)
+    if (!key) throw new SmqttError('ERR_HPKE_OPEN_FAILED')
+    return key
+  })
+}
+
+// The checks before any key is opened: signature, recipient, validity.
+function verifiedBundle(
+  signed: unknown,
+  options: Omit<OpenKeyBundleOptions, 'recipient'> & { recipient: Pick<PublicIdentity, 'id'> },
+): ParsedKeyBundle {
   const { keyServerPublicKey, recipient, now, backend = defaultBackend } = options
   auint(now, 'now', Number.MAX_SAFE_INTEGER)
   const bundle = openSignedDocument(signed, {
@@ -390,22 +464,21 @@ export function openKeyBundle(signed: unknown, options: OpenKeyBundleOptions): O
   if (bundle.principal !== recipient.id) throw new SmqttError('ERR_BUNDLE_WRONG_RECIPIENT')
   if (now < bundle.notBefore) throw new SmqttError('ERR_BUNDLE_NOT_YET_VALID')
   if (now >= bundle.notAfter) throw new SmqttError('ERR_BUNDLE_EXPIRED')
+  return bundle
+}
 
+function openedBundle(
+  bundle: ParsedKeyBundle,
+  open: (group: Omit<ParsedKeyBundle['groups'][number], 'epochs'>, sealed: SealedEpoch) => Uint8Array,
+): OpenedKeyBundle {
   const groups = bundle.groups.map(({ epochs, ...group }) => ({
     ...group,
-    epochs: epochs.map(({ epoch, activatesAt, retiresAt, kem, enc, sealedKey }) => {
-      // A key sealed for another KEM cannot be ours: same failure as any other that won't open.
-      if (kem !== recipient.kem) throw new SmqttError('ERR_HPKE_OPEN_FAILED')
-      const key = hpkeOpen({
-        kem,
-        recipientSecretKey: recipient.agreementSecret,
-        enc,
-        info: groupKeyInfo(recipient.id, group.group, epoch, group.suite),
-        ciphertext: sealedKey,
-        backend,
-      })
-      return { epoch, key, activatesAt, retiresAt }
-    }),
+    epochs: epochs.map((sealed) => ({
+      epoch: sealed.epoch,
+      key: open(group, sealed),
+      activatesAt: sealed.activatesAt,
+      retiresAt: sealed.retiresAt,
+    })),
   }))
   return {
     principal: bundle.principal,

@@ -6,7 +6,13 @@ import { defaultBackend } from '#crypto-backend'
 import { fromBase64Url, toBase64Url, utf8 } from './_bytes.js'
 import type { CryptoBackend } from './crypto/backend.js'
 import { sha256 } from './crypto/kdf.js'
-import { type SigningKeyPair, signWithContext, verifyWithContext } from './crypto/signature.js'
+import {
+  type AsyncSigningKey,
+  type SigningKeyPair,
+  signWithContext,
+  signWithContextAsync,
+  verifyWithContext,
+} from './crypto/signature.js'
 import { SmqttError } from './errors.js'
 import { isValidPrincipalId } from './signed-document.js'
 
@@ -56,9 +62,41 @@ export function signRequest(
   options: { now?: number; backend?: CryptoBackend } = {},
 ): Record<string, string> {
   const backend = options.backend ?? defaultBackend
-  const timestamp = options.now ?? Math.floor(Date.now() / 1000)
+  const { timestamp, nonce, message } = requestToSign(request, options.now, backend)
+  return signatureHeaders(principal, timestamp, nonce, signWithContext(keys, CONTEXT, message, backend))
+}
+
+/**
+ * {@link signRequest} for either kind of key, e.g. a non-extractable WebCrypto identity.
+ *
+ * @example
+ * ```ts
+ * const headers = await signRequestAsync(identity.id, identity, { method: 'GET', path: '/v1/bundle', body })
+ * ```
+ */
+export async function signRequestAsync(
+  principal: string,
+  keys: SigningKeyPair | AsyncSigningKey,
+  request: RequestToSign,
+  options: { now?: number; backend?: CryptoBackend } = {},
+): Promise<Record<string, string>> {
+  const backend = options.backend ?? defaultBackend
+  const { timestamp, nonce, message } = requestToSign(request, options.now, backend)
+  return signatureHeaders(principal, timestamp, nonce, await signWithContextAsync(keys, CONTEXT, message, backend))
+}
+
+function requestToSign(request: RequestToSign, now: number | undefined, backend: CryptoBackend) {
+  const timestamp = now ?? Math.floor(Date.now() / 1000)
   const nonce = toBase64Url(backend.randomBytes(16))
-  const signature = signWithContext(keys, CONTEXT, signedMessage(request, timestamp, nonce), backend)
+  return { timestamp, nonce, message: signedMessage(request, timestamp, nonce) }
+}
+
+function signatureHeaders(
+  principal: string,
+  timestamp: number,
+  nonce: string,
+  signature: Uint8Array,
+): Record<string, string> {
   return {
     [REQUEST_SIGNATURE_HEADERS.principal]: principal,
     [REQUEST_SIGNATURE_HEADERS.timestamp]: String(timestamp),
@@ -103,7 +141,8 @@ export function parseRequestSignature(
 /**
  * Checks a parsed signature against the principal's public key and the request as received,
  * within `maxSkewSeconds` (default 60) of `now`. One-time use of the nonce is the caller's
- * job (it owns the cache; keep nonces for twice the skew).
+ * job (it owns the cache): keep each nonce while `now <= timestamp + maxSkewSeconds`, inclusive,
+ * so a request stamped at the window's far edge cannot be replayed when the window closes.
  *
  * @example
  * ```ts

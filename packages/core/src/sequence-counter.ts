@@ -1,116 +1,142 @@
 import { SmqttError } from './errors.js'
 
-/**
- * Durable storage for a sender's sequence reservation. Implementations: a file on Node,
- * IndexedDB/localStorage in browsers, memory in tests (see `@smqtt/client`).
- */
-export interface SequenceStore {
-  /** The reservation limit saved last, or undefined on first start. */
-  load(): Promise<number | undefined>
-  /** Durably records that every number below `limit` may have been used; resolves once durable. */
-  save(limit: number): Promise<void>
+/** Sequence numbers `start` (inclusive) to `end` (exclusive), reserved for one user alone. */
+export interface SequenceRange {
+  readonly start: number
+  readonly end: number
 }
 
-export interface SequenceCounterOptions {
-  /** How many numbers to reserve per write (default 1024). Larger: fewer writes, bigger gaps after a crash. */
-  readonly blockSize?: number
+/**
+ * Where a sender's sequence numbers come from. Every range `reserve` resolves must be disjoint
+ * from every range it ever resolved before, to this process or any other running the same
+ * identity, also after a crash, a restart or a restore of the sender's storage: the SMQTT client
+ * asks the key server, which keeps each principal's high-water mark (`POST /v1/sequence`).
+ */
+export interface SequenceSource {
+  reserve(): Promise<SequenceRange>
 }
 
 const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER
+/** After a failed reservation ahead of need, the next try ahead waits this long (a source that is down is not asked on every number). */
+const RETRY_AHEAD_MS = 5_000
 
 /**
- * Hands out sequence numbers that never repeat, also across crashes, restarts and clock
- * resets: numbers are used only below a limit that is saved *before* they are used (the
- * OSCORE way). A restart resumes at the saved limit, skipping at most one block. The next
- * block is saved in the background once half of the current one is used, so `next()`
- * normally resolves without waiting for storage.
+ * Hands out sequence numbers that never repeat: only numbers inside ranges its
+ * {@link SequenceSource} reserved, each once. The next range is reserved in the background once
+ * half of the current one is used, so `next()` normally resolves without waiting. A later range
+ * must start above the earlier ones, so numbers rise (receivers' replay windows expect that).
  *
  * @example
  * ```ts
- * const counter = await SequenceCounter.open(fileStore('./seq'))
+ * const counter = new SequenceCounter(memorySequenceSource())
  * const seq = await counter.next()
  * ```
  */
 export class SequenceCounter {
-  readonly #store: SequenceStore
-  readonly #blockSize: number
-  #next: number
-  #limit: number
-  #extending: Promise<void> | undefined
+  readonly #source: SequenceSource
+  #next = 0
+  #end = 0
+  #half = 0
+  #reserved: SequenceRange | undefined
+  #reserving: Promise<void> | undefined
+  /** When a reservation last failed. */
+  #failedAt = Number.NEGATIVE_INFINITY
 
-  private constructor(store: SequenceStore, start: number, limit: number, blockSize: number) {
-    this.#store = store
-    this.#next = start
-    this.#limit = limit
-    this.#blockSize = blockSize
+  constructor(source: SequenceSource) {
+    this.#source = source
   }
 
-  /** Loads the last reservation and reserves the first block before handing out anything. */
-  static async open(store: SequenceStore, options: SequenceCounterOptions = {}): Promise<SequenceCounter> {
-    const blockSize = options.blockSize ?? 1024
-    if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > 2 ** 32)
-      throw new RangeError('blockSize must be an integer in [1, 2^32]')
-    const saved = await store.load()
-    if (saved !== undefined && (!Number.isSafeInteger(saved) || saved < 0))
-      throw new SmqttError('ERR_SEQUENCE_EXHAUSTED', 'the stored sequence reservation is corrupt')
-    const start = saved ?? 0
-    const limit = Math.min(start + blockSize, MAX_SEQUENCE)
-    await store.save(limit)
-    return new SequenceCounter(store, start, limit, blockSize)
-  }
-
-  /** The next unused sequence number. */
+  /**
+   * The next unused sequence number.
+   *
+   * @throws SmqttError `ERR_SEQUENCE_EXHAUSTED` when the source has no numbers left; whatever the
+   * source rejects with when no range is held.
+   */
   async next(): Promise<number> {
     for (;;) {
-      if (this.#next >= MAX_SEQUENCE) throw new SmqttError('ERR_SEQUENCE_EXHAUSTED')
-      if (this.#limit - this.#next <= this.#blockSize / 2) this.#extend()
-      if (this.#next < this.#limit) return this.#next++
-      await this.#extend()
+      if (this.#next < this.#end) {
+        if (this.#next >= this.#half && !this.#reserved) this.#reserveAhead()
+        return this.#next++
+      }
+      if (this.#reserved) this.#use(this.#reserved)
+      else await this.#reserve()
     }
   }
 
-  /** Numbers below this are reserved in storage. */
+  /**
+   * Reserves the first range now, so the first `next()` neither waits for the source nor depends
+   * on it being reachable then. Rejects as the source does; `next()` tries again when needed.
+   */
+  async prepare(): Promise<void> {
+    if (this.#end === 0 && !this.#reserved) await this.#reserve()
+  }
+
+  /** Numbers below this may have been handed out (0 before the first range). */
   get reservedUntil(): number {
-    return this.#limit
+    return Math.max(this.#end, this.#reserved?.end ?? 0)
   }
 
-  #extend(): Promise<void> {
-    if (!this.#extending) {
-      const target = Math.min(this.#limit + this.#blockSize, MAX_SEQUENCE)
-      this.#extending = this.#store.save(target).then(
-        () => {
-          this.#limit = Math.max(this.#limit, target)
-          this.#extending = undefined
-        },
-        (err: unknown) => {
-          this.#extending = undefined
-          throw err
-        },
-      )
-      // A background extension that fails is retried by the next caller that needs it.
-      this.#extending.catch(() => {})
-    }
-    return this.#extending
+  /** In the background; a failure is retried after RETRY_AHEAD_MS, or at once when the numbers run out. */
+  #reserveAhead(): void {
+    if (Date.now() - this.#failedAt < RETRY_AHEAD_MS) return
+    this.#reserve().catch(() => {}) // recorded in #failedAt
+  }
+
+  #reserve(): Promise<void> {
+    this.#reserving ??= this.#source
+      .reserve()
+      .then((range) => {
+        const { start, end } = range
+        if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end <= start)
+          throw new SmqttError('ERR_SEQUENCE_EXHAUSTED', 'the sequence source returned an empty or invalid range')
+        // A range below one already used would repeat numbers (and be refused as replays).
+        if (start < this.reservedUntil)
+          throw new SmqttError('ERR_SEQUENCE_EXHAUSTED', 'the sequence source returned a range below one already held')
+        if (end > MAX_SEQUENCE) throw new SmqttError('ERR_SEQUENCE_EXHAUSTED')
+        if (this.#next >= this.#end) this.#use(range)
+        else this.#reserved = range
+      })
+      .catch((err: unknown) => {
+        this.#failedAt = Date.now()
+        throw err
+      })
+      .finally(() => {
+        this.#reserving = undefined
+      })
+    return this.#reserving
+  }
+
+  #use(range: SequenceRange): void {
+    this.#next = range.start
+    this.#end = range.end
+    this.#half = range.start + Math.floor((range.end - range.start) / 2)
+    this.#reserved = undefined
   }
 }
 
 /**
- * A {@link SequenceStore} in memory, for tests: it forgets everything with the process.
+ * A {@link SequenceSource} in memory, for tests and single-process tools: consecutive ranges of
+ * `size` numbers from `start`. It forgets everything with the process, so a second run would
+ * repeat numbers: never use it for a sender whose envelopes outlive the process.
  *
  * @example
  * ```ts
- * const counter = await SequenceCounter.open(memorySequenceStore())
+ * const counter = new SequenceCounter(memorySequenceSource())
  * ```
  */
-export function memorySequenceStore(initial?: number): SequenceStore & { readonly saved: number | undefined } {
-  let saved = initial
+export function memorySequenceSource(start = 0, size = 1024): SequenceSource & { readonly reserved: number } {
+  if (!Number.isSafeInteger(start) || start < 0) throw new RangeError('start must be a non-negative safe integer')
+  if (!Number.isSafeInteger(size) || size < 1) throw new RangeError('size must be a positive safe integer')
+  let next = start
   return {
-    get saved() {
-      return saved
+    get reserved() {
+      return next
     },
-    load: async () => saved,
-    save: async (limit) => {
-      saved = limit
+    reserve: async () => {
+      if (next + size > MAX_SEQUENCE) throw new SmqttError('ERR_SEQUENCE_EXHAUSTED')
+      const range = { start: next, end: next + size }
+      next += size
+      return range
     },
   }
 }

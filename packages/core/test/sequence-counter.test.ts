@@ -1,6 +1,11 @@
-import { describe, expect, test } from 'vitest'
+import { afterEach, describe, expect, test, vi } from 'vitest'
 import { SmqttError } from '../src/errors.js'
-import { memorySequenceStore, SequenceCounter, type SequenceStore } from '../src/sequence-counter.js'
+import {
+  memorySequenceSource,
+  SequenceCounter,
+  type SequenceRange,
+  type SequenceSource,
+} from '../src/sequence-counter.js'
 
 async function take(counter: SequenceCounter, n: number): Promise<number[]> {
   const out: number[] = []
@@ -8,62 +13,120 @@ async function take(counter: SequenceCounter, n: number): Promise<number[]> {
   return out
 }
 
+/** Hands out the given ranges in order, recording when each was asked for. */
+function scripted(ranges: SequenceRange[], delayMs = 0): SequenceSource & { asked: number } {
+  const source = {
+    asked: 0,
+    async reserve() {
+      const range = ranges[source.asked++]
+      if (delayMs) await new Promise((resolve) => setTimeout(resolve, delayMs))
+      if (!range) throw new Error('source exhausted')
+      return range
+    },
+  }
+  return source
+}
+
+afterEach(() => {
+  vi.useRealTimers()
+})
+
 describe('SequenceCounter', () => {
-  test('numbers are used only after the limit above them is stored', async () => {
-    const saves: number[] = []
-    const store: SequenceStore = { load: async () => undefined, save: async (limit) => void saves.push(limit) }
-    const counter = await SequenceCounter.open(store, { blockSize: 8 })
-    const seen = await take(counter, 40)
-    expect(seen).toEqual([...Array(40).keys()])
-    for (const seq of seen) expect(saves.some((limit) => limit > seq)).toBe(true)
+  test('numbers come only from reserved ranges, each once, rising', async () => {
+    const counter = new SequenceCounter(
+      scripted([
+        { start: 0, end: 8 },
+        { start: 100, end: 104 },
+        { start: 5000, end: 5008 },
+      ]),
+    )
+    expect(await take(counter, 20)).toEqual([
+      0,
+      1,
+      2,
+      3,
+      4,
+      5,
+      6,
+      7,
+      100,
+      101,
+      102,
+      103,
+      ...[0, 1, 2, 3, 4, 5, 6, 7].map((i) => 5000 + i),
+    ])
   })
 
-  test('a restart (even a crash mid-block) never reuses a number', async () => {
-    const store = memorySequenceStore()
-    const used = new Set<number>()
-    for (let restart = 0; restart < 5; restart++) {
-      const counter = await SequenceCounter.open(store, { blockSize: 16 })
-      for (const seq of await take(counter, 7 + restart * 5)) {
-        expect(used.has(seq)).toBe(false)
-        used.add(seq)
-      }
-    }
+  test('the next range is reserved once half of the current one is used, before it runs out', async () => {
+    const source = scripted([
+      { start: 0, end: 8 },
+      { start: 8, end: 16 },
+    ])
+    const counter = new SequenceCounter(source)
+    await take(counter, 3)
+    expect(source.asked).toBe(1)
+    await take(counter, 2) // 4 is the first of the second half
+    expect(source.asked).toBe(2)
   })
 
-  test('concurrent callers get distinct numbers while storage is slow', async () => {
-    let saved: number | undefined
-    const store: SequenceStore = {
-      load: async () => saved,
-      save: async (limit) => {
-        await new Promise((resolve) => setTimeout(resolve, 2))
-        saved = limit
-      },
-    }
-    const counter = await SequenceCounter.open(store, { blockSize: 4 })
+  test('concurrent callers get distinct numbers while the source is slow', async () => {
+    const counter = new SequenceCounter(
+      scripted(
+        Array.from({ length: 20 }, (_, i) => ({ start: i * 4, end: i * 4 + 4 })),
+        2,
+      ),
+    )
     const all = await Promise.all(Array.from({ length: 50 }, () => counter.next()))
     expect(new Set(all).size).toBe(50)
     expect(Math.max(...all)).toBeLessThan(counter.reservedUntil)
   })
 
-  test('a failing store stops numbering instead of running past the reservation', async () => {
-    let fail = false
-    let saved: number | undefined
-    const store: SequenceStore = {
-      load: async () => saved,
-      save: async (limit) => {
-        if (fail) throw new Error('disk full')
-        saved = limit
-      },
-    }
-    const counter = await SequenceCounter.open(store, { blockSize: 4 })
-    fail = true
-    await expect(take(counter, 10)).rejects.toThrow('disk full')
+  test('a failing source stops numbering instead of running past its ranges', async () => {
+    const counter = new SequenceCounter(scripted([{ start: 0, end: 4 }]))
+    await expect(take(counter, 10)).rejects.toThrow('source exhausted')
     expect(counter.reservedUntil).toBe(4)
   })
 
-  test('a corrupt stored value and exhaustion raise typed errors', async () => {
-    await expect(SequenceCounter.open(memorySequenceStore(-1))).rejects.toBeInstanceOf(SmqttError)
-    const counter = await SequenceCounter.open(memorySequenceStore(Number.MAX_SAFE_INTEGER - 1), { blockSize: 4 })
+  test('a range below one already held, or an empty one, is refused with a typed error', async () => {
+    let calls = 0
+    const below = new SequenceCounter({
+      reserve: async () => (calls++ === 0 ? { start: 10, end: 12 } : { start: 11, end: 20 }),
+    })
+    await take(below, 2)
+    await expect(below.next()).rejects.toMatchObject({ code: 'ERR_SEQUENCE_EXHAUSTED' })
+    await expect(new SequenceCounter(scripted([{ start: 5, end: 5 }])).next()).rejects.toBeInstanceOf(SmqttError)
+  })
+
+  test('prepare reserves the first range ahead; a failed reservation ahead is retried after 5 s, not on every number', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] })
+    let fail = false
+    let asked = 0
+    const counter = new SequenceCounter({
+      reserve: async () => {
+        asked++
+        if (fail) throw new Error('key server down')
+        return { start: asked * 100, end: asked * 100 + 10 }
+      },
+    })
+    await counter.prepare()
+    await counter.prepare()
+    expect(asked).toBe(1)
+    fail = true
+    expect(await take(counter, 6)).toEqual([100, 101, 102, 103, 104, 105]) // 105: half used, asks ahead
+    await Promise.resolve()
+    expect(asked).toBe(2)
+    await take(counter, 3)
+    expect(asked).toBe(2) // not again within 5 s
+    vi.setSystemTime(Date.now() + 5_001)
+    fail = false
+    await counter.next() // 109, and asks ahead again
+    await Promise.resolve()
+    expect(asked).toBe(3)
+    expect(await counter.next()).toBe(300)
+  })
+
+  test('exhaustion raises a typed error', async () => {
+    const counter = new SequenceCounter(memorySequenceSource(Number.MAX_SAFE_INTEGER - 1, 1))
     await counter.next()
     await expect(counter.next()).rejects.toMatchObject({ code: 'ERR_SEQUENCE_EXHAUSTED' })
   })

@@ -35,6 +35,11 @@ export interface KeyServerConfig {
   readonly clientCertificateValidityDays: number
   /** Largest HTTP request body accepted. */
   readonly maxBodyBytes: number
+  /** Signed requests per second one principal may make after its burst; past them, 429. */
+  readonly principalRequestsPerSecond: number
+  readonly principalRequestBurst: number
+  /** Failed authentications per minute from one address (IPv6: one /64) before 429. */
+  readonly failedAuthPerAddressPerMinute: number
   /** Serve plain HTTP instead of HTTPS. For tests and local experiments only; warn when set. */
   readonly insecureAllowPlainHttp: boolean
   /** Push bundles and snapshots over MQTT to this broker (absent: pull only). */
@@ -57,6 +62,9 @@ export interface KeyServerConfigDocument {
   enrollmentTokenTtlSeconds?: number
   clientCertificateValidityDays?: number
   maxBodyBytes?: number
+  principalRequestsPerSecond?: number
+  principalRequestBurst?: number
+  failedAuthPerAddressPerMinute?: number
   insecureAllowPlainHttp?: boolean
   /** `mqtts://` or `wss://` broker URL; `caFile` defaults to tls.caFile. Plain `mqtt://` only with `insecurePlainMqtt`. */
   push?: { brokerUrl: string; caFile?: string; insecurePlainMqtt?: boolean }
@@ -88,6 +96,9 @@ export function defaultConfigDocument(): Required<Omit<KeyServerConfigDocument, 
     enrollmentTokenTtlSeconds: DAY,
     clientCertificateValidityDays: 365,
     maxBodyBytes: 65_536,
+    principalRequestsPerSecond: 5,
+    principalRequestBurst: 50,
+    failedAuthPerAddressPerMinute: 30,
     insecureAllowPlainHttp: false,
   }
 }
@@ -152,6 +163,9 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
     'enrollmentTokenTtlSeconds',
     'clientCertificateValidityDays',
     'maxBodyBytes',
+    'principalRequestsPerSecond',
+    'principalRequestBurst',
+    'failedAuthPerAddressPerMinute',
     'insecureAllowPlainHttp',
     'push',
     'cors',
@@ -208,6 +222,24 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
       '$.maxBodyBytes',
       1024,
       16 * 1024 * 1024,
+    ),
+    principalRequestsPerSecond: integer(
+      orDefault(root.principalRequestsPerSecond, defaults.principalRequestsPerSecond),
+      '$.principalRequestsPerSecond',
+      1,
+      100_000,
+    ),
+    principalRequestBurst: integer(
+      orDefault(root.principalRequestBurst, defaults.principalRequestBurst),
+      '$.principalRequestBurst',
+      1,
+      100_000,
+    ),
+    failedAuthPerAddressPerMinute: integer(
+      orDefault(root.failedAuthPerAddressPerMinute, defaults.failedAuthPerAddressPerMinute),
+      '$.failedAuthPerAddressPerMinute',
+      1,
+      1_000_000,
     ),
     insecureAllowPlainHttp: boolean(
       orDefault(root.insecureAllowPlainHttp, defaults.insecureAllowPlainHttp),

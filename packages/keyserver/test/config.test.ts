@@ -37,6 +37,9 @@ describe('defaults', () => {
       enrollmentTokenTtlSeconds: 86_400,
       clientCertificateValidityDays: 365,
       maxBodyBytes: 65_536,
+      principalRequestsPerSecond: 5,
+      principalRequestBurst: 50,
+      failedAuthPerAddressPerMinute: 30,
       insecureAllowPlainHttp: false,
     })
   })

@@ -80,7 +80,7 @@ describe('a listed origin', () => {
     expect(answer.headers['access-control-allow-methods']).toBe('GET, POST')
     const allowedHeaders = String(answer.headers['access-control-allow-headers']).split(', ')
     expect(allowedHeaders).toEqual(
-      expect.arrayContaining(['content-type', ...Object.values(REQUEST_SIGNATURE_HEADERS)]),
+      expect.arrayContaining(['content-type', 'if-none-match', ...Object.values(REQUEST_SIGNATURE_HEADERS)]),
     )
     // The admin API's bearer token is not a header a page may send.
     expect(allowedHeaders).not.toContain('authorization')
@@ -90,6 +90,8 @@ describe('a listed origin', () => {
     const health = await call(withCors, 'GET', '/v1/health', { origin: APP })
     expect(health.status).toBe(200)
     expect(health.headers['access-control-allow-origin']).toBe(APP)
+    // The freshness poll's ETag must reach the page (it sends it back in If-None-Match).
+    expect(health.headers['access-control-expose-headers']).toBe('etag')
     const unsigned = await call(withCors, 'GET', '/v1/bundle', { origin: APP })
     expect(unsigned.status).toBe(401)
     expect(unsigned.headers['access-control-allow-origin']).toBe(APP)

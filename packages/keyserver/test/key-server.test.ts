@@ -380,6 +380,17 @@ describe('broker snapshot', () => {
     const refused = await h.device(other.identity, 'GET', '/v1/broker/snapshot')
     expect([refused.status, errorCode(refused)]).toEqual([403, 'ERR_FORBIDDEN'])
   })
+
+  test('a changed snapshot is stamped after the last one, also within one second; an unchanged one is the same bytes', async () => {
+    await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
+    const issuedAt = (signed: unknown) => openBrokerSnapshot(signed, keyServerKey()).issuedAt
+    const first = await h.keyServer.brokerSnapshot()
+    expect(await h.keyServer.brokerSnapshot()).toEqual(first) // the clock stands still here
+    await h.enroll('app-1', ['app'])
+    const changed = await h.keyServer.brokerSnapshot()
+    expect(issuedAt(changed)).toBe(issuedAt(first) + 1)
+    expect(await h.keyServer.brokerSnapshot()).toEqual(changed)
+  })
 })
 
 describe('service', () => {

@@ -300,6 +300,23 @@ export function describeKeyStoreConformance(
         expect(await store.getPrincipal('ghost')).toBeUndefined()
       })
 
+      it('reserves disjoint, rising sequence ranges, above any floor asked for, for active principals only', async () => {
+        await store.createPrincipal(newPrincipal('a'))
+        await store.createPrincipal(newPrincipal('b'))
+        expect(await store.reserveSequence('a', 0, 100)).toBe(0)
+        expect(await store.reserveSequence('a', 0, 100)).toBe(100)
+        expect(await store.reserveSequence('a', 5_000, 100)).toBe(5_000)
+        expect(await store.reserveSequence('a', 10, 100)).toBe(5_100) // a lower floor never goes back
+        expect(await store.reserveSequence('b', 0, 100)).toBe(0) // per principal
+        const starts = await Promise.all(Array.from({ length: 20 }, () => store.reserveSequence('a', 0, 10)))
+        expect(new Set(starts).size).toBe(20)
+        expect(Math.min(...(starts as number[]))).toBe(5_200)
+        expect(await store.reserveSequence('a', Number.MAX_SAFE_INTEGER - 5, 10)).toBeUndefined()
+        expect(await store.reserveSequence('ghost', 0, 10)).toBeUndefined()
+        await store.setPrincipalStatus('b', 'revoked', T)
+        expect(await store.reserveSequence('b', 0, 10)).toBeUndefined()
+      })
+
       it('changes only the principal named', async () => {
         await store.createPrincipal(newPrincipal('a'))
         await store.createPrincipal(newPrincipal('b'))
@@ -613,6 +630,13 @@ export function describeKeyStoreConformance(
           [2, 1],
         ])
         expect(await store.deleteRetiredEpochs(Number.MAX_SAFE_INTEGER)).toBe(0)
+      })
+
+      it("keeps each group's newest epoch even retired, so a re-created group never reuses a number", async () => {
+        await store.insertEpoch(newEpoch(5, 1, { retiresAt: T + 100 }))
+        await store.insertEpoch(newEpoch(5, 2, { retiresAt: T + 100 })) // the group was removed
+        expect(await store.deleteRetiredEpochs(T + 200)).toBe(1)
+        expect((await store.listEpochs(5)).map((e) => [e.epoch, e.retiresAt])).toEqual([[2, T + 100]])
       })
     })
 

@@ -71,6 +71,24 @@ export interface HpkeOpenOptions {
   backend?: CryptoBackend
 }
 
+/**
+ * X25519 with a private key this code never sees (e.g. a non-extractable WebCrypto key):
+ * resolves with X25519(secret, publicKey), or undefined (or rejects) for a small-order point.
+ */
+export type X25519Agreement = (publicKey: Uint8Array) => Promise<Uint8Array | undefined>
+
+/** Options of {@link hpkeOpenWithAgreement}: DHKEM(X25519) only (an X-Wing secret is no WebCrypto key). */
+export interface HpkeAgreementOpenOptions {
+  agree: X25519Agreement
+  /** The recipient's X25519 public key (part of the KEM context). */
+  recipientPublicKey: Uint8Array
+  enc: Uint8Array
+  info: Uint8Array
+  aad?: Uint8Array
+  ciphertext: Uint8Array
+  backend?: CryptoBackend
+}
+
 /** What the key schedule yields; exposed (underscored) so tests can check RFC 9180 vectors. */
 export interface _HpkeContext {
   enc: Uint8Array
@@ -279,7 +297,41 @@ export function hpkeOpen(options: HpkeOpenOptions): Uint8Array {
   abytes(info, 'info')
   abytes(aad, 'aad')
   abytes(ciphertext, 'ciphertext')
-  const sharedSecret = decapsulate(kem, enc, recipientSecretKey, backend)
+  return openWith(kem, decapsulate(kem, enc, recipientSecretKey, backend), info, ciphertext, aad, backend)
+}
+
+/**
+ * {@link hpkeOpen} for DHKEM(X25519) with the recipient's private key as an operation, so it can
+ * stay a non-extractable WebCrypto key: only the Diffie-Hellman step runs there, the rest of
+ * RFC 9180 here. Fails exactly as hpkeOpen does (`ERR_HPKE_OPEN_FAILED`).
+ *
+ * @example
+ * ```ts
+ * const epochKey = await hpkeOpenWithAgreement({ agree, recipientPublicKey, enc, info, ciphertext })
+ * ```
+ */
+export async function hpkeOpenWithAgreement(options: HpkeAgreementOpenOptions): Promise<Uint8Array> {
+  const { agree, recipientPublicKey, enc, info, ciphertext, aad = EMPTY, backend = defaultBackend } = options
+  abytes(recipientPublicKey, 'recipientPublicKey', HPKE_KEM_LENGTHS.x25519.publicKey)
+  abytes(enc, 'enc')
+  abytes(info, 'info')
+  abytes(aad, 'aad')
+  abytes(ciphertext, 'ciphertext')
+  let dh: Uint8Array | undefined
+  if (enc.length === HPKE_KEM_LENGTHS.x25519.enc) dh = await agree(enc).catch(() => undefined)
+  const sharedSecret = dh?.length === 32 ? extractAndExpand(dh, concatBytes(enc, recipientPublicKey)) : undefined
+  return openWith('x25519', sharedSecret, info, ciphertext, aad, backend)
+}
+
+// The key schedule and AEAD open, after decapsulation (undefined: it failed).
+function openWith(
+  kem: HpkeKem,
+  sharedSecret: Uint8Array | undefined,
+  info: Uint8Array,
+  ciphertext: Uint8Array,
+  aad: Uint8Array,
+  backend: CryptoBackend,
+): Uint8Array {
   if (sharedSecret) {
     const { key, baseNonce } = keySchedule(kem, sharedSecret, info)
     const plaintext = backend.aeadOpen('chacha20-poly1305', key, baseNonce, ciphertext, aad)

@@ -13,6 +13,15 @@ export interface SigningKeyPair {
   readonly signingKey: Uint8Array
 }
 
+/**
+ * An Ed25519 key whose seed this code never sees (a non-extractable WebCrypto key): `sign`
+ * resolves with the plain Ed25519 signature (64 bytes) of `message`.
+ */
+export interface AsyncSigningKey {
+  readonly signingKey: Uint8Array
+  sign(message: Uint8Array): Promise<Uint8Array>
+}
+
 const CONTEXT = /^[\x20-\x7e]{1,128}$/
 const PREFIX = 'smqtt/v1 '
 
@@ -49,6 +58,29 @@ export function signWithContext(
   abytes(keys.signingSeed, 'signingSeed', 32)
   abytes(keys.signingKey, 'signingKey', 32)
   return backend.ed25519Sign(signedBytes(context, message), keys.signingSeed, keys.signingKey)
+}
+
+/**
+ * {@link signWithContext} for either kind of key: a raw key pair signs here, an
+ * {@link AsyncSigningKey} (a non-extractable WebCrypto key) signs in WebCrypto. Same signature
+ * bytes for the same key (Ed25519 is deterministic).
+ *
+ * @example
+ * ```ts
+ * const signature = await signWithContextAsync(identity, 'smqtt.key-bundle', payload)
+ * ```
+ */
+export async function signWithContextAsync(
+  keys: SigningKeyPair | AsyncSigningKey,
+  context: string,
+  message: Uint8Array,
+  backend: CryptoBackend = defaultBackend,
+): Promise<Uint8Array> {
+  if (!('sign' in keys)) return signWithContext(keys, context, message, backend)
+  abytes(keys.signingKey, 'signingKey', 32)
+  const signature = await keys.sign(signedBytes(context, message))
+  abytes(signature, 'signature', 64)
+  return signature
 }
 
 /**

@@ -7,7 +7,7 @@ import { signedBytes, topicBytes } from './_signed-bytes.js'
 import type { EpochKey } from './epoch-key.js'
 import { senderNonce } from './epoch-key.js'
 import { ENVELOPE_VERSION, encodeHeader, MAX_SEQ, SIGNATURE_LENGTH } from './header.js'
-import type { EnvelopeSigner } from './signer.js'
+import type { AsyncEnvelopeSigner, EnvelopeSigner } from './signer.js'
 import { SUITES } from './suites.js'
 
 /** What to seal. `seq` must never repeat for this sender: take it from a {@link SequenceCounter}. */
@@ -23,6 +23,11 @@ export interface SealEnvelopeInput {
   readonly sentAt?: number
   /** Set when publishing with the MQTT retain flag, so subscribers can apply the retained-message rules. */
   readonly retain?: boolean
+}
+
+/** What to seal with {@link sealEnvelopeAsync}: the same, signed by an {@link AsyncEnvelopeSigner}. */
+export interface SealEnvelopeAsyncInput extends Omit<SealEnvelopeInput, 'signer'> {
+  readonly signer: AsyncEnvelopeSigner
 }
 
 export interface SealEnvelopeOptions {
@@ -45,6 +50,32 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
  * ```
  */
 export function sealEnvelope(input: SealEnvelopeInput, options: SealEnvelopeOptions = {}): Uint8Array {
+  const sealed = sealUnsigned(input, options)
+  return withSignature(sealed, input.signer.sign(sealed.signedBytes))
+}
+
+/**
+ * {@link sealEnvelope} signed by a key that signs asynchronously (a non-extractable WebCrypto
+ * key): the same bytes for the same key, as Ed25519 signatures are deterministic.
+ *
+ * @example
+ * ```ts
+ * const envelope = await sealEnvelopeAsync({ topic, payload, epochKey, signer: createAsyncEnvelopeSigner({ kid, key: identity }), seq })
+ * ```
+ */
+export async function sealEnvelopeAsync(
+  input: SealEnvelopeAsyncInput,
+  options: SealEnvelopeOptions = {},
+): Promise<Uint8Array> {
+  const sealed = sealUnsigned(input, options)
+  // The signed bytes live in a buffer the next seal or verify reuses: sign a copy.
+  const signature = await input.signer.sign(sealed.signedBytes.slice())
+  abytes(signature, 'signature', SIGNATURE_LENGTH)
+  return withSignature(sealed, signature)
+}
+
+/** Everything but the signature: header, ciphertext, and the bytes the signature must cover. */
+function sealUnsigned(input: SealEnvelopeInput | SealEnvelopeAsyncInput, options: SealEnvelopeOptions) {
   const backend = options.backend ?? defaultBackend
   const { epochKey, signer, payload } = input
   abytes(payload, 'payload')
@@ -70,8 +101,11 @@ export function sealEnvelope(input: SealEnvelopeInput, options: SealEnvelopeOpti
   const { buffer, aad, ciphertextOffset } = signedBytes(headerBytes, topicBytes(input.topic), ciphertextLength)
   const ciphertext = backend.aeadSeal(SUITES[epochKey.suite].aead, key, senderNonce(iv, input.seq), payload, aad)
   buffer.set(ciphertext, ciphertextOffset)
-  const signature = signer.sign(buffer)
+  return { headerBytes, ciphertext, signedBytes: buffer }
+}
 
+function withSignature(sealed: { headerBytes: Uint8Array; ciphertext: Uint8Array }, signature: Uint8Array): Uint8Array {
+  const { headerBytes, ciphertext } = sealed
   const envelope = new Uint8Array(headerBytes.length + ciphertext.length + SIGNATURE_LENGTH)
   envelope.set(headerBytes, 0)
   envelope.set(ciphertext, headerBytes.length)

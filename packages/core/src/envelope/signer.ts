@@ -1,6 +1,7 @@
 import { defaultBackend } from '#crypto-backend'
 import { abytes, auint } from '../_bytes.js'
 import type { CryptoBackend } from '../crypto/backend.js'
+import type { AsyncSigningKey } from '../crypto/signature.js'
 import { MAX_ID } from './header.js'
 
 /** Signs envelopes as one sender. Holding the seed inside a closure keeps it off the options objects. */
@@ -33,4 +34,26 @@ export function createEnvelopeSigner(
     publicKey,
     sign: (message) => backend.ed25519Sign(message, seed, publicKey),
   }
+}
+
+/** An {@link EnvelopeSigner} whose key signs asynchronously (a non-extractable WebCrypto key). */
+export interface AsyncEnvelopeSigner {
+  readonly kid: number
+  readonly publicKey: Uint8Array
+  sign(message: Uint8Array): Promise<Uint8Array>
+}
+
+/**
+ * Makes the signer for {@link sealEnvelopeAsync} from a key that signs asynchronously.
+ *
+ * @example
+ * ```ts
+ * const signer = createAsyncEnvelopeSigner({ kid: record.kid, key: await generateNonExtractableIdentity('app-1') })
+ * ```
+ */
+export function createAsyncEnvelopeSigner(init: { kid: number; key: AsyncSigningKey }): AsyncEnvelopeSigner {
+  auint(init.kid, 'kid', MAX_ID)
+  abytes(init.key.signingKey, 'signingKey', 32)
+  const { key } = init
+  return { kid: init.kid, publicKey: key.signingKey, sign: (message) => key.sign(message) }
 }

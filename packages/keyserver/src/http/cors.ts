@@ -7,7 +7,8 @@ import { REQUEST_SIGNATURE_HEADERS } from '@smqtt/core'
 import type { FastifyInstance } from 'fastify'
 
 const ALLOWED_METHODS = 'GET, POST'
-const ALLOWED_HEADERS = ['content-type', ...Object.values(REQUEST_SIGNATURE_HEADERS)].join(', ')
+// If-None-Match and ETag: the freshness poll (GET /v1/freshness) answers 304 while nothing changed.
+const ALLOWED_HEADERS = ['content-type', 'if-none-match', ...Object.values(REQUEST_SIGNATURE_HEADERS)].join(', ')
 /** How long a browser may cache a preflight answer. */
 const PREFLIGHT_MAX_AGE_SECONDS = 600
 
@@ -28,6 +29,7 @@ export function registerCors(app: FastifyInstance, origins: readonly string[]): 
     reply.header('vary', 'origin')
     if (typeof origin !== 'string' || !allowed.has(origin)) return
     reply.header('access-control-allow-origin', origin)
+    reply.header('access-control-expose-headers', 'etag')
     const preflight = request.method === 'OPTIONS' && request.headers['access-control-request-method'] !== undefined
     if (!preflight) return
     return reply

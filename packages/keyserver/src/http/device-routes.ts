@@ -4,6 +4,9 @@ import type { EnrollmentRequest, KeyServer } from '../service/key-server.js'
 import type { KeyServerMetrics } from './metrics.js'
 import { enrollBodySchema, errorResponses, signedDocumentSchema } from './schemas.js'
 
+/** The most sequence numbers one `POST /v1/sequence` reserves. */
+export const MAX_SEQUENCE_RANGE = 65_536
+
 /** Routes for enrolled principals (signed requests) and the public ones a device needs first. */
 export function registerDeviceRoutes(app: FastifyInstance, keyServer: KeyServer, metrics: KeyServerMetrics): void {
   app.get(
@@ -58,14 +61,18 @@ export function registerDeviceRoutes(app: FastifyInstance, keyServer: KeyServer,
       schema: {
         tags: ['device'],
         security,
-        description: 'The caller’s signed key bundle.',
-        response: { 200: { type: 'object', properties: { bundle: signedDocumentSchema } }, ...errorResponses },
+        description:
+          'The caller’s signed key bundle, and its tag as `GET /v1/freshness` reports it (taken before the bundle: a change in between only makes the next poll fetch once more).',
+        response: {
+          200: { type: 'object', properties: { bundle: signedDocumentSchema, tag: { type: 'string' } } },
+          ...errorResponses,
+        },
       },
     },
     async (request) => {
       const stop = metrics.bundleSeconds.startTimer()
       try {
-        return { bundle: await keyServer.bundleFor(request.principal as NonNullable<typeof request.principal>) }
+        return await keyServer.bundleWithTag(request.principal as NonNullable<typeof request.principal>)
       } finally {
         stop()
       }
@@ -88,6 +95,41 @@ export function registerDeviceRoutes(app: FastifyInstance, keyServer: KeyServer,
     async () => ({ revocations: (await keyServer.revocationList()) ?? null }),
   )
 
+  // ---- freshness: what bounds revocation even when a broker drops every push ----
+  app.get(
+    '/v1/freshness',
+    {
+      config: device,
+      schema: {
+        tags: ['device'],
+        security,
+        description:
+          'What the caller polls (every 30 s by default) to learn that its revocation list or its key bundle changed: the revocation list’s version (0 when none) and the tag of the bundle it would get now, with an `ETag` made of both. `If-None-Match` with the current ETag is answered `304` with no body.',
+        headers: {
+          type: 'object',
+          properties: { 'if-none-match': { type: 'string', maxLength: 256 } },
+        },
+        response: {
+          200: {
+            type: 'object',
+            required: ['revocations', 'bundle'],
+            properties: { revocations: { type: 'integer', minimum: 0 }, bundle: { type: 'string' } },
+          },
+          304: { description: 'Nothing changed since the ETag sent in If-None-Match.', type: 'null' },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request, reply) => {
+      const freshness = await keyServer.freshnessFor(request.principal as NonNullable<typeof request.principal>)
+      const etag = `"${freshness.revocations}.${freshness.bundle}"`
+      // Per principal and short-lived: no shared cache may keep it, and every use revalidates.
+      reply.header('etag', etag).header('cache-control', 'private, no-cache')
+      if (matchesEtag(request.headers['if-none-match'], etag)) return reply.code(304).send()
+      return freshness
+    },
+  )
+
   app.get(
     '/v1/principal',
     {
@@ -102,6 +144,39 @@ export function registerDeviceRoutes(app: FastifyInstance, keyServer: KeyServer,
     async (request) => ({
       principal: keyServer.signedPrincipalRecord(request.principal as NonNullable<typeof request.principal>),
     }),
+  )
+
+  app.post(
+    '/v1/sequence',
+    {
+      config: device,
+      schema: {
+        tags: ['device'],
+        security,
+        description:
+          'Reserves the caller’s next range of envelope sequence numbers, above `atLeast` and above every range reserved for it before: each run of a device seals only with numbers no other run (or restored copy) was given.',
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['atLeast', 'size'],
+          properties: {
+            atLeast: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+            // Bounded so a device cannot burn its own number space (and envelope bytes) in a few calls.
+            size: { type: 'integer', minimum: 1, maximum: MAX_SEQUENCE_RANGE },
+          },
+        },
+        response: {
+          200: { type: 'object', properties: { start: { type: 'integer' }, end: { type: 'integer' } } },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) =>
+      keyServer.reserveSequence(
+        request.principal as NonNullable<typeof request.principal>,
+        (request.body as { atLeast: number }).atLeast,
+        (request.body as { size: number }).size,
+      ),
   )
 
   app.get(
@@ -122,6 +197,15 @@ export function registerDeviceRoutes(app: FastifyInstance, keyServer: KeyServer,
       return { snapshot: await keyServer.brokerSnapshot() }
     },
   )
+}
+
+/** Whether an `If-None-Match` header (a list of entity tags, or `*`) names `etag`; weak tags compare too. */
+function matchesEtag(header: string | string[] | undefined, etag: string): boolean {
+  if (typeof header !== 'string') return false
+  return header.split(',').some((candidate) => {
+    const tag = candidate.trim()
+    return tag === '*' || tag === etag || tag === `W/${etag}`
+  })
 }
 
 /** The role that lets a principal (a broker node) read the broker snapshot. */

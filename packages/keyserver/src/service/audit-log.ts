@@ -2,8 +2,8 @@ import type { Logger } from 'pino'
 import type { AuditEntry, KeyStore, NewAuditEntry } from '../store/key-store.js'
 
 /**
- * Every admin action, enrollment, failed authentication, rotation and revocation is written
- * twice: an append-only row in the store (queryable, survives log rotation) and a structured
+ * Every admin action, enrollment, failed authentication (bounded: see FailedAuthentications),
+ * rotation and revocation is written twice: an append-only row in the store (queryable, survives log rotation) and a structured
  * log line (for the operator's log pipeline). A failing audit write fails the action.
  */
 export class AuditLog {

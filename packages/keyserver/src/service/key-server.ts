@@ -19,6 +19,7 @@ import {
   parsePolicy,
   parseRequestSignature,
   publishRightsProblem,
+  RevocationList,
   type SignedDocument,
   SmqttError,
   sha256,
@@ -37,8 +38,10 @@ import type {
 } from '../store/key-store.js'
 import { StoreConflictError } from '../store/key-store.js'
 import { AuditLog } from './audit-log.js'
-import { NonceCache } from './nonce-cache.js'
+import { FailedAuthentications } from './failed-auth.js'
+import { NonceCache, REQUEST_WINDOW_SECONDS } from './nonce-cache.js'
 import { EMPTY_POLICY, PolicyState, principalContext } from './policy-state.js'
+import { RateLimiter } from './rate-limit.js'
 
 export interface KeyServerSettings {
   /** How long a key bundle is valid; clients refresh before (default 3600). */
@@ -54,6 +57,11 @@ export interface KeyServerSettings {
    * time, for a device whose answer was lost (default 86400).
    */
   readonly enrollmentRepeatSeconds: number
+  /** Signed requests one principal may make per second, after a burst of principalRequestBurst (default 5). */
+  readonly principalRequestsPerSecond: number
+  readonly principalRequestBurst: number
+  /** Failed authentications one address (IPv6: one /64) may make per minute before 429 (default 30). */
+  readonly failedAuthPerAddressPerMinute: number
 }
 
 export const DEFAULT_SETTINGS: KeyServerSettings = {
@@ -63,6 +71,9 @@ export const DEFAULT_SETTINGS: KeyServerSettings = {
   enrollmentTokenTtlSeconds: 86_400,
   clientCertificateValidityDays: 365,
   enrollmentRepeatSeconds: 86_400,
+  principalRequestsPerSecond: 5,
+  principalRequestBurst: 50,
+  failedAuthPerAddressPerMinute: 30,
 }
 
 export interface KeyServerOptions {
@@ -114,6 +125,7 @@ function fromB64u(text: string): Uint8Array | undefined {
 export class KeyServer {
   readonly settings: KeyServerSettings
   readonly audit: AuditLog
+  readonly failedAuth: FailedAuthentications
   readonly #store: KeyStore
   readonly #masterKey: MasterKey
   readonly #ca: CertificateAuthority | undefined
@@ -121,6 +133,7 @@ export class KeyServer {
   readonly #now: () => number
   readonly #identity: Identity
   readonly #nonces = new NonceCache()
+  readonly #requestRate: RateLimiter
   readonly #listeners = new Set<(change: KeyServerChange) => void>()
   #policy: PolicyState
   #directory: Directory | undefined
@@ -130,6 +143,13 @@ export class KeyServer {
     string,
     { readonly document: SignedDocument; readonly builtAt: number; readonly generation: number }
   >()
+  // The issuedAt of each principal's last bundle, kept across changes (unlike #bundles): clients
+  // keep only strictly newer bundles, so one built after a change in the same second must be later.
+  readonly #bundleIssuedAt = new Map<string, number>()
+  // The issuedAt and content of the last broker snapshot (see brokerSnapshot).
+  #lastSnapshot: { readonly issuedAt: number; readonly fingerprint: string } | undefined
+  // Bundle tags by principal id, for the directory generation they were computed from (see freshnessFor).
+  readonly #tags = new Map<string, { readonly tag: string; readonly generation: number }>()
 
   private constructor(options: KeyServerOptions, identity: Identity, policy: PolicyState) {
     this.settings = { ...DEFAULT_SETTINGS, ...options.settings }
@@ -139,6 +159,14 @@ export class KeyServer {
     this.#logger = options.logger ?? pino({ level: 'silent' })
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000))
     this.audit = new AuditLog(this.#store, this.#logger, this.#now)
+    this.failedAuth = new FailedAuthentications(this.audit, {
+      perAddressPerMinute: this.settings.failedAuthPerAddressPerMinute,
+      now: this.#now,
+    })
+    this.#requestRate = new RateLimiter({
+      perSecond: this.settings.principalRequestsPerSecond,
+      burst: this.settings.principalRequestBurst,
+    })
     this.#identity = identity
     this.#policy = policy
   }
@@ -238,16 +266,12 @@ export class KeyServer {
     const refuse = async (
       reason: string,
       code: 'ERR_ENROLLMENT_TOKEN_INVALID' | 'ERR_REQUEST_SIGNATURE_INVALID' = 'ERR_ENROLLMENT_TOKEN_INVALID',
-    ) => {
-      await this.audit.record({
-        actor: 'anonymous',
-        action: 'enroll',
-        subject: String(request.identity?.id ?? '?'),
-        outcome: 'refused',
-        details: { reason, remoteAddress },
-      })
-      return new SmqttError(code)
-    }
+    ) =>
+      this.failedAuth.failed(
+        remoteAddress,
+        { action: 'enroll', subject: String(request.identity?.id ?? '?'), reason },
+        new SmqttError(code),
+      )
     const identity = importPublicIdentity(request.identity)
     const tokenHash = sha256(new TextEncoder().encode(request.token))
     if (!verifyEnrollmentProof(request.token, identity, request.proof))
@@ -412,7 +436,10 @@ export class KeyServer {
 
   /**
    * Authenticates a signed request (proof of possession): known, active principal, fresh
-   * timestamp, unused nonce, valid signature. Every refusal is audited with its reason.
+   * timestamp, unused nonce, valid signature. Each principal has its own request rate and nonce
+   * quota, spent only once its signature verified: one principal's flood is refused
+   * (ERR_RATE_LIMITED) without touching the others'. Failures are audited through failedAuth
+   * (bounded per address and minute).
    */
   async authenticateRequest(
     headers: Readonly<Record<string, string | string[] | undefined>>,
@@ -425,21 +452,24 @@ export class KeyServer {
       claimed = parsed.principal
       const principal = await this.#store.getPrincipal(parsed.principal)
       if (!principal) throw new SmqttError('ERR_UNAUTHENTICATED', 'unknown principal')
-      verifyRequestSignature(parsed, principal.signingKey, request, { now: this.#now() })
-      if (!this.#nonces.useOnce(`${parsed.principal}\n${parsed.nonce}`, this.#now()))
+      const now = this.#now()
+      verifyRequestSignature(parsed, principal.signingKey, request, { now, maxSkewSeconds: REQUEST_WINDOW_SECONDS })
+      if (!this.#requestRate.take(principal.id, performance.now() / 1000)) throw principalRateLimited()
+      const refused = this.#nonces.useOnce(principal.id, parsed.nonce, parsed.timestamp + REQUEST_WINDOW_SECONDS, now)
+      if (refused === 'full') throw principalRateLimited()
+      if (refused === 'replay')
         throw new SmqttError('ERR_REQUEST_SIGNATURE_INVALID', 'request signature invalid: nonce already used')
       if (principal.status !== 'active')
         throw new SmqttError('ERR_PRINCIPAL_REVOKED', `principal is ${principal.status}`)
       return principal
     } catch (err) {
-      if (err instanceof SmqttError)
-        await this.audit.record({
-          actor: 'anonymous',
-          action: 'auth.failed',
-          subject: claimed,
-          outcome: 'refused',
-          details: { reason: err.code, message: err.message, remoteAddress },
-        })
+      // A principal over its own quota is not a failed authentication: it costs its address nothing.
+      if (err instanceof SmqttError && err.code !== 'ERR_RATE_LIMITED')
+        throw await this.failedAuth.failed(
+          remoteAddress,
+          { action: 'auth.failed', subject: claimed, reason: err.code, message: err.message },
+          err,
+        )
       throw err
     }
   }
@@ -502,11 +532,21 @@ export class KeyServer {
 
   // ---- epochs and rotation -----------------------------------------------------------------
 
-  /** Gives every group of the policy a first epoch, active now. */
+  /**
+   * Gives every group of the policy a live epoch, active now, and retires at once the epochs of
+   * groups no longer in it: a group re-created later (same id or same filter) starts on a fresh
+   * key no former member holds, under a number never used before (the store keeps each group's
+   * newest epoch, see deleteRetiredEpochs).
+   */
   async ensureEpochs(): Promise<void> {
+    const now = this.#now()
     const epochs = await this.#store.listEpochs()
+    const live = (e: EpochRecord) => e.retiresAt === undefined || e.retiresAt > now
+    const inPolicy = new Set(this.#policy.policy.groups.map((g) => g.id))
+    for (const e of epochs)
+      if (!inPolicy.has(e.group) && live(e)) await this.#store.setEpochRetirement(e.group, e.epoch, now)
     for (const group of this.#policy.policy.groups)
-      if (!epochs.some((e) => e.group === group.id))
+      if (!epochs.some((e) => e.group === group.id && live(e)))
         await this.rotateGroup(group.id, { immediate: true, actor: 'system', reason: 'new group' })
   }
 
@@ -573,6 +613,7 @@ export class KeyServer {
     }
     const deleted = await this.#store.deleteRetiredEpochs(now)
     if (deleted > 0) this.#logger.info({ deleted }, 'deleted epochs past their grace period')
+    await this.failedAuth.flush()
   }
 
   // ---- bundles ----------------------------------------------------------------------------
@@ -590,13 +631,16 @@ export class KeyServer {
     const cached = this.#bundles.get(principal.id)
     if (cached && cached.generation === directory.generation && now - cached.builtAt < BUNDLE_REUSE_SECONDS)
       return cached.document
-    const document = this.#buildBundle(principal, directory, now)
+    const issuedAt = Math.max(now, (this.#bundleIssuedAt.get(principal.id) ?? -1) + 1)
+    const document = this.#buildBundle(principal, directory, now, issuedAt)
+    if (this.#bundleIssuedAt.size >= MAX_BUNDLE_ISSUED_AT) this.#bundleIssuedAt.clear()
+    this.#bundleIssuedAt.set(principal.id, issuedAt)
     if (this.#bundles.size >= MAX_CACHED_BUNDLES) this.#bundles.clear()
     this.#bundles.set(principal.id, { document, builtAt: now, generation: directory.generation })
     return document
   }
 
-  #buildBundle(principal: PrincipalRecord, directory: Directory, now: number): SignedDocument {
+  #buildBundle(principal: PrincipalRecord, directory: Directory, now: number, issuedAt: number): SignedDocument {
     const notAfter = now + this.settings.bundleTtlSeconds
     const groups = this.#policy.keyedGroups(principal)
     const bundleGroups = this.#policy.policy.groups
@@ -623,9 +667,77 @@ export class KeyServer {
       },
       groups: bundleGroups,
       validity: { notBefore: now - 60, notAfter },
-      issuedAt: now,
+      issuedAt,
       keyServer: this.#identity,
     })
+  }
+
+  // ---- freshness ----------------------------------------------------------------------------
+
+  /**
+   * What a client polls (`GET /v1/freshness`, answered 304 while nothing changed) to learn from
+   * the key server itself, not through a broker that may drop pushes, that its revocation list
+   * or its key bundle is out of date: the revocation list's version (0 when none) and the tag of
+   * the bundle this principal would get now. Cheap: the tag is cached per principal until the
+   * directory's content changes, the version is read with the directory (at most every
+   * DIRECTORY_TTL_SECONDS, and after every change this process makes).
+   */
+  async freshnessFor(principal: PrincipalRecord): Promise<{ revocations: number; bundle: string }> {
+    if (principal.status !== 'active') throw new SmqttError('ERR_PRINCIPAL_REVOKED')
+    const directory = await this.#currentDirectory(this.#now())
+    return { revocations: directory.revocations, bundle: this.#bundleTag(principal, directory) }
+  }
+
+  /**
+   * The bundle with its tag. The tag is taken first: a change in between makes the bundle newer
+   * than its tag, so the client's next poll sees another tag and fetches once more; it can never
+   * hold a tag newer than its bundle and miss the change.
+   */
+  async bundleWithTag(principal: PrincipalRecord): Promise<{ bundle: SignedDocument; tag: string }> {
+    const { bundle: tag } = await this.freshnessFor(principal)
+    return { bundle: await this.bundleFor(principal), tag }
+  }
+
+  /**
+   * A short hash of everything that decides this principal's bundle apart from its sealing
+   * randomness and times: for each group it gets, the group (id, name, filter, suite), its open
+   * epochs (not yet retiring: what a member seals with now or next) and its writers (kid,
+   * principal, publish rights, signing key). Retiring epochs are left out on purpose: an epoch
+   * starts retiring only in a rotation, which opens another one (the tag changes then), and its
+   * later deletion changes nothing a member needs, so it costs the fleet no refetch.
+   */
+  #bundleTag(principal: PrincipalRecord, directory: Directory): string {
+    const cached = this.#tags.get(principal.id)
+    if (cached && cached.generation === directory.generation) return cached.tag
+    const groups = this.#policy.keyedGroups(principal)
+    const parts = this.#policy.policy.groups
+      .filter((g) => groups.has(g.id))
+      .map((g) => {
+        let part = directory.groupTags.get(g.id)
+        if (part === undefined) {
+          part = digest([
+            g.id,
+            g.name,
+            g.filter,
+            DEFAULT_SUITE,
+            (directory.epochs.get(g.id) ?? [])
+              .filter((e) => e.retiresAt === undefined)
+              .map((e) => [e.epoch, e.activatesAt]),
+            (directory.writers.get(g.id) ?? []).map((w) => [
+              w.kid,
+              w.principal,
+              w.publish,
+              Buffer.from(w.signingKey).toString('base64url'),
+            ]),
+          ])
+          directory.groupTags.set(g.id, part)
+        }
+        return part
+      })
+    const tag = digest(parts)
+    if (this.#tags.size >= MAX_CACHED_BUNDLES) this.#tags.clear()
+    this.#tags.set(principal.id, { tag, generation: directory.generation })
+    return tag
   }
 
   /**
@@ -680,7 +792,8 @@ export class KeyServer {
     ])
     const previous = this.#directory
     const generation = previous && previous.fingerprint === fingerprint ? previous.generation : this.#generation++
-    this.#directory = { builtAt: now, generation, fingerprint, epochs, writers }
+    const revocations = (await this.#store.getRevocationList())?.version ?? 0
+    this.#directory = { builtAt: now, generation, fingerprint, epochs, writers, revocations, groupTags: new Map() }
     return this.#directory
   }
 
@@ -688,6 +801,7 @@ export class KeyServer {
   #forgetDerivedState(): void {
     this.#directory = undefined
     this.#bundles.clear()
+    this.#tags.clear()
   }
 
   // ---- service principals -------------------------------------------------------------------
@@ -756,29 +870,34 @@ export class KeyServer {
     const principals = await this.#store.listPrincipals()
     const epochs = (await this.#store.listEpochs()).filter((e) => e.retiresAt === undefined || e.retiresAt > now)
     const revocations = await this.#store.getRevocationList()
-    return createBrokerSnapshot(
-      {
-        issuedAt: now,
-        policy: this.#policy.policy,
-        principals: principals.map((p) => ({
-          id: p.id,
-          kid: p.kid,
-          roles: p.roles,
-          signingKey: p.signingKey,
-          status: p.status,
-          ...(p.username === undefined ? {} : { username: p.username }),
-          ...(p.certificateSerial === undefined ? {} : { certificateSerial: p.certificateSerial }),
-        })),
-        epochs: epochs.map((e) => ({
-          group: e.group,
-          epoch: e.epoch,
-          activatesAt: e.activatesAt,
-          ...(e.retiresAt === undefined ? {} : { retiresAt: e.retiresAt }),
-        })),
-        revocationListVersion: revocations?.version ?? 0,
-      },
-      this.#identity,
+    const content = {
+      policy: this.#policy.policy,
+      principals: principals.map((p) => ({
+        id: p.id,
+        kid: p.kid,
+        roles: p.roles,
+        signingKey: p.signingKey,
+        status: p.status,
+        ...(p.username === undefined ? {} : { username: p.username }),
+        ...(p.certificateSerial === undefined ? {} : { certificateSerial: p.certificateSerial }),
+      })),
+      epochs: epochs.map((e) => ({
+        group: e.group,
+        epoch: e.epoch,
+        activatesAt: e.activatesAt,
+        ...(e.retiresAt === undefined ? {} : { retiresAt: e.retiresAt }),
+      })),
+      revocationListVersion: revocations?.version ?? 0,
+    }
+    // Brokers keep a snapshot of the same second only if it is the same one (a replayed other one
+    // of that second could undo a change), so a changed snapshot is stamped after the last one.
+    const fingerprint = JSON.stringify(content, (_key, value) =>
+      value instanceof Uint8Array ? Buffer.from(value).toString('base64') : value,
     )
+    const last = this.#lastSnapshot
+    const issuedAt = last ? Math.max(now, last.issuedAt + (last.fingerprint === fingerprint ? 0 : 1)) : now
+    this.#lastSnapshot = { issuedAt, fingerprint }
+    return createBrokerSnapshot({ issuedAt, ...content }, this.#identity)
   }
 
   // ---- principals and revocation --------------------------------------------------------------
@@ -805,18 +924,54 @@ export class KeyServer {
 
   /**
    * Revokes a principal: records it, publishes a new signed revocation list, re-keys every
-   * group whose key it held, and tells listeners (brokers close its sessions).
+   * group whose key it held, and tells listeners (brokers close its sessions). Safe to repeat:
+   * revoking a revoked principal does it all again (a new list only if the last one misses it),
+   * so a revocation the store cut short after the status was written is finished by a retry.
+   * Repeating re-keys its groups once more, which costs a refetch and never weakens anything;
+   * telling whether the first run got that far would need sub-second ordering the store lacks.
    */
   async revokePrincipal(id: string, actor: string): Promise<SignedDocument> {
     const principal = await this.getPrincipal(id)
-    if (principal.status === 'revoked') throw new SmqttError('ERR_CONFLICT', `${id} is already revoked`)
-    await this.#store.setPrincipalStatus(id, 'revoked', this.#now())
+    const repeated = principal.status === 'revoked'
+    if (!repeated) await this.#store.setPrincipalStatus(id, 'revoked', this.#now())
     this.#forgetDerivedState()
-    const list = await this.#publishRevocationList()
-    await this.audit.record({ actor, action: 'revoke', subject: id, outcome: 'ok', details: { kid: principal.kid } })
+    const published = repeated ? await this.revocationList() : undefined
+    const list = published && this.#names(published, principal.kid) ? published : await this.#publishRevocationList()
+    await this.audit.record({
+      actor,
+      action: 'revoke',
+      subject: id,
+      outcome: 'ok',
+      details: { kid: principal.kid, ...(repeated ? { repeated } : {}) },
+    })
     this.#emit({ kind: 'revoked', principal: id, kid: principal.kid })
     await this.#rekeyKeyedGroups(principal, 'principal revoked')
     return list
+  }
+
+  /** Whether a revocation list this key server signed names `kid`. */
+  #names(published: SignedDocument, kid: number): boolean {
+    const list = new RevocationList()
+    list.accept(published, { keyServerPublicKey: this.publicKey })
+    return list.isRevokedKid(kid)
+  }
+
+  /**
+   * Reserves the next `size` envelope sequence numbers for a run of `principal`: above `atLeast`
+   * (the highest the device remembers being given) and above every range handed out before,
+   * whatever the device's storage says. A second copy of the device, or one restored from an old
+   * backup, therefore never reuses a nonce.
+   */
+  async reserveSequence(
+    principal: PrincipalRecord,
+    atLeast: number,
+    size: number,
+  ): Promise<{ start: number; end: number }> {
+    if (principal.status !== 'active') throw new SmqttError('ERR_PRINCIPAL_REVOKED')
+    const start = await this.#store.reserveSequence(principal.id, atLeast, size)
+    if (start === undefined)
+      throw new SmqttError('ERR_SEQUENCE_EXHAUSTED', `${principal.id} has no sequence numbers left (or is not active)`)
+    return { start, end: start + size }
   }
 
   /** The latest signed revocation list, if any principal was ever revoked. */
@@ -850,11 +1005,17 @@ export class KeyServer {
   }
 }
 
+/** 16 bytes of SHA-256 over the JSON of `value`, base64url: a bundle tag (see KeyServer.freshnessFor). */
+function digest(value: unknown): string {
+  return Buffer.from(sha256(new TextEncoder().encode(JSON.stringify(value))).subarray(0, 16)).toString('base64url')
+}
+
 /** See KeyServer.#currentDirectory. */
 const DIRECTORY_TTL_SECONDS = 2
 /** See KeyServer.bundleFor. */
 const BUNDLE_REUSE_SECONDS = 60
 const MAX_CACHED_BUNDLES = 10_000
+const MAX_BUNDLE_ISSUED_AT = 100_000
 
 interface OpenedEpoch {
   readonly epoch: number
@@ -869,6 +1030,14 @@ interface Directory {
   readonly fingerprint: string
   readonly epochs: Map<number, OpenedEpoch[]>
   readonly writers: Map<number, KeyGroupWriter[]>
+  /** Version of the stored revocation list, 0 when none (not part of the fingerprint). */
+  readonly revocations: number
+  /** Each group's share of a bundle tag, filled as asked for (see KeyServer.freshnessFor). */
+  readonly groupTags: Map<number, string>
+}
+
+function principalRateLimited(): SmqttError {
+  return new SmqttError('ERR_RATE_LIMITED', 'too many requests from this principal; retry in a few seconds')
 }
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {

@@ -144,6 +144,13 @@ export interface KeyStore {
   listPrincipals(): Promise<PrincipalRecord[]>
   /** Returns false if there is no such principal. A revoked principal stays revoked: false, unchanged. */
   setPrincipalStatus(id: string, status: PrincipalStatus, at: UnixSeconds): Promise<boolean>
+  /**
+   * Reserves `size` envelope sequence numbers for an active principal, above `atLeast` and above
+   * every number reserved for it before, in one atomic write: returns the first (the range ends
+   * at start + size), or undefined when the principal is not active or the range would pass
+   * 2^53 - 1. Two callers never get overlapping ranges, so no (key, nonce) pair can repeat.
+   */
+  reserveSequence(id: string, atLeast: number, size: number): Promise<number | undefined>
 
   insertEnrollmentToken(token: EnrollmentTokenRecord): Promise<void>
   /** The token with this hash, used or expired ones included. */
@@ -187,7 +194,11 @@ export interface KeyStore {
   insertEpoch(epoch: EpochRecord): Promise<boolean>
   /** Sets the end of an epoch's grace period. Returns false if there is no such epoch. */
   setEpochRetirement(group: number, epoch: number, retiresAt: UnixSeconds): Promise<boolean>
-  /** Deletes epochs whose grace period ended before `now`; returns how many. */
+  /**
+   * Deletes epochs whose grace period ended before `now`, except each group's newest (a removed
+   * group's last epoch stays, retired, so a group re-created under its id never reuses a number);
+   * returns how many.
+   */
   deleteRetiredEpochs(now: UnixSeconds): Promise<number>
 
   getRevocationList(): Promise<StoredRevocationList | undefined>

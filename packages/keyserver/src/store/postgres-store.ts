@@ -190,6 +190,10 @@ const MIGRATIONS: readonly ((s: string) => string)[] = [
     ADD COLUMN enrolled_kid BIGINT REFERENCES ${s}.principals (kid),
     ADD COLUMN certificate_pem TEXT;
   `,
+  (s) => `
+  -- Every envelope sequence number reserved for the principal lies below this (POST /v1/sequence).
+  ALTER TABLE ${s}.principals ADD COLUMN sequence_floor BIGINT NOT NULL DEFAULT 0;
+  `,
 ]
 
 /**
@@ -330,6 +334,19 @@ export class PostgresKeyStore implements KeyStore {
       [id, status, at],
     )
     return result.rowCount === 1
+  }
+
+  async reserveSequence(id: string, atLeast: number, size: number): Promise<number | undefined> {
+    checkCount(atLeast, 'atLeast')
+    checkCount(size, 'size')
+    const result = await this.#query<{ sequence_floor: number }>(
+      `UPDATE ${this.#s}.principals SET sequence_floor = GREATEST(sequence_floor, $2::bigint) + $3::bigint
+       WHERE id = $1 AND status = 'active' AND GREATEST(sequence_floor, $2::bigint) + $3::bigint <= $4::bigint
+       RETURNING sequence_floor`,
+      [id, atLeast, size, Number.MAX_SAFE_INTEGER],
+    )
+    const row = result.rows[0]
+    return row === undefined ? undefined : row.sequence_floor - size
   }
 
   /** A duplicate token hash raises {@link StoreConflictError}. */
@@ -477,9 +494,11 @@ export class PostgresKeyStore implements KeyStore {
 
   async deleteRetiredEpochs(now: UnixSeconds): Promise<number> {
     checkCount(now, 'now')
-    const result = await this.#query(`DELETE FROM ${this.#s}.epochs WHERE retires_at IS NOT NULL AND retires_at < $1`, [
-      now,
-    ])
+    const result = await this.#query(
+      `DELETE FROM ${this.#s}.epochs AS old WHERE old.retires_at IS NOT NULL AND old.retires_at < $1
+         AND old.epoch < (SELECT max(newest.epoch) FROM ${this.#s}.epochs AS newest WHERE newest.group_id = old.group_id)`,
+      [now],
+    )
     return result.rowCount ?? 0
   }
 

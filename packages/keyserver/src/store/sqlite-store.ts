@@ -140,6 +140,10 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE enrollment_tokens ADD COLUMN enrolled_kid INTEGER REFERENCES principals (kid);
   ALTER TABLE enrollment_tokens ADD COLUMN certificate_pem TEXT;
   `,
+  `
+  -- Every envelope sequence number reserved for the principal lies below this (POST /v1/sequence).
+  ALTER TABLE principals ADD COLUMN sequence_floor INTEGER NOT NULL DEFAULT 0;
+  `,
 ]
 
 // Errors that mean "this file cannot be used" rather than "this statement was refused".
@@ -260,6 +264,18 @@ export class SqliteKeyStore implements KeyStore {
       { id, status, at },
     )
     return changes === 1
+  }
+
+  async reserveSequence(id: string, atLeast: number, size: number): Promise<number | undefined> {
+    checkCount(atLeast, 'atLeast')
+    checkCount(size, 'size')
+    const row = this.#get<{ sequence_floor: number }>(
+      `UPDATE principals SET sequence_floor = max(sequence_floor, :atLeast) + :size
+       WHERE id = :id AND status = 'active' AND max(sequence_floor, :atLeast) + :size <= :max
+       RETURNING sequence_floor`,
+      { id, atLeast, size, max: Number.MAX_SAFE_INTEGER },
+    )
+    return row === undefined ? undefined : row.sequence_floor - size
   }
 
   /** A duplicate token hash raises {@link StoreConflictError}. */
@@ -396,7 +412,11 @@ export class SqliteKeyStore implements KeyStore {
 
   async deleteRetiredEpochs(now: UnixSeconds): Promise<number> {
     checkCount(now, 'now')
-    return this.#run('DELETE FROM epochs WHERE retires_at IS NOT NULL AND retires_at < ?', now)
+    return this.#run(
+      `DELETE FROM epochs WHERE retires_at IS NOT NULL AND retires_at < ?
+         AND epoch < (SELECT max(newest.epoch) FROM epochs AS newest WHERE newest.group_id = epochs.group_id)`,
+      now,
+    )
   }
 
   async getRevocationList(): Promise<StoredRevocationList | undefined> {

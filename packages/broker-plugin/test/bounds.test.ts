@@ -1,0 +1,107 @@
+// Bounds against a client that abuses the broker's bookkeeping, with an explicit clock: the
+// audit log (field length, refusals per principal and interval), the CONNECT budgets (per
+// address before authentication, per principal after it) and one-time CONNECT password nonces.
+import { pino } from 'pino'
+import { describe, expect, test } from 'vitest'
+import {
+  boundedField,
+  createAuditor,
+  MAX_AUDIT_FIELD,
+  REFUSAL_INTERVAL_SECONDS,
+  REFUSALS_LOGGED_PER_INTERVAL,
+} from '../src/audit.js'
+import { CONNECT_PASSWORD_SKEW_SECONDS, NonceCache } from '../src/authenticate.js'
+import { ConnectGuard } from '../src/limits.js'
+import { createBrokerMetrics } from '../src/metrics.js'
+
+function auditor() {
+  const lines: Record<string, unknown>[] = []
+  let now = 1_000
+  const metrics = createBrokerMetrics(() => ({ ageSeconds: 0, stale: false }))
+  const logger = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) })
+  const audit = createAuditor(logger, metrics, () => now)
+  const counted = async () =>
+    (await metrics.registry.getMetricsAsJSON())
+      .find((m) => m.name === 'smqtt_broker_refusals_total')
+      ?.values.reduce((sum, v) => sum + v.value, 0)
+  const tick = (seconds: number) => {
+    now += seconds
+  }
+  return { lines, audit, counted, tick }
+}
+
+describe('audit', () => {
+  test('every field is cut to MAX_AUDIT_FIELD characters and marked with its length', () => {
+    const { lines, audit } = auditor()
+    const long = 'x'.repeat(60_000)
+    audit.refused('connect', 'bad-credentials', { principal: long, clientId: long, address: '127.0.0.1' })
+    audit.refused('subscribe', 'acl-denied', { principal: 'app-1', topic: long, detail: long })
+    audit.close()
+    for (const line of lines) expect(JSON.stringify(line).length).toBeLessThan(4 * (MAX_AUDIT_FIELD + 32))
+    expect(lines[1]?.topic).toBe(`${'x'.repeat(MAX_AUDIT_FIELD)}…[60000 chars]`)
+    expect(lines[0]?.address).toBe('127.0.0.1')
+    expect(boundedField('short')).toBe('short')
+  })
+
+  test('past the budget, refusals of one principal are counted and summed up once per kind and interval', async () => {
+    const { lines, audit, counted, tick } = auditor()
+    const flood = REFUSALS_LOGGED_PER_INTERVAL + 30
+    for (let i = 0; i < flood; i++) audit.refused('subscribe', 'acl-denied', { principal: 'app-1', topic: `t/${i}` })
+    for (let i = 0; i < 5; i++) audit.refused('publish', 'replay', { principal: 'app-1', topic: 't' })
+    audit.refused('subscribe', 'acl-denied', { principal: 'app-2', topic: 't' }) // another principal: its own budget
+    expect(lines.filter((l) => l.principal === 'app-1')).toHaveLength(REFUSALS_LOGGED_PER_INTERVAL)
+    expect(lines.filter((l) => l.principal === 'app-2')).toHaveLength(1)
+    expect(await counted()).toBe(flood + 5 + 1) // metrics count every refusal
+
+    tick(REFUSAL_INTERVAL_SECONDS)
+    audit.refused('subscribe', 'acl-denied', { principal: 'app-1', topic: 'again' })
+    const summaries = lines.filter((l) => l.event === 'refusals-suppressed')
+    expect(summaries.map((l) => [l.hook, l.reason, l.principal, l.count])).toEqual([
+      ['subscribe', 'acl-denied', 'app-1', 30],
+      ['publish', 'replay', 'app-1', 5],
+    ])
+    expect(summaries[0]?.msg).toBe(`30 more subscribe refusals (acl-denied) in the last ${REFUSAL_INTERVAL_SECONDS} s`)
+    expect(lines.at(-1)).toMatchObject({ event: 'refused', topic: 'again' }) // a new interval: logged again
+    audit.close()
+  })
+
+  test('CONNECT refusals are all written (each ends its connection); close writes the summaries held back', () => {
+    const { lines, audit } = auditor()
+    for (let i = 0; i < REFUSALS_LOGGED_PER_INTERVAL + 5; i++)
+      audit.refused('connect', 'bad-credentials', { clientId: 'x', address: '10.0.0.1' })
+    for (let i = 0; i < REFUSALS_LOGGED_PER_INTERVAL + 2; i++)
+      audit.refused('forward', 'acl-denied', { principal: 'app-1', topic: 't' })
+    audit.close()
+    expect(lines.filter((l) => l.hook === 'connect')).toHaveLength(REFUSALS_LOGGED_PER_INTERVAL + 5)
+    expect(lines.at(-1)).toMatchObject({ event: 'refusals-suppressed', hook: 'forward', count: 2, level: 20 })
+  })
+})
+
+describe('CONNECT budgets', () => {
+  test('per address before authentication, per principal after it: unauthenticated CONNECTs do not touch a principal', () => {
+    const guard = new ConnectGuard({ perAddress: 3, perClientId: 2, windowSeconds: 10 })
+    expect([1, 2, 3, 4].map(() => guard.admit('10.0.0.1', 0))).toEqual([true, true, true, false])
+    expect(guard.admit('10.0.0.2', 0)).toBe(true) // another address
+    expect([1, 2, 3].map(() => guard.admitPrincipal('lock-1', 0))).toEqual([true, true, false])
+    expect(guard.admitPrincipal('lock-1', 10)).toBe(true) // the next window
+  })
+})
+
+describe('CONNECT password nonces', () => {
+  test('a nonce is refused for every second its password is acceptable, both edges included', () => {
+    const nonces = new NonceCache()
+    const stamped = 5_000
+    const acceptedUntil = stamped + CONNECT_PASSWORD_SKEW_SECONDS
+    expect(nonces.useOnce('n', acceptedUntil, stamped - CONNECT_PASSWORD_SKEW_SECONDS)).toBe(true)
+    for (let t = stamped - CONNECT_PASSWORD_SKEW_SECONDS; t <= acceptedUntil; t++)
+      expect(nonces.useOnce('n', acceptedUntil, t)).toBe(false)
+  })
+
+  test('full of live nonces it fails closed; expired ones make room', () => {
+    const nonces = new NonceCache(2)
+    expect(nonces.useOnce('a', 100, 0)).toBe(true)
+    expect(nonces.useOnce('b', 200, 0)).toBe(true)
+    expect(nonces.useOnce('c', 200, 50)).toBe(false)
+    expect(nonces.useOnce('c', 200, 101)).toBe(true) // 'a' is past its password's window
+  })
+})
