@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the independent tools the test suite drives, from Debian's packages, when missing:
 # Chromium (the browser client test, through playwright-core), mosquitto-clients and Python
-# paho-mqtt (interop with MQTT clients no one here wrote). Idempotent; needs root or sudo.
+# paho-mqtt (interop with MQTT clients no one here wrote), sslscan (the TLS scan of every
+# listener). Idempotent; needs root or sudo.
 # Without apt-get it says what to install and stops, so the tests never run half-equipped.
 set -euo pipefail
 
@@ -9,9 +10,10 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 /usr/bin/python3 -c 'import paho.mqtt' >/dev/null 2>&1 || missing+=(python3-paho-mqtt)
+command -v sslscan >/dev/null 2>&1 || missing+=(sslscan)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "test tools: present (chromium, mosquitto-clients, python3-paho-mqtt)"
+  echo "test tools: present (chromium, mosquitto-clients, python3-paho-mqtt, sslscan)"
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -17,6 +17,7 @@ export const MOSQUITTO_CLIENTS: Tool = {
   debianPackage: 'mosquitto-clients',
   probe: ['mosquitto_pub', '--help'],
 }
+export const SSLSCAN: Tool = { name: 'sslscan', debianPackage: 'sslscan', probe: ['sslscan', '--version'] }
 export const PAHO_PYTHON: Tool = {
   name: 'python3 paho-mqtt',
   debianPackage: 'python3-paho-mqtt',

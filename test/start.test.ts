@@ -5,13 +5,13 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { get as httpGet } from 'node:http'
 import { request } from 'node:https'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createConnectPassword, createEnrollmentRequest, generateIdentity } from '@smqtt/core'
 import mqtt from 'mqtt'
 import { afterAll, expect, test } from 'vitest'
+import { freePort } from './_net.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const devDir = mkdtempSync(join(tmpdir(), 'smqtt-start-'))
@@ -28,14 +28,6 @@ afterAll(async () => {
   }
   rmSync(devDir, { recursive: true, force: true })
 })
-
-async function freePort(): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const { port } = probe.address() as { port: number }
-  await new Promise((resolve) => probe.close(resolve))
-  return port
-}
 
 function https(
   url: string,

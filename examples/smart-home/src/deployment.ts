@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls'
 import { attachSmqtt, type SmqttPlugin, type SmqttPluginOptions } from '@smqtt/broker-plugin'
 import { enroll, memoryStorage } from '@smqtt/client'
+import { tlsServerOptions } from '@smqtt/core/tls'
 import {
   initKeyServer,
   type KeyServerConfig,
@@ -192,7 +193,8 @@ export async function startDeployment(dir: string, options: DeploymentOptions = 
     let plugin: SmqttPlugin | undefined
     const waiting: TLSSocket[] = []
     const sockets = new Set<TLSSocket>()
-    const tls: TlsServer = createTlsServer({ ...serverTls, minVersion: 'TLSv1.3' }, (socket) => {
+    // The SMQTT listeners' TLS options (@smqtt/core/tls), profile `modern`: TLS 1.3 only.
+    const tls: TlsServer = createTlsServer({ ...serverTls, ...tlsServerOptions('modern') }, (socket) => {
       socket.setNoDelay(true)
       sockets.add(socket)
       socket.on('close', () => sockets.delete(socket))
@@ -281,7 +283,7 @@ export async function startDeployment(dir: string, options: DeploymentOptions = 
     //    cancels a WebSocket whose handshake asks for one); they log in with a CONNECT password.
     let wssUrl: string | undefined
     if (options.wss) {
-      const https = createHttpsServer({ ...serverTls, minVersion: 'TLSv1.3' })
+      const https = createHttpsServer({ ...serverTls, ...tlsServerOptions('modern') })
       const webSockets = new WebSocketServer({ server: https, path: '/mqtt' })
       webSockets.on('connection', (socket, request) => {
         const stream = createWebSocketStream(socket)

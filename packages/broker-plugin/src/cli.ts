@@ -7,6 +7,7 @@ import { dirname, resolve } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { createEnrollmentRequest, exportIdentity, generateIdentity } from '@smqtt/core'
+import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
 import { hashLegacyPassword } from './authenticate.js'
 import { loadBrokerConfig } from './config.js'
 import { startBroker } from './server.js'
@@ -15,7 +16,7 @@ const HELP: Record<string, string> = {
   start:
     'start [--config FILE]\n  Starts the broker: mqtts:// (and wss://, metrics) listeners from FILE (default ./broker/config.json).\n  SIGINT/SIGTERM: stops accepting, closes every client and the broker, then exits.',
   enroll:
-    'enroll --id ID --key-server URL --ca FILE [--out FILE] [--token TOKEN]\n  Enrolls this broker as principal ID with a one-time token from `smqtt-keyserver enroll ID --role broker`\n  (read from stdin without --token): writes its identity to FILE (default ./broker/identity.json, mode 0600)\n  and prints the key server public key for "keyServer.publicKey" (compare it with the one `init` printed).',
+    'enroll --id ID --key-server URL --ca FILE [--out FILE] [--token-file FILE|-]\n  Enrolls this broker as principal ID with a one-time token from `smqtt-keyserver enroll ID --role broker`,\n  read from FILE (first line; mode 0600 or stricter) or from stdin (the default, or `-`), never from the\n  command line: writes its identity to FILE (default ./broker/identity.json, mode 0600)\n  and prints the key server public key for "keyServer.publicKey" (compare it with the one `init` printed).',
   'hash-password':
     'hash-password\n  Reads a password from stdin (one line, or everything until EOF) and prints its scrypt hash\n  for a "legacyUsers" entry: { "username": "...", "principal": "...", "hash": "<this>" }.',
 }
@@ -61,6 +62,7 @@ export async function main(
     ca?: string
     out?: string
     token?: string
+    'token-file'?: string
   }
   try {
     values = parseArgs({
@@ -75,7 +77,9 @@ export async function main(
               'key-server': { type: 'string' },
               ca: { type: 'string' },
               out: { type: 'string', default: 'broker/identity.json' },
+              // Parsed only to be refused with a pointer to --token-file: argv is visible in `ps`.
               token: { type: 'string' },
+              'token-file': { type: 'string' },
             }
           : {}),
       },
@@ -102,12 +106,17 @@ export async function main(
     }
     case 'enroll': {
       const { id, ca } = values
+      if (values.token !== undefined)
+        throw new CliError(
+          '--token is refused: a token in the command line is visible to every user in `ps`. ' +
+            'Pipe it in (… | smqtt-broker enroll …) or give --token-file FILE (or - for stdin).',
+        )
       const url = values['key-server']
       if (!id || !url || !ca) throw new CliError(`give --id, --key-server and --ca\n\n${help}`)
       const out = resolve(values.out ?? 'broker/identity.json')
       if (existsSync(out)) throw new CliError(`${out} exists: refusing to overwrite an identity`)
-      const token = values.token ?? (await readPassword(io.stdin))
-      if (!token) throw new CliError('no enrollment token (give --token or pipe it in)')
+      const token = await readToken(values['token-file'], io.stdin)
+      if (!token) throw new CliError('no enrollment token (pipe it in, or give --token-file FILE)')
       const identity = generateIdentity(id)
       const answer = await postJson(
         new URL('/v1/enroll', url),
@@ -132,6 +141,20 @@ export async function main(
     }
   }
   return 2
+}
+
+/** The token's first line from `file` (a secret: mode 0600 or stricter), or from stdin for none or `-`. */
+async function readToken(file: string | undefined, stdin: Readable): Promise<string> {
+  if (file === undefined || file === '-') return (await readPassword(stdin)).trim()
+  const path = resolve(file)
+  assertDeploymentFileMode(path, 'secret', { label: '--token-file' })
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new CliError(`cannot read --token-file ${path}: ${(err as Error).message}`)
+  }
+  return (text.split(/\r?\n/)[0] ?? '').trim()
 }
 
 /** The first line of stdin (without its line break), or all of it when it has none. */

@@ -8,6 +8,8 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { configField, parseConfigText, SmqttError } from '@smqtt/core'
+import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
+import { TLS_PROFILES, type TlsProfile } from '@smqtt/core/tls'
 import { defaultVerifyWorkers } from '@smqtt/core/verify-pool'
 import type { ConnectLimits } from './limits.js'
 import type { EnforcementMode, LegacyUser } from './plugin-context.js'
@@ -39,8 +41,17 @@ export interface BrokerConfig {
   }
   /** True when the config allows the plain listener (the broker logs it as INSECURE). */
   readonly insecurePlainListener: boolean
-  /** Server certificate and key (PEM), and the CA that client certificates chain to. */
-  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly caFile: string }
+  /**
+   * Server certificate and key (PEM), the CA that client certificates chain to, and the TLS
+   * profile of the mqtts and wss listeners (`@smqtt/core/tls`): `intermediate` (TLS 1.2 and 1.3,
+   * the default) or `modern` (TLS 1.3 only).
+   */
+  readonly tls: {
+    readonly certFile: string
+    readonly keyFile: string
+    readonly caFile: string
+    readonly profile: TlsProfile
+  }
   readonly keyServer: {
     /** `https://` base URL of the key server. */
     readonly url: string
@@ -95,7 +106,7 @@ export interface BrokerConfigDocument {
     mqtt?: { host?: string; port?: number }
   }
   insecurePlainListener?: boolean
-  tls?: { certFile?: string; keyFile?: string; caFile?: string }
+  tls?: { certFile?: string; keyFile?: string; caFile?: string; profile?: TlsProfile }
   keyServer: { url: string; publicKey: string; caFile?: string; identityFile?: string; pullIntervalSeconds?: number }
   mode?: EnforcementMode
   sampleRate?: number
@@ -111,6 +122,7 @@ export interface BrokerConfigDocument {
     windowSeconds?: number
     banSeconds?: number
     connectTimeoutSeconds?: number
+    maxUnauthenticatedPerAddress?: number
   }
   legacyUsers?: { username: string; principal: string; hash: string }[]
   metrics?: { host?: string; port?: number } | false
@@ -124,7 +136,12 @@ export const BROKER_CONFIG_DEFAULTS = {
   mqtts: { host: '127.0.0.1', port: 8883 },
   wss: { host: '127.0.0.1', port: 8884, path: '/mqtt' },
   mqtt: { host: '127.0.0.1', port: 1883 },
-  tls: { certFile: 'tls/server.pem', keyFile: 'tls/server.key', caFile: 'tls/ca.pem' },
+  tls: {
+    certFile: 'tls/server.pem',
+    keyFile: 'tls/server.key',
+    caFile: 'tls/ca.pem',
+    profile: 'intermediate' as TlsProfile,
+  },
   identityFile: 'identity.json',
   pullIntervalSeconds: 30,
   mode: 'full' as EnforcementMode,
@@ -152,6 +169,8 @@ export const BROKER_CONFIG_DEFAULTS = {
  */
 export function loadBrokerConfig(path: string): BrokerConfig {
   const absolute = resolve(path)
+  // Whoever can write the config (or its folder) can point the broker at their own key server.
+  assertDeploymentFileMode(absolute, 'config', { label: 'config file' })
   let text: string
   try {
     text = readFileSync(absolute, 'utf8')
@@ -220,7 +239,7 @@ export function parseBrokerConfig(json: unknown, baseDir: string): BrokerConfig 
     plain = address(listeners.mqtt, '$.listeners.mqtt', D.mqtt)
   }
 
-  const tls = object(orDefault(root.tls, {}), '$.tls', ['certFile', 'keyFile', 'caFile'])
+  const tls = object(orDefault(root.tls, {}), '$.tls', ['certFile', 'keyFile', 'caFile', 'profile'])
   const caFile = path(orDefault(tls.caFile, D.tls.caFile), '$.tls.caFile')
 
   if (root.keyServer === undefined) throw invalid('$.keyServer', 'required: { "url", "publicKey" }')
@@ -245,6 +264,7 @@ export function parseBrokerConfig(json: unknown, baseDir: string): BrokerConfig 
     'windowSeconds',
     'banSeconds',
     'connectTimeoutSeconds',
+    'maxUnauthenticatedPerAddress',
   ])
   const connectLimits: Record<string, number> = {}
   for (const [key, value] of Object.entries(limits))
@@ -260,6 +280,7 @@ export function parseBrokerConfig(json: unknown, baseDir: string): BrokerConfig 
       certFile: path(orDefault(tls.certFile, D.tls.certFile), '$.tls.certFile'),
       keyFile: path(orDefault(tls.keyFile, D.tls.keyFile), '$.tls.keyFile'),
       caFile,
+      profile: oneOf(orDefault(tls.profile, D.tls.profile), '$.tls.profile', TLS_PROFILES),
     },
     keyServer: {
       url,

@@ -85,10 +85,16 @@ export function connectDeadlineMs(limits: ConnectLimits | undefined): number {
 /** Limits of {@link ConnectGuard}, and the CONNECT deadline. */
 export interface ConnectLimits {
   /**
-   * Seconds a connection has to deliver its whole CONNECT packet, counted from the end of the
-   * TLS handshake; then it is closed (slow-loris: never sending CONNECT, or dripping it). Default 10.
+   * Seconds a connection has from TCP accept to authenticated, through TLS, the HTTP upgrade
+   * (wss) and its whole CONNECT packet (`startBroker`); then it is closed (slow-loris: never
+   * sending CONNECT, or dripping it). Aedes alone counts it from the hand-over. Default 10.
    */
   readonly connectTimeoutSeconds?: number
+  /**
+   * Connections one address may hold between TCP accept and authentication, on all listeners
+   * together (`startBroker`; default 100): the next one is closed at accept.
+   */
+  readonly maxUnauthenticatedPerAddress?: number
   /** CONNECTs accepted per address per window (default 60). */
   readonly perAddress?: number
   /**

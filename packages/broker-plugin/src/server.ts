@@ -2,21 +2,28 @@
 // the optional wss:// and (insecure, loudly) plain listeners, Prometheus /metrics, pino logs with
 // a separate audit log, and a graceful close. The CLI's `start`, `npm start` and the tests use it.
 // The key server's equivalent is packages/keyserver/src/server.ts.
-import { readFileSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { createServer as createTlsServer, type TLSSocket, type TlsOptions } from 'node:tls'
 import { type Identity, importIdentity, SmqttError } from '@smqtt/core'
+import { boundedLog } from '@smqtt/core/bounded-log'
+import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
+import { tlsServerOptions } from '@smqtt/core/tls'
 import { Aedes } from 'aedes'
 import { type DestinationStream, type Logger, pino } from 'pino'
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import { attachSmqtt, type SmqttPlugin } from './attach.js'
 import type { BrokerConfig, ListenAddress, LogLevel } from './config.js'
 import { connectDeadlineMs } from './limits.js'
+import { DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS, PreAuthGate } from './preauth.js'
 import { createRedisBackends, createSharedLimitsConnection, type RedisBackends } from './redis.js'
+
+/** How much later than the pre-authentication deadline Aedes' own CONNECT timeout falls. */
+const BACKSTOP_SECONDS = 5
 
 /** Options of {@link startBroker} that are not in the config file. */
 export interface StartBrokerOptions {
@@ -67,7 +74,7 @@ const SHARED_LIMITS_READY_MS = 5_000
 export async function startBroker(config: BrokerConfig, options: StartBrokerOptions = {}): Promise<RunningBroker> {
   const tlsFiles = {
     cert: readConfigFile(config.tls.certFile, '$.tls.certFile'),
-    key: readConfigFile(config.tls.keyFile, '$.tls.keyFile'),
+    key: readConfigFile(config.tls.keyFile, '$.tls.keyFile', 'secret'),
     ca: readConfigFile(config.tls.caFile, '$.tls.caFile'),
   }
   const keyServerCa = readConfigFile(config.keyServer.caFile, '$.keyServer.caFile')
@@ -128,7 +135,13 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
       publishRate: config.publishRate,
       maxPacketBytes: config.maxPacketBytes,
       topicLimits: config.topicLimits,
-      connectLimits: config.connectLimits,
+      // The pre-authentication gate below owns the deadline from accept; Aedes' own CONNECT
+      // timeout (counted from hand-over) stays as a backstop that never fires first, so one
+      // slow connection is closed, and audited, once.
+      connectLimits: {
+        ...config.connectLimits,
+        connectTimeoutSeconds: connectDeadlineMs(config.connectLimits) / 1000 + BACKSTOP_SECONDS,
+      },
       legacyUsers: config.legacyUsers,
       ...(redis ? { busReady: redis.busReady } : {}),
       ...(sharedLimits ? { sharedLimits } : {}),
@@ -150,9 +163,61 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
   }
+  // One deadline from TCP accept to authenticated on every listener (preauth.ts), and a cap on the
+  // connections one address holds before it authenticated.
+  const deadlineMs = connectDeadlineMs(config.connectLimits)
+  const preAuthClosed = new Counter({
+    name: 'smqtt_broker_preauth_closed_total',
+    help: 'Connections closed before authentication: over the per-address cap at accept, or at the deadline.',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [registry],
+  })
+  new Gauge({
+    name: 'smqtt_broker_unauthenticated_connections',
+    help: 'Connections accepted and not yet authenticated (all listeners).',
+    registers: [registry],
+    collect() {
+      this.set(gate.pending)
+    },
+  })
+  const auditLog = logger.child({ audit: true })
+  const maxPerAddress = config.connectLimits.maxUnauthenticatedPerAddress ?? DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
+  const logRefusal = boundedLog(
+    (address: string, listener: string) =>
+      auditLog.warn(
+        { event: 'connection-refused', reason: 'unauthenticated-cap', address, listener, max: maxPerAddress },
+        'connection closed at accept: too many unauthenticated connections from this address',
+      ),
+    (count) =>
+      auditLog.warn(
+        { event: 'refusals-suppressed', reason: 'unauthenticated-cap', count },
+        `${count} more connections closed at accept (unauthenticated-cap)`,
+      ),
+  )
+  const gate = new PreAuthGate({
+    deadlineMs,
+    maxPerAddress,
+    onRefused(address, listener) {
+      preAuthClosed.inc({ listener, reason: 'unauthenticated-cap' })
+      logRefusal(address, listener)
+    },
+    onDeadline(address, listener, stage) {
+      preAuthClosed.inc({ listener, reason: 'deadline' })
+      // Before TLS is up it is a failed handshake, as Node's own handshakeTimeout reports it.
+      if (stage === 'tls')
+        logger.debug({ err: 'TLS handshake timeout (deadline)', address, listener }, 'TLS handshake failed')
+      else
+        auditLog.warn(
+          { event: 'connect-timeout', address, listener, stage, seconds: deadlineMs / 1000 },
+          'connection closed: not authenticated in time',
+        )
+    },
+  })
+  broker.on('client', (client) => gate.authenticated(client.conn))
   const tlsOptions: TlsOptions = {
     ...tlsFiles,
-    minVersion: 'TLSv1.2',
+    // Versions, suites, groups, client order, no renegotiation: the same on every SMQTT listener.
+    ...tlsServerOptions(config.tls.profile),
     // Slow-loris below MQTT: a connection that does not finish TLS is cut at the CONNECT deadline
     // (Node's default is 120 s, and see the tlsClientError handlers below).
     handshakeTimeout: connectDeadlineMs(config.connectLimits),
@@ -170,6 +235,7 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
   try {
     const mqtts = createTlsServer(tlsOptions, (socket) => {
       track(socket)
+      gate.handedOver(socket, socket)
       plugin.handle(socket)
     })
     // Node (20) does not close the socket on a handshake timeout: measured, a TCP connection that
@@ -180,6 +246,7 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
         socket.destroy()
       }
     mqtts.on('tlsClientError', closeFailedHandshake('mqtts'))
+    mqtts.on('connection', (raw: Socket) => gate.accept(raw, 'mqtts'))
     servers.push({ name: 'mqtts', server: mqtts })
     urls.mqtts = `mqtts://${await listen(mqtts, config.listeners.mqtts)}`
 
@@ -189,8 +256,12 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
         res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket', connection: 'close' })
         res.end(`MQTT over WebSocket: connect a WebSocket to ${wss.path}\n`)
       })
-      https.on('secureConnection', (socket: TLSSocket) => track(socket))
+      https.on('secureConnection', (socket: TLSSocket) => {
+        track(socket)
+        gate.secured(socket) // the HTTP upgrade is next: still under the same deadline
+      })
       https.on('tlsClientError', closeFailedHandshake('wss'))
+      https.on('connection', (raw: Socket) => gate.accept(raw, 'wss'))
       wsServer = new WebSocketServer({
         server: https,
         path: wss.path,
@@ -210,6 +281,7 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
           authorized: { get: () => socket.authorized },
           getPeerCertificate: { value: (detailed?: boolean) => socket.getPeerCertificate(detailed === true) },
         })
+        gate.handedOver(socket, stream)
         plugin.handle(stream as Duplex)
       })
       wsServer.on('error', (err) => logger.error({ err }, 'WebSocket server error'))
@@ -220,6 +292,8 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
     if (config.listeners.mqtt) {
       const plain = createNetServer((socket) => {
         track(socket)
+        if (!gate.accept(socket, 'mqtt', 'connect')) return
+        gate.handedOver(socket, socket)
         plugin.handle(socket)
       })
       servers.push({ name: 'mqtt', server: plain })
@@ -292,6 +366,7 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
         await plugin.close()
         await closeBroker()
         // 3. Whatever is left (connections that never sent CONNECT, idle HTTPS): ended, then cut.
+        gate.close()
         for (const socket of sockets) socket.end()
         const cut = setTimeout(() => {
           for (const socket of sockets) socket.destroy()
@@ -307,7 +382,9 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
   }
 }
 
-function readConfigFile(file: string, at: string): Buffer {
+/** A file the config names, refused when more open than its kind allows (`@smqtt/core/file-modes`). */
+function readConfigFile(file: string, at: string, kind: 'secret' | 'config' = 'config'): Buffer {
+  assertDeploymentFileMode(file, kind, { label: `config ${at}:` })
   try {
     return readFileSync(file)
   } catch (cause) {
@@ -318,12 +395,7 @@ function readConfigFile(file: string, at: string): Buffer {
 /** The broker's identity file: core `exportIdentity` JSON, readable by its owner only. */
 function readIdentity(file: string): Identity {
   const at = '$.keyServer.identityFile'
-  const text = readConfigFile(file, at).toString('utf8')
-  if (process.platform !== 'win32' && (statSync(file).mode & 0o077) !== 0)
-    throw new SmqttError(
-      'ERR_CONFIG_INVALID',
-      `config ${at}: ${file} holds the broker's private keys and must be readable by its owner only (chmod 600)`,
-    )
+  const text = readConfigFile(file, at, 'secret').toString('utf8')
   try {
     return importIdentity(JSON.parse(text))
   } catch (cause) {

@@ -56,6 +56,7 @@ describe('config', () => {
       certFile: '/etc/smqtt/tls/server.pem',
       keyFile: '/etc/smqtt/tls/server.key',
       caFile: '/etc/smqtt/tls/ca.pem',
+      profile: 'intermediate',
     })
     expect(config.keyServer.caFile).toBe('/etc/smqtt/tls/ca.pem') // the key server's CA defaults to tls.caFile
     expect(config.keyServer.identityFile).toBe('/etc/smqtt/identity.json')
@@ -96,6 +97,10 @@ describe('config', () => {
     expect(configError({ ...MINIMAL, listeners: { mqtts: { hots: 'x' } } })).toMatch(/\$\.listeners\.mqtts\.hots/)
     expect(configError({ keyServer: { ...MINIMAL.keyServer, pin: 'x' } })).toMatch(/\$\.keyServer\.pin: unknown/)
     expect(configError({ ...MINIMAL, tls: { cert: 'x' } })).toMatch(/\$\.tls\.cert: unknown/)
+    expect(configError({ ...MINIMAL, tls: { profile: 'old' } })).toMatch(
+      /\$\.tls\.profile: expected one of intermediate, modern/,
+    )
+    expect(parseBrokerConfig({ ...MINIMAL, tls: { profile: 'modern' } }, '/x').tls.profile).toBe('modern')
     expect(
       configError({ ...MINIMAL, legacyUsers: [{ username: 'a', principal: 'b', hash: 'scrypt$x', x: 1 }] }),
     ).toMatch(/\$\.legacyUsers\[0\]\.x: unknown/)

@@ -48,9 +48,11 @@ export const ERROR_CODES = {
   ERR_POLICY_INVALID: 'A policy document is not well formed.',
   ERR_CERTIFICATE_REQUEST_INVALID: 'Refused certificate request: key not P-256, or a malformed name, address or id.',
   ERR_CERTIFICATE_AUTHORITY_INVALID: 'The CA certificate or key is malformed, not a P-256 CA, or they do not match.',
-  ERR_MASTER_KEY_INVALID: 'The master key is missing, badly encoded, not 32 bytes, or its file is readable by others.',
+  ERR_MASTER_KEY_INVALID:
+    'The master key is missing, badly encoded, not 32 bytes, or its file is readable or writable by group or others.',
   ERR_SEALED_SECRET_INVALID: 'A secret sealed at rest does not open (wrong master key, altered bytes or wrong label).',
-  ERR_CONFIG_INVALID: 'The key server config file is unreadable, not JSON, or has an unknown field or a bad value.',
+  ERR_CONFIG_INVALID:
+    'A config file is unreadable, not JSON, or has an unknown field or a bad value; or a file it names (or its folder) is open to group or others.',
   ERR_REQUEST_SIGNATURE_INVALID:
     'A signed HTTP request is missing its signature headers, is stale, replayed, or its signature does not verify.',
   ERR_UNAUTHENTICATED: 'The request is not authenticated (no or wrong credentials).',

@@ -5,11 +5,12 @@ import { readFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
 import { loadConfig } from './config.js'
 import { initKeyServer, startKeyServer } from './server.js'
 
 const HELP: Record<string, string> = {
-  init: 'init [--dir DIR] [--host H] [--port P]\n  Creates master key, admin token, development PKI, config and store in DIR (default ./keyserver). Refuses to overwrite.',
+  init: 'init [--dir DIR] [--host H] [--port P]\n  Creates master key, admin token, development PKI, config and store in DIR (default ./keyserver),\n  all or nothing (a failed init leaves nothing behind). DIR must not exist or be empty.',
   start: 'start [--config FILE]\n  Starts the key server (default config: ./keyserver/config.json).',
   enroll:
     'enroll <id> --role R [--role R2 ...] [--ttl SECONDS]\n  Prints a one-time enrollment token bound to <id> and the roles.',
@@ -35,6 +36,7 @@ interface Admin {
 
 function adminClient(configFile: string): Admin {
   const config = loadConfig(configFile)
+  assertDeploymentFileMode(config.adminTokenFile, 'secret', { label: 'config $.adminTokenFile:' })
   const token = readFileSync(config.adminTokenFile, 'utf8').trim()
   const ca = readFileSync(config.tls.caFile, 'utf8')
   const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host

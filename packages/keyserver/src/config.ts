@@ -8,6 +8,13 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { configField, parseConfigText, SmqttError } from '@smqtt/core'
+import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
+import { TLS_PROFILES, type TlsProfile } from '@smqtt/core/tls'
+import {
+  DEFAULT_DEADLINES,
+  DEFAULT_MAX_PENDING_CONNECTIONS_PER_ADDRESS,
+  type KeyServerDeadlines,
+} from './http/deadlines.js'
 
 const { orDefault, invalid, object, integer, boolean, pathString, hostString } = configField
 
@@ -16,8 +23,17 @@ export interface KeyServerConfig {
   /** Absolute folder of the config file; relative paths in the file were resolved against it. */
   readonly baseDir: string
   readonly listen: { readonly host: string; readonly port: number }
-  /** Server certificate and key (PEM), and the deployment CA that client certificates chain to. */
-  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly caFile: string }
+  /**
+   * Server certificate and key (PEM), the deployment CA that client certificates chain to, and
+   * the TLS profile of the HTTPS listener (`@smqtt/core/tls`): `intermediate` (TLS 1.2 and 1.3,
+   * the default) or `modern` (TLS 1.3 only).
+   */
+  readonly tls: {
+    readonly certFile: string
+    readonly keyFile: string
+    readonly caFile: string
+    readonly profile: TlsProfile
+  }
   /**
    * The store URL for `openStore`: `sqlite:<absolute path>`, `sqlite::memory:`, or a
    * `postgres://` / `postgresql://` URL verbatim (it may hold a password: do not log it).
@@ -40,6 +56,10 @@ export interface KeyServerConfig {
   readonly principalRequestBurst: number
   /** Failed authentications per minute from one address (IPv6: one /64) before 429. */
   readonly failedAuthPerAddressPerMinute: number
+  /** Slow-loris: TLS handshake, request headers, whole request, idle keep-alive (seconds). */
+  readonly deadlines: KeyServerDeadlines
+  /** Connections one address may hold before their first request completed; the next is closed at accept. */
+  readonly maxPendingConnectionsPerAddress: number
   /** Serve plain HTTP instead of HTTPS. For tests and local experiments only; warn when set. */
   readonly insecureAllowPlainHttp: boolean
   /** Push bundles and snapshots over MQTT to this broker (absent: pull only). */
@@ -51,7 +71,7 @@ export interface KeyServerConfig {
 /** The config file as written on disk (relative paths, store as a string). Every field is optional. */
 export interface KeyServerConfigDocument {
   listen?: { host?: string; port?: number }
-  tls?: { certFile?: string; keyFile?: string; caFile?: string }
+  tls?: { certFile?: string; keyFile?: string; caFile?: string; profile?: TlsProfile }
   /** `sqlite:<path>` (relative to the config file), `sqlite::memory:`, or `postgres://…` / `postgresql://…`. */
   store?: string
   masterKeyFile?: string
@@ -65,6 +85,8 @@ export interface KeyServerConfigDocument {
   principalRequestsPerSecond?: number
   principalRequestBurst?: number
   failedAuthPerAddressPerMinute?: number
+  deadlines?: { handshakeSeconds?: number; headersSeconds?: number; requestSeconds?: number; keepAliveSeconds?: number }
+  maxPendingConnectionsPerAddress?: number
   insecureAllowPlainHttp?: boolean
   /** `mqtts://` or `wss://` broker URL; `caFile` defaults to tls.caFile. Plain `mqtt://` only with `insecurePlainMqtt`. */
   push?: { brokerUrl: string; caFile?: string; insecurePlainMqtt?: boolean }
@@ -99,6 +121,8 @@ export function defaultConfigDocument(): Required<Omit<KeyServerConfigDocument, 
     principalRequestsPerSecond: 5,
     principalRequestBurst: 50,
     failedAuthPerAddressPerMinute: 30,
+    deadlines: { ...DEFAULT_DEADLINES },
+    maxPendingConnectionsPerAddress: DEFAULT_MAX_PENDING_CONNECTIONS_PER_ADDRESS,
     insecureAllowPlainHttp: false,
   }
 }
@@ -117,7 +141,8 @@ export function defaultConfig(baseDir: string): KeyServerConfig {
 
 /**
  * Reads and validates a config file. Relative paths in it are resolved against its folder.
- * Throws `ERR_CONFIG_INVALID` if the file cannot be read, is not JSON, or does not validate.
+ * Throws `ERR_CONFIG_INVALID` if the file cannot be read, is not JSON, or does not validate, or
+ * (POSIX) if it or its folder is writable by group or others.
  *
  * @example
  * ```ts
@@ -127,6 +152,8 @@ export function defaultConfig(baseDir: string): KeyServerConfig {
  */
 export function loadConfig(path: string): KeyServerConfig {
   const absolute = resolve(path)
+  // Whoever can write the config (or its folder) can point the server at their own keys and store.
+  assertDeploymentFileMode(absolute, 'config', { label: 'config file' })
   let text: string
   try {
     text = readFileSync(absolute, 'utf8')
@@ -166,12 +193,14 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
     'principalRequestsPerSecond',
     'principalRequestBurst',
     'failedAuthPerAddressPerMinute',
+    'deadlines',
+    'maxPendingConnectionsPerAddress',
     'insecureAllowPlainHttp',
     'push',
     'cors',
   ])
   const listen = object(orDefault(root.listen, {}), '$.listen', ['host', 'port'])
-  const tls = object(orDefault(root.tls, {}), '$.tls', ['certFile', 'keyFile', 'caFile'])
+  const tls = object(orDefault(root.tls, {}), '$.tls', ['certFile', 'keyFile', 'caFile', 'profile'])
   const path = (value: unknown, at: string) => resolve(base, pathString(value, at))
   return {
     baseDir: base,
@@ -183,6 +212,7 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
       certFile: path(orDefault(tls.certFile, defaults.tls.certFile), '$.tls.certFile'),
       keyFile: path(orDefault(tls.keyFile, defaults.tls.keyFile), '$.tls.keyFile'),
       caFile: path(orDefault(tls.caFile, defaults.tls.caFile), '$.tls.caFile'),
+      profile: tlsProfile(orDefault(tls.profile, 'intermediate')),
     },
     store: storeUrl(orDefault(root.store, defaults.store), '$.store', base),
     masterKeyFile: path(orDefault(root.masterKeyFile, defaults.masterKeyFile), '$.masterKeyFile'),
@@ -241,6 +271,13 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
       1,
       1_000_000,
     ),
+    deadlines: deadlineSettings(orDefault(root.deadlines, {})),
+    maxPendingConnectionsPerAddress: integer(
+      orDefault(root.maxPendingConnectionsPerAddress, defaults.maxPendingConnectionsPerAddress),
+      '$.maxPendingConnectionsPerAddress',
+      1,
+      1_000_000,
+    ),
     insecureAllowPlainHttp: boolean(
       orDefault(root.insecureAllowPlainHttp, defaults.insecureAllowPlainHttp),
       '$.insecureAllowPlainHttp',
@@ -254,6 +291,23 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
 }
 
 const MAX_CORS_ORIGINS = 100
+
+function deadlineSettings(value: unknown): KeyServerDeadlines {
+  const fields = ['handshakeSeconds', 'headersSeconds', 'requestSeconds', 'keepAliveSeconds'] as const
+  const given = object(value, '$.deadlines', [...fields])
+  const seconds = (key: (typeof fields)[number]) =>
+    integer(orDefault(given[key], DEFAULT_DEADLINES[key]), `$.deadlines.${key}`, 1, 3600)
+  const deadlines = {
+    handshakeSeconds: seconds('handshakeSeconds'),
+    headersSeconds: seconds('headersSeconds'),
+    requestSeconds: seconds('requestSeconds'),
+    keepAliveSeconds: seconds('keepAliveSeconds'),
+  }
+  // Node refuses a headers deadline longer than the request's (the request includes its headers).
+  if (deadlines.headersSeconds > deadlines.requestSeconds)
+    throw invalid('$.deadlines.headersSeconds', 'at most $.deadlines.requestSeconds')
+  return deadlines
+}
 
 function corsSettings(value: unknown) {
   const cors = object(value, '$.cors', ['origins'])
@@ -296,4 +350,10 @@ function storeUrl(value: unknown, at: string, base: string): string {
     return value
   }
   throw invalid(at, expected)
+}
+
+function tlsProfile(value: unknown): TlsProfile {
+  if (typeof value !== 'string' || !(TLS_PROFILES as readonly string[]).includes(value))
+    throw invalid('$.tls.profile', `expected one of ${TLS_PROFILES.join(', ')}`)
+  return value as TlsProfile
 }

@@ -9,6 +9,7 @@
 // after which a nonce collision becomes a concern.
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { cryptoBackend, SmqttError } from '@smqtt/core'
+import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
 
 /** The environment variable that holds the master key (base64url, 32 bytes); it wins over the file. */
 export const MASTER_KEY_ENV = 'SMQTT_MASTER_KEY'
@@ -169,12 +170,7 @@ function readKeyFile(file: string): string {
     const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : 'cannot be read'
     throw masterKeyInvalid(`no master key: ${MASTER_KEY_ENV} is not set and ${file} ${why}`, err)
   }
-  // POSIX only: Windows reports synthetic modes, and its ACLs are the operator's to set.
-  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
-    throw masterKeyInvalid(
-      `master key file ${file} is accessible by group or others (mode ${(mode & 0o777).toString(8)}); run: chmod 600 ${file}`,
-    )
-  }
+  assertDeploymentFileMode(file, 'secret', { code: 'ERR_MASTER_KEY_INVALID', label: 'master key file', mode })
   let text: string
   try {
     text = readFileSync(file, 'utf8')

@@ -1,16 +1,17 @@
 // Assembles a running key server from a config: master key, store, CA, service, HTTPS app,
 // and the periodic job. The CLI's `start`, the project's `npm start` and the tests use this.
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises'
+import { basename, dirname, join, resolve } from 'node:path'
 import { cryptoBackend, sha256 } from '@smqtt/core'
+import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
 import type { FastifyInstance } from 'fastify'
 import { type Logger, pino } from 'pino'
-import { defaultConfig, defaultConfigDocument, type KeyServerConfig } from './config.js'
+import { defaultConfig, defaultConfigDocument, type KeyServerConfig, parseConfig } from './config.js'
 import { buildApp } from './http/app.js'
 import { MasterKey } from './master-key.js'
 import { CertificateAuthority } from './pki/certificate-authority.js'
-import { ensureDevPki } from './pki/dev-pki.js'
+import { createDevPkiMaterial } from './pki/dev-pki.js'
 import { KeyServer } from './service/key-server.js'
 import { type MqttPush, startMqttPush } from './service/mqtt-push.js'
 import { openStore } from './store/open-store.js'
@@ -40,6 +41,7 @@ export async function startKeyServer(
   options: { logger?: Logger } = {},
 ): Promise<RunningKeyServer> {
   const logger = options.logger ?? pino({ name: 'smqtt-keyserver' })
+  checkDeploymentFiles(config)
   const masterKey = MasterKey.fromEnvOrFile({ file: config.masterKeyFile })
   const store = await openStore(config.store)
   try {
@@ -64,10 +66,18 @@ export async function startKeyServer(
       adminTokenHash,
       logger,
       maxBodyBytes: config.maxBodyBytes,
+      deadlines: config.deadlines,
+      maxPendingConnectionsPerAddress: config.maxPendingConnectionsPerAddress,
       ...(config.cors ? { corsOrigins: config.cors.origins } : {}),
       ...(config.insecureAllowPlainHttp
         ? { insecureAllowPlainHttp: true }
-        : { tls: { key: readFileSync(config.tls.keyFile, 'utf8'), cert: readFileSync(config.tls.certFile, 'utf8') } }),
+        : {
+            tls: {
+              key: readFileSync(config.tls.keyFile, 'utf8'),
+              cert: readFileSync(config.tls.certFile, 'utf8'),
+              profile: config.tls.profile,
+            },
+          }),
     })
     await app.listen({ host: config.listen.host, port: config.listen.port })
     const address = app.server.address()
@@ -132,8 +142,10 @@ export async function startKeyServer(
 
 /**
  * `smqtt-keyserver init`: a new deployment in `dir` — master key, admin token, development
- * PKI, config and store with the key server's identity and the CA key sealed inside.
- * Refuses to touch a directory that already has a config.
+ * PKI, config and store with the key server's identity and the CA key sealed inside (it is never
+ * written to a file). All or nothing: everything is built in a private sibling folder that is
+ * renamed to `dir` only at the end, so a failed init leaves nothing behind and can be re-run.
+ * Refuses a `dir` that already has a config or holds any file.
  *
  * @example
  * ```ts
@@ -144,34 +156,70 @@ export async function initKeyServer(
   dir: string,
   options: { listen?: { host: string; port: number }; push?: { brokerUrl: string; insecurePlainMqtt?: boolean } } = {},
 ): Promise<{ configFile: string; adminToken: string; keyServerPublicKey: string }> {
-  const config = defaultConfig(dir)
-  const configFile = join(dir, 'config.json')
+  const target = resolve(dir)
+  const configFile = join(target, 'config.json')
   if (existsSync(configFile))
     throw new Error(`${configFile} exists: this directory is already initialized (refusing to overwrite)`)
-  await mkdir(dir, { recursive: true, mode: 0o700 })
+  if (existsSync(target) && readdirSync(target).length > 0)
+    throw new Error(`${target} is not empty: init makes a new deployment folder (choose another --dir)`)
+  const parent = dirname(target)
+  await mkdir(parent, { recursive: true, mode: 0o700 })
+  const staging = await mkdtemp(join(parent, `.${basename(target)}.init-`)) // mode 0700
+  try {
+    const result = await populateDeployment(staging, options)
+    // rename(2) replaces an empty folder and fails on one that gained files meanwhile.
+    await rename(staging, target)
+    return { ...result, configFile }
+  } catch (err) {
+    await rm(staging, { recursive: true, force: true })
+    throw err
+  }
+}
+
+async function populateDeployment(
+  dir: string,
+  options: { listen?: { host: string; port: number }; push?: { brokerUrl: string; insecurePlainMqtt?: boolean } },
+): Promise<{ adminToken: string; keyServerPublicKey: string }> {
+  const config = defaultConfig(dir)
   const listen = options.listen ?? config.listen
   const masterKey = MasterKey.generate()
   masterKey.writeFile(config.masterKeyFile)
   const adminToken = Buffer.from(cryptoBackend.randomBytes(32)).toString('base64url')
   writeFileSync(config.adminTokenFile, `${adminToken}\n`, { mode: 0o600, flag: 'wx' })
-  await ensureDevPki(dirname(config.tls.caFile))
-  await mkdir(dirname(storePath(config.store) ?? join(dir, 'x')), { recursive: true })
+  // The CA key stays in memory until it is sealed into the store: no plaintext copy on disk.
+  const pki = await createDevPkiMaterial()
+  await mkdir(dirname(config.tls.caFile), { recursive: true, mode: 0o700 })
+  writeFileSync(config.tls.caFile, pki.caPem, { flag: 'wx', mode: 0o644 })
+  writeFileSync(config.tls.certFile, pki.serverCertPem, { flag: 'wx', mode: 0o644 })
+  writeFileSync(config.tls.keyFile, pki.serverKeyPem, { flag: 'wx', mode: 0o600 })
+  await mkdir(dirname(storePath(config.store) ?? join(dir, 'x')), { recursive: true, mode: 0o700 })
+  const written = { ...defaultConfigDocument(), listen, ...(options.push ? { push: options.push } : {}) }
   const store = await openStore(config.store)
+  let keyServerPublicKey: string
   try {
-    // The CA key lives sealed in the store; the plain file ensureDevPki wrote is removed.
-    const caKeyFile = join(dirname(config.tls.caFile), 'ca.key')
-    const pkcs8 = new Uint8Array(
-      Buffer.from(readFileSync(caKeyFile, 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64'),
-    )
-    await store.insertSecret(CA_KEY_SECRET, masterKey.seal(CA_KEY_SECRET, pkcs8))
-    rmSync(caKeyFile)
+    await store.insertSecret(CA_KEY_SECRET, masterKey.seal(CA_KEY_SECRET, pki.caKeyPkcs8))
     const keyServer = await KeyServer.open({ store, masterKey })
-    const written = { ...defaultConfigDocument(), listen, ...(options.push ? { push: options.push } : {}) }
-    writeFileSync(configFile, `${JSON.stringify(written, null, 2)}\n`, { flag: 'wx' })
-    return { configFile, adminToken, keyServerPublicKey: Buffer.from(keyServer.publicKey).toString('base64url') }
+    keyServerPublicKey = Buffer.from(keyServer.publicKey).toString('base64url')
   } finally {
     await store.close()
   }
+  // Last: the config must load as written (e.g. a --port out of range is refused here).
+  parseConfig(written, dir)
+  writeFileSync(join(dir, 'config.json'), `${JSON.stringify(written, null, 2)}\n`, { flag: 'wx', mode: 0o644 })
+  return { adminToken, keyServerPublicKey }
+}
+
+/**
+ * The files the key server trusts, refused when more open than their kind allows (see
+ * `@smqtt/core/file-modes`); `loadConfig` checks the config file, `MasterKey` its own file.
+ */
+function checkDeploymentFiles(config: KeyServerConfig): void {
+  assertDeploymentFileMode(config.adminTokenFile, 'secret', { label: 'config $.adminTokenFile:' })
+  assertDeploymentFileMode(config.tls.caFile, 'config', { label: 'config $.tls.caFile:' })
+  if (config.push) assertDeploymentFileMode(config.push.caFile, 'config', { label: 'config $.push.caFile:' })
+  if (config.insecureAllowPlainHttp) return
+  assertDeploymentFileMode(config.tls.keyFile, 'secret', { label: 'config $.tls.keyFile:' })
+  assertDeploymentFileMode(config.tls.certFile, 'config', { label: 'config $.tls.certFile:' })
 }
 
 function storePath(url: string): string | undefined {

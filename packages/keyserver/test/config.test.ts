@@ -27,6 +27,7 @@ describe('defaults', () => {
         certFile: join(baseDir, 'pki/server.pem'),
         keyFile: join(baseDir, 'pki/server.key'),
         caFile: join(baseDir, 'pki/ca.pem'),
+        profile: 'intermediate',
       },
       store: `sqlite:${join(baseDir, 'data/keyserver.db')}`,
       masterKeyFile: join(baseDir, 'master.key'),
@@ -40,6 +41,8 @@ describe('defaults', () => {
       principalRequestsPerSecond: 5,
       principalRequestBurst: 50,
       failedAuthPerAddressPerMinute: 30,
+      deadlines: { handshakeSeconds: 10, headersSeconds: 10, requestSeconds: 30, keepAliveSeconds: 5 },
+      maxPendingConnectionsPerAddress: 100,
       insecureAllowPlainHttp: false,
     })
   })
@@ -98,6 +101,8 @@ describe('validation', () => {
     expect(configError({ lsiten: { port: 1 } })).toContain('$.lsiten')
     expect(configError({ listen: { prot: 1 } })).toContain('$.listen.prot')
     expect(configError({ tls: { cert: 'x' } })).toContain('$.tls.cert')
+    expect(configError({ tls: { profile: 'old' } })).toContain('$.tls.profile: expected one of intermediate, modern')
+    expect(parseConfig({ tls: { profile: 'modern' } }, baseDir).tls.profile).toBe('modern')
     expect(configError(JSON.parse('{ "__proto__": { "insecureAllowPlainHttp": true } }'))).toContain('$.__proto__')
   })
 
@@ -156,6 +161,23 @@ describe('validation', () => {
 
   test('accepts port 0 (an ephemeral port, for tests) and IPv6 hosts', () => {
     expect(parseConfig({ listen: { host: '::', port: 0 } }, baseDir).listen).toEqual({ host: '::', port: 0 })
+  })
+})
+
+describe('deadlines and the per-address cap', () => {
+  test('a partial deadlines object keeps the other defaults; out of range or headers past the request is refused', () => {
+    const config = parseConfig({ deadlines: { requestSeconds: 60 }, maxPendingConnectionsPerAddress: 500 }, baseDir)
+    expect(config.deadlines).toEqual({
+      handshakeSeconds: 10,
+      headersSeconds: 10,
+      requestSeconds: 60,
+      keepAliveSeconds: 5,
+    })
+    expect(config.maxPendingConnectionsPerAddress).toBe(500)
+    expect(configError({ deadlines: { headersSeconds: 40 } })).toMatch(/\$\.deadlines\.headersSeconds/)
+    expect(configError({ deadlines: { handshakeSeconds: 0 } })).toMatch(/\$\.deadlines\.handshakeSeconds/)
+    expect(configError({ deadlines: { idleSeconds: 5 } })).toMatch(/\$\.deadlines/)
+    expect(configError({ maxPendingConnectionsPerAddress: 0 })).toMatch(/maxPendingConnectionsPerAddress/)
   })
 })
 

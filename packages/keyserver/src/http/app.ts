@@ -5,12 +5,22 @@
 import { STATUS_CODES } from 'node:http'
 import swagger from '@fastify/swagger'
 import { constantTimeEqual, SmqttError, sha256 } from '@smqtt/core'
+import { boundedLog } from '@smqtt/core/bounded-log'
+import { type TlsProfile, tlsServerOptions } from '@smqtt/core/tls'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { KeyServer } from '../service/key-server.js'
 import type { PrincipalRecord } from '../store/key-store.js'
 import { registerAdminRoutes } from './admin-routes.js'
 import { registerCors } from './cors.js'
+import {
+  DEFAULT_DEADLINES,
+  DEFAULT_MAX_PENDING_CONNECTIONS_PER_ADDRESS,
+  fastifyDeadlineOptions,
+  guardConnections,
+  type KeyServerDeadlines,
+  serverDeadlineOptions,
+} from './deadlines.js'
 import { registerDeviceRoutes } from './device-routes.js'
 import { errorResponse } from './error-response.js'
 import { KeyServerMetrics } from './metrics.js'
@@ -19,8 +29,11 @@ export interface BuildAppOptions {
   readonly keyServer: KeyServer
   /** SHA-256 of the admin token. */
   readonly adminTokenHash: Uint8Array
-  /** TLS server key and certificate (PEM). Required unless insecureAllowPlainHttp. */
-  readonly tls?: { readonly key: string; readonly cert: string }
+  /**
+   * TLS server key and certificate (PEM), and the TLS profile (default `intermediate`: TLS 1.2
+   * and 1.3; `modern`: TLS 1.3 only). Required unless insecureAllowPlainHttp.
+   */
+  readonly tls?: { readonly key: string; readonly cert: string; readonly profile?: TlsProfile }
   /** Plain HTTP: only for tests behind a TLS-terminating proxy. Logged loudly. */
   readonly insecureAllowPlainHttp?: boolean
   readonly maxBodyBytes?: number
@@ -28,6 +41,10 @@ export interface BuildAppOptions {
   readonly corsOrigins?: readonly string[]
   readonly logger?: Logger
   readonly metrics?: KeyServerMetrics
+  /** TLS handshake, request headers, whole request, keep-alive (defaults: 10, 10, 30, 5 s). */
+  readonly deadlines?: Partial<KeyServerDeadlines>
+  /** Connections one address may hold before their first request completed (default 100). */
+  readonly maxPendingConnectionsPerAddress?: number
 }
 
 declare module 'fastify' {
@@ -55,15 +72,34 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   if (!options.tls && !options.insecureAllowPlainHttp)
     throw new TypeError('the key server needs TLS (tls.key, tls.cert); plain HTTP only with insecureAllowPlainHttp')
   const metrics = options.metrics ?? new KeyServerMetrics()
+  const secure = Boolean(options.tls)
   const refuse = (err: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    setSecurityHeaders(reply, secure) // also for the router's refusals, which run no hooks
     const { status, body } = errorResponse(err)
     if (status >= 500) request.log.error({ err }, 'request failed')
     metrics.refusals.inc({ code: body.error.code })
     return reply.status(status).send(body)
   }
+  const deadlines: KeyServerDeadlines = { ...DEFAULT_DEADLINES, ...options.deadlines }
   const app = Fastify({
-    ...(options.tls ? { https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' as const } } : {}),
-    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    // Versions, suites, groups, client order, no renegotiation: the same on every SMQTT listener.
+    ...(options.tls
+      ? {
+          https: {
+            key: options.tls.key,
+            cert: options.tls.cert,
+            ...tlsServerOptions(options.tls.profile),
+            ...serverDeadlineOptions(deadlines),
+          },
+        }
+      : { http: serverDeadlineOptions(deadlines) }),
+    // Slow-loris: handshake, headers, whole request and idle keep-alive all have deadlines (deadlines.ts).
+    ...fastifyDeadlineOptions(deadlines),
+    // The request serializer logs the path without its query string: a query is the caller's to
+    // fill, and may carry what must not reach a log.
+    ...(options.logger
+      ? { loggerInstance: options.logger.child({}, { serializers: { req: serializeRequest } }) }
+      : { logger: false }),
     bodyLimit: options.maxBodyBytes ?? 65_536,
     // Unknown fields are refused, not silently dropped; no type coercion of untrusted input.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
@@ -88,6 +124,29 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       socket.destroy(err)
     },
   }) as unknown as FastifyInstance
+  const maxPendingPerAddress = options.maxPendingConnectionsPerAddress ?? DEFAULT_MAX_PENDING_CONNECTIONS_PER_ADDRESS
+  const logRefusal = boundedLog(
+    (address: string, reason: string) =>
+      app.log.warn(
+        {
+          event: 'connection-refused',
+          address,
+          reason,
+          ...(reason === 'pending-cap' ? { max: maxPendingPerAddress } : {}),
+        },
+        'connection closed before a request',
+      ),
+    (count) => app.log.warn({ event: 'refusals-suppressed', count }, `${count} more connections closed`),
+  )
+  guardConnections(app.server, {
+    tls: Boolean(options.tls),
+    deadlines,
+    maxPendingPerAddress,
+    onRefused(address, reason) {
+      metrics.connectionsRefused.inc({ reason })
+      logRefusal(address, reason)
+    },
+  })
   if (options.insecureAllowPlainHttp && !options.tls)
     app.log.warn('INSECURE: the key server is serving plain HTTP (insecureAllowPlainHttp)')
 
@@ -131,12 +190,15 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     if (auth === 'admin') await authenticateAdmin(options, request)
   })
 
+  app.addHook('onRequest', async (_request, reply) => {
+    setSecurityHeaders(reply, secure)
+  })
   app.setErrorHandler(refuse)
-  app.setNotFoundHandler(async (request, reply) => {
+  // The body does not echo the method and path: nothing the caller sent is reflected back.
+  app.setNotFoundHandler(async (_request, reply) => {
     metrics.refusals.inc({ code: 'ERR_NOT_FOUND' })
-    return reply
-      .status(404)
-      .send({ error: { code: 'ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}` } })
+    setSecurityHeaders(reply, secure)
+    return reply.status(404).send({ error: { code: 'ERR_NOT_FOUND', message: 'no such route' } })
   })
   app.addHook('onResponse', async (request, reply) => {
     metrics.requests.inc({ route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) })
@@ -147,6 +209,28 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   registerAdminRoutes(app, options.keyServer, metrics)
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   return app
+}
+
+/**
+ * On every response: HSTS (HTTPS only: browsers ignore it over HTTP), no MIME sniffing, and no
+ * caching — API answers carry enrollment tokens, key bundles and admin data, so no-store applies
+ * to all of them rather than to a list that could miss one.
+ */
+function setSecurityHeaders(reply: FastifyReply, secure: boolean): void {
+  if (secure) reply.header('strict-transport-security', 'max-age=31536000')
+  reply.header('x-content-type-options', 'nosniff')
+  reply.header('cache-control', 'no-store')
+}
+
+/** Fastify's request log fields, with the path only (no query string). */
+function serializeRequest(request: FastifyRequest): Record<string, unknown> {
+  return {
+    method: request.method,
+    url: request.url.split('?')[0],
+    host: request.host,
+    remoteAddress: request.ip,
+    remotePort: request.socket?.remotePort,
+  }
 }
 
 function authenticateDevice(keyServer: KeyServer, request: FastifyRequest): Promise<PrincipalRecord> {

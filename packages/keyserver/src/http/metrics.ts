@@ -21,6 +21,12 @@ export class KeyServerMetrics {
     labelNames: ['kind'] as const,
     registers: [this.registry],
   })
+  readonly connectionsRefused = new Counter({
+    name: 'smqtt_keyserver_connections_refused_total',
+    help: 'Connections closed before a request: over the per-address cap at accept, or TLS not done by the deadline',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  })
   readonly bundleSeconds = new Histogram({
     name: 'smqtt_keyserver_bundle_seconds',
     help: 'Time to build and sign a key bundle',

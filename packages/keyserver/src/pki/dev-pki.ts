@@ -6,6 +6,7 @@
 // Must load before @peculiar/x509 (see the file).
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
 import { CertificateAuthority, createCertificateAuthority } from './certificate-authority.js'
 import { PemConverter } from './x509.js'
 
@@ -63,7 +64,25 @@ export async function ensureDevPki(dir: string): Promise<DevPki> {
 
 type DevPkiPaths = Record<keyof typeof DEV_PKI_FILES, string>
 
-async function createDevPki(dir: string, paths: DevPkiPaths): Promise<DevPki> {
+/** A new development CA and server certificate, in memory only (PEM, and the CA key as PKCS #8). */
+export interface DevPkiMaterial {
+  readonly caPem: string
+  readonly caKeyPkcs8: Uint8Array
+  readonly serverCertPem: string
+  readonly serverKeyPem: string
+  readonly ca: CertificateAuthority
+}
+
+/**
+ * Makes a development CA and a server certificate for `localhost`, `127.0.0.1` and `::1`
+ * without writing anything: `init` seals the CA key into the store instead of a file.
+ *
+ * @example
+ * ```ts
+ * const { caPem, caKeyPkcs8 } = await createDevPkiMaterial()
+ * ```
+ */
+export async function createDevPkiMaterial(): Promise<DevPkiMaterial> {
   const caMaterial = await createCertificateAuthority({
     commonName: 'SMQTT development CA',
     validityDays: CA_VALIDITY_DAYS,
@@ -75,22 +94,27 @@ async function createDevPki(dir: string, paths: DevPkiPaths): Promise<DevPki> {
     ipAddresses: ['127.0.0.1', '::1'],
     validityDays: SERVER_VALIDITY_DAYS,
   })
-  await mkdir(dir, { recursive: true, mode: 0o700 })
-  // 'wx' fails if the file appeared meanwhile (another process): never overwrite.
-  await writeFile(paths.caKey, PemConverter.encode(caMaterial.privateKeyPkcs8, 'PRIVATE KEY'), {
-    flag: 'wx',
-    mode: SECRET_FILE_MODE,
-  })
-  await writeFile(paths.caCertificate, caMaterial.certificatePem, { flag: 'wx' })
-  await writeFile(paths.serverKey, server.privateKeyPem, { flag: 'wx', mode: SECRET_FILE_MODE })
-  await writeFile(paths.serverCertificate, server.certificatePem, { flag: 'wx' })
   return {
     caPem: caMaterial.certificatePem,
+    caKeyPkcs8: caMaterial.privateKeyPkcs8,
     serverCertPem: server.certificatePem,
     serverKeyPem: server.privateKeyPem,
     ca,
-    created: true,
   }
+}
+
+async function createDevPki(dir: string, paths: DevPkiPaths): Promise<DevPki> {
+  const { caPem, caKeyPkcs8, serverCertPem, serverKeyPem, ca } = await createDevPkiMaterial()
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  // 'wx' fails if the file appeared meanwhile (another process): never overwrite.
+  await writeFile(paths.caKey, PemConverter.encode(caKeyPkcs8, 'PRIVATE KEY'), {
+    flag: 'wx',
+    mode: SECRET_FILE_MODE,
+  })
+  await writeFile(paths.caCertificate, caPem, { flag: 'wx' })
+  await writeFile(paths.serverKey, serverKeyPem, { flag: 'wx', mode: SECRET_FILE_MODE })
+  await writeFile(paths.serverCertificate, serverCertPem, { flag: 'wx' })
+  return { caPem, serverCertPem, serverKeyPem, ca, created: true }
 }
 
 async function loadDevPki(paths: DevPkiPaths): Promise<DevPki> {
@@ -122,12 +146,5 @@ async function exists(path: string): Promise<boolean> {
 }
 
 async function refuseOpenPermissions(path: string): Promise<void> {
-  // POSIX modes only; Windows reports synthetic ones.
-  if (process.platform === 'win32') return
-  const { mode } = await stat(path)
-  if ((mode & 0o077) !== 0) {
-    throw new Error(
-      `${path} is readable by group or others (mode ${(mode & 0o777).toString(8)}); run: chmod 600 ${path}`,
-    )
-  }
+  assertDeploymentFileMode(path, 'secret', { label: 'development PKI key' })
 }
