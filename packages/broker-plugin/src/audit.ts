@@ -7,6 +7,7 @@
 // PUBLISH, delivery) are written in full only REFUSALS_LOGGED_PER_INTERVAL times per interval,
 // then summed up in one line per kind. The metrics count every refusal regardless. CONNECT
 // refusals are all written: each ends its connection and the CONNECT limits bound them per address.
+import { boundedText } from '@smqtt/core/bounded-log'
 import type { Logger } from 'pino'
 import type { BrokerMetrics } from './metrics.js'
 
@@ -76,8 +77,7 @@ export interface Auditor {
 
 /** `value` cut to MAX_AUDIT_FIELD characters, marked with its full length. */
 export function boundedField(value: string | undefined): string | undefined {
-  if (value === undefined || value.length <= MAX_AUDIT_FIELD) return value
-  return `${value.slice(0, MAX_AUDIT_FIELD)}…[${value.length} chars]`
+  return value === undefined ? undefined : boundedText(value, MAX_AUDIT_FIELD)
 }
 
 /** One principal's refusals in the current interval. */

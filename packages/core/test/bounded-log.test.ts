@@ -1,7 +1,7 @@
 // The bound on refusal logging shared by the key server and the broker (the refusals themselves
 // are tested against real listeners in test/attacks/deadlines.test.ts).
 import { expect, test } from 'vitest'
-import { boundedLog, LOGGED_PER_INTERVAL } from '../src/node/bounded-log.js'
+import { boundedLog, boundedText, LOGGED_PER_INTERVAL } from '../src/node/bounded-log.js'
 
 test('a flood of refusals writes 20 lines per 10 s, then one summary with the count held back', () => {
   let now = 0
@@ -19,4 +19,9 @@ test('a flood of refusals writes 20 lines per 10 s, then one summary with the co
   log('203.0.113.7')
   expect(summaries).toEqual([1_000 - LOGGED_PER_INTERVAL])
   expect(written).toHaveLength(LOGGED_PER_INTERVAL + 1)
+})
+
+test('an attacker-chosen field is cut to its bound and marked with its full length', () => {
+  expect(boundedText('short', 10)).toBe('short')
+  expect(boundedText('x'.repeat(60_000), 256)).toBe(`${'x'.repeat(256)}…[60000 chars]`)
 })

@@ -1,5 +1,6 @@
 // Server side: a flood of refusals (connections closed at accept, failed logins) must not turn
-// into a flood of log lines. Used by the key server and the broker alike.
+// into a flood of log lines, nor an attacker's long input into long ones. Used by the key server
+// and the broker alike.
 
 /** Lines written in full per interval; the rest are counted and summed up. */
 export const LOGGED_PER_INTERVAL = 20
@@ -35,4 +36,12 @@ export function boundedLog<A extends unknown[]>(
       write(...args)
     } else held++
   }
+}
+
+/**
+ * `value` cut to `max` characters and marked with its full length, for a log or audit field
+ * whose content an attacker chooses (a topic, a client id, a claimed principal).
+ */
+export function boundedText(value: string, max: number): string {
+  return value.length <= max ? value : `${value.slice(0, max)}…[${value.length} chars]`
 }

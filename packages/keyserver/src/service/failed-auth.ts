@@ -3,6 +3,7 @@
 // address and a few dozen in all, then one summary row per address ("N failures from X in the
 // last minute"); and an address over its limit is answered 429 ERR_RATE_LIMITED.
 import { SmqttError } from '@smqtt/core'
+import { boundedText } from '@smqtt/core/bounded-log'
 import type { AuditLog } from './audit-log.js'
 
 export const FAILURE_WINDOW_SECONDS = 60
@@ -134,7 +135,7 @@ function rateLimited(): SmqttError {
 }
 
 function bounded(text: string): string {
-  return text.length <= MAX_AUDIT_FIELD ? text : `${text.slice(0, MAX_AUDIT_FIELD)}…`
+  return boundedText(text, MAX_AUDIT_FIELD)
 }
 
 /** IPv4 addresses count alone; IPv6 ones by /64, the block one subscriber usually holds. */

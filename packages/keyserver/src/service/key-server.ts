@@ -146,7 +146,7 @@ export class KeyServer {
   // The issuedAt of each principal's last bundle, kept across changes (unlike #bundles): clients
   // keep only strictly newer bundles, so one built after a change in the same second must be later.
   readonly #bundleIssuedAt = new Map<string, number>()
-  // The issuedAt and content of the last broker snapshot (see brokerSnapshot).
+  // The issuedAt of the last broker snapshot and a digest of its content (see brokerSnapshot).
   #lastSnapshot: { readonly issuedAt: number; readonly fingerprint: string } | undefined
   // Bundle tags by principal id, for the directory generation they were computed from (see freshnessFor).
   readonly #tags = new Map<string, { readonly tag: string; readonly generation: number }>()
@@ -723,12 +723,7 @@ export class KeyServer {
             (directory.epochs.get(g.id) ?? [])
               .filter((e) => e.retiresAt === undefined)
               .map((e) => [e.epoch, e.activatesAt]),
-            (directory.writers.get(g.id) ?? []).map((w) => [
-              w.kid,
-              w.principal,
-              w.publish,
-              Buffer.from(w.signingKey).toString('base64url'),
-            ]),
+            (directory.writers.get(g.id) ?? []).map((w) => [w.kid, w.principal, w.publish, w.signingKey]),
           ])
           directory.groupTags.set(g.id, part)
         }
@@ -891,9 +886,7 @@ export class KeyServer {
     }
     // Brokers keep a snapshot of the same second only if it is the same one (a replayed other one
     // of that second could undo a change), so a changed snapshot is stamped after the last one.
-    const fingerprint = JSON.stringify(content, (_key, value) =>
-      value instanceof Uint8Array ? Buffer.from(value).toString('base64') : value,
-    )
+    const fingerprint = digest(content)
     const last = this.#lastSnapshot
     const issuedAt = last ? Math.max(now, last.issuedAt + (last.fingerprint === fingerprint ? 0 : 1)) : now
     this.#lastSnapshot = { issuedAt, fingerprint }
@@ -1005,9 +998,15 @@ export class KeyServer {
   }
 }
 
-/** 16 bytes of SHA-256 over the JSON of `value`, base64url: a bundle tag (see KeyServer.freshnessFor). */
+/**
+ * 16 bytes of SHA-256 over the JSON of `value` (byte arrays as base64url), base64url: a bundle
+ * tag, or what tells one broker snapshot's content from the last (KeyServer.brokerSnapshot).
+ */
 function digest(value: unknown): string {
-  return Buffer.from(sha256(new TextEncoder().encode(JSON.stringify(value))).subarray(0, 16)).toString('base64url')
+  const json = JSON.stringify(value, (_key, item: unknown) =>
+    item instanceof Uint8Array ? Buffer.from(item).toString('base64url') : item,
+  )
+  return Buffer.from(sha256(new TextEncoder().encode(json)).subarray(0, 16)).toString('base64url')
 }
 
 /** See KeyServer.#currentDirectory. */
