@@ -6,7 +6,8 @@
 // and a starter policy (thermostats, apps, locks). Later runs reuse it.
 // Environment: SMQTT_DEV_DIR (default .smqtt-dev), SMQTT_LOG_LEVEL (default warn), and on the
 // first run only (stored in the configs afterwards) SMQTT_KEYSERVER_PORT (8443),
-// SMQTT_BROKER_PORT (8883), SMQTT_BROKER_WSS_PORT (8884), SMQTT_METRICS_PORT (9464).
+// SMQTT_BROKER_PORT (8883), SMQTT_BROKER_WSS_PORT (8884), SMQTT_METRICS_PORT (9464). A port
+// that is already taken ends the run with one line that names it and where to change it.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, relative, resolve } from 'node:path'
 import {
@@ -112,11 +113,8 @@ async function createDevBroker(keyServerConfig: KeyServerConfig): Promise<void> 
     await store.close()
   }
 
-  // The dev PKI's server certificate covers localhost, 127.0.0.1 and ::1: the broker reuses it.
-  const pki = join(keyServerDir, 'pki')
-  copyFileSync(join(pki, 'server.pem'), join(brokerDir, 'tls', 'server.pem'))
-  copyFileSync(join(pki, 'ca.pem'), join(brokerDir, 'tls', 'ca.pem'))
-  writeFileSync(join(brokerDir, 'tls', 'server.key'), readFileSync(join(pki, 'server.key')), { mode: 0o600 })
+  copyFileSync(join(keyServerDir, 'pki', 'ca.pem'), join(brokerDir, 'tls', 'ca.pem'))
+  copyServerCertificateToBroker()
 
   const host = keyServerConfig.listen.host === '0.0.0.0' ? '127.0.0.1' : keyServerConfig.listen.host
   const config: BrokerConfigDocument = {
@@ -145,18 +143,80 @@ async function createDevBroker(keyServerConfig: KeyServerConfig): Promise<void> 
   }
 }
 
+/**
+ * The dev PKI's server certificate covers localhost, 127.0.0.1 and ::1: the broker reuses it.
+ * Copied again whenever the key server renewed it (it does at start when a third of its 90 days
+ * is left), so the broker never serves the old one past the key server.
+ */
+function copyServerCertificateToBroker(): void {
+  const [pem, key] = [join(keyServerDir, 'pki', 'server.pem'), join(keyServerDir, 'pki', 'server.key')]
+  const [brokerPem, brokerKey] = [join(brokerDir, 'tls', 'server.pem'), join(brokerDir, 'tls', 'server.key')]
+  if (existsSync(brokerPem) && readFileSync(brokerPem).equals(readFileSync(pem))) return
+  writeFileSync(brokerKey, readFileSync(key), { mode: 0o600 })
+  copyFileSync(pem, brokerPem)
+}
+
 const logLevel = (process.env.SMQTT_LOG_LEVEL ?? 'warn') as LogLevel
 const logger = pino({ level: logLevel })
 const keyServerConfig = loadConfig(configFile)
 // The key server first: the broker pulls its first snapshot from it. The key server's push
 // keeps retrying until the broker is up and knows the push principal.
-const keyServer: RunningKeyServer = await startKeyServer(keyServerConfig, { logger })
+let keyServer: RunningKeyServer
+try {
+  keyServer = await startKeyServer(keyServerConfig, { logger })
+} catch (err) {
+  exitIfPortBusy(err)
+  throw err
+}
 let broker: RunningBroker
 try {
+  copyServerCertificateToBroker()
   broker = await startBroker(loadBrokerConfig(brokerConfigFile), { logLevel })
 } catch (err) {
   await keyServer.close()
+  exitIfPortBusy(err)
   throw err
+}
+
+/**
+ * A busy port is the usual reason a second `npm start` fails: one line that says which port,
+ * whose, and where to choose another, instead of a stack trace. Exits 1.
+ */
+function exitIfPortBusy(err: unknown): void {
+  const { code, port } = err as { code?: unknown; port?: unknown }
+  if (code !== 'EADDRINUSE') return
+  const brokerDocument = JSON.parse(readFileSync(brokerConfigFile, 'utf8')) as BrokerConfigDocument
+  const where: [number | undefined, string, string, string][] = [
+    [keyServerConfig.listen.port, 'key server', `listen.port in ${show(configFile)}`, 'SMQTT_KEYSERVER_PORT'],
+    [
+      brokerDocument.listeners?.mqtts?.port,
+      'broker, mqtts',
+      `listeners.mqtts.port in ${show(brokerConfigFile)} and push.brokerUrl in ${show(configFile)}`,
+      'SMQTT_BROKER_PORT',
+    ],
+    [
+      brokerDocument.listeners?.wss?.port,
+      'broker, wss',
+      `listeners.wss.port in ${show(brokerConfigFile)}`,
+      'SMQTT_BROKER_WSS_PORT',
+    ],
+    [
+      (brokerDocument.metrics || undefined)?.port,
+      'broker, metrics',
+      `metrics.port in ${show(brokerConfigFile)}`,
+      'SMQTT_METRICS_PORT',
+    ],
+  ]
+  const [, service, setting, variable] = where.find(([p]) => p === port) ?? [
+    port,
+    'a listener',
+    'the configs',
+    'SMQTT_*_PORT',
+  ]
+  console.error(
+    `npm start: port ${String(port)} (${service}) is already in use: is another npm start running? Stop it, or choose another port: ${setting} (${variable} applies only when a deployment is created, e.g. a second one with SMQTT_DEV_DIR=.smqtt-dev-2)`,
+  )
+  process.exit(1)
 }
 
 // npm runs workspace scripts in the workspace's folder: give the CLI an absolute path.

@@ -13,6 +13,8 @@ export interface HeadlessChromium {
   /** A fresh page; its uncaught errors land in `pageErrors`. */
   readonly page: Page
   readonly pageErrors: string[]
+  /** What a user would see in the console as errors: logged errors (CSP violations among them) and failed requests. */
+  readonly consoleErrors: string[]
   /** Another tab of the same profile: same origin storage (IndexedDB, Web Locks) as `page`. */
   newTab(): Promise<Page>
   close(): Promise<void>
@@ -40,12 +42,19 @@ export async function launchChromium(pinnedCertPem: string): Promise<HeadlessChr
   try {
     const context = await browser.newContext()
     const pageErrors: string[] = []
+    const consoleErrors: string[] = []
     const newTab = async () => {
       const tab = await context.newPage()
       tab.on('pageerror', (err) => pageErrors.push(err.message))
+      tab.on('console', (message) => {
+        if (message.type() === 'error') consoleErrors.push(message.text())
+      })
+      tab.on('response', (response) => {
+        if (response.status() >= 400) consoleErrors.push(`${response.status()} ${response.url()}`)
+      })
       return tab
     }
-    return { page: await newTab(), pageErrors, newTab, close: () => browser.close() }
+    return { page: await newTab(), pageErrors, consoleErrors, newTab, close: () => browser.close() }
   } catch (error) {
     await browser.close()
     throw error

@@ -1,6 +1,7 @@
 // The README promises two commands; CI must run exactly the test one.
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import semver from 'semver'
 import { expect, test } from 'vitest'
 
 const root = (path: string) => readFileSync(fileURLToPath(new URL(`../${path}`, import.meta.url)), 'utf8')
@@ -23,4 +24,20 @@ test('.ci/run runs exactly the README test command', () => {
 test('the README run command installs first and starts the main job', () => {
   expect(readmeCommand('Run')).toBe('npm ci && npm start')
   expect(JSON.parse(root('package.json')).scripts.start).toBeTruthy()
+})
+
+test('every installed package supports the Node versions the README promises (npm ci prints no EBADENGINE)', () => {
+  const supported = JSON.parse(root('package.json')).engines.node as string // ">=20.19"
+  const oldest = semver.minVersion(supported)?.version as string
+  const lock = JSON.parse(root('package-lock.json')) as {
+    packages: Record<string, { engines?: { node?: string } | string[]; optional?: boolean }>
+  }
+  const refusing = Object.entries(lock.packages)
+    .filter(([path, entry]) => path.startsWith('node_modules/') && !entry.optional)
+    .filter(([, entry]) => {
+      const wanted = Array.isArray(entry.engines) ? undefined : entry.engines?.node
+      return wanted !== undefined && !semver.satisfies(oldest, wanted)
+    })
+    .map(([path, entry]) => `${path} wants node ${(entry.engines as { node: string }).node}`)
+  expect(refusing).toEqual([])
 })

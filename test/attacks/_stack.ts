@@ -77,7 +77,11 @@ export interface AttackStack {
   close(): Promise<void>
 }
 
-export async function startAttackStack(limits: BrokerConfigDocument['connectLimits'] = {}): Promise<AttackStack> {
+export async function startAttackStack(
+  limits: BrokerConfigDocument['connectLimits'] = {},
+  /** The broker's snapshot pulls (default: every 30 s, on-demand ones on). */
+  pulls: { pullIntervalSeconds?: number } = {},
+): Promise<AttackStack> {
   const h = await startHarness()
   h.clock.now = Math.floor(Date.now() / 1000)
   const dir = mkdtempSync(join(tmpdir(), 'smqtt-attacks-'))
@@ -98,6 +102,7 @@ export async function startAttackStack(limits: BrokerConfigDocument['connectLimi
         url: h.url,
         publicKey: Buffer.from(h.keyServer.publicKey).toString('base64url'),
         identityFile: 'broker-identity.json',
+        ...pulls,
       },
       metrics: false,
       legacyUsers: [{ username: STOLEN_LOGIN.username, principal: 'thermostat-1', hash: legacyHash }],

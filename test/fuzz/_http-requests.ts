@@ -313,11 +313,13 @@ const PUBLIC: readonly Auth[] = ['none', 'none', 'garbage-signature', 'garbage-t
 const DEVICE: readonly Auth[] = ['signed', 'signed', 'none', 'garbage-signature', 'stale-signature']
 const ADMIN: readonly Auth[] = ['admin', 'admin', 'none', 'garbage-token', 'garbage-signature']
 
-/** Every route of the key server (as listed by /openapi.json, plus /metrics and /openapi.json). */
+/** Every route of the key server (as listed by /openapi.json, plus /metrics, /openapi.json and /policy.schema.json). */
 export const ROUTES: readonly Route[] = [
   { method: 'GET', template: '/v1/health', path: fixed('/v1/health'), auths: PUBLIC },
   { method: 'GET', template: '/v1/keyserver', path: fixed('/v1/keyserver'), auths: PUBLIC },
+  { method: 'GET', template: '/v1/crl', path: fixed('/v1/crl'), auths: PUBLIC },
   { method: 'GET', template: '/openapi.json', path: fixed('/openapi.json'), auths: PUBLIC },
+  { method: 'GET', template: '/policy.schema.json', path: fixed('/policy.schema.json'), auths: PUBLIC },
   { method: 'POST', template: '/v1/enroll', path: fixed('/v1/enroll'), body: enrollTemplate, auths: PUBLIC },
   { method: 'GET', template: '/v1/bundle', path: fixed('/v1/bundle'), auths: DEVICE },
   { method: 'GET', template: '/v1/revocations', path: fixed('/v1/revocations'), auths: DEVICE },
@@ -348,6 +350,12 @@ export const ROUTES: readonly Route[] = [
     method: 'POST',
     template: '/v1/admin/principals/:id/revoke',
     path: principalIdParam.map((id) => `/v1/admin/principals/${id}/revoke`),
+    auths: ADMIN,
+  },
+  {
+    method: 'GET',
+    template: '/v1/admin/principals/:id/explain',
+    path: principalIdParam.map((id) => `/v1/admin/principals/${id}/explain`),
     auths: ADMIN,
   },
   { method: 'GET', template: '/v1/admin/policy', path: fixed('/v1/admin/policy'), auths: ADMIN },
@@ -434,7 +442,7 @@ export const hostileRequest: fc.Arbitrary<HostileRequest> = fc.oneof(
 /** Per-request bound: a request without an answer by then is a hang. */
 const REQUEST_TIMEOUT_MS = 15_000
 /** Paths anyone may read: a 2xx there needs no credentials. */
-const PUBLIC_PATHS = new Set(['/v1/health', '/v1/keyserver', '/openapi.json'])
+const PUBLIC_PATHS = new Set(['/v1/health', '/v1/keyserver', '/v1/crl', '/openapi.json', '/policy.schema.json'])
 
 export interface Answer {
   /** HTTP status; 0 when no answer came (hang or connection reset). */

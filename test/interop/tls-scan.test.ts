@@ -205,6 +205,28 @@ describe.runIf(toolAvailable(SSLSCAN))('TLS of every npm start listener, scanned
       expect(await chosenSuite(port(listener), [aes, chacha])).toBe(aes)
     })
 
+    // Issue 19: the chain without the self-signed root. mqtts is the exception: it verifies client
+    // certificates with the CA in its `ca` store, and Node (which clears SSL_MODE_NO_AUTO_CHAIN and
+    // has no separate chain store) sends whatever in that store chains the leaf.
+    const CERTIFICATES_SENT: Record<Listener, number> = { keyServer: 1, wss: 1, mqtts: 2 }
+    test.each(LISTENERS)(
+      '%s: sends its leaf, and the self-signed root only where mutual TLS forces it',
+      async (listener) => {
+        const result = await run(
+          'sh',
+          ['-c', `openssl s_client -connect 127.0.0.1:${port(listener)} -showcerts </dev/null 2>/dev/null`],
+          10_000,
+        )
+        const sent = [...result.stdout.matchAll(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g)].map(
+          (m) => m[0].replace(/\s+/g, ''),
+        )
+        const pem = (file: string) => readFileSync(file, 'utf8').replace(/\s+/g, '')
+        expect(sent.length, result.stdout).toBe(CERTIFICATES_SENT[listener])
+        expect(sent[0]).toBe(pem(join(devDir, 'keyserver', 'pki', 'server.pem')))
+        if (sent.length > 1) expect(sent[1]).toBe(pem(ca))
+      },
+    )
+
     test.each(LISTENERS)('%s: client-initiated renegotiation is refused', async (listener) => {
       const { handshakes, output } = await renegotiate(port(listener), ca)
       expect(output).toContain('RENEGOTIATING')

@@ -1,7 +1,7 @@
 // Serves the homeowner app over HTTPS: the page, its esbuild bundle (@smqtt/client's browser
 // entry, TypeScript sources through the `source` condition) and /config.json, which tells the
 // page where the key server and the wss:// listener are. The content security policy lets the
-// page talk to exactly those two.
+// page talk to exactly those two, and start mqtt.js's keepalive worker (a blob: URL).
 import { createHash, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:https'
@@ -53,7 +53,13 @@ export async function startAppServer(): Promise<AppServer> {
       '/app.js': { type: 'text/javascript', body: script },
       '/config.json': { type: 'application/json', body: JSON.stringify(config) },
     }
-    const file = files[new URL(request.url ?? '/', 'https://app').pathname]
+    const path = new URL(request.url ?? '/', 'https://app').pathname
+    // Browsers ask for an icon by themselves; "none" is an answer, a 404 would be a console error.
+    if (path === '/favicon.ico') {
+      response.writeHead(204, { 'cache-control': 'max-age=86400' }).end()
+      return
+    }
+    const file = files[path]
     if (!file || !config) {
       response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
       return
@@ -62,7 +68,8 @@ export async function startAppServer(): Promise<AppServer> {
       .writeHead(200, {
         'content-type': file.type,
         'cache-control': 'no-store',
-        'content-security-policy': `default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ${config.keyserverUrl} ${new URL(config.brokerUrl).origin}`,
+        // worker-src blob: mqtt.js runs its keepalive timer in a blob: worker, which background tabs do not throttle.
+        'content-security-policy': `default-src 'self'; style-src 'self' 'unsafe-inline'; worker-src 'self' blob:; connect-src 'self' ${config.keyserverUrl} ${new URL(config.brokerUrl).origin}`,
         'x-content-type-options': 'nosniff',
       })
       .end(file.body)

@@ -72,6 +72,8 @@ describe.runIf(toolAvailable(CHROMIUM))('the homeowner app in headless Chromium'
       .toEqual([`${house.thermostat.id}: 23.4 °C`])
     expect(await page.locator('#refused li').count()).toBe(0)
     expect(chromium.pageErrors).toEqual([])
+    // Nothing in the console either: no CSP violation (mqtt.js's blob: timer worker), no 404 (favicon).
+    expect(chromium.consoleErrors).toEqual([])
   })
 
   test('Lock and Unlock reach the real door lock, verified as sent by the app', async () => {

@@ -188,8 +188,16 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
             ),
         })
 
+  // Set once the sync has started (below); CONNECTs come only after attachSmqtt resolved.
+  let sync: SnapshotSync | undefined
+  const onDemand = options.keyServer?.onDemandPull
+  const onDemandWaitMs = (onDemand === false ? undefined : onDemand?.waitMs) ?? 5_000
   const context: PluginContext = {
     snapshot: () => enforced,
+    awaitNewerSnapshot:
+      options.keyServer === undefined || onDemand === false
+        ? undefined
+        : (client) => boundedWait(sync?.pullOnDemand() ?? Promise.resolve(false), onDemandWaitMs, client),
     now,
     random: options.random ?? Math.random,
     log,
@@ -375,18 +383,20 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   }
   broker.once('closed', onClosed)
 
-  const sync: SnapshotSync = await startSnapshotSync(
+  sync = await startSnapshotSync(
     broker,
     options.keyServer,
     (signed, source) => applySnapshot(signed, source),
     log,
     () => metrics.snapshotErrors.inc({ source: 'pull' }),
+    (result) => metrics.onDemandPulls.inc({ result }),
   )
+  const started = sync
 
   const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES
   const plugin: SmqttPlugin = {
     applySnapshot,
-    pull: () => sync.pull(),
+    pull: () => started.pull(),
     handle(stream) {
       const client = broker.handle(stream)
       peerAddresses.set(client, addressOf(client))
@@ -414,7 +424,7 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     },
     metrics,
     async close() {
-      await sync.close()
+      await started.close()
       await verifyPool?.close()
       shared?.close()
       audit.close()
@@ -428,6 +438,25 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   }
   if (verifyPool) verifyPools.set(plugin, verifyPool)
   return plugin
+}
+
+/**
+ * Waits for `pulling`, at most `ms`, and no longer than `client`'s connection stays open (the
+ * pre-authentication deadline closes it): never rejects.
+ */
+function boundedWait(pulling: Promise<unknown>, ms: number, client: Client): Promise<void> {
+  const conn = client.conn as { once?(event: 'close', f: () => void): void; off?(event: 'close', f: () => void): void }
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer)
+      conn.off?.('close', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    timer.unref()
+    conn.once?.('close', done)
+    pulling.then(done, done)
+  })
 }
 
 const verifyPools = new WeakMap<SmqttPlugin, VerifyPool>()

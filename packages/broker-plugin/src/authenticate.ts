@@ -15,6 +15,7 @@ import {
   principalIdFromUris,
   SmqttError,
   type SmqttErrorCode,
+  type SnapshotPrincipal,
   verifyConnectPassword,
 } from '@smqtt/core'
 import type { AuthenticateError, Client } from 'aedes'
@@ -150,8 +151,10 @@ function peerCertificate(client: Client): { uris: string[]; serialNumber: string
 }
 
 /**
- * The Aedes `authenticate` hook. Never waits on the network: the snapshot is in memory; only
- * a legacy password costs a (memory-hard, asynchronous) hash.
+ * The Aedes `authenticate` hook. The snapshot is in memory; a legacy password costs a
+ * (memory-hard, asynchronous) hash, and a principal the snapshot does not know waits for one
+ * on-demand pull (bounded, shared by every such CONNECT, at most one a second: a device that
+ * enrolled a moment ago logs in at its first try).
  */
 export function createAuthenticateHook(context: PluginContext, previous: AuthenticateHook): AuthenticateHook {
   const nonces = new NonceCache()
@@ -193,6 +196,19 @@ export function createAuthenticateHook(context: PluginContext, previous: Authent
       })
     }
 
+    // The principal from the snapshot; one the snapshot does not know waits for a newer snapshot
+    // (context.awaitNewerSnapshot), then is looked up again. Still unknown: `unknown-principal`.
+    const lookUp = (principalId: string, then: (principal: SnapshotPrincipal) => void) => {
+      const known = context.snapshot()?.principals.get(principalId)
+      if (known) return then(known)
+      if (!context.awaitNewerSnapshot) return refuse('unknown-principal', principalId)
+      context.awaitNewerSnapshot(client).then(() => {
+        const learned = context.snapshot()?.principals.get(principalId)
+        if (!learned) return refuse('unknown-principal', principalId, 'not in the snapshot after an on-demand pull')
+        then(learned)
+      })
+    }
+
     const enforced = context.snapshot()
     if (!enforced) return refuse('no-snapshot')
     if (clientId === '') return refuse('empty-client-id')
@@ -203,52 +219,53 @@ export function createAuthenticateHook(context: PluginContext, previous: Authent
     if (certificate) {
       const principalId = principalIdFromUris(certificate.uris)
       if (principalId === undefined) return refuse('certificate-mismatch', undefined, 'no principal id in certificate')
-      const principal = enforced.principals.get(principalId)
-      if (!principal) return refuse('unknown-principal', principalId)
-      if (
-        principal.certificateSerial === undefined ||
-        !sameSerial(principal.certificateSerial, certificate.serialNumber)
-      )
-        return refuse('certificate-mismatch', principalId, 'not the certificate issued last')
-      if (username !== undefined && username !== principalId) return refuse('client-id-mismatch', principalId)
-      return accept(principalId, 'certificate', certificate.serialNumber)
+      return lookUp(principalId, (principal) => {
+        if (
+          principal.certificateSerial === undefined ||
+          !sameSerial(principal.certificateSerial, certificate.serialNumber)
+        )
+          return refuse('certificate-mismatch', principalId, 'not the certificate issued last')
+        if (username !== undefined && username !== principalId) return refuse('client-id-mismatch', principalId)
+        accept(principalId, 'certificate', certificate.serialNumber)
+      })
     }
 
     if (username === undefined || password === undefined) return refuse('bad-credentials', username)
     const secret = password.toString('utf8')
     if (isConnectPassword(secret)) {
-      const principal = enforced.principals.get(username)
-      if (!principal) return refuse('unknown-principal', username)
-      // The proof signs the client id, so a username/client-id mix cannot pass it.
+      // The proof signs the client id, so a username/client-id mix cannot pass it (checked before
+      // the principal is looked up: such a CONNECT is not worth a pull, and its answer does not
+      // depend on whether the principal exists).
       if (clientId !== username) return refuse('client-id-mismatch', username)
-      const now = context.now()
-      let nonce: string
-      try {
-        nonce = verifyConnectPassword(secret, {
-          clientId,
-          signingKey: principal.signingKey,
-          now,
-          maxSkewSeconds: CONNECT_PASSWORD_SKEW_SECONDS,
-        })
-      } catch {
-        return refuse('bad-credentials', username)
-      }
-      // Verified, so the format holds: "smqtt1.<timestamp>.<nonce>.<signature>".
-      const acceptedUntil = Number(secret.split('.')[1]) + CONNECT_PASSWORD_SKEW_SECONDS
-      if (!nonces.useOnce(nonce, acceptedUntil, now)) return refuse('replayed-password', username)
-      if (!context.shared) return accept(username, 'connect-password')
-      // Scale-out: a nonce seen by any node is refused by every node. Redis not answering fails closed.
-      const keepMs = (acceptedUntil + 1 + NODE_CLOCK_MARGIN_SECONDS - now) * 1000
-      context.shared.useNonce(nonce, keepMs).then(
-        (first) => (first ? accept(username, 'connect-password') : refuse('replayed-password', username)),
-        (err: Error) => {
-          // Dropped without CONNACK, like a CONNECT over its address budget: a CONNACK refusal
-          // ends mqtt.js clients for good (no `reconnectOnConnackError`), and this is transient.
-          ;(client.conn as { destroy?: () => void }).destroy?.()
-          refuse('bus-unavailable', username, `CONNECT-password nonces are shared through Redis: ${err.message}`)
-        },
-      )
-      return
+      return lookUp(username, (principal) => {
+        const now = context.now()
+        let nonce: string
+        try {
+          nonce = verifyConnectPassword(secret, {
+            clientId,
+            signingKey: principal.signingKey,
+            now,
+            maxSkewSeconds: CONNECT_PASSWORD_SKEW_SECONDS,
+          })
+        } catch {
+          return refuse('bad-credentials', username)
+        }
+        // Verified, so the format holds: "smqtt1.<timestamp>.<nonce>.<signature>".
+        const acceptedUntil = Number(secret.split('.')[1]) + CONNECT_PASSWORD_SKEW_SECONDS
+        if (!nonces.useOnce(nonce, acceptedUntil, now)) return refuse('replayed-password', username)
+        if (!context.shared) return accept(username, 'connect-password')
+        // Scale-out: a nonce seen by any node is refused by every node. Redis not answering fails closed.
+        const keepMs = (acceptedUntil + 1 + NODE_CLOCK_MARGIN_SECONDS - now) * 1000
+        context.shared.useNonce(nonce, keepMs).then(
+          (first) => (first ? accept(username, 'connect-password') : refuse('replayed-password', username)),
+          (err: Error) => {
+            // Dropped without CONNACK, like a CONNECT over its address budget: a CONNACK refusal
+            // ends mqtt.js clients for good (no `reconnectOnConnackError`), and this is transient.
+            ;(client.conn as { destroy?: () => void }).destroy?.()
+            refuse('bus-unavailable', username, `CONNECT-password nonces are shared through Redis: ${err.message}`)
+          },
+        )
+      })
     }
 
     const legacy = context.legacyUsers.get(username)

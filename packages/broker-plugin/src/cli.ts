@@ -3,10 +3,11 @@
 // legacy username/password account for `legacyUsers`. Same shape as smqtt-keyserver's CLI.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
-import { dirname, resolve } from 'node:path'
+import { dirname } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { createEnrollmentRequest, exportIdentity, generateIdentity } from '@smqtt/core'
+import { resolveCallerPath } from '@smqtt/core/caller-path'
 import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
 import { hashLegacyPassword } from './authenticate.js'
 import { loadBrokerConfig } from './config.js'
@@ -93,7 +94,7 @@ export async function main(
   }
   switch (command) {
     case 'start': {
-      const broker = await startBroker(loadBrokerConfig(resolve(values.config ?? 'broker/config.json')))
+      const broker = await startBroker(loadBrokerConfig(resolveCallerPath(values.config ?? 'broker/config.json')))
       const stop = () => {
         broker.close().then(
           () => process.exit(0),
@@ -113,14 +114,14 @@ export async function main(
         )
       const url = values['key-server']
       if (!id || !url || !ca) throw new CliError(`give --id, --key-server and --ca\n\n${help}`)
-      const out = resolve(values.out ?? 'broker/identity.json')
+      const out = resolveCallerPath(values.out ?? 'broker/identity.json')
       if (existsSync(out)) throw new CliError(`${out} exists: refusing to overwrite an identity`)
       const token = await readToken(values['token-file'], io.stdin)
       if (!token) throw new CliError('no enrollment token (pipe it in, or give --token-file FILE)')
       const identity = generateIdentity(id)
       const answer = await postJson(
         new URL('/v1/enroll', url),
-        readFileSync(ca),
+        readFileSync(resolveCallerPath(ca)),
         createEnrollmentRequest(identity, token),
       )
       const keyServerPublicKey = (answer as { keyServerPublicKey?: unknown }).keyServerPublicKey
@@ -146,7 +147,7 @@ export async function main(
 /** The token's first line from `file` (a secret: mode 0600 or stricter), or from stdin for none or `-`. */
 async function readToken(file: string | undefined, stdin: Readable): Promise<string> {
   if (file === undefined || file === '-') return (await readPassword(stdin)).trim()
-  const path = resolve(file)
+  const path = resolveCallerPath(file)
   assertDeploymentFileMode(path, 'secret', { label: '--token-file' })
   let text: string
   try {

@@ -18,6 +18,7 @@
 // what nodes accepted and had not yet charged: at most rate × FLUSH_INTERVAL per node once the
 // shared bucket is empty, and in the worst case (sessions on several nodes at once, which
 // client-id takeover ends) one bucket per extra node.
+import { addressKey } from '@smqtt/core/address-key'
 import type { Redis } from 'ioredis'
 import type { ConnectLimits } from './limits.js'
 import type { PublishRate, PublishRateLimiter } from './publish-rate.js'
@@ -141,8 +142,8 @@ export class ClusterLimits {
   admitAddress(address: string): Promise<SharedAdmission> {
     return this.#admit(
       'address',
-      `limits:ban:address:${address}`,
-      `limits:connect:address:${address}`,
+      `limits:ban:address:${addressKey(address)}`,
+      `limits:connect:address:${addressKey(address)}`,
       this.#perAddress,
     )
   }
@@ -174,8 +175,8 @@ export class ClusterLimits {
   failed(address: string): void {
     this.#redis
       .smqttFailed(
-        `limits:fail:address:${address}`,
-        `limits:ban:address:${address}`,
+        `limits:fail:address:${addressKey(address)}`,
+        `limits:ban:address:${addressKey(address)}`,
         this.#windowMs,
         this.#failuresBeforeBan,
         this.#banMs,

@@ -5,7 +5,9 @@
 // from a client that had not even sent CONNECT. The guard reads each packet's fixed header (type
 // byte + remaining-length varint) as the bytes are consumed and destroys the socket as soon as a
 // packet declares more than `maxPacketBytes`, before the parser has buffered more than one chunk.
+
 import type { Duplex } from 'node:stream'
+import { addressKey } from '@smqtt/core/address-key'
 
 /** Default largest MQTT packet (fixed header included): 256 KiB. */
 export const DEFAULT_MAX_PACKET_BYTES = 256 * 1024
@@ -153,12 +155,13 @@ export class ConnectGuard {
 
   /** Counts one CONNECT from `address`; false when it must be refused (over the limit, or banned). */
   admit(address: string, now: number): boolean {
-    const until = this.#banned.get(address)
+    const key = addressKey(address)
+    const until = this.#banned.get(key)
     if (until !== undefined) {
       if (now < until) return false
-      this.#banned.delete(address)
+      this.#banned.delete(key)
     }
-    return this.#count(this.#addresses, address, now) <= this.#perAddress
+    return this.#count(this.#addresses, key, now) <= this.#perAddress
   }
 
   /** Counts one authenticated CONNECT of `principalId`; false past its budget (a reconnect loop). */
@@ -168,10 +171,11 @@ export class ConnectGuard {
 
   /** Records a failed authentication; bans the address once it fails too often. */
   failed(address: string, now: number): void {
-    if (this.#count(this.#failures, address, now) < this.#failuresBeforeBan) return
-    this.#failures.delete(address)
+    const key = addressKey(address)
+    if (this.#count(this.#failures, key, now) < this.#failuresBeforeBan) return
+    this.#failures.delete(key)
     if (this.#banned.size >= MAX_TRACKED) this.#banned.delete(this.#banned.keys().next().value as string)
-    this.#banned.set(address, now + this.#ban)
+    this.#banned.set(key, now + this.#ban)
   }
 
   #count(map: Map<string, Bucket>, key: string, now: number): number {

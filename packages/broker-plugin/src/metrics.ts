@@ -17,6 +17,11 @@ export interface BrokerMetrics {
   readonly snapshotsApplied: Counter<'source'>
   /** Snapshots refused or pulls failed, by source. */
   readonly snapshotErrors: Counter<'source'>
+  /**
+   * Pulls made on demand for CONNECTs naming a principal the snapshot did not know, by result
+   * (`applied`, `unchanged`: the key server answered 304, `failed`).
+   */
+  readonly onDemandPulls: Counter<'result'>
   /** Envelope signatures checked, by result (`valid`, `invalid`, `skipped`, `unavailable`). */
   readonly signatures: Counter<'result'>
   /**
@@ -89,6 +94,12 @@ export function createBrokerMetrics(
       name: 'smqtt_broker_snapshot_errors_total',
       help: 'Snapshot pulls that failed and snapshots refused (bad signature, older), by source.',
       labelNames: ['source'],
+      registers,
+    }),
+    onDemandPulls: new Counter({
+      name: 'smqtt_broker_snapshot_pulls_on_demand_total',
+      help: 'Snapshot pulls made for CONNECTs naming an unknown principal (coalesced, at most one a second by default), by result.',
+      labelNames: ['result'],
       registers,
     }),
     signatures: new Counter({

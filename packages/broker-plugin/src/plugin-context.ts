@@ -25,6 +25,13 @@ export interface LegacyUser {
 
 export interface PluginContext {
   readonly snapshot: () => EnforcedSnapshot | undefined
+  /**
+   * For a CONNECT naming a principal the snapshot does not know (it may have enrolled a moment
+   * ago): resolves once an on-demand pull has ended, after at most its wait bound, or when the
+   * client's connection closes (snapshot-sync.ts); the hook then looks again. Undefined: no key
+   * server to ask, or on-demand pulls are off.
+   */
+  readonly awaitNewerSnapshot: ((client: Client) => Promise<void>) | undefined
   /** Unix seconds. */
   readonly now: () => number
   readonly random: () => number

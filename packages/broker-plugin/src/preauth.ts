@@ -5,7 +5,9 @@
 // the CONNECT deadline (1,000 sockets still open after 20 s, 0 on mqtts), and on mqtts the TLS
 // handshake and the CONNECT each had the deadline, one after the other (up to twice it in all).
 // The timer here starts at accept and is cleared only once the MQTT client authenticated.
+
 import type { Socket } from 'node:net'
+import { addressKey } from '@smqtt/core/address-key'
 
 /** Default connections one address may hold between TCP accept and authentication. */
 export const DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS = 100
@@ -68,7 +70,7 @@ export class PreAuthGate {
 
   /** At TCP accept: counts the connection and starts its deadline; false (closed) past the cap. */
   accept(raw: Socket, listener: string, stage: PreAuthStage = 'tls'): boolean {
-    const address = raw.remoteAddress ?? 'unknown'
+    const address = addressKey(raw.remoteAddress ?? 'unknown')
     const held = this.#perAddress.get(address) ?? 0
     if (held >= this.#options.maxPerAddress) {
       raw.destroy()

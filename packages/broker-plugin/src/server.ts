@@ -252,7 +252,13 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
 
     const wss = config.listeners.wss
     if (wss) {
-      const https = createHttpsServer({ ...tlsOptions, requestCert: wss.clientCertificates }, (_req, res) => {
+      // Without client certificates, no `ca` either: Node sends every certificate of the `ca` store
+      // that chains the leaf, so the self-signed root would go out with every handshake.
+      const { ca: _verifyOnly, ...serverOnly } = tlsOptions
+      const wssTls = wss.clientCertificates
+        ? { ...tlsOptions, requestCert: true }
+        : { ...serverOnly, requestCert: false }
+      const https = createHttpsServer(wssTls, (_req, res) => {
         res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket', connection: 'close' })
         res.end(`MQTT over WebSocket: connect a WebSocket to ${wss.path}\n`)
       })

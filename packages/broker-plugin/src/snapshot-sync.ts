@@ -3,6 +3,13 @@
 // plugin subscribes to inside the broker). Hooks never wait for this: they read whatever snapshot
 // was applied last, and when the key server is unreachable the plugin keeps enforcing it, logs
 // the failure and reports the snapshot as stale.
+//
+// On demand: a CONNECT naming a principal the snapshot does not know (a device that enrolled a
+// moment ago) asks for one more pull. Those pulls are coalesced and spaced (at most one a second
+// by default), and conditional: the key server answers 304 while the snapshot's content is the
+// one held, so a flood of unknown client ids costs it one 304 a second at most. The scheduled
+// pulls stay unconditional: a 304 is vouched for by TLS only, not by the key server's signature,
+// so it does not count as a sync for the snapshot's age.
 import { request as httpsRequest } from 'node:https'
 import { BROKER_CONTROL_TOPIC, type Identity, type SignedDocument, signRequest } from '@smqtt/core'
 import type { Aedes, AedesPublishPacket } from 'aedes'
@@ -20,6 +27,12 @@ export interface KeyServerConnection {
   readonly pullIntervalMs?: number
   /** Per-request timeout, default 10,000 ms. */
   readonly timeoutMs?: number
+  /**
+   * Pulls on demand for CONNECTs naming a principal the snapshot does not know: at most one per
+   * `intervalMs` (default 1,000), each such CONNECT waiting at most `waitMs` (default 5,000, and
+   * never past its connection's close at the pre-authentication deadline). `false`: none.
+   */
+  readonly onDemandPull?: { readonly intervalMs?: number; readonly waitMs?: number } | false
 }
 
 const SNAPSHOT_PATH = '/v1/broker/snapshot'
@@ -35,9 +48,22 @@ const MAX_RESPONSE_BYTES = 64 * 1024 * 1024
  * handle.applySnapshot(signed, 'pull')
  * ```
  */
-export function fetchBrokerSnapshot(connection: KeyServerConnection): Promise<SignedDocument> {
+export async function fetchBrokerSnapshot(connection: KeyServerConnection): Promise<SignedDocument> {
+  const fetched = await fetchSnapshotIfChanged(connection, undefined)
+  if (fetched === 'not-modified') throw new Error('key server answered 304 to an unconditional request')
+  return fetched.snapshot
+}
+
+/** {@link fetchBrokerSnapshot} with `If-None-Match: etag`: `not-modified` when the key server answers 304. */
+function fetchSnapshotIfChanged(
+  connection: KeyServerConnection,
+  etag: string | undefined,
+): Promise<{ snapshot: SignedDocument; etag: string | undefined } | 'not-modified'> {
   const { identity } = connection
-  const headers = signRequest(identity.id, identity, { method: 'GET', path: SNAPSHOT_PATH, body: new Uint8Array() })
+  const headers: Record<string, string> = {
+    ...signRequest(identity.id, identity, { method: 'GET', path: SNAPSHOT_PATH, body: new Uint8Array() }),
+    ...(etag === undefined ? {} : { 'if-none-match': etag }),
+  }
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       new URL(SNAPSHOT_PATH, connection.url),
@@ -56,13 +82,15 @@ export function fetchBrokerSnapshot(connection: KeyServerConnection): Promise<Si
           else chunks.push(chunk)
         })
         res.on('end', () => {
+          if (res.statusCode === 304 && etag !== undefined) return resolve('not-modified')
           const text = Buffer.concat(chunks).toString('utf8')
           if (res.statusCode !== 200)
             return reject(new Error(`key server answered ${res.statusCode}: ${text.slice(0, 200)}`))
           try {
             const body = JSON.parse(text) as { snapshot?: SignedDocument }
             if (body.snapshot === undefined) throw new Error('no snapshot in the response')
-            resolve(body.snapshot)
+            const tag = res.headers.etag
+            resolve({ snapshot: body.snapshot, etag: typeof tag === 'string' ? tag : undefined })
           } catch (err) {
             reject(err)
           }
@@ -79,10 +107,19 @@ export function fetchBrokerSnapshot(connection: KeyServerConnection): Promise<Si
 /** What the sync hands snapshots to; returns whether the snapshot was applied. */
 export type SnapshotSink = (signed: unknown, source: 'pull' | 'push') => boolean
 
+/** How an on-demand pull ended: a newer snapshot applied, the same content (304), or failed. */
+export type OnDemandPullResult = 'applied' | 'unchanged' | 'failed'
+
 /** A running sync. */
 export interface SnapshotSync {
   /** Pulls now; resolves true when a snapshot was fetched and applied (never rejects). */
   pull(): Promise<boolean>
+  /**
+   * Resolves once a conditional pull that started after this call has ended (true when it
+   * applied a snapshot); callers share pulls, which start at most one per `onDemandPull.intervalMs`.
+   * Resolves false at once without a key server or with `onDemandPull: false`. Never rejects.
+   */
+  pullOnDemand(): Promise<boolean>
   close(): Promise<void>
 }
 
@@ -101,19 +138,57 @@ export async function startSnapshotSync(
   sink: SnapshotSink,
   logger: Logger,
   onPullFailure: () => void,
+  onDemandPulled: (result: OnDemandPullResult) => void = () => {},
 ): Promise<SnapshotSync> {
   let timer: NodeJS.Timeout | undefined
   let closed = false
+  /** The ETag of the last snapshot fetched: what an on-demand pull asks to be told has changed. */
+  let lastEtag: string | undefined
+  /** The pull running now, if any (scheduled, explicit or on demand). */
+  let running: Promise<unknown> | undefined
 
-  const pull = async (): Promise<boolean> => {
-    if (!connection || closed) return false
+  const fetchAndApply = async (conditional: boolean): Promise<OnDemandPullResult> => {
+    if (!connection || closed) return 'failed'
     try {
-      return sink(await fetchBrokerSnapshot(connection), 'pull')
+      const fetched = await fetchSnapshotIfChanged(connection, conditional ? lastEtag : undefined)
+      if (fetched === 'not-modified') return 'unchanged'
+      lastEtag = fetched.etag
+      return sink(fetched.snapshot, 'pull') ? 'applied' : 'unchanged'
     } catch (err) {
       onPullFailure()
       logger.warn({ err, keyServer: connection.url }, 'snapshot pull failed; enforcing the last snapshot')
-      return false
+      return 'failed'
     }
+  }
+  const track = <T>(pulling: Promise<T>): Promise<T> => {
+    running = pulling
+    void pulling.finally(() => {
+      if (running === pulling) running = undefined
+    })
+    return pulling
+  }
+  const pull = async (): Promise<boolean> => (await track(fetchAndApply(false))) === 'applied'
+
+  const onDemand = connection?.onDemandPull === false ? undefined : (connection?.onDemandPull ?? {})
+  const intervalMs = onDemand?.intervalMs ?? 1_000
+  let lastOnDemandAt = Number.NEGATIVE_INFINITY
+  /** The next on-demand pull, not started yet: every caller until it starts shares it. */
+  let next: Promise<boolean> | undefined
+  const pullOnDemand = (): Promise<boolean> => {
+    if (!connection || !onDemand || closed) return Promise.resolve(false)
+    next ??= (async () => {
+      // Always yields first, so `next` is set before it is cleared below.
+      await delay(lastOnDemandAt + intervalMs - Date.now())
+      // A pull already running may have started before the caller's principal existed.
+      await running?.catch(() => {})
+      next = undefined // callers from now on need a pull that starts after them
+      if (closed) return false
+      lastOnDemandAt = Date.now()
+      const result = await track(fetchAndApply(true))
+      onDemandPulled(result)
+      return result === 'applied'
+    })()
+    return next
   }
 
   // Push: the key server (role keyserver, checked by authorizePublish) publishes here.
@@ -143,10 +218,19 @@ export async function startSnapshotSync(
 
   return {
     pull,
+    pullOnDemand,
     async close() {
       closed = true
       if (timer) clearTimeout(timer)
       await new Promise<void>((resolve) => broker.unsubscribe(BROKER_CONTROL_TOPIC, deliver, resolve))
     },
   }
+}
+
+/** Resolves after `ms` (at once, but still on a later turn, for `ms` <= 0); never holds the process open. */
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (ms <= 0) return void setImmediate(resolve)
+    setTimeout(resolve, ms).unref()
+  })
 }

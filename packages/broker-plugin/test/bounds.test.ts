@@ -1,6 +1,8 @@
 // Bounds against a client that abuses the broker's bookkeeping, with an explicit clock: the
 // audit log (field length, refusals per principal and interval), the CONNECT budgets (per
 // address before authentication, per principal after it) and one-time CONNECT password nonces.
+import { EventEmitter } from 'node:events'
+import type { Socket } from 'node:net'
 import { pino } from 'pino'
 import { describe, expect, test } from 'vitest'
 import {
@@ -13,6 +15,7 @@ import {
 import { CONNECT_PASSWORD_SKEW_SECONDS, NonceCache } from '../src/authenticate.js'
 import { ConnectGuard } from '../src/limits.js'
 import { createBrokerMetrics } from '../src/metrics.js'
+import { PreAuthGate } from '../src/preauth.js'
 
 function auditor() {
   const lines: Record<string, unknown>[] = []
@@ -84,6 +87,39 @@ describe('CONNECT budgets', () => {
     expect(guard.admit('10.0.0.2', 0)).toBe(true) // another address
     expect([1, 2, 3].map(() => guard.admitPrincipal('lock-1', 0))).toEqual([true, true, false])
     expect(guard.admitPrincipal('lock-1', 10)).toBe(true) // the next window
+  })
+
+  test('an IPv6 block cannot dodge the per-address budget and ban by changing addresses within its /64', () => {
+    const guard = new ConnectGuard({ perAddress: 3, failuresBeforeBan: 2, banSeconds: 60, windowSeconds: 10 })
+    expect(['2001:db8::1', '2001:db8::2', '2001:db8:0:0:ffff::3', '2001:db8::4'].map((a) => guard.admit(a, 0))).toEqual(
+      [true, true, true, false],
+    )
+    expect(guard.admit('2001:db8:0:1::1', 0)).toBe(true) // another /64
+    guard.failed('2001:db8:0:1::a', 20)
+    guard.failed('2001:db8:0:1::b', 20)
+    expect(guard.admit('2001:db8:0:1::c', 21)).toBe(false) // banned as a block
+    expect(guard.admit('::ffff:192.0.2.7', 21)).toBe(true)
+  })
+})
+
+describe('unauthenticated connections', () => {
+  test('an IPv6 block cannot dodge the cap on connections awaiting authentication by changing addresses within its /64', () => {
+    const refused: string[] = []
+    const gate = new PreAuthGate({
+      deadlineMs: 60_000,
+      maxPerAddress: 2,
+      onRefused: (address) => refused.push(address),
+      onDeadline: () => {},
+    })
+    const socket = (remoteAddress: string, remotePort: number) => {
+      const raw = new EventEmitter() as EventEmitter & { remoteAddress: string; remotePort: number; destroy(): void }
+      Object.assign(raw, { remoteAddress, remotePort, destroyed: false, destroy: () => raw.emit('close') })
+      return raw as unknown as Socket
+    }
+    const sockets = ['2001:db8::1', '2001:db8::2', '2001:db8::3', '2001:db8:1::1'].map((a, i) => socket(a, 40_000 + i))
+    expect(sockets.map((raw) => gate.accept(raw, 'mqtts'))).toEqual([true, true, false, true])
+    expect(refused).toEqual(['2001:db8:0:0::/64'])
+    for (const raw of sockets) raw.emit('close') // ends their deadlines
   })
 })
 

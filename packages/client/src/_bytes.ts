@@ -24,3 +24,17 @@ export function toWire(bytes: Uint8Array): Buffer {
   const NodeBuffer = (globalThis as { Buffer?: typeof Buffer }).Buffer
   return NodeBuffer ? NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) : (bytes as Buffer)
 }
+
+/**
+ * `bytes` as the kind of object mqtt.js delivered `wire` as, so `message` hands out what a plain
+ * mqtt.js client would: a Node Buffer on Node, the Buffer polyfill mqtt.js bundles in browsers
+ * (taken from the payload itself, so no Buffer is bundled here). A view, no copy.
+ */
+export function likeWire(wire: unknown, bytes: Uint8Array): Buffer {
+  const Kind = (wire as { constructor?: unknown } | undefined)?.constructor as
+    | { isBuffer?: unknown; from?: unknown }
+    | undefined
+  if (wire instanceof Uint8Array && typeof Kind?.isBuffer === 'function' && typeof Kind.from === 'function')
+    return (Kind as typeof Buffer).from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  return toWire(bytes)
+}

@@ -14,6 +14,7 @@ import {
   type OpenedKeyBundle,
   openKeyBundle,
   openKeyBundleWithAgreement,
+  parseEnvelope,
   principalControlTopic,
   ReplayWindow,
   type ReplayWindowOptions,
@@ -41,12 +42,14 @@ import type {
   PacketCallback,
 } from 'mqtt'
 import { acquireVerifier } from '#default-verifier'
-import { fromUtf8, toWire, utf8 } from './_bytes.js'
+import { fromUtf8, likeWire, toWire, utf8 } from './_bytes.js'
+import { manageLogin } from './_connect-login.js'
 import { TypedEmitter } from './_emitter.js'
 import { type FreshnessEvent, FreshnessMonitor, type FreshnessStats } from './_freshness.js'
 import { holdIdentity } from './_identity-lock.js'
 import { replayKey, SavedReplayWindow } from './_replay-state.js'
 import { sequenceCounterFor } from './_sequence.js'
+import { UnknownSenders } from './_unknown-senders.js'
 import { KeyServerClient, type KeyServerConnection } from './key-server-client.js'
 import { Keyring } from './keyring.js'
 import type { ClientStorage } from './storage.js'
@@ -90,6 +93,29 @@ export interface SecureOptions {
    * turns true.
    */
   readonly maxStalenessSeconds?: number
+  /**
+   * Log in to an SMQTT broker with a CONNECT password that proves this principal's key
+   * (username = client id = principal id), a fresh one for every connection attempt, when the
+   * mqtt.js client has no username, password or client certificate of its own (default true).
+   * Call secure() in the tick mqtt.connect() returned in, as `secure(mqtt.connect(…), …)` does:
+   * the first attempt, built by mqtt.js without credentials, is then restarted before anything
+   * is sent. false: leave the login to the mqtt.js options (e.g. a broker that is not SMQTT's).
+   */
+  readonly connectPassword?: boolean
+  /**
+   * Learning writers enrolled after the keys were loaded, over any broker (beside a third-party
+   * broker nothing pushes a new bundle). An envelope whose sender the bundle does not list is
+   * held while the bundle is fetched again, then opened; still unknown: `ERR_UNKNOWN_SENDER`.
+   * Forged sender ids cost the key server at most one request per `refreshIntervalSeconds`.
+   */
+  readonly unknownSenders?: {
+    /** At most one refresh for unknown senders per this many seconds (default 5). */
+    readonly refreshIntervalSeconds?: number
+    /** A sender still unknown after a refresh triggers none for this many seconds (default 60); refused at once meanwhile. */
+    readonly quietSeconds?: number
+    /** Envelopes held at most while a refresh is awaited (default 256, and 16 MiB); beyond it, refused at once. */
+    readonly maxHeld?: number
+  }
 }
 
 /** What a verified message carries besides its plaintext. */
@@ -140,7 +166,12 @@ export interface SecureClientStats {
 /** The events of a {@link SecureClient}: mqtt.js's, with plaintext messages, plus SMQTT's own. */
 export interface SecureClientEvents {
   connect: (packet: IConnackPacket) => void
-  message: (topic: string, payload: Uint8Array, info: MessageInfo) => void
+  /**
+   * A verified message. `payload` is what mqtt.js delivers: a `Buffer` on Node (so
+   * `payload.toString()` is the UTF-8 text), mqtt.js's bundled Buffer polyfill in browsers; both
+   * are `Uint8Array`s.
+   */
+  message: (topic: string, payload: Buffer, info: MessageInfo) => void
   securityError: (event: SecurityErrorEvent) => void
   /** A new key bundle is in use. */
   keysUpdated: (info: { readonly issuedAt: number; readonly notAfter: number; readonly source: KeySource }) => void
@@ -174,12 +205,25 @@ interface Received {
   /** Encrypted: waits for `valid`. */
   readonly unverified?: UnverifiedEnvelope
   /** On a plaintext topic. */
-  readonly plaintext?: Uint8Array
+  readonly plaintext?: Buffer
   valid?: boolean
+}
+/** A received envelope held until its sender is known (or refused). */
+interface HeldMessage {
+  readonly topic: string
+  readonly payload: Buffer
+  readonly packet: IPublishPacket
 }
 type PublishCallback = PacketCallback
 
 const FORWARDED = ['connect', 'close', 'end', 'reconnect', 'offline', 'disconnect', 'error'] as const
+/**
+ * What a connection being ended reports on its way down: the broker's reset (Aedes destroys the
+ * socket on DISCONNECT, so our TLS close_notify meets a reset) and mqtt.js acknowledging, after
+ * end(), a message that was already on its way (our control topic's pushes are QoS 1).
+ */
+const ENDING_NOISE = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_WRITE_AFTER_END', 'ERR_STREAM_DESTROYED'])
+const isEndingNoise = (err: unknown) => ENDING_NOISE.has((err as { code?: string } | undefined)?.code ?? '')
 /** A message under an unknown epoch triggers a key refresh at most this often. */
 const EPOCH_REFRESH_INTERVAL_MS = 5_000
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -189,6 +233,11 @@ const DEFAULT_FRESHNESS_INTERVAL_SECONDS = 30 // maxStalenessSeconds defaults to
 const MAX_FRESHNESS_SECONDS = 86_400
 /** Windows kept (and saved) for received envelopes, by default; beyond it, the oldest are evicted. */
 const MAX_SENDERS = 10_000
+/** SecureOptions.unknownSenders defaults, and the bytes held at most. */
+const UNKNOWN_SENDER_INTERVAL_SECONDS = 5
+const UNKNOWN_SENDER_QUIET_SECONDS = 60
+const UNKNOWN_SENDER_MAX_HELD = 256
+const UNKNOWN_SENDER_MAX_HELD_BYTES = 16 * 1024 * 1024
 
 /**
  * Runs `task` on the next event-loop turn, once the I/O callbacks of this one have run. Browsers
@@ -276,7 +325,9 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   /** What opening an envelope needs from this client; each message adds its retain flag and time. */
   readonly #openOptions: OpenEnvelopeOptions
   /** Opened messages wait here until the replay state that accepted them is saved, in order. */
-  readonly #accepted: { topic: string; payload: Uint8Array; info: MessageInfo }[] = []
+  readonly #accepted: { topic: string; payload: Buffer; info: MessageInfo }[] = []
+  /** Envelopes from senders the bundle does not list, waiting for a refresh. */
+  readonly #unknownSenders: UnknownSenders<HeldMessage>
   #delivering: Promise<void> | undefined
   /** Ends the wait for more messages to share the next save, once a batch is full. */
   #batchFull: (() => void) | undefined
@@ -315,6 +366,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     this.#controlTopic = principalControlTopic(identity.id)
     this.#verifier = options.verifyOnWorker === false ? undefined : acquireVerifier()
     this.#openOptions = { keys: this.#keyring, replay: this.#replay.window, isRevoked: this.#isRevoked }
+    this.#unknownSenders = this.#unknownSenderHold(options)
 
     // Received messages queue behind the first key load.
     this.ready = this.#start()
@@ -332,10 +384,15 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     this.#listen('connect', this.#onConnect)
     for (const event of FORWARDED)
       if (event !== 'connect')
-        this.#listen(event, (...args: unknown[]) =>
-          (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args),
-        )
+        this.#listen(event, (...args: unknown[]) => {
+          // Once ending, these are how a connection ends, not errors for a caller who asked for it.
+          if (event === 'error' && this.#ended && isEndingNoise(args[0])) return
+          ;(this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args)
+        })
     if (mqttClient.connected) this.#prepareConnection()
+
+    // Login: key-proof CONNECT passwords, the first attempt held until the identity's lock is.
+    manageLogin(mqttClient, options)
   }
 
   /** The wrapped mqtt.js client (publishing on it directly bypasses SMQTT). */
@@ -451,6 +508,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   async endAsync(force?: boolean, opts?: Partial<IDisconnectPacket>): Promise<void> {
     this.#stop()
     await this.#mqtt.endAsync(force, opts)
+    await this.#unknownSenders.stop() // a refresh in flight opens what it held
     await this.#verifiedAll()
     await this.#delivering
     await this.#replay.save()
@@ -619,6 +677,38 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     return true
   }
 
+  /** See SecureOptions.unknownSenders and _unknown-senders.ts. */
+  #unknownSenderHold(options: SecureOptions): UnknownSenders<HeldMessage> {
+    const interval = options.unknownSenders?.refreshIntervalSeconds ?? UNKNOWN_SENDER_INTERVAL_SECONDS
+    const quiet = options.unknownSenders?.quietSeconds ?? UNKNOWN_SENDER_QUIET_SECONDS
+    const maxHeld = options.unknownSenders?.maxHeld ?? UNKNOWN_SENDER_MAX_HELD
+    if (!(interval > 0 && interval <= MAX_FRESHNESS_SECONDS))
+      throw new RangeError(`unknownSenders.refreshIntervalSeconds must be in (0, ${MAX_FRESHNESS_SECONDS}]`)
+    if (!(quiet >= interval && quiet <= MAX_FRESHNESS_SECONDS))
+      throw new RangeError(`unknownSenders.quietSeconds must be in [refreshIntervalSeconds, ${MAX_FRESHNESS_SECONDS}]`)
+    if (!(Number.isInteger(maxHeld) && maxHeld >= 0 && maxHeld <= 65_536))
+      throw new RangeError('unknownSenders.maxHeld must be an integer in [0, 65536]')
+    return new UnknownSenders({
+      intervalMs: interval * 1000,
+      quietMs: quiet * 1000,
+      maxHeld,
+      maxHeldBytes: UNKNOWN_SENDER_MAX_HELD_BYTES,
+      // The usual refresh: the bundle is verified and applied exactly as any other fetch. One
+      // already in flight may have asked before the new writer was added: this one asks after it.
+      refresh: async () => {
+        await this.#refreshing?.catch(() => {})
+        await this.refreshKeys().catch((err: unknown) => {
+          this.#keyServerFailed(err)
+          throw err
+        })
+      },
+      isKnown: (group, sender) => this.#keyring.writerKey(group, sender) !== undefined,
+      // Opened now, in arrival order (keys are loaded: they were held after their epoch was
+      // found); the replay window is checked here, at opening, as for any envelope.
+      release: ({ topic, payload, packet }) => void this.#process(topic, payload, packet, false),
+    })
+  }
+
   // ---- freshness ----------------------------------------------------------------------------
   // Polls the key server over HTTPS (never through the broker) so that a revocation, or a re-key
   // that leaves a revoked principal behind, reaches this client within the poll interval even
@@ -763,7 +853,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
    * Checks one message and hands its signature to the verifier; returns a promise only when it
    * waits for a key refresh. Messages finish (and are delivered) in arrival order.
    */
-  #process(topic: string, payload: Uint8Array, packet: IPublishPacket, mayRefresh: boolean): Promise<void> | undefined {
+  #process(topic: string, payload: Buffer, packet: IPublishPacket, mayRefresh: boolean): Promise<void> | undefined {
     if (this.#isPlaintext(topic)) {
       this.#enterLine({ topic, packet, plaintext: payload })
       return undefined
@@ -780,9 +870,22 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
         return this.refreshKeys()
           .catch((e: unknown) => this.#keyServerFailed(e))
           .then(() => void this.#process(topic, payload, packet, false))
+      if (mayRefresh && isSmqttError(err, 'ERR_UNKNOWN_SENDER')) {
+        const { group, sender } = parseEnvelope(payload).header
+        if (this.#unknownSenders.hold(group, sender, payload.length, { topic, payload, packet })) return undefined
+      }
       this.#reject(topic, err)
       return undefined
     }
+    // A sender with envelopes held (it was unknown, and a push or poll taught it since): this one
+    // waits behind them, so its messages stay in order.
+    const { group, sender } = unverified.header
+    if (
+      mayRefresh &&
+      this.#unknownSenders.holding(group, sender) &&
+      this.#unknownSenders.hold(group, sender, payload.length, { topic, payload, packet })
+    )
+      return undefined
     const received: Received = { topic, packet, unverified }
     this.#enterLine(received)
     if (this.#verifier)
@@ -812,7 +915,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       if (unverified !== undefined && received.valid === undefined) return
       line.shift()
       if (unverified === undefined) {
-        const plaintext = received.plaintext as Uint8Array
+        const plaintext = received.plaintext as Buffer
         this.#accept(topic, plaintext, {
           encrypted: false,
           sender: undefined,
@@ -829,7 +932,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
           this.#openOptions, // the retain flag and the clock were taken when it arrived
         )
         if (!packet.retain) this.#replay.markDirty()
-        this.#accept(topic, payload, {
+        this.#accept(topic, likeWire(packet.payload, payload), {
           encrypted: true,
           sender: this.#keyring.writerPrincipal(header.group, header.sender) as string,
           kid: header.sender,
@@ -853,7 +956,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     return new Promise((resolve) => this.#whenVerified.push(resolve))
   }
 
-  #accept(topic: string, payload: Uint8Array, info: MessageInfo): void {
+  #accept(topic: string, payload: Buffer, info: MessageInfo): void {
     this.#accepted.push({ topic, payload, info })
     this.#delivering ??= this.#deliver()
     if (this.#accepted.length >= DELIVERY_BATCH) this.#batchFull?.()
@@ -918,6 +1021,8 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   }
 
   #stop(): void {
+    // Envelopes held for a refresh go into the line first (refused unless one is in flight).
+    void this.#unknownSenders.stop()
     // Envelopes still at the verifier come back `unavailable` once nobody uses it, and are then
     // checked here: ending never drops a message that arrived.
     if (!this.#ended) void this.#verifiedAll().then(() => this.#verifier?.release())
@@ -947,7 +1052,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
  * const client = secure(mqtt.connect('mqtts://broker:8883', { ca }), {
  *   identity, kid, storage, keyserver: { url: 'https://keys:8443', ca, keyServerPublicKey },
  * })
- * client.on('message', (topic, payload, info) => console.log(info.sender, new TextDecoder().decode(payload)))
+ * client.on('message', (topic, payload, info) => console.log(info.sender, payload.toString()))
  * client.on('securityError', (e) => console.warn(e.code, e.topic))
  * await client.publishAsync('home/hall/thermostat/thermostat-1/temp', '21.5', { qos: 1 })
  * ```

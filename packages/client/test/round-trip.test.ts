@@ -76,7 +76,8 @@ describe('round trip', () => {
     const payload = new Uint8Array(64 * 1024).map((_, i) => (i * 31) & 0xff)
     await thermostat.client.publishAsync('home/lab/thermostat/thermostat-big/dump', payload, { qos: 1 })
     const [message] = await app.waitForMessages(1)
-    expect(message?.payload).toEqual(payload)
+    expect(Buffer.isBuffer(message?.payload)).toBe(true)
+    expect(new Uint8Array(message?.payload ?? [])).toEqual(payload)
   })
 
   test('publishing outside every key group throws ERR_NO_KEY_GROUP; outside the writers ERR_FORBIDDEN', async () => {

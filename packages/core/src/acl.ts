@@ -168,7 +168,8 @@ function isSafeValue(value: unknown): boolean {
  * Validates an untrusted policy document (e.g. `JSON.parse` of a file or HTTP body) and returns
  * a fresh, well-typed copy. Strict: unknown fields, wrong types, invalid filters, unknown
  * `%` substitutions, duplicate or out-of-range group ids, duplicate group names, two groups whose
- * filters intersect, or a plaintext filter that meets a group are all refused.
+ * filters intersect, or a plaintext filter that meets a group are all refused. A root `$schema`
+ * string (for editors, see `@smqtt/keyserver/policy.schema.json`) is accepted and dropped.
  *
  * @throws SmqttError('ERR_POLICY_INVALID') whose message starts with the path of the problem,
  * e.g. `rules[2].topics[0]: ...`.
@@ -179,31 +180,85 @@ function isSafeValue(value: unknown): boolean {
  * ```
  */
 export function parsePolicy(json: unknown): Policy {
-  const root = objectAt(json, 'policy', ['version', 'rules', 'groups', 'plaintext'])
-  if (root.version !== 1) fail('version', 'must be 1')
-  const rules = eachOf(arrayAt(root.rules, 'rules'), (rule, i) => parseRule(rule, `rules[${i}]`))
-  const groups = eachOf(arrayAt(root.groups, 'groups'), (group, i) => parseGroup(group, `groups[${i}]`))
-  const plaintext = eachOf(arrayAt(root.plaintext, 'plaintext'), (filter, i) =>
-    filterAt(filter, `plaintext[${i}]`, false),
-  )
+  const problems: string[] = []
+  const policy = collectPolicy(json, problems)
+  if (policy === undefined || problems.length > 0)
+    throw new SmqttError('ERR_POLICY_INVALID', problems[0] ?? 'policy: invalid')
+  return policy
+}
+
+/**
+ * Every problem {@link parsePolicy} finds in `json`, each starting with its path (at most one
+ * per rule, group or plaintext entry: an entry is checked up to its first problem). Empty when
+ * the policy is valid. For tools that show all problems at once, such as `policy validate`.
+ *
+ * @example
+ * ```ts
+ * policyProblems({ version: 1, rules: [], groups: [{ id: -1 }], plaintext: ['a/#/b'] })
+ * // ['groups[0]: unknown field ...' or 'groups[0].id: ...', 'plaintext[0]: ...']
+ * ```
+ */
+export function policyProblems(json: unknown): string[] {
+  const problems: string[] = []
+  collectPolicy(json, problems)
+  return problems
+}
+
+/** Parses what it can, pushing one problem per entry that fails; undefined when the root is unusable. */
+function collectPolicy(json: unknown, problems: string[]): Policy | undefined {
+  const attempt = <T>(parse: () => T): T | undefined => {
+    try {
+      return parse()
+    } catch (err) {
+      if (isSmqttError(err) && err.code === 'ERR_POLICY_INVALID') {
+        problems.push(err.message)
+        return undefined
+      }
+      throw err
+    }
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    problems.push('policy: must be an object')
+    return undefined
+  }
+  const root = json as Record<string, unknown>
+  // `$schema` lets an editor find policy.schema.json; it is read and dropped.
+  for (const key of Object.keys(root))
+    if (!ROOT_FIELDS.includes(key)) problems.push(`policy: unknown field ${JSON.stringify(key)}`)
+  if (root.$schema !== undefined && typeof root.$schema !== 'string') problems.push('$schema: must be a string')
+  if (root.version !== 1) problems.push('version: must be 1')
+  const list = <T>(name: string, parse: (value: unknown, path: string) => T): (T | undefined)[] => {
+    const array = attempt(() => arrayAt(root[name], name)) ?? []
+    const out: (T | undefined)[] = []
+    for (let i = 0; i < array.length; i++) out.push(attempt(() => parse(array[i], `${name}[${i}]`)))
+    return out
+  }
+  const rules = list('rules', parseRule)
+  const groups = list('groups', parseGroup)
+  const plaintext = list('plaintext', (filter, path) => filterAt(filter, path, false))
 
   for (let i = 0; i < groups.length; i++) {
-    const group = groups[i] as KeyGroupPolicy
+    const group = groups[i]
+    if (group === undefined) continue
     for (let j = 0; j < i; j++) {
-      const other = groups[j] as KeyGroupPolicy
-      if (other.id === group.id) fail(`groups[${i}].id`, `duplicates groups[${j}].id`)
-      if (other.name === group.name) fail(`groups[${i}].name`, `duplicates groups[${j}].name`)
+      const other = groups[j]
+      if (other === undefined) continue
+      if (other.id === group.id) problems.push(`groups[${i}].id: duplicates groups[${j}].id`)
+      else if (other.name === group.name) problems.push(`groups[${i}].name: duplicates groups[${j}].name`)
       // A topic must belong to at most one group, or sender and receivers could pick different keys.
-      if (filtersIntersect(other.filter, group.filter))
-        fail(`groups[${i}].filter`, `shares topics with groups[${j}].filter`)
+      else if (filtersIntersect(other.filter, group.filter))
+        problems.push(`groups[${i}].filter: shares topics with groups[${j}].filter`)
     }
     plaintext.forEach((filter, j) => {
-      if (filtersIntersect(filter, group.filter))
-        fail(`plaintext[${j}]`, `shares topics with groups[${i}].filter (a topic is either encrypted or not)`)
+      if (filter !== undefined && filtersIntersect(filter, group.filter))
+        problems.push(`plaintext[${j}]: shares topics with groups[${i}].filter (a topic is either encrypted or not)`)
     })
   }
-  return { version: 1, rules, groups, plaintext }
+  if (problems.length > 0) return undefined
+  return { version: 1, rules: rules as AclRule[], groups: groups as KeyGroupPolicy[], plaintext: plaintext as string[] }
 }
+
+const ROOT_FIELDS: readonly string[] = ['$schema', 'version', 'rules', 'groups', 'plaintext']
 
 function parseRule(value: unknown, path: string): AclRule {
   const raw = objectAt(value, path, ['effect', 'actions', 'topics', 'principals', 'roles'])

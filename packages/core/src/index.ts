@@ -10,7 +10,7 @@ export type {
   PublishRights,
   WideGroupWarning,
 } from './acl.js'
-export { PolicyEvaluator, parsePolicy, publishRightsAllow, substitutePattern } from './acl.js'
+export { PolicyEvaluator, parsePolicy, policyProblems, publishRightsAllow, substitutePattern } from './acl.js'
 export type { AeadAlgorithm, CryptoBackend } from './crypto/backend.js'
 export type { HpkeKem, X25519Agreement } from './crypto/hpke.js'
 export { hkdf, sha256 } from './crypto/kdf.js'

@@ -245,7 +245,8 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
       orDefault(root.clientCertificateValidityDays, defaults.clientCertificateValidityDays),
       '$.clientCertificateValidityDays',
       1,
-      3650,
+      // The CA/Browser Forum's cap on TLS leaves; no renewal path yet, so not shorter by default.
+      397,
     ),
     maxBodyBytes: integer(
       orDefault(root.maxBodyBytes, defaults.maxBodyBytes),

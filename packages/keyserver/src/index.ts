@@ -12,8 +12,10 @@ export {
   principalIdFromCertificate,
 } from './pki/certificate-authority.js'
 export { ensureDevPki } from './pki/dev-pki.js'
-export type { RunningKeyServer } from './server.js'
-export { initKeyServer, startKeyServer } from './server.js'
+export type { RenewServerCertificateOptions, ServerCertificateRenewal } from './pki/server-certificate-renewal.js'
+export { renewServerCertificate, SERVER_CERTIFICATE_VALIDITY_DAYS } from './pki/server-certificate-renewal.js'
+export type { InitOptions, InitResult, RunningKeyServer } from './server.js'
+export { initKeyServer, renewDeploymentCertificate, startKeyServer } from './server.js'
 export type { EnrollmentResult, KeyServerChange, KeyServerOptions, KeyServerSettings } from './service/key-server.js'
 export { KeyServer } from './service/key-server.js'
 export type { KeyStore } from './store/key-store.js'

@@ -12,6 +12,7 @@ import { buildApp } from './http/app.js'
 import { MasterKey } from './master-key.js'
 import { CertificateAuthority } from './pki/certificate-authority.js'
 import { createDevPkiMaterial } from './pki/dev-pki.js'
+import { renewServerCertificate, type ServerCertificateRenewal } from './pki/server-certificate-renewal.js'
 import { KeyServer } from './service/key-server.js'
 import { type MqttPush, startMqttPush } from './service/mqtt-push.js'
 import { openStore } from './store/open-store.js'
@@ -19,6 +20,8 @@ import { openStore } from './store/open-store.js'
 /** The name of the CA private key among the store's sealed secrets. */
 const CA_KEY_SECRET = 'ca.private-key'
 const TICK_MS = 5_000
+// A server certificate from another CA is the operator's to renew: warn this long before it expires.
+const EXPIRY_WARNING_MS = 30 * 86_400_000
 
 export interface RunningKeyServer {
   readonly url: string
@@ -53,6 +56,14 @@ export async function startKeyServer(
         )
       : undefined
     if (!certificateAuthority) logger.warn('no CA key in the store: enrollment will issue no client certificates')
+    else if (!config.insecureAllowPlainHttp) {
+      // Before the listener reads the files: a leaf due for renewal is re-issued now.
+      const renewal = await renewServerCertificate(certificateAuthority, {
+        certFile: config.tls.certFile,
+        keyFile: config.tls.keyFile,
+      })
+      logRenewal(logger, config.tls.certFile, renewal)
+    }
     const keyServer = await KeyServer.open({
       store,
       masterKey,
@@ -141,6 +152,48 @@ export async function startKeyServer(
 }
 
 /**
+ * `smqtt-keyserver pki renew`: re-issues the server certificate in `certFile`/`keyFile` (default:
+ * the key server's own, `tls.certFile`/`tls.keyFile`) from the deployment CA sealed in the store,
+ * when due or with `force`. Works on files while the key server runs; it reads them at start only.
+ *
+ * @example
+ * ```ts
+ * await renewDeploymentCertificate(loadConfig('keyserver/config.json'), { certFile: 'broker/tls/server.pem', keyFile: 'broker/tls/server.key' })
+ * ```
+ */
+export async function renewDeploymentCertificate(
+  config: KeyServerConfig,
+  options: { certFile?: string; keyFile?: string; force?: boolean } = {},
+): Promise<ServerCertificateRenewal> {
+  if ((options.certFile === undefined) !== (options.keyFile === undefined))
+    throw new Error('give both --cert and --key, or neither (the key server’s own certificate)')
+  const certFile = options.certFile ?? config.tls.certFile
+  const keyFile = options.keyFile ?? config.tls.keyFile
+  assertDeploymentFileMode(keyFile, 'secret', { label: 'the certificate key:' })
+  const masterKey = MasterKey.fromEnvOrFile({ file: config.masterKeyFile })
+  const store = await openStore(config.store)
+  let sealed: Uint8Array | undefined
+  try {
+    sealed = await store.getSecret(CA_KEY_SECRET)
+  } finally {
+    await store.close()
+  }
+  if (!sealed) throw new Error('no CA key in the store: this deployment has no CA to renew certificates from')
+  const ca = await CertificateAuthority.load(
+    readFileSync(config.tls.caFile, 'utf8'),
+    masterKey.open(CA_KEY_SECRET, sealed),
+  )
+  return renewServerCertificate(ca, { certFile, keyFile, ...(options.force ? { force: true } : {}) })
+}
+
+function logRenewal(logger: Logger, certFile: string, renewal: ServerCertificateRenewal): void {
+  const notAfter = renewal.notAfter.toISOString()
+  if (renewal.renewed) logger.info({ certFile, reason: renewal.reason, notAfter }, 'server certificate renewed')
+  else if (renewal.reason === 'other-issuer' && renewal.notAfter.getTime() - Date.now() < EXPIRY_WARNING_MS)
+    logger.warn({ certFile, notAfter }, 'server certificate (not from the deployment CA) expires within 30 days')
+}
+
+/**
  * `smqtt-keyserver init`: a new deployment in `dir` — master key, admin token, development
  * PKI, config and store with the key server's identity and the CA key sealed inside (it is never
  * written to a file). All or nothing: everything is built in a private sibling folder that is
@@ -152,10 +205,7 @@ export async function startKeyServer(
  * const { configFile, adminToken } = await initKeyServer('./deployment/keyserver')
  * ```
  */
-export async function initKeyServer(
-  dir: string,
-  options: { listen?: { host: string; port: number }; push?: { brokerUrl: string; insecurePlainMqtt?: boolean } } = {},
-): Promise<{ configFile: string; adminToken: string; keyServerPublicKey: string }> {
+export async function initKeyServer(dir: string, options: InitOptions = {}): Promise<InitResult> {
   const target = resolve(dir)
   const configFile = join(target, 'config.json')
   if (existsSync(configFile))
@@ -176,9 +226,26 @@ export async function initKeyServer(
   }
 }
 
+export interface InitOptions {
+  readonly listen?: { host: string; port: number }
+  readonly push?: { brokerUrl: string; insecurePlainMqtt?: boolean }
+  /**
+   * DNS names and IP addresses the deployment's servers are reached by, besides localhost,
+   * 127.0.0.1 and ::1 (and `listen.host` when it is not a wildcard): the server certificate
+   * names them, and the CA may vouch for nothing else (name constraints). Fixed for the CA's life.
+   */
+  readonly serverNames?: readonly string[]
+}
+
+export interface InitResult {
+  readonly configFile: string
+  readonly adminToken: string
+  readonly keyServerPublicKey: string
+}
+
 async function populateDeployment(
   dir: string,
-  options: { listen?: { host: string; port: number }; push?: { brokerUrl: string; insecurePlainMqtt?: boolean } },
+  options: InitOptions,
 ): Promise<{ adminToken: string; keyServerPublicKey: string }> {
   const config = defaultConfig(dir)
   const listen = options.listen ?? config.listen
@@ -187,7 +254,8 @@ async function populateDeployment(
   const adminToken = Buffer.from(cryptoBackend.randomBytes(32)).toString('base64url')
   writeFileSync(config.adminTokenFile, `${adminToken}\n`, { mode: 0o600, flag: 'wx' })
   // The CA key stays in memory until it is sealed into the store: no plaintext copy on disk.
-  const pki = await createDevPkiMaterial()
+  const listenName = listen.host === '0.0.0.0' || listen.host === '::' ? [] : [listen.host]
+  const pki = await createDevPkiMaterial({ serverNames: [...listenName, ...(options.serverNames ?? [])] })
   await mkdir(dirname(config.tls.caFile), { recursive: true, mode: 0o700 })
   writeFileSync(config.tls.caFile, pki.caPem, { flag: 'wx', mode: 0o644 })
   writeFileSync(config.tls.certFile, pki.serverCertPem, { flag: 'wx', mode: 0o644 })
@@ -217,6 +285,10 @@ function checkDeploymentFiles(config: KeyServerConfig): void {
   assertDeploymentFileMode(config.adminTokenFile, 'secret', { label: 'config $.adminTokenFile:' })
   assertDeploymentFileMode(config.tls.caFile, 'config', { label: 'config $.tls.caFile:' })
   if (config.push) assertDeploymentFileMode(config.push.caFile, 'config', { label: 'config $.push.caFile:' })
+  // The store holds the sealed keys, who is enrolled and the audit log: whoever can write it can
+  // enroll a principal of their own.
+  const store = storePath(config.store)
+  if (store) assertDeploymentFileMode(store, 'secret', { label: 'config $.store:' })
   if (config.insecureAllowPlainHttp) return
   assertDeploymentFileMode(config.tls.keyFile, 'secret', { label: 'config $.tls.keyFile:' })
   assertDeploymentFileMode(config.tls.certFile, 'config', { label: 'config $.tls.certFile:' })

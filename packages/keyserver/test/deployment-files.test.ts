@@ -1,10 +1,11 @@
 // Deployment files and HTTP hardening (issue 19): loose modes refused like master.key, an init
 // that is all or nothing and never writes the CA key unsealed, security headers on every
 // response, a 404 that echoes nothing, and request logs without query strings.
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { connect as tlsConnect } from 'node:tls'
 import { isSmqttError, sha256 } from '@smqtt/core'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
@@ -105,6 +106,17 @@ describe.skipIf(!posix)('deployment file modes', () => {
     expect(err.message).toContain(`$.tls.caFile: ${ca} is writable by group or others (mode 666)`)
   })
 
+  test('the SQLite store is created owner-only, and one others may read or write (0644) is refused', async () => {
+    const store = join(deployment, 'data', 'keyserver.db')
+    expect(statSync(store).mode & 0o777).toBe(0o600)
+    const err = await withMode(store, 0o644, 0o600, () =>
+      errorOf(() => startKeyServer(loadConfig(configFile), { logger: quiet() })),
+    )
+    expect(isSmqttError(err, 'ERR_CONFIG_INVALID')).toBe(true)
+    expect(err.message).toContain(`$.store: ${store} is a secret`)
+    expect(err.message).toContain(`chmod 600 ${store}`)
+  })
+
   test('master.key goes through the same check, with its own code', async () => {
     const key = join(deployment, 'master.key')
     const err = await withMode(key, 0o640, 0o600, () =>
@@ -190,6 +202,37 @@ describe('HTTP hardening', () => {
     const malformed = await h.app.inject({ method: 'POST', url: '/v1/admin/principals/%E0%A4%A/revoke' })
     expect(malformed.statusCode).toBe(400)
     expectSecurityHeaders(malformed.headers)
+  })
+
+  test("the HTTP parser's own refusals (400, 431) carry the same security headers", async () => {
+    const { port } = new URL(h.url)
+    const answer = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port: Number(port), ca: h.caPem, servername: 'localhost' }, () =>
+          socket.end(request),
+        )
+        let text = ''
+        socket.on('data', (chunk) => {
+          text += chunk
+        })
+        socket.on('close', () => resolve(text))
+        socket.on('error', reject)
+      })
+    for (const [request, status] of [
+      ['NOT HTTP AT ALL\r\n\r\n', 400],
+      [`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
+    ] as const) {
+      const text = await answer(request)
+      const [head = ''] = text.split('\r\n\r\n')
+      const headers = Object.fromEntries(
+        head
+          .split('\r\n')
+          .slice(1)
+          .map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]),
+      )
+      expect(head.split('\r\n')[0]).toMatch(new RegExp(`^HTTP/1.1 ${status} `))
+      expectSecurityHeaders(headers)
+    }
   })
 
   test('the 404 body keeps ERR_NOT_FOUND but echoes neither the method nor the path', async () => {

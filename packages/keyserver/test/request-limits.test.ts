@@ -1,7 +1,8 @@
 // The key server's quotas on signed requests (nonce cache, request rate) and how it groups
 // addresses for failed authentication. The end-to-end attacks are in test/attacks/keyserver-abuse.test.ts.
+
+import { addressKey } from '@smqtt/core/address-key'
 import { describe, expect, test } from 'vitest'
-import { addressKey } from '../src/service/failed-auth.js'
 import { NonceCache, REQUEST_WINDOW_SECONDS } from '../src/service/nonce-cache.js'
 import { RateLimiter } from '../src/service/rate-limit.js'
 

@@ -131,7 +131,7 @@ const smqtt = {
     client.on('message', (topic, payload, info) =>
       smqtt.received.push({
         topic,
-        text: new TextDecoder().decode(payload),
+        text: payload.toString(), // mqtt.js's Buffer polyfill, as a plain mqtt.js client gets (issue 13)
         sender: info.sender,
         encrypted: info.encrypted,
       }),

@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { KeyServer } from '../service/key-server.js'
+import { explainPrincipal } from '../service/policy-review.js'
+import { principalContext } from '../service/policy-state.js'
 import type { PrincipalRecord } from '../store/key-store.js'
 import type { KeyServerMetrics } from './metrics.js'
 import {
@@ -110,6 +112,29 @@ export function registerAdminRoutes(app: FastifyInstance, keyServer: KeyServer, 
     async (request) => ({
       revocations: await keyServer.revokePrincipal((request.params as { id: string }).id, 'admin'),
     }),
+  )
+
+  app.get(
+    '/v1/admin/principals/:id/explain',
+    {
+      config: admin,
+      schema: {
+        tags,
+        security,
+        params: idParamsSchema,
+        description:
+          "What the principal may publish and subscribe under the current policy and which rule says so, the key groups it reads and writes, the plaintext filters it may use, and the policy's warnings about it (see docs/policy.md).",
+        response: { 200: { type: 'object', additionalProperties: true }, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const principal = await keyServer.getPrincipal((request.params as { id: string }).id)
+      return {
+        status: principal.status,
+        policyVersion: keyServer.policy.version,
+        ...explainPrincipal(keyServer.policy.evaluator, principalContext(principal)),
+      }
+    },
   )
 
   app.get(

@@ -9,6 +9,7 @@ import { boundedLog } from '@smqtt/core/bounded-log'
 import { type TlsProfile, tlsServerOptions } from '@smqtt/core/tls'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
+import { POLICY_SCHEMA } from '../policy-schema.js'
 import type { KeyServer } from '../service/key-server.js'
 import type { PrincipalRecord } from '../store/key-store.js'
 import { registerAdminRoutes } from './admin-routes.js'
@@ -116,10 +117,14 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       )
       metrics.refusals.inc({ code: body.error.code })
       const text = JSON.stringify(body)
+      // Written by hand (the parser gave up before Fastify saw a request), with the same headers.
+      const headers = Object.entries({ ...securityHeaders(secure), 'content-type': 'application/json' })
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join('')
       if (socket.writable)
         socket.write(
           `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(text)}\r\n` +
-            `Content-Type: application/json\r\nConnection: close\r\n\r\n${text}`,
+            `${headers}Connection: close\r\n\r\n${text}`,
         )
       socket.destroy(err)
     },
@@ -208,6 +213,10 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   registerDeviceRoutes(app, options.keyServer, metrics)
   registerAdminRoutes(app, options.keyServer, metrics)
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  // The policy format, for editors and `$schema` (docs/policy.md).
+  app.get('/policy.schema.json', { schema: { hide: true } }, async (_request, reply) =>
+    reply.type('application/schema+json').send(POLICY_SCHEMA),
+  )
   return app
 }
 
@@ -216,10 +225,16 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
  * caching — API answers carry enrollment tokens, key bundles and admin data, so no-store applies
  * to all of them rather than to a list that could miss one.
  */
+function securityHeaders(secure: boolean): Record<string, string> {
+  return {
+    ...(secure ? { 'strict-transport-security': 'max-age=31536000' } : {}),
+    'x-content-type-options': 'nosniff',
+    'cache-control': 'no-store',
+  }
+}
+
 function setSecurityHeaders(reply: FastifyReply, secure: boolean): void {
-  if (secure) reply.header('strict-transport-security', 'max-age=31536000')
-  reply.header('x-content-type-options', 'nosniff')
-  reply.header('cache-control', 'no-store')
+  reply.headers(securityHeaders(secure))
 }
 
 /** Fastify's request log fields, with the path only (no query string). */

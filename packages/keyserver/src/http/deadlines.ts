@@ -4,7 +4,7 @@
 // (slowhttptest held 5 connections for its whole 360 s run).
 import type { Server as HttpServer } from 'node:http'
 import type { Socket } from 'node:net'
-import { addressKey } from '../service/failed-auth.js'
+import { addressKey } from '@smqtt/core/address-key'
 
 /** Deadlines of the key server's connections, seconds. */
 export interface KeyServerDeadlines {

@@ -27,6 +27,29 @@ export function registerDeviceRoutes(app: FastifyInstance, keyServer: KeyServer,
     async () => ({ publicKey: Buffer.from(keyServer.publicKey).toString('base64url') }),
   )
 
+  app.get(
+    '/v1/crl',
+    {
+      schema: {
+        tags: ['public'],
+        description:
+          'The deployment CA’s certificate revocation list (DER, RFC 5280): the client certificates of revoked principals, and of disabled ones on hold. For brokers other than SMQTT’s, which check certificates only; SMQTT’s broker refuses such principals by their status. nextUpdate is 7 days after issue; re-issued at least every minute and after each change. 404 when the key server has no CA.',
+        response: {
+          200: {
+            description: 'The CRL, DER',
+            content: { 'application/pkix-crl': { schema: { type: 'string', format: 'binary' } } },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (_request, reply) => {
+      const der = await keyServer.certificateRevocationList()
+      if (!der) throw new SmqttError('ERR_NOT_FOUND', 'this key server has no CA, so no CRL')
+      return reply.type('application/pkix-crl').send(Buffer.from(der))
+    },
+  )
+
   app.post(
     '/v1/enroll',
     {
@@ -187,14 +210,24 @@ export function registerDeviceRoutes(app: FastifyInstance, keyServer: KeyServer,
         tags: ['broker'],
         security,
         description:
-          'The signed broker snapshot: policy, directory, live epochs. Principals with the broker role only.',
-        response: { 200: { type: 'object', properties: { snapshot: signedDocumentSchema } }, ...errorResponses },
+          'The signed broker snapshot: policy, directory, live epochs. Principals with the broker role only. Its `ETag` is a digest of the content (not of its issuedAt): `If-None-Match` with it is answered `304` with no body while the content is unchanged (the broker asks so on its on-demand pulls).',
+        response: {
+          200: { type: 'object', properties: { snapshot: signedDocumentSchema } },
+          304: { description: 'The content is the one the ETag sent in If-None-Match names.', type: 'null' },
+          ...errorResponses,
+        },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       if (!request.principal?.roles.includes(BROKER_ROLE))
         throw new SmqttError('ERR_FORBIDDEN', `only principals with the ${BROKER_ROLE} role may read the snapshot`)
-      return { snapshot: await keyServer.brokerSnapshot() }
+      const header = request.headers['if-none-match']
+      const known =
+        typeof header === 'string' ? /^(?:W\/)?"([A-Za-z0-9_-]{1,64})"$/.exec(header.trim())?.[1] : undefined
+      const { tag, snapshot } = await keyServer.brokerSnapshotUnless(known)
+      reply.header('etag', `"${tag}"`).header('cache-control', 'private, no-cache')
+      if (snapshot === undefined) return reply.code(304).send()
+      return { snapshot }
     },
   )
 }

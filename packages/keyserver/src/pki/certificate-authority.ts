@@ -8,24 +8,31 @@
 // SAN `urn:smqtt:principal:<encodeURIComponent(id)>`. Only the URI SAN is authoritative: the broker
 // maps a certificate to a principal with `principalIdFromCertificate`, never from the CN (which
 // X.500 limits to 64 characters and which has no single canonical string form).
+//
+// A CA made with `permittedNames` carries critical name constraints (RFC 5280 4.2.1.10): a leaf
+// it signs for any other DNS name or IP address fails verification, so a leaked CA key cannot
+// impersonate other hosts to anyone who trusts the CA. There is no URI constraint: RFC 5280 URI
+// constraints name hosts, and OpenSSL refuses every certificate with a URN SAN under one.
 import { isIP } from 'node:net'
 import { cryptoBackend, isValidPrincipalId, principalIdFromUris, principalUri, SmqttError } from '@smqtt/core'
 import {
   AuthorityKeyIdentifierExtension,
   BasicConstraintsExtension,
+  CRLDistributionPointsExtension,
   ExtendedKeyUsage,
   ExtendedKeyUsageExtension,
   type Extension,
   KeyUsageFlags,
   KeyUsagesExtension,
   PemConverter,
+  Extension as RawExtension,
   SubjectAlternativeNameExtension,
   SubjectKeyIdentifierExtension,
   X509Certificate,
   X509CertificateGenerator,
+  X509CrlGenerator,
+  X509CrlReason,
 } from './x509.js'
-
-/** The URI SAN prefix that names a principal in a client certificate. */
 
 const webCrypto = globalThis.crypto
 // The lib settings have no DOM, so name WebCrypto's key type through the global.
@@ -49,6 +56,11 @@ export interface CertificateAuthorityMaterial {
 export interface CreateCertificateAuthorityOptions {
   readonly commonName: string
   readonly validityDays: number
+  /**
+   * The only DNS names (each with its subdomains) and IP addresses (each exactly) that server
+   * certificates under this CA may name; a critical name constraints extension. Absent: none.
+   */
+  readonly permittedNames?: { readonly dnsNames?: readonly string[]; readonly ipAddresses?: readonly string[] }
 }
 
 export interface IssueServerCertificateOptions {
@@ -71,6 +83,24 @@ export interface IssueClientCertificateOptions {
   /** DER SubjectPublicKeyInfo of the principal's EC P-256 TLS key (made on the principal). */
   readonly publicKeySpki: Uint8Array
   readonly validityDays: number
+  /** Where the CA's CRL is published (`https://keys.example:8443/v1/crl`): a CRL distribution point. */
+  readonly crlDistributionPoint?: string
+}
+
+/** One certificate on a CRL: `hold` for a suspension (a disabled principal), otherwise revoked for good. */
+export interface RevokedCertificate {
+  /** Hex, as {@link IssuedClientCertificate.serialNumber}. */
+  readonly serialNumber: string
+  readonly revokedAt: Date
+  readonly hold?: boolean
+}
+
+export interface IssueRevocationListOptions {
+  readonly entries: readonly RevokedCertificate[]
+  /** nextUpdate is this many days after thisUpdate. */
+  readonly validityDays: number
+  /** thisUpdate; default now. Also the CRL number (milliseconds since 1970, so it only grows). */
+  readonly now?: Date
 }
 
 export interface IssuedClientCertificate {
@@ -97,6 +127,7 @@ export async function createCertificateAuthority(
 ): Promise<CertificateAuthorityMaterial> {
   checkCommonName(options.commonName)
   const validity = validityWindow(options.validityDays)
+  const constraints = options.permittedNames ? nameConstraintsExtension(options.permittedNames) : undefined
   const keys = await webCrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])
   const certificate = await X509CertificateGenerator.createSelfSigned(
     {
@@ -109,6 +140,7 @@ export async function createCertificateAuthority(
         new BasicConstraintsExtension(true, 0, true),
         new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
         await SubjectKeyIdentifierExtension.create(keys.publicKey, false, webCrypto),
+        ...(constraints ? [constraints] : []),
       ],
     },
     webCrypto,
@@ -261,14 +293,74 @@ export class CertificateAuthority {
         cause,
       })
     }
+    const distributionPoint = options.crlDistributionPoint
+    if (distributionPoint !== undefined && !/^https?:\/\/[^\s]+$/.test(distributionPoint))
+      throw new TypeError('crlDistributionPoint must be an http(s) URL')
     const certificate = await this.#issue({
-      subject: options.principalId,
+      subject: clientCommonName(options.principalId),
       publicKey,
       validity,
       extendedKeyUsage: ExtendedKeyUsage.clientAuth,
       alternativeNames: [{ type: 'url', value: principalUri(options.principalId) }],
+      ...(distributionPoint ? { extra: [new CRLDistributionPointsExtension([distributionPoint], false)] } : {}),
     })
     return { certificatePem: certificate.toString('pem'), serialNumber: certificate.serialNumber }
+  }
+
+  /**
+   * True when this CA signed `certificatePem` (issuer name and signature); false for anything
+   * else, unparsable input included. Renewal uses it to touch only the leaves it issued.
+   *
+   * @example
+   * ```ts
+   * if (await ca.hasIssued(readFileSync('pki/server.pem', 'utf8'))) renew()
+   * ```
+   */
+  async hasIssued(certificatePem: string): Promise<boolean> {
+    try {
+      const certificate = new X509Certificate(certificatePem)
+      if (certificate.issuer !== this.#certificate.subject) return false
+      return await certificate.verify({ publicKey: this.#certificate.publicKey, signatureOnly: true }, webCrypto)
+    } catch {
+      return false
+    }
+  }
+
+  /**
+   * Issues a CRL (RFC 5280 v2, DER) listing `entries`: a CRL number, the authority key id, and
+   * reason `certificateHold` on the held ones (the others carry no reason). For brokers other
+   * than SMQTT's, which refuse revoked principals by their status instead.
+   *
+   * @example
+   * ```ts
+   * const der = await ca.issueRevocationList({ entries: [{ serialNumber, revokedAt }], validityDays: 7 })
+   * ```
+   */
+  async issueRevocationList(options: IssueRevocationListOptions): Promise<Uint8Array> {
+    const { validityDays } = options
+    if (!Number.isInteger(validityDays) || validityDays < 1 || validityDays > 366)
+      throw new RangeError('validityDays must be an integer from 1 to 366')
+    const thisUpdate = options.now ?? new Date()
+    const crl = await X509CrlGenerator.create(
+      {
+        issuer: this.#certificate.subjectName,
+        thisUpdate,
+        nextUpdate: new Date(thisUpdate.getTime() + validityDays * DAY_MS),
+        entries: options.entries.map((entry) => ({
+          serialNumber: entry.serialNumber,
+          revocationDate: entry.revokedAt,
+          ...(entry.hold ? { reason: X509CrlReason.certificateHold } : {}),
+        })),
+        extensions: [
+          new AuthorityKeyIdentifierExtension(this.#authorityKeyId, false),
+          new RawExtension(CRL_NUMBER_OID, false, derInteger(BigInt(thisUpdate.getTime()))),
+        ],
+        signingKey: this.#signingKey,
+        signingAlgorithm: ECDSA_SHA256,
+      },
+      webCrypto,
+    )
+    return new Uint8Array(crl.rawData)
   }
 
   async #issue(request: {
@@ -277,6 +369,7 @@ export class CertificateAuthority {
     validity: { notBefore: Date; notAfter: Date }
     extendedKeyUsage: ExtendedKeyUsage
     alternativeNames: { type: 'dns' | 'ip' | 'url'; value: string }[]
+    extra?: Extension[]
   }): Promise<X509Certificate> {
     // Never outlive the CA: a chain is only as valid as its shortest link.
     const notAfter = new Date(Math.min(request.validity.notAfter.getTime(), this.#certificate.notAfter.getTime()))
@@ -287,6 +380,7 @@ export class CertificateAuthority {
       new SubjectAlternativeNameExtension(request.alternativeNames, false),
       await SubjectKeyIdentifierExtension.create(request.publicKey, false, webCrypto),
       new AuthorityKeyIdentifierExtension(this.#authorityKeyId, false),
+      ...(request.extra ?? []),
     ]
     return X509CertificateGenerator.create(
       {
@@ -347,6 +441,79 @@ export async function certifiesKey(certificate: string, publicKeySpki: Uint8Arra
   } catch {
     return false
   }
+}
+
+/**
+ * The CN of a principal's client certificate: its id, unless OpenSSL would read the id as a host
+ * name (letters, digits, `-`, `_` and an inner dot). OpenSSL checks such a CN of a leaf without
+ * DNS SANs against the CA's DNS name constraints, and `sensor.hall` is in none of them: that
+ * certificate would fail every OpenSSL verifier. Those ids get their principal URI as the CN.
+ */
+function clientCommonName(principalId: string): string {
+  return /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+$/.test(principalId) ? principalUri(principalId) : principalId
+}
+
+const CRL_NUMBER_OID = '2.5.29.20'
+const NAME_CONSTRAINTS_OID = '2.5.29.30'
+
+/**
+ * A critical NameConstraints extension with permittedSubtrees only (RFC 5280 4.2.1.10): each DNS
+ * name as a dNSName subtree, each address as an iPAddress subtree with a full-length mask.
+ */
+function nameConstraintsExtension(permitted: NonNullable<CreateCertificateAuthorityOptions['permittedNames']>) {
+  const dnsNames = permitted.dnsNames ?? []
+  const ipAddresses = permitted.ipAddresses ?? []
+  for (const name of dnsNames) {
+    if (name.startsWith('*.') || !isDnsName(name))
+      throw requestInvalid(`${JSON.stringify(name)} is not a DNS name for a name constraint`)
+  }
+  for (const address of ipAddresses) {
+    if (!isIpAddress(address)) throw requestInvalid(`${JSON.stringify(address)} is not an IPv4 or IPv6 address`)
+  }
+  if (dnsNames.length + ipAddresses.length === 0)
+    throw requestInvalid('name constraints need at least one DNS name or IP address')
+  const subtrees = [
+    ...dnsNames.map((name) => der(0x82, new TextEncoder().encode(name.toLowerCase()))),
+    ...ipAddresses.map((address) => {
+      const bytes = ipAddressBytes(address)
+      return der(0x87, new Uint8Array([...bytes, ...bytes.map(() => 0xff)]))
+    }),
+  ].map((generalName) => der(0x30, generalName))
+  return new RawExtension(NAME_CONSTRAINTS_OID, true, der(0x30, der(0xa0, concat(subtrees))))
+}
+
+function ipAddressBytes(address: string): number[] {
+  if (isIP(address) === 4) return address.split('.').map(Number)
+  const [head = '', tail = ''] = address.includes('::') ? address.split('::') : [address, '']
+  const words = (part: string) => (part ? part.split(':').map((word) => Number.parseInt(word, 16)) : [])
+  const front = words(head)
+  const back = words(tail)
+  const all = [...front, ...new Array<number>(8 - front.length - back.length).fill(0), ...back]
+  return all.flatMap((word) => [word >> 8, word & 0xff])
+}
+
+/** One DER TLV (definite length). */
+function der(tag: number, content: Uint8Array): Uint8Array {
+  const n = content.length
+  const length = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff]
+  return concat([new Uint8Array([tag, ...length]), content])
+}
+
+function derInteger(value: bigint): Uint8Array {
+  let hex = value.toString(16)
+  if (hex.length % 2) hex = `0${hex}`
+  if (Number.parseInt(hex.slice(0, 2), 16) >= 0x80) hex = `00${hex}` // positive: no sign bit
+  return der(0x02, new Uint8Array(Buffer.from(hex, 'hex')))
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0))
+  let offset = 0
+  for (const part of parts) {
+    out.set(part, offset)
+    offset += part.length
+  }
+  return out
 }
 
 function requestInvalid(why: string): SmqttError {

@@ -2,12 +2,18 @@
 //
 // A ready-to-use PKI for development and first runs: a CA and a server certificate for this
 // machine, created once in a folder and reused ever after. Production deployments point the
-// config at their own files instead; nothing here is special except that it never overwrites.
+// config at their own files instead; nothing here is special except that it never overwrites
+// the CA, and the server leaf is renewed from it when due (see server-certificate-renewal.ts).
+//
+// The CA lives 5 years and may only vouch for the names the deployment's servers use: the
+// loopback names and addresses plus the ones given at init (name constraints, critical).
 // Must load before @peculiar/x509 (see the file).
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { isIP } from 'node:net'
 import { join } from 'node:path'
 import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
 import { CertificateAuthority, createCertificateAuthority } from './certificate-authority.js'
+import { renewServerCertificate, SERVER_CERTIFICATE_VALIDITY_DAYS } from './server-certificate-renewal.js'
 import { PemConverter } from './x509.js'
 
 /** The files {@link ensureDevPki} keeps, by role. Keys are PKCS #8 PEM, mode 0600. */
@@ -18,8 +24,12 @@ export const DEV_PKI_FILES = {
   serverKey: 'server.key',
 } as const
 
-const CA_VALIDITY_DAYS = 3650
-const SERVER_VALIDITY_DAYS = 825
+/** Lifetime of a deployment CA made by `init` or the development PKI: 5 years. */
+export const CA_VALIDITY_DAYS = 1825
+/** Lifetime of its server leaves (renewed when a third is left). */
+export const SERVER_VALIDITY_DAYS = SERVER_CERTIFICATE_VALIDITY_DAYS
+/** What every development certificate covers: the names a loopback deployment is reached by. */
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '::1'] as const
 const SECRET_FILE_MODE = 0o600
 
 export interface DevPki {
@@ -51,7 +61,19 @@ export async function ensureDevPki(dir: string): Promise<DevPki> {
     serverKey: join(dir, DEV_PKI_FILES.serverKey),
   }
   const present = await Promise.all(Object.values(paths).map(exists))
-  if (present.every(Boolean)) return loadDevPki(paths)
+  if (present.every(Boolean)) {
+    const pki = await loadDevPki(paths)
+    const renewal = await renewServerCertificate(pki.ca, {
+      certFile: paths.serverCertificate,
+      keyFile: paths.serverKey,
+    })
+    if (!renewal.renewed) return pki
+    const [serverCertPem, serverKeyPem] = await Promise.all([
+      readFile(paths.serverCertificate, 'utf8'),
+      readFile(paths.serverKey, 'utf8'),
+    ])
+    return { ...pki, serverCertPem, serverKeyPem }
+  }
   if (present.some(Boolean)) {
     const missing = Object.values(paths).filter((_, i) => !present[i])
     throw new Error(
@@ -74,24 +96,29 @@ export interface DevPkiMaterial {
 }
 
 /**
- * Makes a development CA and a server certificate for `localhost`, `127.0.0.1` and `::1`
- * without writing anything: `init` seals the CA key into the store instead of a file.
+ * Makes a development CA and a server certificate for `localhost`, `127.0.0.1`, `::1` and the
+ * `serverNames` (DNS names or IP addresses) without writing anything: `init` seals the CA key
+ * into the store instead of a file. The CA is name-constrained to exactly those names.
  *
  * @example
  * ```ts
- * const { caPem, caKeyPkcs8 } = await createDevPkiMaterial()
+ * const { caPem, caKeyPkcs8 } = await createDevPkiMaterial({ serverNames: ['keys.example'] })
  * ```
  */
-export async function createDevPkiMaterial(): Promise<DevPkiMaterial> {
+export async function createDevPkiMaterial(options: { serverNames?: readonly string[] } = {}): Promise<DevPkiMaterial> {
+  const names = [...new Set([...LOOPBACK_NAMES, ...(options.serverNames ?? [])])]
+  const dnsNames = names.filter((name) => isIP(name) === 0)
+  const ipAddresses = names.filter((name) => isIP(name) !== 0)
   const caMaterial = await createCertificateAuthority({
     commonName: 'SMQTT development CA',
     validityDays: CA_VALIDITY_DAYS,
+    permittedNames: { dnsNames, ipAddresses },
   })
   const ca = await CertificateAuthority.load(caMaterial.certificatePem, caMaterial.privateKeyPkcs8)
   const server = await ca.issueServerCertificate({
-    commonName: 'localhost',
-    dnsNames: ['localhost'],
-    ipAddresses: ['127.0.0.1', '::1'],
+    commonName: dnsNames.find((name) => name !== 'localhost') ?? 'localhost',
+    dnsNames,
+    ipAddresses,
     validityDays: SERVER_VALIDITY_DAYS,
   })
   return {

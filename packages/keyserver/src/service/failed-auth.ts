@@ -2,7 +2,9 @@
 // attacker nothing, so what it costs the key server is bounded: per minute, a few audit rows per
 // address and a few dozen in all, then one summary row per address ("N failures from X in the
 // last minute"); and an address over its limit is answered 429 ERR_RATE_LIMITED.
+
 import { SmqttError } from '@smqtt/core'
+import { addressKey } from '@smqtt/core/address-key'
 import { boundedText } from '@smqtt/core/bounded-log'
 import type { AuditLog } from './audit-log.js'
 
@@ -136,20 +138,4 @@ function rateLimited(): SmqttError {
 
 function bounded(text: string): string {
   return boundedText(text, MAX_AUDIT_FIELD)
-}
-
-/** IPv4 addresses count alone; IPv6 ones by /64, the block one subscriber usually holds. */
-export function addressKey(address: string): string {
-  const plain = address.replace(/%.*$/, '').toLowerCase()
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(plain)
-  if (mapped) return mapped[1] as string
-  if (!plain.includes(':')) return plain
-  const [head = '', tail] = plain.split('::')
-  const left = head ? head.split(':') : []
-  const right = tail ? tail.split(':') : []
-  const groups = tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill('0'), ...right]
-  return `${groups
-    .slice(0, 4)
-    .map((g) => Number.parseInt(g, 16).toString(16))
-    .join(':')}::/64`
 }

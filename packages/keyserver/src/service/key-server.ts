@@ -38,8 +38,10 @@ import type {
 } from '../store/key-store.js'
 import { StoreConflictError } from '../store/key-store.js'
 import { AuditLog } from './audit-log.js'
+import { CRL_REISSUE_MS, issueCertificateRevocationList } from './certificate-revocation-list.js'
 import { FailedAuthentications } from './failed-auth.js'
 import { NonceCache, REQUEST_WINDOW_SECONDS } from './nonce-cache.js'
+import { policyWarnings, principalWarnings, writerLeftOut } from './policy-review.js'
 import { EMPTY_POLICY, PolicyState, principalContext } from './policy-state.js'
 import { RateLimiter } from './rate-limit.js'
 
@@ -150,6 +152,8 @@ export class KeyServer {
   #lastSnapshot: { readonly issuedAt: number; readonly fingerprint: string } | undefined
   // Bundle tags by principal id, for the directory generation they were computed from (see freshnessFor).
   readonly #tags = new Map<string, { readonly tag: string; readonly generation: number }>()
+  // The CA's last CRL (DER) and when it was issued (ms); dropped on every change.
+  #crl: Promise<{ readonly der: Uint8Array; readonly issuedAt: number }> | undefined
 
   private constructor(options: KeyServerOptions, identity: Identity, policy: PolicyState) {
     this.settings = { ...DEFAULT_SETTINGS, ...options.settings }
@@ -478,7 +482,8 @@ export class KeyServer {
 
   /**
    * Replaces the policy (optimistically: `expectedVersion` must be the current version when
-   * given). Groups that lose a member (reader or writer) are re-keyed at once. Returns the wide-group warnings.
+   * given). Groups that lose a member (reader or writer) are re-keyed at once. Returns the warnings
+   * of policy-review.ts: about the policy alone, and about the active principals under it.
    */
   async setPolicy(
     document: unknown,
@@ -500,15 +505,7 @@ export class KeyServer {
       .filter((g) => next.policy.groups.some((n) => n.id === g.id))
       .filter((g) => active.some((p) => current.keyedGroups(p).has(g.id) && !next.keyedGroups(p).has(g.id)))
       .map((g) => g.id)
-    const warnings = [
-      ...next.evaluator.wideGroupWarnings(active.map(principalContext)).map((w) => w.message),
-      ...next.policy.groups.flatMap((g) =>
-        active.flatMap((p) => {
-          const problem = publishRightsProblem(next.evaluator.publishRightsIn(g, principalContext(p)), g.filter)
-          return problem ? [writerLeftOut(g.id, p.id, problem)] : []
-        }),
-      ),
-    ]
+    const warnings = [...policyWarnings(policy), ...principalWarnings(next.evaluator, active.map(principalContext))]
     await this.audit.record({
       actor,
       action: 'policy.update',
@@ -794,6 +791,7 @@ export class KeyServer {
 
   /** After any change: what was derived from the old state must be built again. */
   #forgetDerivedState(): void {
+    this.#crl = undefined
     this.#directory = undefined
     this.#bundles.clear()
     this.#tags.clear()
@@ -861,6 +859,15 @@ export class KeyServer {
 
   /** The signed snapshot broker plugins enforce from: policy, directory, live epochs (no keys). */
   async brokerSnapshot(): Promise<SignedDocument> {
+    return (await this.brokerSnapshotUnless(undefined)).snapshot as SignedDocument
+  }
+
+  /**
+   * {@link brokerSnapshot} with its entity tag (a digest of its content, issuedAt aside), or
+   * only the tag when it equals `knownTag`: a broker asking whether anything changed (its
+   * on-demand pulls, `If-None-Match`) costs no signature and no body while nothing did.
+   */
+  async brokerSnapshotUnless(knownTag: string | undefined): Promise<{ tag: string; snapshot?: SignedDocument }> {
     const now = this.#now()
     const principals = await this.#store.listPrincipals()
     const epochs = (await this.#store.listEpochs()).filter((e) => e.retiresAt === undefined || e.retiresAt > now)
@@ -887,10 +894,11 @@ export class KeyServer {
     // Brokers keep a snapshot of the same second only if it is the same one (a replayed other one
     // of that second could undo a change), so a changed snapshot is stamped after the last one.
     const fingerprint = digest(content)
+    if (fingerprint === knownTag) return { tag: fingerprint }
     const last = this.#lastSnapshot
     const issuedAt = last ? Math.max(now, last.issuedAt + (last.fingerprint === fingerprint ? 0 : 1)) : now
     this.#lastSnapshot = { issuedAt, fingerprint }
-    return createBrokerSnapshot({ issuedAt, ...content }, this.#identity)
+    return { tag: fingerprint, snapshot: createBrokerSnapshot({ issuedAt, ...content }, this.#identity) }
   }
 
   // ---- principals and revocation --------------------------------------------------------------
@@ -967,6 +975,33 @@ export class KeyServer {
     return { start, end: start + size }
   }
 
+  /**
+   * The deployment CA's CRL (DER), or undefined when this key server has no CA. Re-issued after
+   * every change made through this process and at least every CRL_REISSUE_MS (concurrent callers
+   * share one issuance); nextUpdate is 7 days after issue.
+   */
+  async certificateRevocationList(): Promise<Uint8Array | undefined> {
+    const ca = this.#ca
+    if (!ca) return undefined
+    const cached = this.#crl
+    if (cached) {
+      const crl = await cached.catch(() => undefined)
+      if (crl && Date.now() - crl.issuedAt < CRL_REISSUE_MS) return crl.der
+      if (this.#crl !== cached) return this.certificateRevocationList() // a change meanwhile
+    }
+    const issuing = (async () => {
+      const issuedAt = Date.now()
+      return { der: await issueCertificateRevocationList(ca, await this.#store.listPrincipals()), issuedAt }
+    })()
+    this.#crl = issuing
+    try {
+      return (await issuing).der
+    } catch (err) {
+      if (this.#crl === issuing) this.#crl = undefined
+      throw err
+    }
+  }
+
   /** The latest signed revocation list, if any principal was ever revoked. */
   async revocationList(): Promise<SignedDocument | undefined> {
     const stored = await this.#store.getRevocationList()
@@ -1041,9 +1076,4 @@ function principalRateLimited(): SmqttError {
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x) => b.includes(x))
-}
-
-/** Why a writer is missing from its group's writers (logged, and a policy warning). */
-function writerLeftOut(group: number, principal: string, problem: string): string {
-  return `${principal}'s publish rights in group ${group} cannot go in a key bundle (${problem}): left out of the group's writers until the policy is fixed`
 }

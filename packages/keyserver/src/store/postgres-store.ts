@@ -662,7 +662,9 @@ export class PostgresKeyStore implements KeyStore {
       )
       throw err
     } finally {
-      client.off('error', ignore)
+      // A broken connection keeps the listener: the pool ends and drops it, and the server's
+      // FATAL (pg_terminate_backend) may still arrive after that, with nobody else listening.
+      if (!broken) client.off('error', ignore)
       client.release(broken)
     }
   }

@@ -4,6 +4,7 @@
 // from SQLite's one-writer lock when several processes share the file; an enrollment's
 // several statements run in one synchronous transaction.
 
+import { closeSync, existsSync, openSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import {
   type AuditRow,
@@ -172,6 +173,15 @@ export class SqliteKeyStore implements KeyStore {
     this.path = path
     let db: Database.Database | undefined
     try {
+      // Created owner-only (SQLite gives its -wal and -shm files the same mode): the key server
+      // refuses to start from a store others may read or write.
+      if (path !== ':memory:' && !existsSync(path)) {
+        try {
+          closeSync(openSync(path, 'wx', 0o600))
+        } catch {
+          // SQLite says below, in its own words, why it cannot open the path.
+        }
+      }
       db = new Database(path)
       // WAL: readers never block the writer. (An in-memory database stays in 'memory' mode.)
       db.pragma('journal_mode = WAL')
