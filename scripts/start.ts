@@ -113,8 +113,7 @@ async function createDevBroker(keyServerConfig: KeyServerConfig): Promise<void> 
     await store.close()
   }
 
-  copyFileSync(join(keyServerDir, 'pki', 'ca.pem'), join(brokerDir, 'tls', 'ca.pem'))
-  copyServerCertificateToBroker()
+  copyCertificatesToBroker()
 
   const host = keyServerConfig.listen.host === '0.0.0.0' ? '127.0.0.1' : keyServerConfig.listen.host
   const config: BrokerConfigDocument = {
@@ -144,11 +143,15 @@ async function createDevBroker(keyServerConfig: KeyServerConfig): Promise<void> 
 }
 
 /**
- * The dev PKI's server certificate covers localhost, 127.0.0.1 and ::1: the broker reuses it.
- * Copied again whenever the key server renewed it (it does at start when a third of its 90 days
- * is left), so the broker never serves the old one past the key server.
+ * The dev PKI's server certificate covers localhost, 127.0.0.1 and ::1: the broker reuses it
+ * (the file holds the leaf followed by the intermediate CA, the chain both servers send). Copied
+ * again whenever the key server renewed it (it does at start when a third of its 90 days is left,
+ * or when the root issued it before the intermediate existed), so the broker never serves the
+ * old one past the key server. The root (ca.pem) too, which `pki upgrade` re-certifies.
  */
-function copyServerCertificateToBroker(): void {
+function copyCertificatesToBroker(): void {
+  const [ca, brokerCa] = [join(keyServerDir, 'pki', 'ca.pem'), join(brokerDir, 'tls', 'ca.pem')]
+  if (!existsSync(brokerCa) || !readFileSync(brokerCa).equals(readFileSync(ca))) copyFileSync(ca, brokerCa)
   const [pem, key] = [join(keyServerDir, 'pki', 'server.pem'), join(keyServerDir, 'pki', 'server.key')]
   const [brokerPem, brokerKey] = [join(brokerDir, 'tls', 'server.pem'), join(brokerDir, 'tls', 'server.key')]
   if (existsSync(brokerPem) && readFileSync(brokerPem).equals(readFileSync(pem))) return
@@ -170,7 +173,7 @@ try {
 }
 let broker: RunningBroker
 try {
-  copyServerCertificateToBroker()
+  copyCertificatesToBroker()
   broker = await startBroker(loadBrokerConfig(brokerConfigFile), { logLevel })
 } catch (err) {
   await keyServer.close()

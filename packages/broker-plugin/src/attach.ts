@@ -22,7 +22,7 @@ import { createAuthorizeForwardHook } from './authorize-forward.js'
 import { createAuthorizePublishHook } from './authorize-publish.js'
 import { createAuthorizeSubscribeHook } from './authorize-subscribe.js'
 import { ClusterLimits } from './cluster-limits.js'
-import { type EnforcedSnapshot, enforceSnapshot, sameSerial } from './enforced-snapshot.js'
+import { type EnforcedSnapshot, enforceSnapshotInSlices, type SlicedBuild, sameSerial } from './enforced-snapshot.js'
 import {
   ConnectGuard,
   type ConnectLimits,
@@ -35,6 +35,12 @@ import type { EnforcementMode, LegacyUser, PluginContext } from './plugin-contex
 import { DEFAULT_PUBLISH_RATE, type PublishRate, PublishRateLimiter } from './publish-rate.js'
 import { addressOf, type Session, sessionOf, setConnectInfo } from './session.js'
 import { type KeyServerConnection, type SnapshotSync, startSnapshotSync } from './snapshot-sync.js'
+
+/**
+ * How long applying a snapshot may hold the event loop at a time: a large one (a fleet of
+ * 100,000) is indexed in slices of this many ms, the broker answering packets in between.
+ */
+const SNAPSHOT_SLICE_MS = 4
 
 /** The error Aedes 1.2 raises when CONNECT did not arrive within its connectTimeout. */
 const AEDES_CONNECT_TIMEOUT = 'connect did not arrive in time'
@@ -109,8 +115,15 @@ export interface SmqttPluginState {
 
 /** The attached plugin. */
 export interface SmqttPlugin {
-  /** Verifies and applies a signed snapshot if newer than the current one; true when applied. */
+  /**
+   * Verifies and applies a signed snapshot if newer than the current one; true when accepted.
+   * A small snapshot is enforced before this returns; a large one is indexed in slices of a few
+   * milliseconds while the current one stays enforced, and swapped in whole once complete
+   * (see {@link SmqttPlugin.snapshotSettled}).
+   */
   applySnapshot(signed: unknown, source?: 'pull' | 'push' | 'api'): boolean
+  /** Resolves once the newest accepted snapshot is enforced (at once when none is being indexed). */
+  snapshotSettled(): Promise<void>
   /** Pulls a snapshot from the key server now (never rejects). */
   pull(): Promise<boolean>
   /** Hands a connection to Aedes behind the packet-size guard: use instead of `broker.handle`. */
@@ -146,6 +159,11 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   /** The signed payload of `enforced`, to tell the same snapshot from another one of its second. */
   let enforcedPayload: string | undefined
   let lastSyncAt: number | undefined
+  /** A newer snapshot accepted and being indexed in slices; `enforced` stays in force until it is done. */
+  let pending: { snapshot: BrokerSnapshot; payload: string; build: SlicedBuild } | undefined
+  const snapshotSettled = async (): Promise<void> => {
+    while (pending) await pending.build.done.catch(() => undefined)
+  }
   const ageSeconds = () => (lastSyncAt === undefined ? -1 : Math.max(0, now() - lastSyncAt))
   const isStale = () => lastSyncAt === undefined || ageSeconds() > staleAfter
   const metrics = createBrokerMetrics(() => ({ ageSeconds: ageSeconds(), stale: isStale() }), options.registry)
@@ -197,7 +215,8 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     awaitNewerSnapshot:
       options.keyServer === undefined || onDemand === false
         ? undefined
-        : (client) => boundedWait(sync?.pullOnDemand() ?? Promise.resolve(false), onDemandWaitMs, client),
+        : (client) =>
+            boundedWait((sync?.pullOnDemand() ?? Promise.resolve(false)).then(snapshotSettled), onDemandWaitMs, client),
     now,
     random: options.random ?? Math.random,
     log,
@@ -268,7 +287,9 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
       if (!isSmqttError(err)) throw err
       return false
     }
-    const current = enforced?.snapshot
+    // Judged against the newest snapshot accepted, which may still be being indexed.
+    const current = pending?.snapshot ?? enforced?.snapshot
+    const currentPayload = pending ? pending.payload : enforcedPayload
     const payload = (signed as SignedDocument).payload
     // Newest wins; within one second the revocation list version breaks the tie, so a replayed
     // older snapshot cannot undo a revocation, and another snapshot of the same second and list
@@ -278,7 +299,7 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
       (snapshot.issuedAt < current.issuedAt ||
         (snapshot.issuedAt === current.issuedAt &&
           (snapshot.revocationListVersion < current.revocationListVersion ||
-            (snapshot.revocationListVersion === current.revocationListVersion && payload !== enforcedPayload))))
+            (snapshot.revocationListVersion === current.revocationListVersion && payload !== currentPayload))))
     ) {
       metrics.snapshotErrors.inc({ source })
       log.info({ source, issuedAt: snapshot.issuedAt, current: current.issuedAt }, 'older snapshot ignored')
@@ -288,13 +309,39 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     // bus (older, or the same again) cannot hide that the key server has not been heard from.
     const newer =
       !current || snapshot.issuedAt > current.issuedAt || snapshot.revocationListVersion > current.revocationListVersion
-    enforced = enforceSnapshot(snapshot)
-    enforcedPayload = payload
-    if (newer) lastSyncAt = now()
-    metrics.snapshotsApplied.inc({ source })
-    log.info({ source, issuedAt: snapshot.issuedAt, principals: snapshot.principals.length }, 'snapshot applied')
-    enforceOnSessions()
-    forgetRevokedSessions()
+    // The same snapshot as the one being indexed: it will be enforced when that is done.
+    if (pending && payload === pending.payload) return true
+    pending?.build.cancel()
+    pending = undefined
+    const swapIn = (built: EnforcedSnapshot) => {
+      enforced = built
+      enforcedPayload = payload
+      if (newer) lastSyncAt = now()
+      metrics.snapshotsApplied.inc({ source })
+      log.info({ source, issuedAt: snapshot.issuedAt, principals: snapshot.principals.length }, 'snapshot applied')
+      enforceOnSessions()
+      forgetRevokedSessions()
+    }
+    const build = enforceSnapshotInSlices(snapshot, SNAPSHOT_SLICE_MS)
+    if ('enforced' in build) {
+      swapIn(build.enforced)
+      return true
+    }
+    const mine = { snapshot, payload, build }
+    pending = mine
+    build.done.then(
+      (built) => {
+        if (pending !== mine || built === undefined) return // cancelled: a newer one is on its way
+        pending = undefined
+        swapIn(built)
+      },
+      (err: Error) => {
+        // openBrokerSnapshot validated the policy already; this is a bug, not an attack.
+        if (pending === mine) pending = undefined
+        metrics.snapshotErrors.inc({ source })
+        audit.log.error({ event: 'snapshot-refused', source, err: err.message }, 'snapshot could not be indexed')
+      },
+    )
     return true
   }
 
@@ -390,12 +437,14 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     log,
     () => metrics.snapshotErrors.inc({ source: 'pull' }),
     (result) => metrics.onDemandPulls.inc({ result }),
+    { keyServerPublicKey: options.keyServerPublicKey, appliedIssuedAt: () => enforced?.snapshot.issuedAt, now },
   )
   const started = sync
 
   const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES
   const plugin: SmqttPlugin = {
     applySnapshot,
+    snapshotSettled,
     pull: () => started.pull(),
     handle(stream) {
       const client = broker.handle(stream)
@@ -424,6 +473,8 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     },
     metrics,
     async close() {
+      pending?.build.cancel()
+      pending = undefined
       await started.close()
       await verifyPool?.close()
       shared?.close()

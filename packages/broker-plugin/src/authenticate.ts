@@ -182,6 +182,9 @@ export function createAuthenticateHook(context: PluginContext, previous: Authent
       // Counted only now: CONNECTs that merely name a device's client id cannot use up its budget.
       if (!context.guard.admitPrincipal(principalId, context.now())) return refuse('rate-limited', principalId)
       const admitted = () => {
+        // Authenticated: its address's pre-authentication budget is given back (limits.ts).
+        context.guard.refund(address, context.now())
+        context.shared?.refundAddress(address)
         setSession(client, { principalId, method, ...(certificateSerial ? { certificateSerial } : {}) })
         context.metrics.connects.inc({ method })
         context.audit.log.info({ event: 'authenticated', principal: principalId, method, address }, 'CONNECT accepted')

@@ -41,6 +41,13 @@ local n = redis.call('INCR', KEYS[2])
 if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
 return n`
 
+// KEYS[1] counter: one CONNECT given back, within the counter's window only (never below 0,
+// and never recreating an expired counter, which would then live forever).
+const REFUND_LUA = `
+local n = tonumber(redis.call('GET', KEYS[1]))
+if n == nil or n <= 0 then return 0 end
+return redis.call('DECR', KEYS[1])`
+
 // KEYS[1] failures, KEYS[2] ban; ARGV[1] window ms, ARGV[2] failures before ban, ARGV[3] ban ms.
 const FAILED_LUA = `
 local n = redis.call('INCR', KEYS[1])
@@ -74,6 +81,7 @@ interface Scripts {
   smqttAdmit(ban: string, counter: string, windowMs: number, limit: number): Promise<number>
   smqttFailed(failures: string, ban: string, windowMs: number, threshold: number, banMs: number): Promise<number>
   smqttBucket(bucket: string, taken: number, perMs: number, burst: number): Promise<string>
+  smqttRefund(counter: string): Promise<number>
 }
 
 /** Options of {@link ClusterLimits}. */
@@ -122,6 +130,7 @@ export class ClusterLimits {
     redis.defineCommand('smqttAdmit', { numberOfKeys: 2, lua: ADMIT_LUA })
     redis.defineCommand('smqttFailed', { numberOfKeys: 2, lua: FAILED_LUA })
     redis.defineCommand('smqttBucket', { numberOfKeys: 1, lua: BUCKET_LUA })
+    redis.defineCommand('smqttRefund', { numberOfKeys: 1, lua: REFUND_LUA })
     this.#redis = redis as Redis & Scripts
     if (this.#publish) {
       this.#timer = setInterval(() => void this.flush(), options.flushIntervalMs ?? FLUSH_INTERVAL_MS)
@@ -146,6 +155,13 @@ export class ClusterLimits {
       `limits:connect:address:${addressKey(address)}`,
       this.#perAddress,
     )
+  }
+
+  /** Gives back the CONNECT {@link admitAddress} charged `address`, once it authenticated (see ConnectGuard.refund). */
+  refundAddress(address: string): void {
+    this.#redis
+      .smqttRefund(`limits:connect:address:${addressKey(address)}`)
+      .catch((err: Error) => this.#onError('refund', err))
   }
 
   /**

@@ -17,7 +17,8 @@ export interface EnforcedSnapshot {
 }
 
 /**
- * Indexes a verified snapshot.
+ * Indexes a verified snapshot, in one go (tests and small snapshots; the plugin uses
+ * {@link enforceSnapshotInSlices}).
  *
  * @example
  * ```ts
@@ -26,17 +27,90 @@ export interface EnforcedSnapshot {
  * ```
  */
 export function enforceSnapshot(snapshot: BrokerSnapshot): EnforcedSnapshot {
-  const epochs = new Map<number, SnapshotEpoch[]>()
-  for (const epoch of snapshot.epochs) {
-    const list = epochs.get(epoch.group) ?? []
-    list.push(epoch)
-    epochs.set(epoch.group, list)
+  const steps = enforceSnapshotSteps(snapshot)
+  for (;;) {
+    const step = steps.next()
+    if (step.done) return step.value
   }
+}
+
+/** Entries indexed between two yields: a fraction of a millisecond. */
+const SLICE = 2048
+
+/** {@link enforceSnapshot} in steps: each `next()` does a slice of the work. */
+export function* enforceSnapshotSteps(snapshot: BrokerSnapshot): Generator<undefined, EnforcedSnapshot> {
+  const acl = yield* PolicyEvaluator.inSteps(snapshot.policy)
+  const principals = new Map<string, SnapshotPrincipal>()
+  for (let i = 0; i < snapshot.principals.length; i++) {
+    const p = snapshot.principals[i] as SnapshotPrincipal
+    principals.set(p.id, p)
+    if (i % SLICE === SLICE - 1) yield
+  }
+  const epochs = new Map<number, SnapshotEpoch[]>()
+  for (let i = 0; i < snapshot.epochs.length; i++) {
+    const epoch = snapshot.epochs[i] as SnapshotEpoch
+    const list = epochs.get(epoch.group)
+    if (list === undefined) epochs.set(epoch.group, [epoch])
+    else list.push(epoch)
+    if (i % SLICE === SLICE - 1) yield
+  }
+  return { snapshot, acl, principals, epochs }
+}
+
+/** An index being built in slices; `cancel()` stops it (a newer snapshot arrived). */
+export interface SlicedBuild {
+  readonly done: Promise<EnforcedSnapshot | undefined>
+  cancel(): void
+}
+
+/**
+ * Indexes `snapshot` without holding the event loop for more than about `sliceMs` at a time:
+ * runs slices until the budget is spent, then gives the loop a turn (setImmediate) and goes on.
+ * A small snapshot is done within its first slice, synchronously: `{ enforced }` comes back.
+ * Otherwise the build goes on in later turns; its `done` resolves with the result (undefined
+ * when cancelled) and rejects if the policy is invalid.
+ *
+ * @example
+ * ```ts
+ * const build = enforceSnapshotInSlices(snapshot, 4)
+ * if ('enforced' in build) swapIn(build.enforced)
+ * else build.done.then((built) => built && swapIn(built))
+ * ```
+ */
+export function enforceSnapshotInSlices(
+  snapshot: BrokerSnapshot,
+  sliceMs: number,
+): { readonly enforced: EnforcedSnapshot } | SlicedBuild {
+  const steps = enforceSnapshotSteps(snapshot)
+  const runSlice = (): EnforcedSnapshot | undefined => {
+    const until = performance.now() + sliceMs
+    do {
+      const step = steps.next()
+      if (step.done) return step.value
+    } while (performance.now() < until)
+    return undefined
+  }
+  const first = runSlice()
+  if (first !== undefined) return { enforced: first }
+  let cancelled = false
+  const done = new Promise<EnforcedSnapshot | undefined>((resolve, reject) => {
+    const next = () => {
+      if (cancelled) return resolve(undefined)
+      try {
+        const result = runSlice()
+        if (result !== undefined) resolve(result)
+        else setImmediate(next)
+      } catch (err) {
+        reject(err)
+      }
+    }
+    setImmediate(next)
+  })
   return {
-    snapshot,
-    acl: new PolicyEvaluator(snapshot.policy),
-    principals: new Map(snapshot.principals.map((p) => [p.id, p])),
-    epochs,
+    done,
+    cancel() {
+      cancelled = true
+    },
   }
 }
 

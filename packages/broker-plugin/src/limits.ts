@@ -97,7 +97,10 @@ export interface ConnectLimits {
    * together (`startBroker`; default 100): the next one is closed at accept.
    */
   readonly maxUnauthenticatedPerAddress?: number
-  /** CONNECTs accepted per address per window (default 60). */
+  /**
+   * CONNECTs accepted per address per window (default 60), before authentication; one that
+   * authenticates is given back, so this bounds the CONNECTs from one address that do not.
+   */
   readonly perAddress?: number
   /**
    * Authenticated CONNECTs accepted per principal (= client id) per window: reconnect loops of one
@@ -162,6 +165,17 @@ export class ConnectGuard {
       this.#banned.delete(key)
     }
     return this.#count(this.#addresses, key, now) <= this.#perAddress
+  }
+
+  /**
+   * Gives back the CONNECT `address` was charged by {@link admit}, once it authenticated: the
+   * per-address budget bounds the work unauthenticated CONNECTs cost, so a whole site behind one
+   * NAT address reconnecting after a broker restart is not held back by it (each device's own
+   * reconnect loops are bounded per principal), while CONNECTs that fail keep counting.
+   */
+  refund(address: string, now: number): void {
+    const bucket = this.#addresses.get(addressKey(address))
+    if (bucket !== undefined && now - bucket.start < this.#window && bucket.count > 0) bucket.count--
   }
 
   /** Counts one authenticated CONNECT of `principalId`; false past its budget (a reconnect loop). */

@@ -252,8 +252,9 @@ export async function startBroker(config: BrokerConfig, options: StartBrokerOpti
 
     const wss = config.listeners.wss
     if (wss) {
-      // Without client certificates, no `ca` either: Node sends every certificate of the `ca` store
-      // that chains the leaf, so the self-signed root would go out with every handshake.
+      // Without client certificates, no `ca` either. A cert file holding the leaf and its
+      // intermediate (the deployment PKI's) goes out as it is; but for a leaf alone, Node sends every
+      // certificate of the `ca` store that chains it, so the self-signed root would go out too.
       const { ca: _verifyOnly, ...serverOnly } = tlsOptions
       const wssTls = wss.clientCertificates
         ? { ...tlsOptions, requestCert: true }

@@ -10,8 +10,23 @@
 // one held, so a flood of unknown client ids costs it one 304 a second at most. The scheduled
 // pulls stay unconditional: a 304 is vouched for by TLS only, not by the key server's signature,
 // so it does not count as a sync for the snapshot's age.
+//
+// Notices (issue 14): past ~250 principals the key server pushes, instead of the snapshot, a
+// signed notice of it (issuedAt and ETag). A notice verified under the pinned key and newer than
+// both the snapshot applied and every notice acted on starts one conditional pull, shared and
+// spaced like the on-demand ones, retried with backoff (up to the pull period) while it fails.
+// A replayed or forged notice therefore starts nothing, and a genuine one at most one pull; what
+// the pull brings is applied under the snapshot's own rules. A missed notice is healed by the
+// next scheduled pull.
 import { request as httpsRequest } from 'node:https'
-import { BROKER_CONTROL_TOPIC, type Identity, type SignedDocument, signRequest } from '@smqtt/core'
+import {
+  BROKER_CONTROL_TOPIC,
+  type Identity,
+  isSmqttError,
+  openBrokerSnapshotNotice,
+  type SignedDocument,
+  signRequest,
+} from '@smqtt/core'
 import type { Aedes, AedesPublishPacket } from 'aedes'
 import type { Logger } from 'pino'
 
@@ -30,7 +45,8 @@ export interface KeyServerConnection {
   /**
    * Pulls on demand for CONNECTs naming a principal the snapshot does not know: at most one per
    * `intervalMs` (default 1,000), each such CONNECT waiting at most `waitMs` (default 5,000, and
-   * never past its connection's close at the pre-authentication deadline). `false`: none.
+   * never past its connection's close at the pre-authentication deadline). `false`: none (pulls
+   * on pushed notices still happen, spaced by the default interval).
    */
   readonly onDemandPull?: { readonly intervalMs?: number; readonly waitMs?: number } | false
 }
@@ -110,6 +126,22 @@ export type SnapshotSink = (signed: unknown, source: 'pull' | 'push') => boolean
 /** How an on-demand pull ended: a newer snapshot applied, the same content (304), or failed. */
 export type OnDemandPullResult = 'applied' | 'unchanged' | 'failed'
 
+/** What the sync needs to act on pushed notices. */
+export interface NoticeCheck {
+  /** The pinned key-server key notices must verify under. */
+  readonly keyServerPublicKey: Uint8Array
+  /** The issuedAt of the snapshot being enforced (undefined before the first). */
+  readonly appliedIssuedAt: () => number | undefined
+  /** Clock, unix seconds. */
+  readonly now: () => number
+}
+
+/** How a pushed notice was taken: it started a pull, announced nothing new, or was refused. */
+export type NoticeOutcome = 'pulling' | 'not-newer' | 'too-old' | 'no-key-server' | 'refused'
+
+/** A notice older than this is ignored (the scheduled pull covers it). */
+const NOTICE_MAX_AGE_SECONDS = 300
+
 /** A running sync. */
 export interface SnapshotSync {
   /** Pulls now; resolves true when a snapshot was fetched and applied (never rejects). */
@@ -139,6 +171,7 @@ export async function startSnapshotSync(
   logger: Logger,
   onPullFailure: () => void,
   onDemandPulled: (result: OnDemandPullResult) => void = () => {},
+  notices?: NoticeCheck,
 ): Promise<SnapshotSync> {
   let timer: NodeJS.Timeout | undefined
   let closed = false
@@ -171,31 +204,84 @@ export async function startSnapshotSync(
 
   const onDemand = connection?.onDemandPull === false ? undefined : (connection?.onDemandPull ?? {})
   const intervalMs = onDemand?.intervalMs ?? 1_000
-  let lastOnDemandAt = Number.NEGATIVE_INFINITY
-  /** The next on-demand pull, not started yet: every caller until it starts shares it. */
-  let next: Promise<boolean> | undefined
-  const pullOnDemand = (): Promise<boolean> => {
-    if (!connection || !onDemand || closed) return Promise.resolve(false)
+  const pullIntervalMs = connection?.pullIntervalMs ?? 30_000
+  let lastConditionalAt = Number.NEGATIVE_INFINITY
+  /** The next conditional pull, not started yet: every caller until it starts shares it. */
+  let next: Promise<OnDemandPullResult> | undefined
+  const pullConditional = (): Promise<OnDemandPullResult> => {
+    if (!connection || closed) return Promise.resolve('failed')
     next ??= (async () => {
       // Always yields first, so `next` is set before it is cleared below.
-      await delay(lastOnDemandAt + intervalMs - Date.now())
+      await delay(lastConditionalAt + intervalMs - Date.now())
       // A pull already running may have started before the caller's principal existed.
       await running?.catch(() => {})
       next = undefined // callers from now on need a pull that starts after them
-      if (closed) return false
-      lastOnDemandAt = Date.now()
+      if (closed) return 'failed'
+      lastConditionalAt = Date.now()
       const result = await track(fetchAndApply(true))
       onDemandPulled(result)
-      return result === 'applied'
+      return result
     })()
     return next
+  }
+  const pullOnDemand = async (): Promise<boolean> =>
+    !connection || !onDemand || closed ? false : (await pullConditional()) === 'applied'
+
+  /** The newest issuedAt a verified notice announced: what the chase below pulls until it holds. */
+  let announced = 0
+  let chasing = false
+  const chase = async () => {
+    chasing = true
+    let backoffMs = intervalMs
+    try {
+      while (!closed && (notices?.appliedIssuedAt() ?? 0) < announced) {
+        const result = await pullConditional()
+        // 304, or a snapshot not applied (older, invalid): the notice is answered; the scheduled pull covers the rest.
+        if (result === 'unchanged') break
+        if (result === 'failed') {
+          await delay(backoffMs)
+          backoffMs = Math.min(backoffMs * 2, pullIntervalMs)
+        }
+      }
+    } finally {
+      chasing = false
+    }
+  }
+  const onNotice = (signed: unknown): NoticeOutcome => {
+    if (!notices) return 'refused'
+    let notice: { issuedAt: number; tag: string }
+    try {
+      notice = openBrokerSnapshotNotice(signed, notices.keyServerPublicKey)
+    } catch (err) {
+      if (!isSmqttError(err)) throw err
+      logger.warn({ code: err.code }, 'snapshot notice refused')
+      return 'refused'
+    }
+    if (notice.issuedAt <= Math.max(announced, notices.appliedIssuedAt() ?? 0)) return 'not-newer'
+    if (notice.issuedAt < notices.now() - NOTICE_MAX_AGE_SECONDS) return 'too-old'
+    if (!connection) {
+      logger.warn('a snapshot notice arrived but no key server is configured to pull from')
+      return 'no-key-server'
+    }
+    announced = notice.issuedAt
+    if (notice.tag === lastEtag) return 'not-newer' // held already (the pull that fetched it was stamped earlier)
+    if (!chasing) void chase()
+    return 'pulling'
   }
 
   // Push: the key server (role keyserver, checked by authorizePublish) publishes here.
   const deliver = (packet: AedesPublishPacket, done: () => void) => {
     try {
-      const message = JSON.parse(Buffer.from(packet.payload).toString('utf8')) as { type?: unknown; snapshot?: unknown }
+      const message = JSON.parse(Buffer.from(packet.payload).toString('utf8')) as {
+        type?: unknown
+        snapshot?: unknown
+        notice?: unknown
+      }
       if (message.type === 'snapshot') sink(message.snapshot, 'push')
+      else if (message.type === 'snapshot-notice') {
+        const outcome = onNotice(message.notice)
+        logger.info({ event: 'snapshot-notice', outcome }, 'snapshot notice')
+      }
     } catch (err) {
       logger.warn({ err }, 'unreadable message on the broker control topic')
     }
@@ -210,7 +296,7 @@ export async function startSnapshotSync(
         void pull().finally(() => {
           if (!closed) schedule()
         })
-      }, connection.pullIntervalMs ?? 30_000)
+      }, pullIntervalMs)
       timer.unref()
     }
     schedule()

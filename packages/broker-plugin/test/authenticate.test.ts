@@ -217,15 +217,29 @@ describe('deny by default and rate limits', () => {
     await new Promise<void>((resolve) => broker.close(() => resolve()))
   })
 
-  test('too many CONNECTs from one address: the connection is dropped without CONNACK', async () => {
+  test('too many CONNECTs from one address that do not authenticate: the next is dropped without CONNACK', async () => {
     await d.close()
     d = await startDeployment({ connectLimits: { perAddress: 2 } })
     app = await d.enroll('app-1', ['app'])
     d.smqtt.applySnapshot(await d.freshSnapshot())
-    ;(await d.connectAs(app)).end(true)
-    ;(await d.connectAs(app)).end(true)
+    // Authenticated CONNECTs are given back: any number of them leave the budget untouched.
+    for (let i = 0; i < 3; i++) (await d.connectAs(app)).end(true)
+    for (let i = 0; i < 2; i++)
+      await expect(d.connect({ clientId: 'app-1', username: 'app-1', password: 'nope' })).rejects.toMatchObject({
+        code: 4,
+      })
     await expect(d.connectAs(app)).rejects.toThrow(/closed before CONNACK|ECONNRESET|EPIPE/)
-    expect(auditReasons()).toEqual(['rate-limited'])
+    expect(auditReasons()).toEqual(['bad-credentials', 'bad-credentials', 'rate-limited'])
+  })
+
+  test('a site of 150 devices behind one NAT address reconnecting at once gets in, with the default limits', async () => {
+    await d.close()
+    d = await startDeployment()
+    const site = await Promise.all(Array.from({ length: 150 }, (_, i) => d.enroll(`site-device-${i}`, ['app'])))
+    d.smqtt.applySnapshot(await d.freshSnapshot())
+    const clients = await Promise.all(site.map((device) => d.connectAs(device)))
+    for (const client of clients) client.end(true)
+    expect(auditReasons()).toEqual([]) // before: 60 admitted (the per-address budget), 90 refused rate-limited
   })
 
   test('an address failing authentication too often is banned', async () => {

@@ -89,6 +89,21 @@ describe('CONNECT budgets', () => {
     expect(guard.admitPrincipal('lock-1', 10)).toBe(true) // the next window
   })
 
+  test('a CONNECT that authenticated is given back to its address; one that did not keeps counting', () => {
+    const guard = new ConnectGuard({ perAddress: 2, windowSeconds: 10 })
+    for (let i = 0; i < 100; i++) {
+      expect(guard.admit('10.0.0.9', 0)).toBe(true)
+      guard.refund('10.0.0.9', 0) // a whole site behind one NAT address, each one authenticated
+    }
+    expect([guard.admit('10.0.0.9', 1), guard.admit('10.0.0.9', 1), guard.admit('10.0.0.9', 1)]).toEqual([
+      true,
+      true,
+      false,
+    ])
+    guard.refund('10.0.0.9', 11) // a refund for a window that ended changes nothing
+    expect(guard.admit('10.0.0.9', 11)).toBe(true)
+  })
+
   test('an IPv6 block cannot dodge the per-address budget and ban by changing addresses within its /64', () => {
     const guard = new ConnectGuard({ perAddress: 3, failuresBeforeBan: 2, banSeconds: 60, windowSeconds: 10 })
     expect(['2001:db8::1', '2001:db8::2', '2001:db8:0:0:ffff::3', '2001:db8::4'].map((a) => guard.admit(a, 0))).toEqual(

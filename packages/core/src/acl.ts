@@ -8,6 +8,7 @@
 // does not apply. A refused DENY denies the whole action for that principal: the deny was meant
 // to exclude some topics of this principal and we cannot tell which, so the only safe reading
 // is "all of them" (failing open would hand out what the operator meant to withhold).
+import { FilterTrie } from './_filter-trie.js'
 import { isSmqttError, SmqttError } from './errors.js'
 import {
   filterCovers,
@@ -180,8 +181,13 @@ function isSafeValue(value: unknown): boolean {
  * ```
  */
 export function parsePolicy(json: unknown): Policy {
+  return finish(parsePolicySteps(json))
+}
+
+/** {@link parsePolicy} in steps: yields between slices of work, so a caller can give the event loop a turn. */
+function* parsePolicySteps(json: unknown): Generator<undefined, Policy> {
   const problems: string[] = []
-  const policy = collectPolicy(json, problems)
+  const policy = yield* collectPolicy(json, problems)
   if (policy === undefined || problems.length > 0)
     throw new SmqttError('ERR_POLICY_INVALID', problems[0] ?? 'policy: invalid')
   return policy
@@ -200,12 +206,23 @@ export function parsePolicy(json: unknown): Policy {
  */
 export function policyProblems(json: unknown): string[] {
   const problems: string[] = []
-  collectPolicy(json, problems)
+  finish(collectPolicy(json, problems))
   return problems
 }
 
+/** Runs steps to the end, synchronously. */
+function finish<T>(steps: Generator<undefined, T>): T {
+  for (;;) {
+    const step = steps.next()
+    if (step.done) return step.value
+  }
+}
+
+/** Entries handled between two yields of the step generators: well under a millisecond of work. */
+const SLICE = 256
+
 /** Parses what it can, pushing one problem per entry that fails; undefined when the root is unusable. */
-function collectPolicy(json: unknown, problems: string[]): Policy | undefined {
+function* collectPolicy(json: unknown, problems: string[]): Generator<undefined, Policy | undefined> {
   const attempt = <T>(parse: () => T): T | undefined => {
     try {
       return parse()
@@ -227,35 +244,62 @@ function collectPolicy(json: unknown, problems: string[]): Policy | undefined {
     if (!ROOT_FIELDS.includes(key)) problems.push(`policy: unknown field ${JSON.stringify(key)}`)
   if (root.$schema !== undefined && typeof root.$schema !== 'string') problems.push('$schema: must be a string')
   if (root.version !== 1) problems.push('version: must be 1')
-  const list = <T>(name: string, parse: (value: unknown, path: string) => T): (T | undefined)[] => {
+  function* list<T>(name: string, parse: (value: unknown, path: string) => T): Generator<undefined, (T | undefined)[]> {
     const array = attempt(() => arrayAt(root[name], name)) ?? []
     const out: (T | undefined)[] = []
-    for (let i = 0; i < array.length; i++) out.push(attempt(() => parse(array[i], `${name}[${i}]`)))
+    for (let i = 0; i < array.length; i++) {
+      out.push(attempt(() => parse(array[i], `${name}[${i}]`)))
+      if (i % SLICE === SLICE - 1) yield
+    }
     return out
   }
-  const rules = list('rules', parseRule)
-  const groups = list('groups', parseGroup)
-  const plaintext = list('plaintext', (filter, path) => filterAt(filter, path, false))
+  const rules = yield* list('rules', parseRule)
+  const groups = yield* list('groups', parseGroup)
+  const plaintext = yield* list('plaintext', (filter, path) => filterAt(filter, path, false))
 
+  // Each group against the earlier ones, in the order (and with the messages) of a pairwise
+  // check, but finding the candidates through indexes instead of trying every pair.
+  const byId = new Map<number, number[]>()
+  const byName = new Map<string, number[]>()
+  const earlier = new FilterTrie<number>()
+  const plaintextIndex = new FilterTrie<number>()
+  plaintext.forEach((filter, j) => {
+    if (filter !== undefined) plaintextIndex.add(filter, j)
+  })
+  const ascending = (a: number, b: number) => a - b
   for (let i = 0; i < groups.length; i++) {
     const group = groups[i]
     if (group === undefined) continue
-    for (let j = 0; j < i; j++) {
-      const other = groups[j]
-      if (other === undefined) continue
+    const candidates = new Set<number>([
+      ...(byId.get(group.id) ?? []),
+      ...(byName.get(group.name) ?? []),
+      ...earlier.intersecting(group.filter),
+    ])
+    for (const j of [...candidates].sort(ascending)) {
+      const other = groups[j] as KeyGroupPolicy
       if (other.id === group.id) problems.push(`groups[${i}].id: duplicates groups[${j}].id`)
       else if (other.name === group.name) problems.push(`groups[${i}].name: duplicates groups[${j}].name`)
       // A topic must belong to at most one group, or sender and receivers could pick different keys.
       else if (filtersIntersect(other.filter, group.filter))
         problems.push(`groups[${i}].filter: shares topics with groups[${j}].filter`)
     }
-    plaintext.forEach((filter, j) => {
-      if (filter !== undefined && filtersIntersect(filter, group.filter))
+    for (const j of plaintextIndex.intersecting(group.filter).sort(ascending)) {
+      if (filtersIntersect(plaintext[j] as string, group.filter))
         problems.push(`plaintext[${j}]: shares topics with groups[${i}].filter (a topic is either encrypted or not)`)
-    })
+    }
+    append(byId, group.id, i)
+    append(byName, group.name, i)
+    earlier.add(group.filter, i)
+    if (i % SLICE === SLICE - 1) yield
   }
   if (problems.length > 0) return undefined
   return { version: 1, rules: rules as AclRule[], groups: groups as KeyGroupPolicy[], plaintext: plaintext as string[] }
+}
+
+function append<K>(map: Map<K, number[]>, key: K, value: number): void {
+  const list = map.get(key)
+  if (list === undefined) map.set(key, [value])
+  else list.push(value)
 }
 
 const ROOT_FIELDS: readonly string[] = ['$schema', 'version', 'rules', 'groups', 'plaintext']
@@ -364,10 +408,32 @@ interface CompiledPattern {
 }
 
 interface CompiledRule {
+  /** Position among the rules of its action, deny rules first: the order of every list built from them. */
+  readonly order: number
   readonly deny: boolean
   readonly principals: ReadonlySet<string> | undefined
   readonly roles: ReadonlySet<string> | undefined
   readonly patterns: readonly CompiledPattern[]
+}
+
+/** One pattern of one rule, as the topic index holds it; `order` keeps the rules' order. */
+interface IndexedPattern {
+  readonly order: number
+  readonly rule: CompiledRule
+  readonly pattern: CompiledPattern
+}
+
+/**
+ * The rules of one action, indexed by whom they apply to and by topic, so a check touches the
+ * rules that could apply to this principal and match this topic, not every rule (issue 14).
+ */
+interface RuleIndex {
+  readonly everyone: readonly CompiledRule[]
+  readonly byPrincipal: ReadonlyMap<string, readonly CompiledRule[]>
+  readonly byRole: ReadonlyMap<string, readonly CompiledRule[]>
+  readonly topics: FilterTrie<IndexedPattern>
+  /** Deny rules with a substitution: a refused one denies the whole action, whatever the topic. */
+  readonly substitutedDenies: readonly CompiledRule[]
 }
 
 /** The filters that apply to one principal for one action. */
@@ -378,6 +444,21 @@ interface Permissions {
   denyAll: boolean
 }
 
+/** What an evaluator precomputes from its policy (see {@link PolicyEvaluator.inSteps}). */
+interface PreparedPolicy {
+  readonly source: Policy
+  readonly policy: Policy
+  readonly publish: RuleIndex
+  readonly subscribe: RuleIndex
+  readonly exactGroups: ReadonlyMap<string, KeyGroupPolicy>
+  /** Group filters to their index in `policy.groups`. */
+  readonly groups: FilterTrie<number>
+  readonly plaintext: FilterTrie<string>
+}
+
+// Hands a policy prepared in steps to the constructor (set and read in one synchronous stretch).
+let handOver: PreparedPolicy | undefined
+
 /**
  * Answers access questions for one {@link Policy}. Build it once per policy version; the checks
  * are pure functions of (policy, principal, topic), so policy changes take effect by building a
@@ -385,6 +466,9 @@ interface Permissions {
  *
  * Invalid topics and filters are refused (`false`), not thrown: they are access decisions.
  * MQTT 5 shared subscriptions must be checked on the filter without its `$share/{name}/` prefix.
+ *
+ * Building is linear in the size of the policy; a check costs what the rules that could match
+ * its topic (and apply to its principal) cost, not what all rules cost.
  *
  * @example
  * ```ts
@@ -396,23 +480,39 @@ interface Permissions {
  */
 export class PolicyEvaluator {
   readonly policy: Policy
-  // Deny rules come first in each list so mayPublish can stop at the first matching allow.
-  readonly #publish: readonly CompiledRule[]
-  readonly #subscribe: readonly CompiledRule[]
-  readonly #exactGroups = new Map<string, KeyGroupPolicy>()
-  readonly #wildcardGroups: KeyGroupPolicy[] = []
+  readonly #publish: RuleIndex
+  readonly #subscribe: RuleIndex
+  readonly #exactGroups: ReadonlyMap<string, KeyGroupPolicy>
+  readonly #groups: FilterTrie<number>
+  readonly #plaintext: FilterTrie<string>
 
   /** @throws SmqttError('ERR_POLICY_INVALID') when `policy` breaks the rules of {@link parsePolicy}. */
   constructor(policy: Policy) {
-    // Re-validate: groupForTopic and the reader/writer logic rely on parsePolicy's invariants.
-    // The copy is frozen so no caller can change the policy under the precomputed lookups.
-    this.policy = freezePolicy(parsePolicy(policy))
-    this.#publish = compile(this.policy.rules, 'publish')
-    this.#subscribe = compile(this.policy.rules, 'subscribe')
-    for (const group of this.policy.groups) {
-      if (/[+#]/.test(group.filter)) this.#wildcardGroups.push(group)
-      else this.#exactGroups.set(group.filter, group)
-    }
+    const ready = handOver?.source === policy ? handOver : finish(preparePolicy(policy))
+    handOver = undefined
+    this.policy = ready.policy
+    this.#publish = ready.publish
+    this.#subscribe = ready.subscribe
+    this.#exactGroups = ready.exactGroups
+    this.#groups = ready.groups
+    this.#plaintext = ready.plaintext
+  }
+
+  /**
+   * Builds an evaluator in steps, for a caller that must not block (the broker applying a
+   * snapshot of a large fleet): each `next()` does a slice of well under a millisecond; the
+   * last returns the evaluator. Same result and errors as the constructor.
+   *
+   * @example
+   * ```ts
+   * const steps = PolicyEvaluator.inSteps(policy)
+   * for (let step = steps.next(); ; step = steps.next()) if (step.done) return step.value
+   * ```
+   */
+  static *inSteps(policy: Policy): Generator<undefined, PolicyEvaluator> {
+    const ready = yield* preparePolicy(policy)
+    handOver = ready
+    return new PolicyEvaluator(policy)
   }
 
   /**
@@ -425,18 +525,17 @@ export class PolicyEvaluator {
    */
   mayPublish(principal: PrincipalContext, topic: string): boolean {
     if (!isValidTopic(topic)) return false
-    for (const rule of this.#publish) {
+    const index = this.#publish
+    if (refusedDeny(index, principal)) return false
+    let allowed = false
+    for (const { rule, pattern } of index.topics.matching(topic)) {
       if (!applies(rule, principal)) continue
-      for (const pattern of rule.patterns) {
-        const filter = pattern.substituted ? substitute(pattern.source, principal) : pattern.source
-        if (filter === undefined) {
-          if (rule.deny) return false
-          continue
-        }
-        if (topicMatches(filter, topic)) return !rule.deny
-      }
+      const filter = pattern.substituted ? substitute(pattern.source, principal) : pattern.source
+      if (filter === undefined || !topicMatches(filter, topic)) continue
+      if (rule.deny) return false
+      allowed = true
     }
-    return false
+    return allowed
   }
 
   /**
@@ -451,9 +550,16 @@ export class PolicyEvaluator {
    */
   maySubscribe(principal: PrincipalContext, filter: string): boolean {
     if (!isValidFilter(filter)) return false
-    const { allow, deny, denyAll } = permissions(this.#subscribe, principal)
-    if (denyAll) return false
-    for (const d of deny) if (filtersIntersect(d, filter)) return false
+    const index = this.#subscribe
+    if (refusedDeny(index, principal)) return false
+    const allow: string[] = []
+    for (const { rule, pattern } of index.topics.intersecting(filter).sort(byOrder)) {
+      if (!applies(rule, principal)) continue
+      const f = pattern.substituted ? substitute(pattern.source, principal) : pattern.source
+      if (f === undefined) continue
+      if (!rule.deny) allow.push(f)
+      else if (filtersIntersect(f, filter)) return false
+    }
     for (const a of allow) if (filterCovers(a, filter)) return true
     return unionCovers(allow, filter)
   }
@@ -469,7 +575,10 @@ export class PolicyEvaluator {
   groupForTopic(topic: string): KeyGroupPolicy | undefined {
     const exact = this.#exactGroups.get(topic)
     if (exact !== undefined) return exact
-    for (const group of this.#wildcardGroups) if (topicMatches(group.filter, topic)) return group
+    for (const i of this.#groups.matching(topic)) {
+      const group = this.policy.groups[i] as KeyGroupPolicy
+      if (topicMatches(group.filter, topic)) return group
+    }
     return undefined
   }
 
@@ -482,7 +591,7 @@ export class PolicyEvaluator {
    * ```
    */
   isPlaintextTopic(topic: string): boolean {
-    for (const filter of this.policy.plaintext) if (topicMatches(filter, topic)) return true
+    for (const filter of this.#plaintext.matching(topic)) if (topicMatches(filter, topic)) return true
     return false
   }
 
@@ -516,6 +625,31 @@ export class PolicyEvaluator {
   }
 
   /**
+   * The groups `principal` reads (is in {@link readersOf}), in policy order, found through the
+   * group index instead of trying every group.
+   *
+   * @example
+   * ```ts
+   * acl.groupsReadBy({ id: 'app-1', roles: ['app'] }).map((g) => g.id)
+   * ```
+   */
+  groupsReadBy(principal: PrincipalContext): KeyGroupPolicy[] {
+    return this.#reached(permissions(this.#subscribe, principal)).map((i) => this.policy.groups[i] as KeyGroupPolicy)
+  }
+
+  /**
+   * The groups `principal` writes (is in {@link writersOf}), in policy order.
+   *
+   * @example
+   * ```ts
+   * acl.groupsWrittenBy({ id: 'thermostat-1', roles: ['thermostat'] }).map((g) => g.id)
+   * ```
+   */
+  groupsWrittenBy(principal: PrincipalContext): KeyGroupPolicy[] {
+    return this.#reached(permissions(this.#publish, principal)).map((i) => this.policy.groups[i] as KeyGroupPolicy)
+  }
+
+  /**
    * `principal`'s publish rights inside `group`, exactly `mayPublish` restricted to the group's
    * topics; empty lists when it is not a writer. The key server puts them in key bundles so
    * subscribers refuse a writer's signed message on a topic it may not publish, even when a
@@ -539,7 +673,7 @@ export class PolicyEvaluator {
   /**
    * One warning per (group, reader) where the reader may not subscribe to the whole group
    * filter: it will receive keys for topics it cannot read. The key server shows these so the
-   * operator can narrow the group or widen the permission.
+   * operator can narrow the group or widen the permission. Ordered by group, then principal.
    *
    * @example
    * ```ts
@@ -547,17 +681,17 @@ export class PolicyEvaluator {
    * ```
    */
   wideGroupWarnings(principals: Iterable<PrincipalContext>): WideGroupWarning[] {
-    const all = [...principals]
-    const warnings: WideGroupWarning[] = []
-    for (const group of this.policy.groups) {
-      for (const principal of all) {
-        const perms = permissions(this.#subscribe, principal)
-        if (!reaches(perms, group.filter)) continue
+    const found: { group: number; principal: number; warning: WideGroupWarning }[] = []
+    let p = 0
+    for (const principal of principals) {
+      const perms = permissions(this.#subscribe, principal)
+      for (const i of this.#reached(perms)) {
+        const group = this.policy.groups[i] as KeyGroupPolicy
         let reason: WideGroupWarning['reason'] | undefined
         if (perms.deny.some((d) => filtersIntersect(d, group.filter))) reason = 'partly-denied'
         else if (!unionCovers(perms.allow, group.filter)) reason = 'not-fully-allowed'
         if (reason === undefined) continue
-        warnings.push({
+        const warning: WideGroupWarning = {
           groupId: group.id,
           groupName: group.name,
           principalId: principal.id,
@@ -566,11 +700,44 @@ export class PolicyEvaluator {
             `principal ${JSON.stringify(principal.id)} reads key group ${JSON.stringify(group.name)} ` +
             `(${group.filter}) but may not subscribe to all of it (${reason}): ` +
             'it will receive keys for topics it cannot read',
-        })
+        }
+        found.push({ group: i, principal: p, warning })
       }
+      p++
     }
-    return warnings
+    found.sort((a, b) => a.group - b.group || a.principal - b.principal)
+    return found.map((f) => f.warning)
   }
+
+  /** Indexes (ascending) of the groups `perms` reach: only groups some allow filter meets are tried. */
+  #reached(perms: Permissions): number[] {
+    if (perms.denyAll) return []
+    const candidates = new Set<number>()
+    for (const allow of perms.allow) for (const i of this.#groups.intersecting(allow)) candidates.add(i)
+    return [...candidates]
+      .sort((a, b) => a - b)
+      .filter((i) => reaches(perms, (this.policy.groups[i] as KeyGroupPolicy).filter))
+  }
+}
+
+/** Validates, freezes and indexes `source`, yielding between slices. */
+function* preparePolicy(source: Policy): Generator<undefined, PreparedPolicy> {
+  // Re-validate: groupForTopic and the reader/writer logic rely on parsePolicy's invariants.
+  // The copy is frozen so no caller can change the policy under the precomputed lookups.
+  const policy = freezePolicy(yield* parsePolicySteps(source))
+  const publish = yield* indexRules(policy.rules, 'publish')
+  const subscribe = yield* indexRules(policy.rules, 'subscribe')
+  const exactGroups = new Map<string, KeyGroupPolicy>()
+  const groups = new FilterTrie<number>()
+  for (let i = 0; i < policy.groups.length; i++) {
+    const group = policy.groups[i] as KeyGroupPolicy
+    groups.add(group.filter, i)
+    if (!/[+#]/.test(group.filter)) exactGroups.set(group.filter, group)
+    if (i % SLICE === SLICE - 1) yield
+  }
+  const plaintext = new FilterTrie<string>()
+  for (const filter of policy.plaintext) plaintext.add(filter, filter)
+  return { source, policy, publish, subscribe, exactGroups, groups, plaintext }
 }
 
 function freezePolicy(policy: Policy): Policy {
@@ -583,19 +750,43 @@ function freezePolicy(policy: Policy): Policy {
   return Object.freeze(policy)
 }
 
-function compile(rules: readonly AclRule[], action: AclAction): CompiledRule[] {
-  const compiled = rules
-    .filter((rule) => rule.actions.includes(action))
-    .map(
-      (rule): CompiledRule => ({
-        deny: rule.effect === 'deny',
-        principals: rule.principals && new Set(rule.principals),
-        roles: rule.roles && new Set(rule.roles),
-        patterns: rule.topics.map((source) => ({ source, substituted: source.includes('%') })),
-      }),
-    )
-  return [...compiled.filter((r) => r.deny), ...compiled.filter((r) => !r.deny)]
+function* indexRules(rules: readonly AclRule[], action: AclAction): Generator<undefined, RuleIndex> {
+  const ofAction = rules.filter((rule) => rule.actions.includes(action))
+  // Deny rules first, each side in policy order (the order the permission lists keep).
+  const ordered = [...ofAction.filter((r) => r.effect === 'deny'), ...ofAction.filter((r) => r.effect !== 'deny')]
+  const everyone: CompiledRule[] = []
+  const byPrincipal = new Map<string, CompiledRule[]>()
+  const byRole = new Map<string, CompiledRule[]>()
+  const topics = new FilterTrie<IndexedPattern>()
+  const substitutedDenies: CompiledRule[] = []
+  let patternOrder = 0
+  for (let order = 0; order < ordered.length; order++) {
+    const rule = ordered[order] as AclRule
+    const compiled: CompiledRule = {
+      order,
+      deny: rule.effect === 'deny',
+      principals: rule.principals && new Set(rule.principals),
+      roles: rule.roles && new Set(rule.roles),
+      patterns: rule.topics.map((source) => ({ source, substituted: source.includes('%') })),
+    }
+    if (compiled.principals === undefined && compiled.roles === undefined) everyone.push(compiled)
+    for (const id of compiled.principals ?? []) appendRule(byPrincipal, id, compiled)
+    for (const role of compiled.roles ?? []) appendRule(byRole, role, compiled)
+    for (const pattern of compiled.patterns)
+      topics.add(pattern.source, { order: patternOrder++, rule: compiled, pattern })
+    if (compiled.deny && compiled.patterns.some((p) => p.substituted)) substitutedDenies.push(compiled)
+    if (order % SLICE === SLICE - 1) yield
+  }
+  return { everyone, byPrincipal, byRole, topics, substitutedDenies }
 }
+
+function appendRule(map: Map<string, CompiledRule[]>, key: string, rule: CompiledRule): void {
+  const list = map.get(key)
+  if (list === undefined) map.set(key, [rule])
+  else if (list[list.length - 1] !== rule) list.push(rule)
+}
+
+const byOrder = (a: { readonly order: number }, b: { readonly order: number }) => a.order - b.order
 
 function applies(rule: CompiledRule, principal: PrincipalContext): boolean {
   if (rule.principals === undefined && rule.roles === undefined) return true
@@ -604,10 +795,27 @@ function applies(rule: CompiledRule, principal: PrincipalContext): boolean {
   return false
 }
 
-function permissions(rules: readonly CompiledRule[], principal: PrincipalContext): Permissions {
-  const result: Permissions = { allow: [], deny: [], denyAll: false }
-  for (const rule of rules) {
+/** The rules of `index` that apply to `principal`, in rule order, found through the principal and role maps. */
+function applicable(index: RuleIndex, principal: PrincipalContext): CompiledRule[] {
+  const found = new Set<CompiledRule>(index.everyone)
+  for (const rule of index.byPrincipal.get(principal.id) ?? []) found.add(rule)
+  for (const role of principal.roles) for (const rule of index.byRole.get(role) ?? []) found.add(rule)
+  return [...found].sort(byOrder)
+}
+
+/** True when an applicable deny rule's substitution is refused for `principal`: the whole action is denied. */
+function refusedDeny(index: RuleIndex, principal: PrincipalContext): boolean {
+  for (const rule of index.substitutedDenies) {
     if (!applies(rule, principal)) continue
+    for (const pattern of rule.patterns)
+      if (pattern.substituted && substitute(pattern.source, principal) === undefined) return true
+  }
+  return false
+}
+
+function permissions(index: RuleIndex, principal: PrincipalContext): Permissions {
+  const result: Permissions = { allow: [], deny: [], denyAll: false }
+  for (const rule of applicable(index, principal)) {
     for (const pattern of rule.patterns) {
       const filter = pattern.substituted ? substitute(pattern.source, principal) : pattern.source
       if (filter !== undefined) (rule.deny ? result.deny : result.allow).push(filter)

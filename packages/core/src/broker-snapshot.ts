@@ -10,6 +10,7 @@ import { SmqttError } from './errors.js'
 import { type DocumentKind, openSignedDocument, type SignedDocument, signDocument } from './signed-document.js'
 
 const TYPE = 'smqtt.broker-snapshot'
+const NOTICE_TYPE = 'smqtt.broker-snapshot-notice'
 
 export interface SnapshotPrincipal {
   readonly id: string
@@ -145,4 +146,66 @@ export function openBrokerSnapshot(
     maxBytes: 64 * 1024 * 1024,
     backend,
   })
+}
+
+/**
+ * What the key server pushes to brokers over MQTT when its snapshot is too large for a packet
+ * (issue 14): the new snapshot's issuedAt and a digest of its content (the HTTP ETag), signed.
+ * A broker that has applied nothing as new pulls the snapshot over HTTPS; the pulled snapshot's
+ * own signature, staleness and rollback rules decide what is applied, so a notice can only
+ * cause a pull, never a change.
+ */
+export interface BrokerSnapshotNotice {
+  /** Unix seconds: the issuedAt of the snapshot it announces (a pull returns that or later). */
+  readonly issuedAt: number
+  /** The snapshot content's entity tag (`ETag` of `GET /v1/broker/snapshot`, unquoted). */
+  readonly tag: string
+}
+
+const noticeKind: DocumentKind<BrokerSnapshotNotice> = {
+  type: NOTICE_TYPE,
+  malformed: 'ERR_SNAPSHOT_MALFORMED',
+  signatureInvalid: 'ERR_SNAPSHOT_SIGNATURE_INVALID',
+  parseBody(body, read) {
+    const o = read.object(body, 'notice', ['type', 'v', 'issuedAt', 'tag'])
+    read.literal(o.type, 'notice.type', NOTICE_TYPE)
+    read.literal(o.v, 'notice.v', 1)
+    const tag = read.string(o.tag, 'notice.tag', 64)
+    if (!/^[A-Za-z0-9_-]+$/.test(tag)) read.fail('notice.tag: not base64url')
+    return { issuedAt: read.uint32(o.issuedAt, 'notice.issuedAt'), tag }
+  },
+}
+
+/**
+ * Signs a snapshot notice (key server side). Its signature context differs from the snapshot's,
+ * so neither can be passed off as the other.
+ *
+ * @example
+ * ```ts
+ * const signed = createBrokerSnapshotNotice({ issuedAt, tag }, keyServerIdentity)
+ * ```
+ */
+export function createBrokerSnapshotNotice(
+  notice: BrokerSnapshotNotice,
+  keyServer: SigningKeyPair,
+  backend: CryptoBackend = defaultBackend,
+): SignedDocument {
+  const body = { type: NOTICE_TYPE, v: 1, issuedAt: notice.issuedAt, tag: notice.tag }
+  return signDocument(NOTICE_TYPE, body, keyServer, backend)
+}
+
+/**
+ * Verifies and parses a snapshot notice under the pinned key-server key (at most 1 KiB).
+ *
+ * @example
+ * ```ts
+ * const { issuedAt, tag } = openBrokerSnapshotNotice(message.notice, keyServerPublicKey)
+ * ```
+ */
+export function openBrokerSnapshotNotice(
+  signed: unknown,
+  keyServerPublicKey: Uint8Array,
+  backend: CryptoBackend = defaultBackend,
+): BrokerSnapshotNotice {
+  return openSignedDocument(signed, { kind: noticeKind, signingKey: keyServerPublicKey, maxBytes: 1024, backend })
 }

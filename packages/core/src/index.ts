@@ -103,8 +103,13 @@ export {
 import { defaultBackend } from '#crypto-backend'
 /** The backend this platform uses by default: `native` on Node with sodium-native, `noble` elsewhere. */
 export const cryptoBackend = defaultBackend
-export type { BrokerSnapshot, SnapshotEpoch, SnapshotPrincipal } from './broker-snapshot.js'
-export { createBrokerSnapshot, openBrokerSnapshot } from './broker-snapshot.js'
+export type { BrokerSnapshot, BrokerSnapshotNotice, SnapshotEpoch, SnapshotPrincipal } from './broker-snapshot.js'
+export {
+  createBrokerSnapshot,
+  createBrokerSnapshotNotice,
+  openBrokerSnapshot,
+  openBrokerSnapshotNotice,
+} from './broker-snapshot.js'
 export { configField, parseConfigText } from './config-text.js'
 export {
   createConnectPassword,

@@ -9,7 +9,7 @@ import { PolicyEvaluator, parsePolicy, policyProblems } from '@smqtt/core'
 import { resolveCallerPath } from '@smqtt/core/caller-path'
 import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
 import { loadConfig } from './config.js'
-import { initKeyServer, renewDeploymentCertificate, startKeyServer } from './server.js'
+import { initKeyServer, renewDeploymentCertificate, startKeyServer, upgradeDeploymentPki } from './server.js'
 import {
   type ActionExplanation,
   explainPrincipal,
@@ -19,7 +19,9 @@ import {
 
 const HELP: Record<string, string> = {
   init: 'init [--dir DIR] [--host H] [--port P] [--server-name NAME ...]\n  Creates master key, admin token, development PKI, config and store in DIR (default ./keyserver),\n  all or nothing (a failed init leaves nothing behind). DIR must not exist or be empty.\n  --server-name: a DNS name or IP address of the key server or a broker, besides localhost and\n  loopback; the CA can certify these names only (name constraints), for its whole life.',
-  pki: "pki renew [--cert FILE --key FILE] [--force]\n  Re-issues a server certificate from the deployment CA when under a third of its life is left\n  (or with --force): the key server's own (tls.certFile), or the given pair, e.g. a broker's.\n  Restart the server that uses it. `start` renews the key server's own by itself.",
+  pki:
+    "pki renew [--cert FILE --key FILE] [--force]\n  Re-issues a server certificate from the deployment CA when under a third of its life is left\n  (or with --force): the key server's own (tls.certFile), or the given pair, e.g. a broker's.\n  Restart the server that uses it. `start` renews the key server's own by itself.\n" +
+    'pki upgrade\n  Moves a deployment made before intermediates to a root and an issuing intermediate CA: the root\n  (path length 0) is re-certified under the same key, so ca.pem changes and every client and broker\n  must get the new one. Stop the key server first; then `pki renew --force` each broker certificate.',
   start: 'start [--config FILE]\n  Starts the key server (default config: ./keyserver/config.json).',
   enroll:
     'enroll <id> --role R [--role R2 ...] [--ttl SECONDS]\n  Prints a one-time enrollment token bound to <id> and the roles.',
@@ -378,6 +380,15 @@ export async function main(argv: string[]): Promise<number> {
       return 0
     }
     case 'pki': {
+      if (positionals[0] === 'upgrade' && positionals.length === 1) {
+        const { rootRecertified } = await upgradeDeploymentPki(loadConfig(configFile))
+        console.log(
+          rootRecertified
+            ? 'root re-certified (same key) and intermediate CA made: give every client and broker the new ca.pem'
+            : 'two levels already: nothing pinned changed',
+        )
+        return 0
+      }
       if (positionals[0] !== 'renew' || positionals.length > 1) throw new CliError(HELP.pki)
       const result = await renewDeploymentCertificate(loadConfig(configFile), {
         ...(values.cert ? { certFile: resolveCallerPath(values.cert) } : {}),

@@ -11,14 +11,19 @@ import { defaultConfig, defaultConfigDocument, type KeyServerConfig, parseConfig
 import { buildApp } from './http/app.js'
 import { MasterKey } from './master-key.js'
 import { CertificateAuthority } from './pki/certificate-authority.js'
-import { createDevPkiMaterial } from './pki/dev-pki.js'
+import { createDevPkiMaterial, INTERMEDIATE_COMMON_NAME } from './pki/dev-pki.js'
 import { renewServerCertificate, type ServerCertificateRenewal } from './pki/server-certificate-renewal.js'
 import { KeyServer } from './service/key-server.js'
 import { type MqttPush, startMqttPush } from './service/mqtt-push.js'
 import { openStore } from './store/open-store.js'
 
-/** The name of the CA private key among the store's sealed secrets. */
+/** The name of the root CA's private key among the store's sealed secrets. */
 const CA_KEY_SECRET = 'ca.private-key'
+/**
+ * The issuing intermediate CA, certificate and key in one sealed secret (JSON), so two processes
+ * that create it at once cannot pair one's certificate with the other's key.
+ */
+const INTERMEDIATE_SECRET = 'ca.intermediate'
 const TICK_MS = 5_000
 // A server certificate from another CA is the operator's to renew: warn this long before it expires.
 const EXPIRY_WARNING_MS = 30 * 86_400_000
@@ -48,21 +53,24 @@ export async function startKeyServer(
   const masterKey = MasterKey.fromEnvOrFile({ file: config.masterKeyFile })
   const store = await openStore(config.store)
   try {
-    const sealedCaKey = await store.getSecret(CA_KEY_SECRET)
-    const certificateAuthority = sealedCaKey
-      ? await CertificateAuthority.load(
-          readFileSync(config.tls.caFile, 'utf8'),
-          masterKey.open(CA_KEY_SECRET, sealedCaKey),
+    const authorities = await loadDeploymentAuthorities(store, masterKey, config)
+    const certificateAuthority = authorities?.issuing
+    if (!authorities) logger.warn('no CA key in the store: enrollment will issue no client certificates')
+    else {
+      if (authorities.issuing === authorities.root)
+        logger.warn(
+          { caFile: config.tls.caFile },
+          'one-level PKI (made before intermediates): the root issues the leaves and mqtts sends it; `smqtt-keyserver pki upgrade` moves to two levels (and changes ca.pem)',
         )
-      : undefined
-    if (!certificateAuthority) logger.warn('no CA key in the store: enrollment will issue no client certificates')
-    else if (!config.insecureAllowPlainHttp) {
-      // Before the listener reads the files: a leaf due for renewal is re-issued now.
-      const renewal = await renewServerCertificate(certificateAuthority, {
-        certFile: config.tls.certFile,
-        keyFile: config.tls.keyFile,
-      })
-      logRenewal(logger, config.tls.certFile, renewal)
+      if (!config.insecureAllowPlainHttp) {
+        // Before the listener reads the files: a leaf due for renewal (or still from the root) is re-issued now.
+        const renewal = await renewServerCertificate(authorities.issuing, {
+          certFile: config.tls.certFile,
+          keyFile: config.tls.keyFile,
+          formerIssuer: authorities.root,
+        })
+        logRenewal(logger, config.tls.certFile, renewal)
+      }
     }
     const keyServer = await KeyServer.open({
       store,
@@ -172,18 +180,117 @@ export async function renewDeploymentCertificate(
   assertDeploymentFileMode(keyFile, 'secret', { label: 'the certificate key:' })
   const masterKey = MasterKey.fromEnvOrFile({ file: config.masterKeyFile })
   const store = await openStore(config.store)
-  let sealed: Uint8Array | undefined
+  let authorities: DeploymentAuthorities | undefined
   try {
-    sealed = await store.getSecret(CA_KEY_SECRET)
+    authorities = await loadDeploymentAuthorities(store, masterKey, config)
   } finally {
     await store.close()
   }
-  if (!sealed) throw new Error('no CA key in the store: this deployment has no CA to renew certificates from')
-  const ca = await CertificateAuthority.load(
+  if (!authorities) throw new Error('no CA key in the store: this deployment has no CA to renew certificates from')
+  return renewServerCertificate(authorities.issuing, {
+    certFile,
+    keyFile,
+    formerIssuer: authorities.root,
+    ...(options.force ? { force: true } : {}),
+  })
+}
+
+/** The deployment's root and the CA that issues its leaves (the same one in a one-level PKI). */
+interface DeploymentAuthorities {
+  readonly root: CertificateAuthority
+  readonly issuing: CertificateAuthority
+}
+
+/**
+ * The root (`tls.caFile` and the sealed root key) and its intermediate (sealed in the store),
+ * creating the intermediate when the store has none and the root may certify one. A root made
+ * before two levels (path length 0) may not: it goes on issuing until `pki upgrade`.
+ */
+async function loadDeploymentAuthorities(
+  store: Awaited<ReturnType<typeof openStore>>,
+  masterKey: MasterKey,
+  config: KeyServerConfig,
+): Promise<DeploymentAuthorities | undefined> {
+  const sealedRootKey = await store.getSecret(CA_KEY_SECRET)
+  if (!sealedRootKey) return undefined
+  const root = await CertificateAuthority.load(
     readFileSync(config.tls.caFile, 'utf8'),
-    masterKey.open(CA_KEY_SECRET, sealed),
+    masterKey.open(CA_KEY_SECRET, sealedRootKey),
   )
-  return renewServerCertificate(ca, { certFile, keyFile, ...(options.force ? { force: true } : {}) })
+  let sealed = await store.getSecret(INTERMEDIATE_SECRET)
+  if (!sealed) {
+    if (!root.mayCertifyAuthorities) return { root, issuing: root }
+    const material = await root.issueIntermediateAuthority({ commonName: INTERMEDIATE_COMMON_NAME })
+    const candidate = masterKey.seal(INTERMEDIATE_SECRET, encodeIntermediate(material))
+    // Another process sharing the store may have made one first: use whichever was stored.
+    sealed = (await store.insertSecret(INTERMEDIATE_SECRET, candidate))
+      ? candidate
+      : await store.getSecret(INTERMEDIATE_SECRET)
+    if (!sealed) throw new Error(`the store refused ${INTERMEDIATE_SECRET} but holds none`)
+  }
+  const { certificatePem, privateKeyPkcs8 } = decodeIntermediate(masterKey.open(INTERMEDIATE_SECRET, sealed))
+  if (!(await root.hasIssued(certificatePem)))
+    throw new Error(`the intermediate CA in the store is not certified by ${config.tls.caFile}`)
+  return { root, issuing: await CertificateAuthority.load(certificatePem, privateKeyPkcs8) }
+}
+
+function encodeIntermediate(material: { certificatePem: string; privateKeyPkcs8: Uint8Array }): Uint8Array {
+  const document = {
+    certificatePem: material.certificatePem,
+    privateKeyPkcs8: Buffer.from(material.privateKeyPkcs8).toString('base64'),
+  }
+  return new TextEncoder().encode(JSON.stringify(document))
+}
+
+function decodeIntermediate(bytes: Uint8Array): { certificatePem: string; privateKeyPkcs8: Uint8Array } {
+  const document = JSON.parse(new TextDecoder().decode(bytes)) as { certificatePem: string; privateKeyPkcs8: string }
+  return {
+    certificatePem: document.certificatePem,
+    privateKeyPkcs8: new Uint8Array(Buffer.from(document.privateKeyPkcs8, 'base64')),
+  }
+}
+
+export interface PkiUpgrade {
+  /** True when the root had path length 0 and `tls.caFile` now holds its new certificate. */
+  readonly rootRecertified: boolean
+  /** The key server's own certificate after the upgrade. */
+  readonly renewal: ServerCertificateRenewal
+}
+
+/**
+ * `smqtt-keyserver pki upgrade`: moves a deployment made before two levels to a root and an
+ * issuing intermediate. A root with path length 0 cannot certify an intermediate, so it is
+ * re-certified first: a new certificate for the same key, subject, validity and name constraints,
+ * written over `tls.caFile` (the old file is kept beside it as `.one-level`). Every peer that
+ * pins the old ca.pem must then get the new one. Then the intermediate is made (sealed in the
+ * store) and the key server's certificate re-issued from it. Run it with the key server stopped.
+ *
+ * @example
+ * ```ts
+ * const { rootRecertified } = await upgradeDeploymentPki(loadConfig('keyserver/config.json'))
+ * ```
+ */
+export async function upgradeDeploymentPki(config: KeyServerConfig): Promise<PkiUpgrade> {
+  const masterKey = MasterKey.fromEnvOrFile({ file: config.masterKeyFile })
+  const store = await openStore(config.store)
+  let rootRecertified = false
+  try {
+    const sealedRootKey = await store.getSecret(CA_KEY_SECRET)
+    if (!sealedRootKey) throw new Error('no CA key in the store: this deployment has no CA to upgrade')
+    const rootPem = readFileSync(config.tls.caFile, 'utf8')
+    const root = await CertificateAuthority.load(rootPem, masterKey.open(CA_KEY_SECRET, sealedRootKey))
+    if (!root.mayCertifyAuthorities && !(await store.getSecret(INTERMEDIATE_SECRET))) {
+      writeFileSync(`${config.tls.caFile}.one-level`, rootPem, { mode: 0o644 })
+      const staging = `${config.tls.caFile}.upgrade-${process.pid}`
+      writeFileSync(staging, await root.recertifyRoot(), { mode: 0o644, flag: 'wx' })
+      await rename(staging, config.tls.caFile)
+      rootRecertified = true
+    }
+    await loadDeploymentAuthorities(store, masterKey, config)
+  } finally {
+    await store.close()
+  }
+  return { rootRecertified, renewal: await renewDeploymentCertificate(config) }
 }
 
 function logRenewal(logger: Logger, certFile: string, renewal: ServerCertificateRenewal): void {
@@ -256,6 +363,7 @@ async function populateDeployment(
   // The CA key stays in memory until it is sealed into the store: no plaintext copy on disk.
   const listenName = listen.host === '0.0.0.0' || listen.host === '::' ? [] : [listen.host]
   const pki = await createDevPkiMaterial({ serverNames: [...listenName, ...(options.serverNames ?? [])] })
+  const intermediate = { certificatePem: pki.intermediatePem, privateKeyPkcs8: pki.intermediateKeyPkcs8 }
   await mkdir(dirname(config.tls.caFile), { recursive: true, mode: 0o700 })
   writeFileSync(config.tls.caFile, pki.caPem, { flag: 'wx', mode: 0o644 })
   writeFileSync(config.tls.certFile, pki.serverCertPem, { flag: 'wx', mode: 0o644 })
@@ -266,6 +374,7 @@ async function populateDeployment(
   let keyServerPublicKey: string
   try {
     await store.insertSecret(CA_KEY_SECRET, masterKey.seal(CA_KEY_SECRET, pki.caKeyPkcs8))
+    await store.insertSecret(INTERMEDIATE_SECRET, masterKey.seal(INTERMEDIATE_SECRET, encodeIntermediate(intermediate)))
     const keyServer = await KeyServer.open({ store, masterKey })
     keyServerPublicKey = Buffer.from(keyServer.publicKey).toString('base64url')
   } finally {

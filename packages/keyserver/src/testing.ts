@@ -146,6 +146,30 @@ export async function startHarness(
 }
 
 /** Smart-home policy: thermostats write temperatures, apps read them and command locks. */
+/**
+ * Adds `count` disabled principals (`<prefix>0000000`, …; role thermostat) straight into the
+ * harness's store: a fleet's weight in snapshots and lists without enrolling each one (which at
+ * thousands takes minutes). Disabled, so the push sends them no bundles.
+ */
+export async function addFleet(h: Pick<Harness, 'store' | 'clock'>, count: number, prefix = 'fleet-'): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const id = `${prefix}${String(i).padStart(7, '0')}`
+    const key = new Uint8Array(32)
+    new DataView(key.buffer).setUint32(0, i + 1)
+    await h.store.createPrincipal({
+      id,
+      roles: ['thermostat'],
+      username: undefined,
+      signingKey: key,
+      agreementKey: key,
+      kem: 'x25519',
+      createdAt: h.clock.now,
+      certificateSerial: undefined,
+    })
+    await h.store.setPrincipalStatus(id, 'disabled', h.clock.now)
+  }
+}
+
 export const SMART_HOME_POLICY = {
   version: 1,
   rules: [

@@ -18,7 +18,7 @@ import {
 } from '../src/pki/certificate-authority.js'
 import { CA_VALIDITY_DAYS, createDevPkiMaterial, SERVER_VALIDITY_DAYS } from '../src/pki/dev-pki.js'
 import { renewServerCertificate } from '../src/pki/server-certificate-renewal.js'
-import { initKeyServer, renewDeploymentCertificate, startKeyServer } from '../src/server.js'
+import { initKeyServer, renewDeploymentCertificate, startKeyServer, upgradeDeploymentPki } from '../src/server.js'
 import { openStore } from '../src/store/open-store.js'
 import { type Harness, startHarness } from '../src/testing.js'
 
@@ -39,6 +39,11 @@ function openssl(args: string[], files: Record<string, string | Uint8Array>): { 
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content)
   const result = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' })
   return { status: result.status ?? -1, output: `${result.stdout}${result.stderr}` }
+}
+
+/** The PEM certificates in `text`, in order. */
+function pemBlocks(text: string): string[] {
+  return text.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []
 }
 
 function p256Spki(): Uint8Array {
@@ -127,6 +132,8 @@ describe('lifetimes of the development PKI', () => {
     const days = (cert: X509Certificate) => Math.round((Date.parse(cert.validTo) - Date.parse(cert.validFrom)) / DAY_MS)
     expect(days(caCert)).toBe(1825)
     expect(days(server)).toBe(90)
+    // The intermediate lives as long as the root, never longer.
+    expect(new X509Certificate(pki.intermediatePem).validTo).toBe(caCert.validTo)
     expect(server.checkHost('keys.example')).toBe('keys.example')
     expect(server.checkIP('192.0.2.7')).toBe('192.0.2.7')
     expect(server.checkHost('localhost')).toBe('localhost')
@@ -134,8 +141,11 @@ describe('lifetimes of the development PKI', () => {
     for (const name of ['DNS:localhost', 'DNS:keys.example', 'IP:127.0.0.1/', 'IP:192.0.2.7/', 'IP:0:0:0:0:0:0:0:1/'])
       expect(text).toContain(name)
     expect(
-      openssl(['verify', '-CAfile', 'ca.pem', 'server.pem'], { 'ca.pem': pki.caPem, 'server.pem': pki.serverCertPem })
-        .output,
+      // server.pem holds the leaf and then the intermediate, which chains it to the root.
+      openssl(['verify', '-CAfile', 'ca.pem', '-untrusted', 'server.pem', 'server.pem'], {
+        'ca.pem': pki.caPem,
+        'server.pem': pki.serverCertPem,
+      }).output,
     ).toContain('server.pem: OK')
   })
 })
@@ -305,6 +315,162 @@ describe('init and start', () => {
   }, 30_000)
 })
 
+describe('two levels: the root certifies an issuing intermediate, which issues every leaf', () => {
+  let pki: Awaited<ReturnType<typeof createDevPkiMaterial>>
+  beforeAll(async () => {
+    pki = await createDevPkiMaterial({ serverNames: ['keys.example'] })
+  })
+
+  test('openssl verifies server and client certificates under the root with the intermediate they come with', async () => {
+    const client = await pki.ca.issueClientCertificate({
+      principalId: 'sensor.hall',
+      publicKeySpki: p256Spki(),
+      validityDays: 1,
+    })
+    for (const [chain, purpose] of [
+      [pki.serverCertPem, 'sslserver'],
+      [client.certificatePem, 'sslclient'],
+    ] as const) {
+      const [leaf = '', intermediate = '', ...more] = pemBlocks(chain)
+      expect(more).toEqual([])
+      expect(intermediate.trim()).toBe(pki.intermediatePem.trim())
+      const files = { 'ca.pem': pki.caPem, 'intermediate.pem': intermediate, 'leaf.pem': leaf }
+      const args = ['verify', '-CAfile', 'ca.pem', '-purpose', purpose]
+      expect(openssl([...args, '-untrusted', 'intermediate.pem', 'leaf.pem'], files).output).toContain('leaf.pem: OK')
+      // Without the intermediate the leaf does not chain: peers must send it, and do.
+      expect(openssl([...args, 'leaf.pem'], files).status).not.toBe(0)
+    }
+    const text = openssl(['x509', '-in', 'i.pem', '-noout', '-text'], { 'i.pem': pki.intermediatePem }).output
+    expect(text).toMatch(/CA:TRUE, pathlen:0/)
+    expect(text).toMatch(/Certificate Sign, CRL Sign/)
+    expect(text).toMatch(/X509v3 Name Constraints: critical/)
+  })
+
+  test('a leaf from the intermediate for a name outside the constraints still fails', async () => {
+    const leaf = await pki.ca.issueServerCertificate({
+      commonName: 'x',
+      dnsNames: ['bank.example.com'],
+      validityDays: 1,
+    })
+    const [first = ''] = pemBlocks(leaf.certificatePem)
+    const refused = openssl(
+      ['verify', '-CAfile', 'ca.pem', '-untrusted', 'i.pem', '-purpose', 'sslserver', 'leaf.pem'],
+      {
+        'ca.pem': pki.caPem,
+        'i.pem': pki.intermediatePem,
+        'leaf.pem': first,
+      },
+    )
+    expect(refused.status).not.toBe(0)
+    expect(refused.output).toContain('permitted subtree violation')
+  })
+
+  test('a one-level deployment: start keeps it working as it was; pki upgrade re-certifies the root, and then every leaf comes from the intermediate', async () => {
+    const dir = join(tempDir(), 'keyserver')
+    const { configFile } = await initKeyServer(dir, { listen: { host: '127.0.0.1', port: 0 } })
+    const config = loadConfig(configFile)
+    const masterKey = MasterKey.fromEnvOrFile({ file: config.masterKeyFile })
+    // What an earlier init left: a root with path length 0 sealed in the store, no intermediate,
+    // the server leaf and a client certificate issued by the root itself.
+    const oldRoot = await oneLevelRoot()
+    const root = await CertificateAuthority.load(oldRoot.certificatePem, oldRoot.privateKeyPkcs8)
+    rmSync(config.store.slice('sqlite:'.length))
+    const store = await openStore(config.store)
+    await store.insertSecret('ca.private-key', masterKey.seal('ca.private-key', oldRoot.privateKeyPkcs8))
+    await store.close()
+    writeFileSync(config.tls.caFile, oldRoot.certificatePem)
+    const leaf = await root.issueServerCertificate({
+      commonName: 'localhost',
+      dnsNames: ['localhost'],
+      validityDays: 90,
+    })
+    writeFileSync(config.tls.certFile, leaf.certificatePem)
+    writeFileSync(config.tls.keyFile, leaf.privateKeyPem)
+    const client = await root.issueClientCertificate({
+      principalId: 'old-1',
+      publicKeySpki: p256Spki(),
+      validityDays: 9,
+    })
+
+    const silent = (await import('pino')).pino({ level: 'silent' })
+    const served = async () => {
+      const server = await startKeyServer(config, { logger: silent })
+      try {
+        const { stdout } = await promisify(execFile)(
+          'sh',
+          ['-c', `openssl s_client -connect ${new URL(server.url).host} -showcerts </dev/null 2>/dev/null`],
+          { encoding: 'utf8', timeout: 10_000 },
+        )
+        return pemBlocks(stdout).map((pem) => new X509Certificate(pem))
+      } finally {
+        await server.close()
+      }
+    }
+    // Start changes nothing pinned: a path-length-0 root can certify no intermediate.
+    expect((await served()).map((c) => c.subject)).toEqual(['CN=localhost'])
+    expect(readFileSync(config.tls.caFile, 'utf8')).toBe(oldRoot.certificatePem)
+
+    const upgrade = await upgradeDeploymentPki(config)
+    expect(upgrade).toMatchObject({ rootRecertified: true, renewal: { renewed: true, reason: 'new-issuer' } })
+    const newRootPem = readFileSync(config.tls.caFile, 'utf8')
+    expect(readFileSync(`${config.tls.caFile}.one-level`, 'utf8')).toBe(oldRoot.certificatePem)
+    const [oldAnchor, newAnchor] = [new X509Certificate(oldRoot.certificatePem), new X509Certificate(newRootPem)]
+    expect(newAnchor.subject).toBe(oldAnchor.subject)
+    expect(newAnchor.validTo).toBe(oldAnchor.validTo)
+    expect(newAnchor.publicKey.equals(oldAnchor.publicKey)).toBe(true)
+
+    const [serverLeaf = '', intermediate = ''] = pemBlocks(readFileSync(config.tls.certFile, 'utf8'))
+    const files = {
+      'ca.pem': newRootPem,
+      'i.pem': intermediate,
+      'leaf.pem': serverLeaf,
+      'old.pem': client.certificatePem,
+    }
+    const verify = ['verify', '-CAfile', 'ca.pem', '-untrusted', 'i.pem']
+    expect(openssl([...verify, '-purpose', 'sslserver', 'leaf.pem'], files).output).toContain('leaf.pem: OK')
+    // A client certificate the root issued before stays valid, under the re-certified root too.
+    expect(openssl([...verify, '-purpose', 'sslclient', 'old.pem'], files).output).toContain('old.pem: OK')
+
+    const sent = await served()
+    expect(sent).toHaveLength(2)
+    for (const certificate of sent) expect(certificate.checkIssued(certificate)).toBe(false)
+    expect(sent[1]?.checkIssued(newAnchor)).toBe(true)
+    expect(sent.some((certificate) => certificate.raw.equals(newAnchor.raw))).toBe(false)
+    expect((await upgradeDeploymentPki(config)).rootRecertified).toBe(false)
+  }, 30_000)
+})
+
+/** A root as `init` made it before two levels: basicConstraints CA:TRUE, pathlen:0. */
+async function oneLevelRoot(): Promise<{ certificatePem: string; privateKeyPkcs8: Uint8Array }> {
+  const {
+    X509CertificateGenerator,
+    BasicConstraintsExtension,
+    KeyUsagesExtension,
+    KeyUsageFlags,
+    SubjectKeyIdentifierExtension,
+  } = await import('../src/pki/x509.js')
+  const webCrypto = globalThis.crypto
+  const keys = await webCrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])
+  const certificate = await X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: '01',
+      name: 'CN=SMQTT development CA',
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 30 * DAY_MS),
+      keys,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+      extensions: [
+        new BasicConstraintsExtension(true, 0, true),
+        new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
+        await SubjectKeyIdentifierExtension.create(keys.publicKey, false, webCrypto),
+      ],
+    },
+    webCrypto,
+  )
+  const pkcs8 = new Uint8Array(await webCrypto.subtle.exportKey('pkcs8', keys.privateKey))
+  return { certificatePem: certificate.toString('pem'), privateKeyPkcs8: pkcs8 }
+}
+
 describe('certificate revocation list', () => {
   let h: Harness
   beforeAll(async () => {
@@ -365,16 +531,26 @@ describe('certificate revocation list', () => {
     expect(nextUpdate - lastUpdate).toBeLessThanOrEqual(7 * DAY_MS)
     expect(nextUpdate - lastUpdate).toBeGreaterThanOrEqual(7 * DAY_MS - 6 * 60_000)
 
-    // The CRL verifies under the CA; -crl_check refuses the revoked certificate and passes the other.
+    // The CRL verifies under its issuer, the intermediate (not the root); -crl_check refuses the
+    // revoked certificate and passes the other, each sent with the intermediate as a client sends it.
     const pemCrl = execFileSync('openssl', ['crl', '-inform', 'DER', '-outform', 'PEM'], { input: der }).toString()
-    const files = { 'ca.pem': h.caPem, 'crl.pem': pemCrl, 'doomed.pem': doomed, 'kept.pem': kept }
-    expect(openssl(['crl', '-in', 'crl.pem', '-CAfile', 'ca.pem', '-noout'], files).output).toMatch(/verify OK/)
-    const revoked = openssl(['verify', '-crl_check', '-CAfile', 'ca.pem', '-CRLfile', 'crl.pem', 'doomed.pem'], files)
+    const [, intermediate = ''] = pemBlocks(kept)
+    const files = {
+      'ca.pem': h.caPem,
+      'intermediate.pem': intermediate,
+      'crl.pem': pemCrl,
+      'doomed.pem': doomed,
+      'kept.pem': kept,
+    }
+    expect(openssl(['crl', '-in', 'crl.pem', '-CAfile', 'intermediate.pem', '-noout'], files).output).toMatch(
+      /verify OK/,
+    )
+    expect(openssl(['crl', '-in', 'crl.pem', '-CAfile', 'ca.pem', '-noout'], files).output).not.toMatch(/verify OK/)
+    const check = ['verify', '-crl_check', '-CAfile', 'ca.pem', '-untrusted', 'intermediate.pem', '-CRLfile', 'crl.pem']
+    const revoked = openssl([...check, 'doomed.pem'], files)
     expect(revoked.status).not.toBe(0)
     expect(revoked.output).toContain('certificate revoked')
-    expect(
-      openssl(['verify', '-crl_check', '-CAfile', 'ca.pem', '-CRLfile', 'crl.pem', 'kept.pem'], files).output,
-    ).toContain('kept.pem: OK')
+    expect(openssl([...check, 'kept.pem'], files).output).toContain('kept.pem: OK')
   })
 
   test('a disabled principal is on hold; the CRL is in the OpenAPI description', async () => {

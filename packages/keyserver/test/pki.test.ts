@@ -52,7 +52,7 @@ beforeAll(async () => {
 })
 
 describe('createCertificateAuthority', () => {
-  test('makes a self-signed P-256 CA limited to signing end-entity certificates', async () => {
+  test('makes a self-signed P-256 root that may certify one issuing CA (path length 1)', async () => {
     expect(caCert.ca).toBe(true)
     expect(caCert.subject).toBe('CN=SMQTT test CA')
     expect(caCert.checkIssued(caCert)).toBe(true)
@@ -63,10 +63,30 @@ describe('createCertificateAuthority', () => {
     expect(parsed.signatureAlgorithm).toMatchObject({ name: 'ECDSA', hash: { name: 'SHA-256' } })
     const constraints = parsed.getExtension(BasicConstraintsExtension)
     expect(constraints?.ca).toBe(true)
-    expect(constraints?.pathLength).toBe(0)
+    expect(constraints?.pathLength).toBe(1)
     expect(constraints?.critical).toBe(true)
     expect(parsed.getExtension(KeyUsagesExtension)?.usages).toBe(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign)
     expect(parsed.getExtension(SubjectKeyIdentifierExtension)?.keyId).toMatch(/^[0-9a-f]{40}$/)
+  })
+
+  test('its intermediate has path length 0, keyCertSign + cRLSign, and leaves come with it but never the root', async () => {
+    const intermediate = await ca.issueIntermediateAuthority({ commonName: 'SMQTT issuing CA' })
+    const parsed = new PeculiarCertificate(intermediate.certificatePem)
+    expect(parsed.getExtension(BasicConstraintsExtension)).toMatchObject({ ca: true, pathLength: 0, critical: true })
+    expect(parsed.getExtension(KeyUsagesExtension)?.usages).toBe(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign)
+    expect(parsed.notAfter.getTime()).toBeLessThanOrEqual(Date.parse(caCert.validTo))
+    const issuing = await CertificateAuthority.load(intermediate.certificatePem, intermediate.privateKeyPkcs8)
+    expect(ca.chainPem).toBe('')
+    expect(issuing.chainPem.trim()).toBe(intermediate.certificatePem.trim())
+    const { spki } = p256Spki()
+    const client = await issuing.issueClientCertificate({ principalId: 'lock-1', publicKeySpki: spki, validityDays: 1 })
+    const blocks = client.certificatePem.match(/-----BEGIN CERTIFICATE-----/g) ?? []
+    expect(blocks).toHaveLength(2)
+    expect(client.certificatePem).toContain(intermediate.certificatePem.trim())
+    expect(client.certificatePem).not.toContain(caMaterial.certificatePem.trim())
+    // An intermediate may certify no CA, and neither may a root from before two levels.
+    const refused = await rejection(issuing.issueIntermediateAuthority({ commonName: 'deeper' }))
+    expect(isSmqttError(refused) && refused.code).toBe('ERR_CERTIFICATE_REQUEST_INVALID')
   })
 
   test('returns the private key as PKCS #8 DER that matches the certificate', () => {
@@ -379,26 +399,32 @@ describe('ensureDevPki', () => {
     await rm(join(dir, '..', '..'), { recursive: true, force: true })
   })
 
-  const fileNames = ['ca.pem', 'ca.key', 'server.pem', 'server.key']
+  const fileNames = ['ca.pem', 'ca.key', 'intermediate.pem', 'intermediate.key', 'server.pem', 'server.key']
 
-  test('creates a CA and a localhost server certificate, keys readable by the owner only', async () => {
+  test('creates a root, an intermediate and a localhost server certificate, keys readable by the owner only', async () => {
     const pki = await ensureDevPki(dir)
     expect(pki.created).toBe(true)
     for (const name of fileNames) expect((await stat(join(dir, name))).isFile()).toBe(true)
     if (process.platform !== 'win32') {
       expect((await stat(join(dir, 'ca.key'))).mode & 0o777).toBe(0o600)
       expect((await stat(join(dir, 'server.key'))).mode & 0o777).toBe(0o600)
+      expect((await stat(join(dir, 'intermediate.key'))).mode & 0o777).toBe(0o600)
     }
     expect(await readFile(join(dir, 'ca.key'), 'utf8')).toMatch(/^-----BEGIN PRIVATE KEY-----/)
 
     const caCertificate = new X509Certificate(pki.caPem)
+    const intermediate = new X509Certificate(await readFile(join(dir, 'intermediate.pem'), 'utf8'))
     const server = new X509Certificate(pki.serverCertPem)
-    expect(server.verify(caCertificate.publicKey)).toBe(true)
+    expect(intermediate.verify(caCertificate.publicKey)).toBe(true)
+    expect(server.verify(intermediate.publicKey)).toBe(true)
+    // server.pem: the leaf, then the intermediate; never the root.
+    expect(pki.serverCertPem).toContain(intermediate.toString().trim())
+    expect(pki.serverCertPem).not.toContain(pki.caPem.trim())
     expect(server.checkHost('localhost')).toBe('localhost')
     expect(server.checkIP('127.0.0.1')).toBe('127.0.0.1')
     expect(server.checkIP('::1')).toBe('::1')
     expect(server.checkPrivateKey(createPrivateKey(pki.serverKeyPem))).toBe(true)
-    expect(pki.ca.certificatePem).toBe(pki.caPem)
+    expect(pki.ca.certificatePem.trim()).toBe(intermediate.toString().trim())
   })
 
   test('loads the same files on later runs and never rewrites them', async () => {
@@ -413,7 +439,8 @@ describe('ensureDevPki', () => {
     // The reloaded CA still signs with the same key.
     const { spki } = p256Spki()
     const issued = await second.ca.issueClientCertificate({ principalId: 'p', publicKeySpki: spki, validityDays: 1 })
-    expect(new X509Certificate(issued.certificatePem).verify(new X509Certificate(first.caPem).publicKey)).toBe(true)
+    const intermediate = new X509Certificate(await readFile(join(dir, 'intermediate.pem'), 'utf8'))
+    expect(new X509Certificate(issued.certificatePem).verify(intermediate.publicKey)).toBe(true)
   })
 
   test('refuses a folder that holds only part of the PKI, and leaves it as it was', async () => {

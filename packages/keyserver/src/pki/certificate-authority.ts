@@ -1,8 +1,11 @@
 // X.509 is key-server-only, so it uses @peculiar/x509 over WebCrypto here instead of growing core.
 //
-// The deployment CA issues the broker's and key server's TLS certificates and each principal's
-// client certificate for mutual TLS. ECDSA P-256 with SHA-256 throughout: the one curve every
-// embedded TLS stack (mbedTLS, wolfSSL, BearSSL) supports.
+// The deployment PKI has two levels: a self-signed root (the trust anchor clients pin, used only
+// to certify the issuing CA) and an issuing intermediate CA that issues the broker's and key
+// server's TLS certificates, each principal's client certificate for mutual TLS, and the CRL.
+// Every issued certificate comes as the leaf followed by the intermediate (the chain a TLS peer
+// presents, never the root). ECDSA P-256 with SHA-256 throughout: the one curve every embedded
+// TLS stack (mbedTLS, wolfSSL, BearSSL) supports.
 //
 // A client certificate names its principal twice: CN = the id (for humans and logs) and a URI
 // SAN `urn:smqtt:principal:<encodeURIComponent(id)>`. Only the URI SAN is authoritative: the broker
@@ -73,6 +76,10 @@ export interface IssueServerCertificateOptions {
 }
 
 export interface IssuedServerCertificate {
+  /**
+   * The leaf followed by the issuing CA's certificate when that is an intermediate: the chain
+   * the server presents, without the root. Parsers that read one certificate read the leaf.
+   */
   readonly certificatePem: string
   /** PKCS #8 PEM of the freshly generated key. Secret. */
   readonly privateKeyPem: string
@@ -104,14 +111,22 @@ export interface IssueRevocationListOptions {
 }
 
 export interface IssuedClientCertificate {
+  /** The leaf followed by the issuing CA's certificate when that is an intermediate, as for servers. */
   readonly certificatePem: string
   /** Lowercase hex of the serial number, without a leading sign octet. */
   readonly serialNumber: string
 }
 
+export interface IssueIntermediateAuthorityOptions {
+  readonly commonName: string
+  /** Default, and at most: the rest of this CA's life. */
+  readonly validityDays?: number
+}
+
 /**
- * Creates a self-signed deployment CA: ECDSA P-256, basicConstraints CA:true with path length 0
- * (it signs end-entity certificates only), keyUsage keyCertSign + cRLSign, and a subject key id.
+ * Creates a self-signed deployment root CA: ECDSA P-256, basicConstraints CA:true with path
+ * length 1 (one issuing CA below it, see {@link CertificateAuthority.issueIntermediateAuthority}),
+ * keyUsage keyCertSign + cRLSign, and a subject key id.
  *
  * @example
  * ```ts
@@ -137,7 +152,7 @@ export async function createCertificateAuthority(
       keys,
       signingAlgorithm: ECDSA_SHA256,
       extensions: [
-        new BasicConstraintsExtension(true, 0, true),
+        new BasicConstraintsExtension(true, 1, true),
         new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
         await SubjectKeyIdentifierExtension.create(keys.publicKey, false, webCrypto),
         ...(constraints ? [constraints] : []),
@@ -163,8 +178,13 @@ export async function createCertificateAuthority(
  * ```
  */
 export class CertificateAuthority {
-  /** The CA certificate, PEM. Distribute it as the trust anchor for the deployment's TLS. */
+  /** The CA certificate, PEM: for a root, the trust anchor of the deployment's TLS. */
   readonly certificatePem: string
+  /**
+   * What follows a leaf of this CA in the chain a TLS peer presents: this CA's certificate when it
+   * is an intermediate, empty for a self-signed root (peers have the root; sending it is waste).
+   */
+  readonly chainPem: string
   readonly #certificate: X509Certificate
   readonly #signingKey: CryptoKey
   readonly #authorityKeyId: string
@@ -174,6 +194,13 @@ export class CertificateAuthority {
     this.#signingKey = signingKey
     this.#authorityKeyId = authorityKeyId
     this.certificatePem = certificate.toString('pem')
+    this.chainPem = isSelfSigned(certificate) ? '' : `${this.certificatePem}\n`
+  }
+
+  /** True for a root whose path length allows a CA below it (every root before two levels had 0). */
+  get mayCertifyAuthorities(): boolean {
+    const pathLength = this.#certificate.getExtension(BasicConstraintsExtension)?.pathLength
+    return pathLength === undefined || pathLength > 0
   }
 
   /**
@@ -263,7 +290,7 @@ export class CertificateAuthority {
       ],
     })
     const pkcs8 = await webCrypto.subtle.exportKey('pkcs8', keys.privateKey)
-    return { certificatePem: certificate.toString('pem'), privateKeyPem: PemConverter.encode(pkcs8, 'PRIVATE KEY') }
+    return { certificatePem: this.#chain(certificate), privateKeyPem: PemConverter.encode(pkcs8, 'PRIVATE KEY') }
   }
 
   /**
@@ -304,7 +331,86 @@ export class CertificateAuthority {
       alternativeNames: [{ type: 'url', value: principalUri(options.principalId) }],
       ...(distributionPoint ? { extra: [new CRLDistributionPointsExtension([distributionPoint], false)] } : {}),
     })
-    return { certificatePem: certificate.toString('pem'), serialNumber: certificate.serialNumber }
+    return { certificatePem: this.#chain(certificate), serialNumber: certificate.serialNumber }
+  }
+
+  /**
+   * Issues the deployment's issuing CA: a fresh P-256 key, basicConstraints CA:true with path
+   * length 0 (end-entity certificates only), keyUsage keyCertSign + cRLSign, and this CA's name
+   * constraints copied (so a verifier that anchors at the intermediate still applies them). It
+   * never outlives this CA. Refuses, with `ERR_CERTIFICATE_REQUEST_INVALID`, when this CA's path
+   * length allows no CA below it.
+   *
+   * @example
+   * ```ts
+   * const issuing = await root.issueIntermediateAuthority({ commonName: 'SMQTT issuing CA' })
+   * const ca = await CertificateAuthority.load(issuing.certificatePem, issuing.privateKeyPkcs8)
+   * ```
+   */
+  async issueIntermediateAuthority(options: IssueIntermediateAuthorityOptions): Promise<CertificateAuthorityMaterial> {
+    checkCommonName(options.commonName)
+    if (!this.mayCertifyAuthorities)
+      throw requestInvalid('this CA has path length 0: it may certify no CA below it (re-certify the root first)')
+    const validity = validityWindow(options.validityDays ?? 36_500)
+    const keys = await webCrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])
+    const constraints = this.#certificate.extensions.find((extension) => extension.type === NAME_CONSTRAINTS_OID)
+    const certificate = await X509CertificateGenerator.create(
+      {
+        serialNumber: randomSerialHex(),
+        subject: [{ CN: [options.commonName] }],
+        issuer: this.#certificate.subjectName,
+        notBefore: validity.notBefore,
+        notAfter: new Date(Math.min(validity.notAfter.getTime(), this.#certificate.notAfter.getTime())),
+        publicKey: keys.publicKey,
+        signingKey: this.#signingKey,
+        signingAlgorithm: ECDSA_SHA256,
+        extensions: [
+          new BasicConstraintsExtension(true, 0, true),
+          new KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
+          await SubjectKeyIdentifierExtension.create(keys.publicKey, false, webCrypto),
+          new AuthorityKeyIdentifierExtension(this.#authorityKeyId, false),
+          ...(constraints ? [new RawExtension(NAME_CONSTRAINTS_OID, true, constraints.value)] : []),
+        ],
+      },
+      webCrypto,
+    )
+    const pkcs8 = await webCrypto.subtle.exportKey('pkcs8', keys.privateKey)
+    return { certificatePem: certificate.toString('pem'), privateKeyPkcs8: new Uint8Array(pkcs8) }
+  }
+
+  /**
+   * A new self-signed certificate for this root's own key: the same subject, key id, validity and
+   * name constraints, with path length 1. For a root made before two levels (path length 0), which
+   * cannot certify an intermediate. It is a new trust anchor file: every peer that holds the old
+   * one must be given this one. Refuses a CA that is not self-signed.
+   *
+   * @example
+   * ```ts
+   * writeFileSync('pki/ca.pem', await root.recertifyRoot())
+   * ```
+   */
+  async recertifyRoot(): Promise<string> {
+    const old = this.#certificate
+    if (!isSelfSigned(old)) throw requestInvalid('only a self-signed root can be re-certified')
+    const publicKey = await old.publicKey.export(EC_P256, ['verify'], webCrypto)
+    const kept = old.extensions.filter(
+      (extension) => extension.type !== BASIC_CONSTRAINTS_OID && extension.type !== AUTHORITY_KEY_ID_OID,
+    )
+    const certificate = await X509CertificateGenerator.create(
+      {
+        serialNumber: randomSerialHex(),
+        subject: old.subjectName,
+        issuer: old.subjectName,
+        notBefore: old.notBefore,
+        notAfter: old.notAfter,
+        publicKey,
+        signingKey: this.#signingKey,
+        signingAlgorithm: ECDSA_SHA256,
+        extensions: [new BasicConstraintsExtension(true, 1, true), ...kept],
+      },
+      webCrypto,
+    )
+    return certificate.toString('pem')
   }
 
   /**
@@ -361,6 +467,11 @@ export class CertificateAuthority {
       webCrypto,
     )
     return new Uint8Array(crl.rawData)
+  }
+
+  /** The leaf PEM followed by this CA's chain. */
+  #chain(leaf: X509Certificate): string {
+    return this.chainPem ? `${leaf.toString('pem')}\n${this.chainPem}` : leaf.toString('pem')
   }
 
   async #issue(request: {
@@ -455,6 +566,17 @@ function clientCommonName(principalId: string): string {
 
 const CRL_NUMBER_OID = '2.5.29.20'
 const NAME_CONSTRAINTS_OID = '2.5.29.30'
+const BASIC_CONSTRAINTS_OID = '2.5.29.19'
+const AUTHORITY_KEY_ID_OID = '2.5.29.35'
+
+/** Issued by itself under its own key: a root. (An intermediate's issuer is another name.) */
+function isSelfSigned(certificate: X509Certificate): boolean {
+  if (certificate.issuer !== certificate.subject) return false
+  const authorityKeyId = certificate.getExtension(AuthorityKeyIdentifierExtension)?.keyId
+  return (
+    authorityKeyId === undefined || authorityKeyId === certificate.getExtension(SubjectKeyIdentifierExtension)?.keyId
+  )
+}
 
 /**
  * A critical NameConstraints extension with permittedSubtrees only (RFC 5280 4.2.1.10): each DNS

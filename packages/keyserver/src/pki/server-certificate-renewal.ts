@@ -2,7 +2,9 @@
 // starts (and `npm start` for the broker's copy), `smqtt-keyserver pki renew` does it by hand.
 // A leaf is re-issued from the deployment CA with the same CN and SANs and a new key, once less
 // than a third of its life is left (30 of 90 days), or when it lives longer than the policy
-// allows (the 825-day leaves of earlier inits). Leaves from another CA are the operator's: left alone.
+// allows (the 825-day leaves of earlier inits), or when the deployment's root issued it and the
+// intermediate issues now (a deployment made before two levels). The file holds the leaf followed
+// by the intermediate. Leaves from another CA are the operator's: left alone.
 import { chmod, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import type { CertificateAuthority } from './certificate-authority.js'
 import { SubjectAlternativeNameExtension, X509Certificate } from './x509.js'
@@ -23,6 +25,11 @@ export interface RenewServerCertificateOptions {
   readonly validityDays?: number
   /** Renew even when not due. */
   readonly force?: boolean
+  /**
+   * The deployment's root when `ca` is its intermediate: a leaf the root issued directly (before
+   * two levels) is re-issued from `ca` at once (reason `new-issuer`).
+   */
+  readonly formerIssuer?: CertificateAuthority
   /** For tests: the time to judge "due" by. */
   readonly now?: Date
 }
@@ -31,9 +38,9 @@ export interface ServerCertificateRenewal {
   readonly renewed: boolean
   /**
    * `due`: under a third of its life left; `too-long`: lives longer than validityDays; `forced`;
-   * `not-due`; `other-issuer`: not signed by this CA (never touched).
+   * `new-issuer`: signed by `formerIssuer`; `not-due`; `other-issuer`: not signed by this CA (never touched).
    */
-  readonly reason: 'due' | 'too-long' | 'forced' | 'not-due' | 'other-issuer'
+  readonly reason: 'due' | 'too-long' | 'forced' | 'new-issuer' | 'not-due' | 'other-issuer'
   /** notAfter of the certificate now in certFile. */
   readonly notAfter: Date
 }
@@ -72,7 +79,10 @@ async function keptAsItIs(
 ): Promise<ServerCertificateRenewal | undefined> {
   const pem = await readFile(options.certFile, 'utf8')
   const current = new X509Certificate(pem)
-  if (!(await ca.hasIssued(pem))) return { renewed: false, reason: 'other-issuer', notAfter: current.notAfter }
+  if (!(await ca.hasIssued(pem))) {
+    if (await options.formerIssuer?.hasIssued(pem)) return undefined
+    return { renewed: false, reason: 'other-issuer', notAfter: current.notAfter }
+  }
   return renewalReason(current, options) ? undefined : { renewed: false, reason: 'not-due', notAfter: current.notAfter }
 }
 
@@ -96,8 +106,11 @@ async function renewLocked(
   const unchanged = await keptAsItIs(ca, options) // another process may have renewed it meanwhile
   if (unchanged) return unchanged
   const validityDays = options.validityDays ?? SERVER_CERTIFICATE_VALIDITY_DAYS
-  const current = new X509Certificate(await readFile(options.certFile, 'utf8'))
-  const reason = renewalReason(current, options) as NonNullable<ReturnType<typeof renewalReason>>
+  const pem = await readFile(options.certFile, 'utf8')
+  const current = new X509Certificate(pem)
+  const reason = (await ca.hasIssued(pem))
+    ? (renewalReason(current, options) as NonNullable<ReturnType<typeof renewalReason>>)
+    : 'new-issuer'
 
   const names = current.getExtension(SubjectAlternativeNameExtension)?.names.items ?? []
   const issued = await ca.issueServerCertificate({

@@ -3,6 +3,7 @@
 import {
   constantTimeEqual,
   createBrokerSnapshot,
+  createBrokerSnapshotNotice,
   createKeyBundle,
   createPrincipalRecord,
   createRevocationList,
@@ -755,26 +756,25 @@ export class KeyServer {
       })
       epochs.set(e.group, list)
     }
-    const writers = new Map<number, KeyGroupWriter[]>()
-    for (const g of this.#policy.policy.groups)
-      writers.set(
-        g.id,
-        this.#policy.evaluator.writersOf(g, contexts).flatMap((w) => {
-          const p = byId.get(w.id)
-          // Each writer's own topics within the group (`%c`, `%u` substituted): subscribers
-          // refuse its messages elsewhere, whichever broker delivers them.
-          const publish = this.#policy.evaluator.publishRightsIn(g, w)
-          if (!p) return []
-          // Rights a bundle cannot carry fail closed for this writer alone (subscribers refuse it
-          // as an unknown sender) rather than make every bundle of the group unbuildable.
-          const problem = publishRightsProblem(publish, g.filter)
-          if (problem) {
-            this.#logger.error({ group: g.id, principal: p.id }, writerLeftOut(g.id, p.id, problem))
-            return []
-          }
-          return [{ kid: p.kid, principal: p.id, signingKey: p.signingKey, publish }]
-        }),
-      )
+    // Per principal, its groups from the evaluator's index: linear in the fleet, not groups × fleet.
+    const writers = new Map<number, KeyGroupWriter[]>(this.#policy.policy.groups.map((g) => [g.id, []]))
+    for (const w of contexts) {
+      const p = byId.get(w.id)
+      if (!p) continue
+      for (const g of this.#policy.evaluator.groupsWrittenBy(w)) {
+        // Each writer's own topics within the group (`%c`, `%u` substituted): subscribers
+        // refuse its messages elsewhere, whichever broker delivers them.
+        const publish = this.#policy.evaluator.publishRightsIn(g, w)
+        // Rights a bundle cannot carry fail closed for this writer alone (subscribers refuse it
+        // as an unknown sender) rather than make every bundle of the group unbuildable.
+        const problem = publishRightsProblem(publish, g.filter)
+        if (problem) {
+          this.#logger.error({ group: g.id, principal: p.id }, writerLeftOut(g.id, p.id, problem))
+          continue
+        }
+        writers.get(g.id)?.push({ kid: p.kid, principal: p.id, signingKey: p.signingKey, publish })
+      }
+    }
     // The generation moves only when the content does, so a periodic re-read that finds
     // nothing new keeps the cached bundles.
     const fingerprint = JSON.stringify([
@@ -868,6 +868,32 @@ export class KeyServer {
    * on-demand pulls, `If-None-Match`) costs no signature and no body while nothing did.
    */
   async brokerSnapshotUnless(knownTag: string | undefined): Promise<{ tag: string; snapshot?: SignedDocument }> {
+    const { content, fingerprint } = await this.#snapshotContent()
+    if (fingerprint === knownTag) return { tag: fingerprint }
+    const issuedAt = this.#stampSnapshot(fingerprint)
+    return { tag: fingerprint, snapshot: createBrokerSnapshot({ issuedAt, ...content }, this.#identity) }
+  }
+
+  /**
+   * What to push to brokers over MQTT after a change: the signed snapshot itself while its
+   * payload stays under `maxInlineBytes`, else a signed notice (issuedAt and ETag, ~200 bytes)
+   * on which brokers pull it over HTTPS. A pull made after the notice returns a snapshot of the
+   * notice's issuedAt or later (issue 14: a snapshot grows ~190 bytes per principal, and MQTT
+   * brokers refuse packets over 256 KiB).
+   */
+  async brokerSnapshotPush(
+    maxInlineBytes: number,
+  ): Promise<{ readonly snapshot: SignedDocument } | { readonly notice: SignedDocument }> {
+    const { content, fingerprint, jsonBytes } = await this.#snapshotContent()
+    const issuedAt = this.#stampSnapshot(fingerprint)
+    // The payload is the content's JSON plus a few fields, sent base64url (4/3).
+    if (((jsonBytes + 128) * 4) / 3 <= maxInlineBytes)
+      return { snapshot: createBrokerSnapshot({ issuedAt, ...content }, this.#identity) }
+    return { notice: createBrokerSnapshotNotice({ issuedAt, tag: fingerprint }, this.#identity) }
+  }
+
+  /** The broker snapshot's content (issuedAt aside), its digest, and its JSON's length. */
+  async #snapshotContent() {
     const now = this.#now()
     const principals = await this.#store.listPrincipals()
     const epochs = (await this.#store.listEpochs()).filter((e) => e.retiresAt === undefined || e.retiresAt > now)
@@ -891,14 +917,21 @@ export class KeyServer {
       })),
       revocationListVersion: revocations?.version ?? 0,
     }
-    // Brokers keep a snapshot of the same second only if it is the same one (a replayed other one
-    // of that second could undo a change), so a changed snapshot is stamped after the last one.
-    const fingerprint = digest(content)
-    if (fingerprint === knownTag) return { tag: fingerprint }
+    const json = contentJson(content)
+    return { content, fingerprint: digestJson(json), jsonBytes: Buffer.byteLength(json) }
+  }
+
+  /**
+   * The issuedAt of a snapshot (or notice) of content `fingerprint`. Brokers keep a snapshot of
+   * the same second only if it is the same one (a replayed other one of that second could undo
+   * a change), so a changed snapshot is stamped after the last one; never earlier than the last.
+   */
+  #stampSnapshot(fingerprint: string): number {
+    const now = this.#now()
     const last = this.#lastSnapshot
     const issuedAt = last ? Math.max(now, last.issuedAt + (last.fingerprint === fingerprint ? 0 : 1)) : now
     this.#lastSnapshot = { issuedAt, fingerprint }
-    return { tag: fingerprint, snapshot: createBrokerSnapshot({ issuedAt, ...content }, this.#identity) }
+    return issuedAt
   }
 
   // ---- principals and revocation --------------------------------------------------------------
@@ -1038,9 +1071,17 @@ export class KeyServer {
  * tag, or what tells one broker snapshot's content from the last (KeyServer.brokerSnapshot).
  */
 function digest(value: unknown): string {
-  const json = JSON.stringify(value, (_key, item: unknown) =>
+  return digestJson(contentJson(value))
+}
+
+/** The JSON that {@link digest} hashes. */
+function contentJson(value: unknown): string {
+  return JSON.stringify(value, (_key, item: unknown) =>
     item instanceof Uint8Array ? Buffer.from(item).toString('base64url') : item,
   )
+}
+
+function digestJson(json: string): string {
   return Buffer.from(sha256(new TextEncoder().encode(json)).subarray(0, 16)).toString('base64url')
 }
 

@@ -4,6 +4,11 @@
 // Bundles are sealed per member and everything is signed, so even a plain broker that does
 // not restrict the control topics leaks nothing; the SMQTT plugin restricts them anyway.
 // Pull over HTTPS stays the bootstrap and the fallback.
+//
+// A broker snapshot grows ~190 bytes per principal and MQTT brokers refuse packets over 256 KiB
+// (issue 14), so the snapshot itself is pushed only while it stays well under that
+// (`maxInlineSnapshotBytes`); past it, brokers get a signed notice of a few hundred bytes (the
+// new snapshot's issuedAt and ETag) and pull the snapshot over HTTPS.
 import { BROKER_CONTROL_TOPIC, createConnectPassword, principalControlTopic } from '@smqtt/core'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { Logger } from 'pino'
@@ -12,6 +17,8 @@ import type { KeyServer } from './key-server.js'
 /** The principal the key server publishes as; brokers let only role `keyserver` publish on control topics. */
 export const PUSH_PRINCIPAL_ID = 'smqtt-keyserver'
 export const KEYSERVER_ROLE = 'keyserver'
+/** See {@link MqttPushOptions.maxInlineSnapshotBytes}. */
+export const DEFAULT_MAX_INLINE_SNAPSHOT_BYTES = 64 * 1024
 
 export interface MqttPushOptions {
   /** e.g. `mqtts://127.0.0.1:8883`. */
@@ -20,6 +27,11 @@ export interface MqttPushOptions {
   readonly mqttOptions?: IClientOptions
   /** Changes within this window are sent together (default 100 ms). */
   readonly coalesceMs?: number
+  /**
+   * Largest signed snapshot pushed whole (default 64 KiB, a quarter of the usual 256 KiB packet
+   * limit, ~250 principals); a larger one is announced by a signed notice for brokers to pull.
+   */
+  readonly maxInlineSnapshotBytes?: number
   readonly logger?: Logger
 }
 
@@ -27,7 +39,7 @@ export interface MqttPush {
   /** Resolves once every change noticed so far has been published. */
   flush(): Promise<void>
   close(): Promise<void>
-  readonly stats: { bundles: number; snapshots: number; failures: number }
+  readonly stats: { bundles: number; snapshots: number; notices: number; failures: number }
 }
 
 /**
@@ -53,7 +65,7 @@ export async function startMqttPush(keyServer: KeyServer, options: MqttPushOptio
   })
   client.on('error', (err) => options.logger?.warn({ err }, 'push connection error'))
 
-  const stats = { bundles: 0, snapshots: 0, failures: 0 }
+  const stats = { bundles: 0, snapshots: 0, notices: 0, failures: 0 }
   const pendingPrincipals = new Set<string>()
   let everyone = false
   let timer: NodeJS.Timeout | undefined
@@ -70,8 +82,16 @@ export async function startMqttPush(keyServer: KeyServer, options: MqttPushOptio
     everyone = false
     pendingPrincipals.clear()
     try {
-      await publish(BROKER_CONTROL_TOPIC, { type: 'snapshot', snapshot: await keyServer.brokerSnapshot() })
-      stats.snapshots++
+      const pushed = await keyServer.brokerSnapshotPush(
+        options.maxInlineSnapshotBytes ?? DEFAULT_MAX_INLINE_SNAPSHOT_BYTES,
+      )
+      if ('snapshot' in pushed) {
+        await publish(BROKER_CONTROL_TOPIC, { type: 'snapshot', snapshot: pushed.snapshot })
+        stats.snapshots++
+      } else {
+        await publish(BROKER_CONTROL_TOPIC, { type: 'snapshot-notice', notice: pushed.notice })
+        stats.notices++
+      }
       const principals = await keyServer.principalsHoldingKeys()
       for (const principal of principals) {
         if (!all && !ids.has(principal.id)) continue

@@ -25,15 +25,20 @@ export function writerLeftOut(group: number, principal: string, problem: string)
  * nothing in a group is no problem and gives no warning.
  */
 export function principalWarnings(evaluator: PolicyEvaluator, principals: readonly PrincipalContext[]): string[] {
-  return [
-    ...evaluator.wideGroupWarnings(principals).map((w) => w.message),
-    ...evaluator.policy.groups.flatMap((group) =>
-      evaluator.writersOf(group, principals).flatMap((writer) => {
-        const problem = publishRightsProblem(evaluator.publishRightsIn(group, writer), group.filter)
-        return problem ? [writerLeftOut(group.id, writer.id, problem)] : []
-      }),
-    ),
-  ]
+  return [...evaluator.wideGroupWarnings(principals).map((w) => w.message), ...writerWarnings(evaluator, principals)]
+}
+
+/** Writers whose rights a bundle cannot carry, by group then principal; each principal's groups come from the index. */
+function writerWarnings(evaluator: PolicyEvaluator, principals: readonly PrincipalContext[]): string[] {
+  const position = new Map(evaluator.policy.groups.map((group, i) => [group, i]))
+  const found: { group: number; message: string }[] = []
+  for (const writer of principals)
+    for (const group of evaluator.groupsWrittenBy(writer)) {
+      const problem = publishRightsProblem(evaluator.publishRightsIn(group, writer), group.filter)
+      if (problem) found.push({ group: position.get(group) ?? 0, message: writerLeftOut(group.id, writer.id, problem) })
+    }
+  // A stable sort: principals keep their order within a group.
+  return found.sort((a, b) => a.group - b.group).map((f) => f.message)
 }
 
 /**

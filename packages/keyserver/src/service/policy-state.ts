@@ -29,15 +29,13 @@ export class PolicyState {
 
   /** Group ids the principal may read (subscribe to some topic of). */
   readableGroups(principal: PrincipalRecord): Set<number> {
-    const context = [principalContext(principal)]
-    return new Set(this.policy.groups.filter((g) => this.evaluator.readersOf(g, context).length > 0).map((g) => g.id))
+    return new Set(this.evaluator.groupsReadBy(principalContext(principal)).map((g) => g.id))
   }
 
   /** Group ids the principal may read or write: the groups whose keys it receives. */
   keyedGroups(principal: PrincipalRecord): Set<number> {
-    const context = [principalContext(principal)]
     const ids = this.readableGroups(principal)
-    for (const g of this.policy.groups) if (this.evaluator.writersOf(g, context).length > 0) ids.add(g.id)
+    for (const g of this.evaluator.groupsWrittenBy(principalContext(principal))) ids.add(g.id)
     return ids
   }
 }

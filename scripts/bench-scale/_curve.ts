@@ -1,0 +1,57 @@
+// What every scale curve shares (issue 14): a curve measures one quantity at growing fleet sizes
+// and prints it with its ratio to the smallest point, and that ratio divided by the size ratio,
+// so a cliff shows as a number that keeps climbing instead of a flat ~1.
+
+/** One measured point: the fleet size (principals, groups, writers, revocations, ...) and the value there. */
+export interface ScalePoint {
+  readonly size: number
+  readonly value: number
+  /** Anything else worth a column (e.g. bytes beside milliseconds). */
+  readonly note?: string
+}
+
+export interface ScaleCurve {
+  /** Short and unique: what `--only NAME` selects. */
+  readonly name: string
+  /** What is measured, and in which unit, for the table's title. */
+  readonly title: string
+  readonly unit: string
+  /** What the size counts. */
+  readonly sizeLabel: string
+  /** Sizes for the full run (100 → 100,000 or further) and for `--quick` (CI-sized). */
+  readonly sizes: readonly number[]
+  readonly quickSizes: readonly number[]
+  /** Measures one point; may take seconds at the largest sizes. */
+  measure(size: number): Promise<ScalePoint>
+}
+
+const format = (value: number) =>
+  value >= 100
+    ? value.toFixed(0)
+    : value >= 10
+      ? value.toFixed(1)
+      : value >= 1
+        ? value.toFixed(2)
+        : value.toPrecision(2)
+
+/**
+ * The curve as a Markdown table: size, value, ratio to the smallest point, and that ratio per
+ * size ratio (1.0 = linear, below 1 = better than linear, climbing = worse than linear).
+ */
+export function curveTable(curve: ScaleCurve, points: readonly ScalePoint[]): string {
+  const [first] = points
+  const lines = [
+    `### ${curve.title}`,
+    '',
+    `| ${curve.sizeLabel} | ${curve.unit} | × smallest | ÷ size ratio | note |`,
+    '| ---: | ---: | ---: | ---: | --- |',
+  ]
+  for (const point of points) {
+    const ratio = first && first.value > 0 ? point.value / first.value : Number.NaN
+    const perSize = first ? ratio / (point.size / first.size) : Number.NaN
+    lines.push(
+      `| ${point.size.toLocaleString('en')} | ${format(point.value)} | ${format(ratio)} | ${format(perSize)} | ${point.note ?? ''} |`,
+    )
+  }
+  return lines.join('\n')
+}

@@ -1,0 +1,13 @@
+// The curves `npm run bench:scale` runs, in this order. Add a curve: a module exporting a
+// ScaleCurve (see _curve.ts), listed here.
+import type { ScaleCurve } from './_curve.js'
+import { forwardCheck } from './policy-forward-check.js'
+import { policyParse } from './policy-parse.js'
+import { snapshotApply } from './policy-snapshot-apply.js'
+import { snapshotBytes, snapshotCurrent } from './snapshot-curves.js'
+
+export const curves: ScaleCurve[] = []
+curves.push(policyParse)
+curves.push(snapshotApply)
+curves.push(forwardCheck)
+curves.push(snapshotBytes, snapshotCurrent)

@@ -1,0 +1,49 @@
+// Issue 14, cliff 2: bytes a change costs at N principals. Value: bytes the key server pushes
+// over MQTT per change (the whole signed snapshot while it is under 64 KiB, past that a signed
+// notice); note: bytes each broker then pulls over HTTPS (the whole snapshot, today), and what a
+// delta carrying the one changed principal would weigh (the plan, not implemented).
+// Before: the push was the whole snapshot at every size, refused by brokers past 256 KiB.
+import { addFleet, startHarness } from '@smqtt/keyserver/testing'
+import { DEFAULT_MAX_INLINE_SNAPSHOT_BYTES } from '../../packages/keyserver/src/service/mqtt-push.js'
+import type { ScaleCurve } from './_curve.js'
+
+const kib = (bytes: number) => `${(bytes / 1024).toFixed(bytes < 10_240 ? 1 : 0)} KiB`
+
+export const snapshotBytes: ScaleCurve = {
+  name: 'snapshot-bytes',
+  title: 'Bytes pushed over MQTT per change (pulled per broker in the note)',
+  unit: 'bytes pushed',
+  sizeLabel: 'principals',
+  sizes: [100, 1_000, 10_000, 100_000],
+  quickSizes: [100, 2_000],
+  async measure(size) {
+    const h = await startHarness()
+    try {
+      h.clock.now = Math.floor(Date.now() / 1000)
+      await addFleet(h, size)
+      await h.enroll('bench-new', ['thermostat']) // the change
+      const pushed = await h.keyServer.brokerSnapshotPush(DEFAULT_MAX_INLINE_SNAPSHOT_BYTES)
+      const message =
+        'snapshot' in pushed
+          ? { type: 'snapshot', snapshot: pushed.snapshot }
+          : { type: 'snapshot-notice', notice: pushed.notice }
+      const pushedBytes = Buffer.byteLength(JSON.stringify(message))
+      const snapshot = await h.keyServer.brokerSnapshot()
+      const pulledBytes = Buffer.byteLength(JSON.stringify({ snapshot }))
+      // A delta would be a signed document carrying the changed entry and the version it
+      // follows: its payload (the entry plus ~80 bytes of header) in base64url, plus the signature.
+      const body = JSON.parse(Buffer.from(snapshot.payload, 'base64url').toString('utf8')) as {
+        principals: { id: string }[]
+      }
+      const entry = JSON.stringify(body.principals.find((p) => p.id === 'bench-new'))
+      const deltaBytes = Math.ceil(((Buffer.byteLength(entry) + 80) * 4) / 3) + snapshot.signature.length + 40
+      return {
+        size,
+        value: pushedBytes,
+        note: `${'snapshot' in pushed ? 'snapshot' : 'notice'}; pulled ${kib(pulledBytes)} (${(pulledBytes / (size + 3)).toFixed(0)} B/principal); a delta ~${deltaBytes} B`,
+      }
+    } finally {
+      await h.close()
+    }
+  },
+}

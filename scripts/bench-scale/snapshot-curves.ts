@@ -1,0 +1,3 @@
+// The snapshot curves of issue 14, cliff 2 (one import for curves.ts).
+export { snapshotBytes } from './snapshot-bytes.js'
+export { snapshotCurrent } from './snapshot-current.js'
