@@ -1,9 +1,11 @@
 // The curves `npm run bench:scale` runs, in this order. Add a curve: a module exporting a
 // ScaleCurve (see _curve.ts), listed here.
 import type { ScaleCurve } from './_curve.js'
+import { bundleBytes } from './bundle-bytes.js'
 import { forwardCheck } from './policy-forward-check.js'
 import { policyParse } from './policy-parse.js'
 import { snapshotApply } from './policy-snapshot-apply.js'
+import { revocationsList } from './revocations-list.js'
 import { snapshotBytes, snapshotCurrent } from './snapshot-curves.js'
 
 export const curves: ScaleCurve[] = []
@@ -11,3 +13,5 @@ curves.push(policyParse)
 curves.push(snapshotApply)
 curves.push(forwardCheck)
 curves.push(snapshotBytes, snapshotCurrent)
+curves.push(bundleBytes)
+curves.push(revocationsList)

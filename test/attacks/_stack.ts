@@ -81,8 +81,10 @@ export async function startAttackStack(
   limits: BrokerConfigDocument['connectLimits'] = {},
   /** The broker's snapshot pulls (default: every 30 s, on-demand ones on). */
   pulls: { pullIntervalSeconds?: number } = {},
+  /** The key server's settings, over the harness's defaults. */
+  settings: NonNullable<Parameters<typeof startHarness>[0]>['settings'] = {},
 ): Promise<AttackStack> {
-  const h = await startHarness()
+  const h = await startHarness({ settings })
   h.clock.now = Math.floor(Date.now() / 1000)
   const dir = mkdtempSync(join(tmpdir(), 'smqtt-attacks-'))
   const logs: AuditEntry[] = []

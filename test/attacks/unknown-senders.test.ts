@@ -39,7 +39,8 @@ test('forged unknown senders cannot make a subscriber hammer the key server, nor
   const https = nodeHttpsTransport({ ca: stack.ca })
   const transport: KeyServerTransport = {
     request(request) {
-      if (new URL(request.url).pathname === '/v1/bundle') bundleRequests.push(Date.now())
+      // A refresh for unknown senders fetches their writer records (POST /v1/writers), or the bundle.
+      if (['/v1/bundle', '/v1/writers'].includes(new URL(request.url).pathname)) bundleRequests.push(Date.now())
       return https.request(request)
     },
   }

@@ -7,7 +7,9 @@
 // so the fetches are bounded, not the ids: at most one per `intervalMs`, and an id still
 // unknown after a fetch triggers none for `quietMs` (its envelopes are refused at once). What is
 // held is bounded too (count and bytes); beyond it an envelope is refused at once.
-// The refresh itself is the client's usual one (bundle verified under the pinned key as always).
+// The refresh fetches the held senders' signed writer records by key id (a bundle lists a bounded
+// number of writers per group), verified under the pinned key as a bundle is; a key server
+// without them gets the client's usual bundle refresh.
 
 export interface UnknownSendersOptions<T> {
   /** At most one refresh per this many milliseconds. */
@@ -18,8 +20,8 @@ export interface UnknownSendersOptions<T> {
   readonly maxHeld: number
   /** Most bytes held at once (envelope sizes). */
   readonly maxHeldBytes: number
-  /** Fetches the keys again (coalesced with any refresh in flight); may reject. */
-  readonly refresh: () => Promise<void>
+  /** Fetches the records of the `wanted` senders, or the keys again; may reject. */
+  readonly refresh: (wanted: readonly { readonly group: number; readonly sender: number }[]) => Promise<void>
   /** Whether the keys held now list `sender` as a writer of `group`. */
   readonly isKnown: (group: number, sender: number) => boolean
   /** Takes back held items, in arrival order, to open them now (those still unknown are refused there). */
@@ -122,8 +124,12 @@ export class UnknownSenders<T> {
     }
     this.#lastRefresh = this.#now()
     this.refreshes++
-    for (const held of this.#held) held.inFlight = true
-    this.#running = this.#options.refresh().then(
+    const wanted = new Map<string, { group: number; sender: number }>()
+    for (const held of this.#held) {
+      held.inFlight = true
+      wanted.set(held.key, { group: held.group, sender: held.sender })
+    }
+    this.#running = this.#options.refresh([...wanted.values()]).then(
       () => this.#settle(true),
       () => this.#settle(false),
     )

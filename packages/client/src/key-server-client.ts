@@ -117,6 +117,15 @@ export class KeyServerClient {
     return header === undefined ? answer : { ...answer, etag: header }
   }
 
+  /**
+   * A signed record of the writers among `kids` (at most 256) of `group`, for senders this
+   * principal's bundle does not list (not yet verified: see `openWriterRecord`).
+   */
+  async writers(group: number, kids: readonly number[]): Promise<unknown> {
+    const body = new TextEncoder().encode(JSON.stringify({ group, kids }))
+    return ((await this.#request('POST', '/v1/writers', body)) as { record?: unknown } | undefined)?.record
+  }
+
   /** The signed revocation list, or null when nothing was ever revoked (not yet verified). */
   async revocations(): Promise<unknown> {
     return ((await this.#request('GET', '/v1/revocations')) as { revocations?: unknown } | undefined)?.revocations

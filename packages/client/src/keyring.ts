@@ -6,6 +6,7 @@ import {
   type OpenedKeyBundle,
   type OpenedKeyGroup,
   type OpenedKeyGroupWriter,
+  type OpenedWriterRecord,
   publishRightsAllow,
   SmqttError,
   SUITES,
@@ -42,6 +43,17 @@ export interface SealingKey {
 /** Topics remembered per writer; a writer cycling through more just starts the cache over. */
 const RIGHTS_CACHE_LIMIT = 1024
 
+/** Writers learned from records, held at most (all groups); past it the least recently used goes. */
+export const MAX_RECORD_WRITERS_HELD = 10_000
+
+/** A writer learned from a writer record, for as long as the record is valid. */
+interface RecordWriter {
+  readonly filter: string
+  readonly issuedAt: number
+  readonly notAfter: number
+  readonly writer: OpenedKeyGroupWriter
+}
+
 const isSuite = (suite: number): suite is SuiteId => Object.hasOwn(SUITES, suite)
 
 /**
@@ -59,13 +71,27 @@ const isSuite = (suite: number): suite is SuiteId => Object.hasOwn(SUITES, suite
  */
 export class Keyring implements EnvelopeKeys {
   readonly #now: () => number
+  readonly #recordUsable: (issuedAt: number) => boolean
   #groups = new Map<number, HeldGroup>()
   /** Answers of {@link writerMayPublish} per writer and topic, for the bundle held (a new one starts afresh). */
   #rights = new WeakMap<OpenedKeyGroupWriter, Map<string, boolean>>()
   #held: OpenedKeyBundle | undefined
+  /**
+   * Writers the bundle does not list, from writer records, by `group:kid`, in least recently
+   * used order. Kept across bundles (a rotation must not make every sender unknown again), each
+   * only while its record is valid and its group is held with the same filter. Not persisted: a
+   * restart fetches them again on first sight.
+   */
+  readonly #records = new Map<string, RecordWriter>()
 
-  constructor(now: () => number) {
+  /**
+   * @param recordUsable whether a writer record issued at this time may still be used: a client
+   * passes its revocation list's `coversBundleIssuedAt`, so a record is dropped, as a bundle is,
+   * once the list's watermark passes it (a writer revoked since may have been pruned from it).
+   */
+  constructor(now: () => number, recordUsable: (issuedAt: number) => boolean = () => true) {
     this.#now = now
+    this.#recordUsable = recordUsable
   }
 
   /** `issuedAt` of the bundle held, or -1 before the first. */
@@ -132,6 +158,53 @@ export class Keyring implements EnvelopeKeys {
     return true
   }
 
+  /**
+   * Adds the writers of a verified writer record (`openWriterRecord`), if its group is held with
+   * the same filter (their rights were checked within it); returns how many were added. A writer
+   * the bundle lists keeps the bundle's entry; of two records, the later issued wins.
+   */
+  addWriters(record: OpenedWriterRecord): number {
+    const held = this.#groups.get(record.group)
+    if (
+      !held ||
+      held.filter !== record.filter ||
+      record.notAfter <= this.#now() ||
+      !this.#recordUsable(record.issuedAt)
+    )
+      return 0
+    let added = 0
+    for (const [kid, writer] of record.writers) {
+      if (held.writers.has(kid)) continue
+      const key = `${record.group}:${kid}`
+      const previous = this.#records.get(key)
+      if (previous && previous.issuedAt > record.issuedAt) continue
+      this.#records.delete(key)
+      if (this.#records.size >= MAX_RECORD_WRITERS_HELD)
+        this.#records.delete(this.#records.keys().next().value as string)
+      this.#records.set(key, { filter: record.filter, issuedAt: record.issuedAt, notAfter: record.notAfter, writer })
+      added++
+    }
+    return added
+  }
+
+  /** Writer `sender` of `group`: the bundle's entry, else a valid record's. */
+  #writer(group: number, sender: number): OpenedKeyGroupWriter | undefined {
+    const held = this.#groups.get(group)
+    if (!held) return undefined
+    const listed = held.writers.get(sender)
+    if (listed) return listed
+    const key = `${group}:${sender}`
+    const learned = this.#records.get(key)
+    if (!learned) return undefined
+    if (learned.notAfter <= this.#now() || learned.filter !== held.filter || !this.#recordUsable(learned.issuedAt)) {
+      this.#records.delete(key)
+      return undefined
+    }
+    this.#records.delete(key) // most recently used last
+    this.#records.set(key, learned)
+    return learned.writer
+  }
+
   /** The key of `group`'s `epoch` if held and not retired (any epoch: the grace period). */
   epochKey(group: number, epoch: number): EpochKey | undefined {
     const held = this.#groups.get(group)?.epochs.find((e) => e.epoch === epoch)
@@ -139,16 +212,16 @@ export class Keyring implements EnvelopeKeys {
   }
 
   /** A writer's Ed25519 key, for signature checks. */
-  readonly writerKey: WriterLookup = (group, sender) => this.#groups.get(group)?.writers.get(sender)?.signingKey
+  readonly writerKey: WriterLookup = (group, sender) => this.#writer(group, sender)?.signingKey
 
   /**
-   * Whether writer `sender` of `group` may publish on `topic`, by its rights in the bundle;
+   * Whether writer `sender` of `group` may publish on `topic`, by its rights in the bundle or its record;
    * `openEnvelope` refuses the message otherwise, once the signature holds. The signature proves
    * who wrote it for this topic, not that they may: this stops a writer on another writer's
    * topics and, as its rights lie within its group, on another group's topics.
    */
   writerMayPublish(group: number, sender: number, topic: string): boolean {
-    const writer = this.#groups.get(group)?.writers.get(sender)
+    const writer = this.#writer(group, sender)
     if (writer === undefined) return false
     // A device publishes on the same few topics over and over: match its rights once per topic.
     let answers = this.#rights.get(writer)
@@ -167,7 +240,7 @@ export class Keyring implements EnvelopeKeys {
 
   /** The principal id of a writer. */
   writerPrincipal(group: number, sender: number): string | undefined {
-    return this.#groups.get(group)?.writers.get(sender)?.principal
+    return this.#writer(group, sender)?.principal
   }
 
   /** The group `topic` belongs to (each topic belongs to at most one). */

@@ -9,17 +9,20 @@ import {
   type Identity,
   isControlTopic,
   isSmqttError,
+  MAX_RECORD_WRITERS,
   type NonExtractableIdentity,
   type OpenEnvelopeOptions,
   type OpenedKeyBundle,
   openKeyBundle,
   openKeyBundleWithAgreement,
+  openWriterRecord,
   parseEnvelope,
   principalControlTopic,
   ReplayWindow,
   type ReplayWindowOptions,
   RevocationList,
   type SequenceCounter,
+  SmqttError,
   type SmqttErrorCode,
   sealEnvelope,
   sealEnvelopeAsync,
@@ -104,8 +107,9 @@ export interface SecureOptions {
   readonly connectPassword?: boolean
   /**
    * Learning writers enrolled after the keys were loaded, over any broker (beside a third-party
-   * broker nothing pushes a new bundle). An envelope whose sender the bundle does not list is
-   * held while the bundle is fetched again, then opened; still unknown: `ERR_UNKNOWN_SENDER`.
+   * broker nothing pushes a new bundle), and writers of groups too large for a bundle to list.
+   * An envelope whose sender the bundle does not list is held while the sender's signed writer
+   * record is fetched by key id, then opened; still unknown: `ERR_UNKNOWN_SENDER`.
    * Forged sender ids cost the key server at most one request per `refreshIntervalSeconds`.
    */
   readonly unknownSenders?: {
@@ -298,7 +302,15 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   readonly #keyServer: KeyServerClient
   readonly #keyring: Keyring
   readonly #revocations = new RevocationList()
-  readonly #isRevoked = (kid: number) => this.#revocations.isRevokedKid(kid)
+  // Asked when an envelope is begun and again when it is finished. A bundle issued before the
+  // revocation list's watermark may list a writer revoked and since pruned from the list: its
+  // keys are not used until a newer bundle comes (issue 14, cliff 1).
+  readonly #isRevoked = (kid: number) => {
+    const issuedAt = this.#keyring.issuedAt
+    if (issuedAt >= 0 && !this.#revocations.coversBundleIssuedAt(issuedAt))
+      throw new SmqttError('ERR_BUNDLE_EXPIRED', 'the key bundle held predates the revocation list; fetching a new one')
+    return this.#revocations.isRevokedKid(kid)
+  }
   readonly #replay: SavedReplayWindow
   /** Raw keys sign synchronously (the fast path); otherwise #asyncSigner, a WebCrypto key. */
   readonly #signer: EnvelopeSigner | undefined
@@ -353,7 +365,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     this.#plaintext = [...(options.plaintextTopics ?? [])]
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000))
     this.#keyServer = new KeyServerClient(keyserver, identity)
-    this.#keyring = new Keyring(this.#now)
+    this.#keyring = new Keyring(this.#now, (issuedAt) => this.#revocations.coversBundleIssuedAt(issuedAt))
     this.#freshness = this.#freshnessMonitor(options) // validates its options before anything is acquired
     this.#replay = new SavedReplayWindow(new ReplayWindow({ maxSenders: MAX_SENDERS, ...options.replay }), {
       storage,
@@ -599,15 +611,19 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       this.#keyServer.bundleWithTag(),
       this.#keyServer.revocations(),
     ])
-    if (revocations !== null && revocations !== undefined) this.#applyRevocations(revocations)
+    // The bundle first: the new list's watermark may refuse the bundle held, never the new one.
     await this.#applyBundle(bundle, 'fetch')
+    if (revocations !== null && revocations !== undefined) this.#applyRevocations(revocations)
     this.#bundleTag = tag // only once applied (or the same as held): never a tag newer than the keys
     this.#retryMs = 1_000
   }
 
   #applyRevocations(signed: unknown): void {
-    if (this.#revocations.accept(signed, { keyServerPublicKey: this.#keyServerPublicKey }))
-      this.#persist(revocationsKey(this.#identity.id), signed)
+    if (!this.#revocations.accept(signed, { keyServerPublicKey: this.#keyServerPublicKey })) return
+    this.#persist(revocationsKey(this.#identity.id), signed)
+    // The bundle held predates the new watermark: it is refused until a newer one is fetched.
+    if (this.#keyring.issuedAt >= 0 && !this.#revocations.coversBundleIssuedAt(this.#keyring.issuedAt))
+      this.refreshKeys().catch((err: unknown) => this.#keyServerFailed(err))
   }
 
   /**
@@ -631,6 +647,9 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   }
 
   #useBundle(bundle: OpenedKeyBundle, signed: unknown, source: KeySource): void {
+    // Issued before the revocation list's watermark: it may list a writer revoked and pruned since.
+    if (!this.#revocations.coversBundleIssuedAt(bundle.issuedAt))
+      throw new SmqttError('ERR_BUNDLE_EXPIRED', 'the key bundle was issued before the revocation list’s watermark')
     const applied = this.#keyring.apply(bundle)
     if (applied && source !== 'storage') this.#persist(bundleKey(this.#identity.id), signed)
     if (applied && source !== 'fetch') this.#bundleTag = undefined // tag unknown: the next poll fetches
@@ -693,20 +712,41 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       quietMs: quiet * 1000,
       maxHeld,
       maxHeldBytes: UNKNOWN_SENDER_MAX_HELD_BYTES,
-      // The usual refresh: the bundle is verified and applied exactly as any other fetch. One
-      // already in flight may have asked before the new writer was added: this one asks after it.
-      refresh: async () => {
-        await this.#refreshing?.catch(() => {})
-        await this.refreshKeys().catch((err: unknown) => {
-          this.#keyServerFailed(err)
-          throw err
-        })
+      // The senders' signed records, by key id (a bundle lists a bounded number of writers per
+      // group); a key server without them (or one that refused) gets the usual bundle refresh.
+      refresh: async (wanted) => {
+        try {
+          await this.#fetchWriters(wanted)
+        } catch {
+          // One already in flight may have asked before the new writer was added: this one asks after it.
+          await this.#refreshing?.catch(() => {})
+          await this.refreshKeys().catch((err: unknown) => {
+            this.#keyServerFailed(err)
+            throw err
+          })
+        }
       },
       isKnown: (group, sender) => this.#keyring.writerKey(group, sender) !== undefined,
       // Opened now, in arrival order (keys are loaded: they were held after their epoch was
       // found); the replay window is checked here, at opening, as for any envelope.
       release: ({ topic, payload, packet }) => void this.#process(topic, payload, packet, false),
     })
+  }
+
+  /** Fetches, verifies and adds the records of `wanted` writers (by group, up to MAX_RECORD_WRITERS per request). */
+  async #fetchWriters(wanted: readonly { group: number; sender: number }[]): Promise<void> {
+    const byGroup = new Map<number, number[]>()
+    for (const { group, sender } of wanted) byGroup.set(group, [...(byGroup.get(group) ?? []), sender])
+    for (const [group, kids] of byGroup)
+      for (let i = 0; i < kids.length; i += MAX_RECORD_WRITERS) {
+        const signed = await this.#keyServer.writers(group, kids.slice(i, i + MAX_RECORD_WRITERS))
+        const record = openWriterRecord(signed, {
+          keyServerPublicKey: this.#keyServerPublicKey,
+          reader: this.#identity.id,
+          now: this.#now(),
+        })
+        if (record.group === group) this.#keyring.addWriters(record)
+      }
   }
 
   // ---- freshness ----------------------------------------------------------------------------

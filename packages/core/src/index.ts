@@ -99,6 +99,12 @@ export {
   validateFilter,
   validateTopic,
 } from './topic-filter.js'
+export type {
+  CreateWriterRecordOptions,
+  OpenedWriterRecord,
+  OpenWriterRecordOptions,
+} from './writer-record.js'
+export { createWriterRecord, MAX_RECORD_WRITERS, openWriterRecord } from './writer-record.js'
 
 import { defaultBackend } from '#crypto-backend'
 /** The backend this platform uses by default: `native` on Node with sodium-native, `noble` elsewhere. */

@@ -245,22 +245,7 @@ export function createKeyBundle(options: CreateKeyBundleOptions): SignedDocument
             kem: recipient.kem,
           }
         }),
-        writers: group.writers.map((writer) => {
-          auint(writer.kid, 'kid', UINT32_MAX)
-          abytes(writer.signingKey, 'writer signingKey', 32)
-          if (!isValidPrincipalId(writer.principal))
-            throw new TypeError(`writer ${writer.kid} principal is not a valid id`)
-          if (!isValidEd25519PublicKey(writer.signingKey))
-            throw new TypeError(`writer ${writer.kid} signingKey is not a valid Ed25519 key`)
-          const problem = publishRightsProblem(writer.publish, group.filter)
-          if (problem !== undefined) throw new TypeError(`writer ${writer.kid} of group ${group.group} ${problem}`)
-          return {
-            kid: writer.kid,
-            principal: writer.principal,
-            signingKey: toBase64Url(writer.signingKey),
-            publish: { allow: [...writer.publish.allow], deny: [...writer.publish.deny] },
-          }
-        }),
+        writers: group.writers.map((writer) => writerEntryJson(writer, group.group, group.filter)),
       }
     }),
   }
@@ -326,21 +311,7 @@ function parseKeyBundleBody(json: unknown, read: StrictJsonReader): ParsedKeyBun
       return { epoch, activatesAt, retiresAt, kem, enc, sealedKey }
     })
 
-    const writers = new Map<number, OpenedKeyGroupWriter>()
-    read.array(fields.writers, `${path}.writers`).forEach((value, w) => {
-      const at = `${path}.writers[${w}]`
-      const writerFields = read.object(value, at, ['kid', 'principal', 'signingKey', 'publish'])
-      const kid = read.uint32(writerFields.kid, `${at}.kid`)
-      if (writers.has(kid)) read.fail(`duplicate kid ${kid} in group ${group}`)
-      const signingKey = read.bytes(writerFields.signingKey, `${at}.signingKey`, 32)
-      if (!isValidEd25519PublicKey(signingKey)) read.fail(`${at}.signingKey is not a valid Ed25519 key`)
-      const principal = read.principal(writerFields.principal, `${at}.principal`)
-      writers.set(kid, {
-        principal,
-        signingKey,
-        publish: readRights(read, writerFields.publish, `${at}.publish`, filter),
-      })
-    })
+    const writers = readWriters(read, fields.writers, `${path}.writers`, group, filter)
 
     return {
       group,
@@ -352,6 +323,53 @@ function parseKeyBundleBody(json: unknown, read: StrictJsonReader): ParsedKeyBun
     }
   })
   return { principal, issuedAt, notBefore, notAfter, groups }
+}
+
+/** A group's writers as a bundle or a writer record lists them, read strictly (kid -> writer). */
+export function readWriters(
+  read: StrictJsonReader,
+  value: unknown,
+  path: string,
+  group: number,
+  filter: string,
+): Map<number, OpenedKeyGroupWriter> {
+  const writers = new Map<number, OpenedKeyGroupWriter>()
+  read.array(value, path).forEach((value, w) => {
+    const at = `${path}[${w}]`
+    const writerFields = read.object(value, at, ['kid', 'principal', 'signingKey', 'publish'])
+    const kid = read.uint32(writerFields.kid, `${at}.kid`)
+    if (writers.has(kid)) read.fail(`duplicate kid ${kid} in group ${group}`)
+    const signingKey = read.bytes(writerFields.signingKey, `${at}.signingKey`, 32)
+    if (!isValidEd25519PublicKey(signingKey)) read.fail(`${at}.signingKey is not a valid Ed25519 key`)
+    const principal = read.principal(writerFields.principal, `${at}.principal`)
+    writers.set(kid, {
+      principal,
+      signingKey,
+      publish: readRights(read, writerFields.publish, `${at}.publish`, filter),
+    })
+  })
+  return writers
+}
+
+/** A writer entry as a bundle or a writer record carries it, checked as `createKeyBundle` checks it. */
+export function writerEntryJson(
+  writer: KeyGroupWriter,
+  group: number,
+  groupFilter: string,
+): { kid: number; principal: string; signingKey: string; publish: PublishRights } {
+  auint(writer.kid, 'kid', UINT32_MAX)
+  abytes(writer.signingKey, 'writer signingKey', 32)
+  if (!isValidPrincipalId(writer.principal)) throw new TypeError(`writer ${writer.kid} principal is not a valid id`)
+  if (!isValidEd25519PublicKey(writer.signingKey))
+    throw new TypeError(`writer ${writer.kid} signingKey is not a valid Ed25519 key`)
+  const problem = publishRightsProblem(writer.publish, groupFilter)
+  if (problem !== undefined) throw new TypeError(`writer ${writer.kid} of group ${group} ${problem}`)
+  return {
+    kid: writer.kid,
+    principal: writer.principal,
+    signingKey: toBase64Url(writer.signingKey),
+    publish: { allow: [...writer.publish.allow], deny: [...writer.publish.deny] },
+  }
 }
 
 function readRights(read: StrictJsonReader, value: unknown, path: string, groupFilter: string): PublishRights {

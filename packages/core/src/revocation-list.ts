@@ -1,7 +1,13 @@
-// The revocation list: every revoked principal and envelope key id, in one document signed by
-// the key server, with a version that only goes up. Brokers and subscribers keep the latest
-// list they accepted and refuse an older one, so an attacker who replays yesterday's list
-// cannot un-revoke a stolen device.
+// The revocation list: the revoked principals and envelope key ids that a key bundle still in
+// use may list, in one document signed by the key server, with a version that only goes up.
+// Brokers and subscribers keep the latest list they accepted and refuse an older one, so an
+// attacker who replays yesterday's list cannot un-revoke a stolen device.
+//
+// The list does not grow with the fleet's history (issue 14, cliff 1): it carries a watermark,
+// `prunedBefore`, and lists every revocation made at or after it. A revoked principal is left
+// out of every bundle issued after its revocation, so its entry only matters to a holder of a
+// bundle issued before the revocation; a client refuses every bundle issued before the
+// watermark (ERR_BUNDLE_EXPIRED), so an entry older than the watermark can never be needed.
 import { defaultBackend } from '#crypto-backend'
 import { auint } from './_bytes.js'
 import type { CryptoBackend } from './crypto/backend.js'
@@ -32,6 +38,11 @@ export interface CreateRevocationListOptions {
   /** Must grow with every list the key server publishes. */
   version: number
   entries: readonly RevocationEntry[]
+  /**
+   * Unix seconds: every revocation made at or after this time is in `entries` (older ones may
+   * be too), and bundles issued before it must not be used. Defaults to 0 (nothing pruned).
+   */
+  prunedBefore?: number
   /** Unix seconds; defaults to now. */
   issuedAt?: number
   keyServer: SigningKeyPair
@@ -41,15 +52,18 @@ export interface CreateRevocationListOptions {
 interface ParsedRevocationList {
   version: number
   issuedAt: number
+  prunedBefore: number
   entries: RevocationEntry[]
 }
 
 function parseRevocationListBody(json: unknown, read: StrictJsonReader): ParsedRevocationList {
-  const body = read.object(json, 'revocation list', ['type', 'v', 'version', 'issuedAt', 'entries'])
+  const body = read.object(json, 'revocation list', ['type', 'v', 'version', 'issuedAt', 'entries'], ['prunedBefore'])
   read.literal(body.type, 'type', TYPE)
   read.literal(body.v, 'v', 1)
   const version = read.uint32(body.version, 'version')
   const issuedAt = read.uint32(body.issuedAt, 'issuedAt')
+  // Absent in lists signed before pruning existed: nothing was pruned from them.
+  const prunedBefore = body.prunedBefore === undefined ? 0 : read.uint32(body.prunedBefore, 'prunedBefore')
   // A kid names one key of one principal, so it may appear once.
   const seenKids = new Set<number>()
   const entries = read.array(body.entries, 'entries', MAX_ENTRIES).map((value, i): RevocationEntry => {
@@ -64,7 +78,7 @@ function parseRevocationListBody(json: unknown, read: StrictJsonReader): ParsedR
       revokedAt: read.uint32(fields.revokedAt, `${path}.revokedAt`),
     })
   })
-  return { version, issuedAt, entries }
+  return { version, issuedAt, prunedBefore, entries }
 }
 
 const revocationListKind: DocumentKind<ParsedRevocationList> = {
@@ -82,21 +96,25 @@ const revocationListKind: DocumentKind<ParsedRevocationList> = {
  * const signed = createRevocationList({
  *   version: 42,
  *   entries: [{ principal: 'thermostat-hall', kid: 1000, revokedAt: now }],
+ *   prunedBefore: now - 86_400, // revocations of the last day; older bundles are refused
  *   keyServer,
  * })
  * ```
  */
 export function createRevocationList(options: CreateRevocationListOptions): SignedDocument {
-  const { version, entries, keyServer, backend = defaultBackend } = options
+  const { version, entries, keyServer, prunedBefore = 0, backend = defaultBackend } = options
   const issuedAt = options.issuedAt ?? Math.floor(Date.now() / 1000)
   auint(version, 'version', UINT32_MAX)
   auint(issuedAt, 'issuedAt', UINT32_MAX)
+  auint(prunedBefore, 'prunedBefore', UINT32_MAX)
   const kids = new Set<number>()
   const body = {
     type: TYPE,
     v: 1,
     version,
     issuedAt,
+    // Left out when 0, so a list without pruning reads as it always did.
+    ...(prunedBefore === 0 ? {} : { prunedBefore }),
     entries: entries.map(({ principal, kid, revokedAt }) => {
       if (!isValidPrincipalId(principal)) throw new TypeError(`invalid principal id in revocation entry`)
       auint(kid, 'kid', UINT32_MAX)
@@ -122,6 +140,7 @@ export function createRevocationList(options: CreateRevocationListOptions): Sign
 export class RevocationList {
   #version: number | undefined
   #issuedAt: number | undefined
+  #prunedBefore = 0
   #payload: string | undefined
   #entries: readonly RevocationEntry[] = []
   #kids = new Map<number, RevocationEntry>()
@@ -135,6 +154,23 @@ export class RevocationList {
   /** `issuedAt` of the accepted list (unix seconds); undefined until one is accepted. */
   get issuedAt(): number | undefined {
     return this.#issuedAt
+  }
+
+  /**
+   * The accepted list's watermark (unix seconds; 0 when none): it lists every revocation made at
+   * or after this time, and says nothing about older ones, so a key bundle issued before it must
+   * not be used (its writers may include a principal revoked, and pruned, since).
+   */
+  get prunedBefore(): number {
+    return this.#prunedBefore
+  }
+
+  /**
+   * Whether a key bundle issued at `issuedAt` (unix seconds) may be used with this list: false
+   * when it was issued before the watermark.
+   */
+  coversBundleIssuedAt(issuedAt: number): boolean {
+    return issuedAt >= this.#prunedBefore
   }
 
   /** Entries of the accepted list. */
@@ -179,6 +215,7 @@ export class RevocationList {
     }
     this.#version = list.version
     this.#issuedAt = list.issuedAt
+    this.#prunedBefore = list.prunedBefore
     this.#payload = payload
     this.#entries = Object.freeze(list.entries)
     this.#kids = new Map(list.entries.map((entry) => [entry.kid, entry]))

@@ -55,6 +55,32 @@ describe('RevocationList', () => {
     expect(revocations.entries).toEqual([stolen])
   })
 
+  it('carries a watermark: bundles issued before it are not covered; a list without one prunes nothing', () => {
+    const revocations = new RevocationList()
+    expect(revocations.prunedBefore).toBe(0)
+    revocations.accept(list(1, [stolen]), { keyServerPublicKey })
+    expect(bodyOf(list(1, [stolen]))).not.toHaveProperty('prunedBefore')
+    expect(revocations.prunedBefore).toBe(0)
+    expect(revocations.coversBundleIssuedAt(0)).toBe(true)
+    const pruned = createRevocationList({
+      version: 2,
+      entries: [lost],
+      prunedBefore: NOW + 1,
+      issuedAt: NOW + 90,
+      keyServer,
+    })
+    expect(revocations.accept(pruned, { keyServerPublicKey })).toBe(true)
+    expect(revocations.prunedBefore).toBe(NOW + 1)
+    expect(revocations.coversBundleIssuedAt(NOW)).toBe(false)
+    expect(revocations.coversBundleIssuedAt(NOW + 1)).toBe(true)
+    expect(revocations.isRevokedKid(stolen.kid)).toBe(false) // pruned: no bundle it could be in is used
+    expect(
+      codeOf(() =>
+        new RevocationList().accept(resign({ ...bodyOf(pruned), prunedBefore: -1 }), { keyServerPublicKey }),
+      ),
+    ).toBe('ERR_REVOCATION_LIST_MALFORMED')
+  })
+
   it('answers by kid and by principal', () => {
     const revocations = new RevocationList()
     revocations.accept(list(1, [stolen, lost]), { keyServerPublicKey })

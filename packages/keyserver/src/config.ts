@@ -43,6 +43,11 @@ export interface KeyServerConfig {
   readonly adminTokenFile: string
   /** How long a key bundle stays valid. */
   readonly bundleTtlSeconds: number
+  /**
+   * How long a revocation stays on the signed revocation list; clients refuse bundles issued
+   * before the list's watermark. Never less than `bundleTtlSeconds` + 60 in force.
+   */
+  readonly revocationRetentionSeconds: number
   /** How long before it becomes active the next epoch's key is handed out. */
   readonly rotationLeadSeconds: number
   /** How long a past epoch stays readable, unless policy says otherwise. */
@@ -77,6 +82,7 @@ export interface KeyServerConfigDocument {
   masterKeyFile?: string
   adminTokenFile?: string
   bundleTtlSeconds?: number
+  revocationRetentionSeconds?: number
   rotationLeadSeconds?: number
   defaultGraceSeconds?: number
   enrollmentTokenTtlSeconds?: number
@@ -113,6 +119,7 @@ export function defaultConfigDocument(): Required<Omit<KeyServerConfigDocument, 
     masterKeyFile: 'master.key',
     adminTokenFile: 'admin.token',
     bundleTtlSeconds: 3600,
+    revocationRetentionSeconds: DAY,
     rotationLeadSeconds: 30,
     defaultGraceSeconds: 300,
     enrollmentTokenTtlSeconds: DAY,
@@ -185,6 +192,7 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
     'masterKeyFile',
     'adminTokenFile',
     'bundleTtlSeconds',
+    'revocationRetentionSeconds',
     'rotationLeadSeconds',
     'defaultGraceSeconds',
     'enrollmentTokenTtlSeconds',
@@ -222,6 +230,12 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
       '$.bundleTtlSeconds',
       1,
       30 * DAY,
+    ),
+    revocationRetentionSeconds: integer(
+      orDefault(root.revocationRetentionSeconds, defaults.revocationRetentionSeconds),
+      '$.revocationRetentionSeconds',
+      1,
+      365 * DAY,
     ),
     rotationLeadSeconds: integer(
       orDefault(root.rotationLeadSeconds, defaults.rotationLeadSeconds),

@@ -145,31 +145,88 @@ export async function startHarness(
   return harness
 }
 
-/** Smart-home policy: thermostats write temperatures, apps read them and command locks. */
-/**
- * Adds `count` disabled principals (`<prefix>0000000`, …; role thermostat) straight into the
- * harness's store: a fleet's weight in snapshots and lists without enrolling each one (which at
- * thousands takes minutes). Disabled, so the push sends them no bundles.
- */
-export async function addFleet(h: Pick<Harness, 'store' | 'clock'>, count: number, prefix = 'fleet-'): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    const id = `${prefix}${String(i).padStart(7, '0')}`
-    const key = new Uint8Array(32)
-    new DataView(key.buffer).setUint32(0, i + 1)
-    await h.store.createPrincipal({
-      id,
-      roles: ['thermostat'],
-      username: undefined,
-      signingKey: key,
-      agreementKey: key,
-      kem: 'x25519',
-      createdAt: h.clock.now,
-      certificateSerial: undefined,
-    })
-    await h.store.setPrincipalStatus(id, 'disabled', h.clock.now)
-  }
+/** How {@link addPrincipals} makes each principal. */
+export interface FleetOptions {
+  /** Ids are `<prefix>0000000`, `<prefix>0000001`, … */
+  readonly prefix: string
+  readonly roles?: readonly string[]
+  /** Left active when absent; else set to this status at `statusAt(i)` (default: the harness's clock). */
+  readonly status?: 'disabled' | 'revoked'
+  readonly statusAt?: (i: number) => number
+  /**
+   * One valid Ed25519 key shared by all (kids tell them apart), for principals that must sign;
+   * otherwise each gets a distinct placeholder key (enough for snapshots and lists).
+   */
+  readonly signing?: boolean
 }
 
+/**
+ * Adds `count` principals straight into the harness's store: a fleet's weight in snapshots,
+ * lists and bundles without enrolling each one (which at thousands takes minutes). Returns their
+ * kids in order.
+ */
+export async function addPrincipals(
+  h: Pick<Harness, 'store' | 'clock'>,
+  count: number,
+  options: FleetOptions,
+): Promise<number[]> {
+  const shared = options.signing ? generateIdentity('shared-fleet-key') : undefined
+  const kids: number[] = []
+  for (let i = 0; i < count; i++) {
+    const id = `${options.prefix}${String(i).padStart(7, '0')}`
+    const placeholder = new Uint8Array(32)
+    new DataView(placeholder.buffer).setUint32(0, i + 1)
+    const statusAt = options.statusAt?.(i) ?? h.clock.now
+    const created = await h.store.createPrincipal({
+      id,
+      roles: [...(options.roles ?? ['thermostat'])],
+      username: undefined,
+      signingKey: shared?.signingKey ?? placeholder,
+      agreementKey: shared?.agreementKey ?? placeholder,
+      kem: 'x25519',
+      createdAt: Math.min(h.clock.now, Math.max(0, statusAt - 1)),
+      certificateSerial: undefined,
+    })
+    kids.push(created.kid)
+    if (options.status) await h.store.setPrincipalStatus(id, options.status, statusAt)
+    // A synchronous store answers in microtasks: let sockets and timers run now and then.
+    if (i % 500 === 499) await new Promise((resolve) => setImmediate(resolve))
+  }
+  return kids
+}
+
+/** Active writers with `roles`, all signing with one valid key: the writers of a large group. */
+export const addWriters = (
+  h: Pick<Harness, 'store' | 'clock'>,
+  count: number,
+  prefix = 'writer-',
+  roles: readonly string[] = ['thermostat'],
+): Promise<number[]> => addPrincipals(h, count, { prefix, roles, signing: true })
+
+/** Disabled principals: their weight in snapshots, and the push sends them no bundles. */
+export const addFleet = async (h: Pick<Harness, 'store' | 'clock'>, count: number, prefix = 'fleet-'): Promise<void> =>
+  void (await addPrincipals(h, count, { prefix, status: 'disabled' }))
+
+/**
+ * Revoked principals: a fleet's lifetime revocations without revoking each one through the
+ * service. Their revocation times are spread evenly over the `spanSeconds` before the harness's
+ * clock, the newest `spanSeconds / count` ago (issue 14, cliff 1: most lie outside any retention window).
+ */
+export const addRevokedFleet = async (
+  h: Pick<Harness, 'store' | 'clock'>,
+  count: number,
+  spanSeconds: number,
+  prefix = 'revoked-',
+): Promise<void> => {
+  const now = h.clock.now
+  await addPrincipals(h, count, {
+    prefix,
+    status: 'revoked',
+    statusAt: (i) => now - Math.ceil(((count - i) * spanSeconds) / count),
+  })
+}
+
+/** Smart-home policy: thermostats write temperatures, apps read them and command locks. */
 export const SMART_HOME_POLICY = {
   version: 1,
   rules: [

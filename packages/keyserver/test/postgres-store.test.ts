@@ -99,7 +99,7 @@ describe('PostgresKeyStore', () => {
         'secrets',
       ])
       const versions = await client.query(`SELECT version FROM ${pg.escapeIdentifier(schema)}.schema_version`)
-      expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }])
+      expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }])
     })
   })
 
@@ -124,7 +124,7 @@ describe('PostgresKeyStore', () => {
       await Promise.all(stores.map((store) => store.migrate()))
       await withRawClient(async (client) => {
         const versions = await client.query(`SELECT version FROM ${pg.escapeIdentifier(schema)}.schema_version`)
-        expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }])
+        expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }])
       })
       const kids = await Promise.all(stores.map((store, i) => store.createPrincipal({ ...principal, id: `p${i}` })))
       expect(kids.map((p) => p.kid).sort()).toEqual([1, 2, 3, 4])

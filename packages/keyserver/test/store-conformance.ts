@@ -237,6 +237,27 @@ export function describeKeyStoreConformance(
         expect((await store.listPrincipals()).map((p) => p.id)).toEqual(['a', 'b', 'c'])
       })
 
+      it('lists recent revocations newest first, and leaves older ones out of listPrincipals({ revokedSince })', async () => {
+        for (const id of ['old', 'recent', 'newest', 'disabled', 'active'])
+          await store.createPrincipal(newPrincipal(id))
+        await store.setPrincipalStatus('old', 'revoked', T)
+        await store.setPrincipalStatus('recent', 'revoked', T + 100)
+        await store.setPrincipalStatus('newest', 'revoked', T + 100)
+        await store.setPrincipalStatus('disabled', 'disabled', T)
+        const ids = (ps: { id: string }[]) => ps.map((p) => p.id)
+        expect(ids(await store.listRevokedPrincipals({ since: T + 1, limit: 10 }))).toEqual(['newest', 'recent'])
+        expect(ids(await store.listRevokedPrincipals({ since: 0, limit: 2 }))).toEqual(['newest', 'recent'])
+        expect(ids(await store.listRevokedPrincipals({ since: 0, limit: 10 }))).toEqual(['newest', 'recent', 'old'])
+        expect(ids(await store.listRevokedPrincipals({ since: T + 101, limit: 10 }))).toEqual([])
+        expect(ids(await store.listPrincipals({ revokedSince: T + 100 }))).toEqual([
+          'recent',
+          'newest',
+          'disabled',
+          'active',
+        ])
+        expect(ids(await store.listPrincipals({ revokedSince: 0 }))).toEqual(ids(await store.listPrincipals()))
+      })
+
       it('gives concurrent creations distinct kids', async () => {
         const created = await Promise.all(
           Array.from({ length: 10 }, (_, i) => store.createPrincipal(newPrincipal(`device-${i}`))),

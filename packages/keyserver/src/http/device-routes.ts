@@ -1,4 +1,4 @@
-import { SmqttError } from '@smqtt/core'
+import { MAX_RECORD_WRITERS, SmqttError } from '@smqtt/core'
 import type { FastifyInstance } from 'fastify'
 import type { EnrollmentRequest, KeyServer } from '../service/key-server.js'
 import type { KeyServerMetrics } from './metrics.js'
@@ -98,6 +98,44 @@ export function registerDeviceRoutes(app: FastifyInstance, keyServer: KeyServer,
         return await keyServer.bundleWithTag(request.principal as NonNullable<typeof request.principal>)
       } finally {
         stop()
+      }
+    },
+  )
+
+  app.post(
+    '/v1/writers',
+    {
+      config: device,
+      schema: {
+        tags: ['device'],
+        security,
+        description:
+          'Signed records of writers of a key group the caller holds the key of, by envelope key id: for the writers its bundle does not list (a bundle lists at most `bundleInlineWriters` per group). Each entry is what a bundle would carry (principal, Ed25519 key, publish rights within the group); the record is bound to the caller, the group and its filter, and valid for a few minutes. Ids that are not writers of the group (never enrolled, revoked, without publish rights there) are left out.',
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['group', 'kids'],
+          properties: {
+            group: { type: 'integer', minimum: 0, maximum: 0xffff_ffff },
+            kids: {
+              type: 'array',
+              minItems: 1,
+              maxItems: MAX_RECORD_WRITERS,
+              items: { type: 'integer', minimum: 0, maximum: 0xffff_ffff },
+            },
+          },
+        },
+        response: { 200: { type: 'object', properties: { record: signedDocumentSchema } }, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const { group, kids } = request.body as { group: number; kids: number[] }
+      return {
+        record: await keyServer.writerRecordFor(
+          request.principal as NonNullable<typeof request.principal>,
+          group,
+          kids,
+        ),
       }
     },
   )

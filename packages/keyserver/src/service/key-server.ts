@@ -7,6 +7,7 @@ import {
   createKeyBundle,
   createPrincipalRecord,
   createRevocationList,
+  createWriterRecord,
   cryptoBackend,
   DEFAULT_SUITE,
   type EnrollmentRequest,
@@ -16,6 +17,7 @@ import {
   importIdentity,
   importPublicIdentity,
   type KeyGroupWriter,
+  MAX_RECORD_WRITERS,
   type PublicIdentity,
   parsePolicy,
   parseRequestSignature,
@@ -49,6 +51,14 @@ import { RateLimiter } from './rate-limit.js'
 export interface KeyServerSettings {
   /** How long a key bundle is valid; clients refresh before (default 3600). */
   readonly bundleTtlSeconds: number
+  /**
+   * Most writers a bundle lists for one group (default 64). A group with more is listed with
+   * none but the recipient itself; readers fetch the others' signed records by key id on first
+   * sight (`writerRecordFor`), so a bundle does not grow with the writers.
+   */
+  readonly bundleInlineWriters: number
+  /** How long a writer record is valid (default 300): bounds how late narrowed rights reach readers. */
+  readonly writerRecordTtlSeconds: number
   /** How long before activation a scheduled epoch is handed out (default 30). */
   readonly rotationLeadSeconds: number
   /** How long a replaced epoch stays readable, unless the group sets its own (default 300). */
@@ -65,10 +75,18 @@ export interface KeyServerSettings {
   readonly principalRequestBurst: number
   /** Failed authentications one address (IPv6: one /64) may make per minute before 429 (default 30). */
   readonly failedAuthPerAddressPerMinute: number
+  /**
+   * How long a revocation stays on the signed revocation list (default 86400; at least the
+   * bundle lifetime plus 60 s is used). Clients refuse bundles issued before the list's
+   * watermark, so an older entry can never be needed (issue 14, cliff 1; docs/decisions.md).
+   */
+  readonly revocationRetentionSeconds: number
 }
 
 export const DEFAULT_SETTINGS: KeyServerSettings = {
   bundleTtlSeconds: 3600,
+  bundleInlineWriters: 64,
+  writerRecordTtlSeconds: 300,
   rotationLeadSeconds: 30,
   defaultGraceSeconds: 300,
   enrollmentTokenTtlSeconds: 86_400,
@@ -77,6 +95,7 @@ export const DEFAULT_SETTINGS: KeyServerSettings = {
   principalRequestsPerSecond: 5,
   principalRequestBurst: 50,
   failedAuthPerAddressPerMinute: 30,
+  revocationRetentionSeconds: 86_400,
 }
 
 export interface KeyServerOptions {
@@ -654,7 +673,7 @@ export class KeyServer {
             ...e,
             retiresAt: e.retiresAt ?? notAfter + (g.graceSeconds ?? this.settings.defaultGraceSeconds),
           })),
-        writers: directory.writers.get(g.id) ?? [],
+        writers: this.#inlineWriters(g.id, principal, directory),
       }))
     return createKeyBundle({
       recipient: {
@@ -666,6 +685,50 @@ export class KeyServer {
       groups: bundleGroups,
       validity: { notBefore: now - 60, notAfter },
       issuedAt,
+      keyServer: this.#identity,
+    })
+  }
+
+  /** Whether bundles list all of `group`'s writers (few enough), or only the recipient's own entry. */
+  #listsAllWriters(group: number, directory: Directory): boolean {
+    return (directory.writers.get(group)?.length ?? 0) <= this.settings.bundleInlineWriters
+  }
+
+  /** The writers `principal`'s bundle lists for `group`: all of them, or past the bound only itself. */
+  #inlineWriters(group: number, principal: PrincipalRecord, directory: Directory): readonly KeyGroupWriter[] {
+    if (this.#listsAllWriters(group, directory)) return directory.writers.get(group) ?? []
+    const own = directory.writersByKid.get(group)?.get(principal.kid)
+    return own && own.principal === principal.id ? [own] : []
+  }
+
+  /**
+   * A signed record of the writers among `kids` of `group` (`POST /v1/writers`), for `reader` to
+   * check envelopes from writers its bundle does not list: the same entries a bundle would carry
+   * (the same directory, so revoked, disabled and deleted principals are never in it), bound to
+   * the reader, the group and its filter, valid for writerRecordTtlSeconds. Ids that are not
+   * writers of the group are left out. Only a principal that holds the group's key may ask.
+   */
+  async writerRecordFor(reader: PrincipalRecord, group: number, kids: readonly number[]): Promise<SignedDocument> {
+    if (reader.status !== 'active') throw new SmqttError('ERR_PRINCIPAL_REVOKED')
+    if (kids.length > MAX_RECORD_WRITERS)
+      throw new SmqttError('ERR_REQUEST_INVALID', `at most ${MAX_RECORD_WRITERS} key ids per request`)
+    const now = this.#now()
+    const directory = await this.#currentDirectory(now)
+    const keyed = this.#policy.policy.groups.find((g) => g.id === group)
+    if (!keyed || !this.#policy.keyedGroups(reader).has(group))
+      throw new SmqttError('ERR_FORBIDDEN', `not a member of key group ${group}`)
+    const byKid = directory.writersByKid.get(group)
+    const writers = [...new Set(kids)].flatMap((kid) => {
+      const writer = byKid?.get(kid)
+      return writer ? [writer] : []
+    })
+    return createWriterRecord({
+      reader: reader.id,
+      group,
+      filter: keyed.filter,
+      writers,
+      issuedAt: now,
+      notAfter: now + this.settings.writerRecordTtlSeconds,
       keyServer: this.#identity,
     })
   }
@@ -721,11 +784,16 @@ export class KeyServer {
             (directory.epochs.get(g.id) ?? [])
               .filter((e) => e.retiresAt === undefined)
               .map((e) => [e.epoch, e.activatesAt]),
-            (directory.writers.get(g.id) ?? []).map((w) => [w.kid, w.principal, w.publish, w.signingKey]),
+            this.#listsAllWriters(g.id, directory)
+              ? (directory.writers.get(g.id) ?? []).map((w) => [w.kid, w.principal, w.publish, w.signingKey])
+              : 'records',
           ])
           directory.groupTags.set(g.id, part)
         }
-        return part
+        if (this.#listsAllWriters(g.id, directory)) return part
+        // Only the recipient's own entry is listed: its share of the tag is its own.
+        const own = directory.writersByKid.get(g.id)?.get(principal.kid)
+        return own ? digest([part, own.principal, own.publish, own.signingKey]) : part
       })
     const tag = digest(parts)
     if (this.#tags.size >= MAX_CACHED_BUNDLES) this.#tags.clear()
@@ -785,7 +853,17 @@ export class KeyServer {
     const previous = this.#directory
     const generation = previous && previous.fingerprint === fingerprint ? previous.generation : this.#generation++
     const revocations = (await this.#store.getRevocationList())?.version ?? 0
-    this.#directory = { builtAt: now, generation, fingerprint, epochs, writers, revocations, groupTags: new Map() }
+    const writersByKid = new Map([...writers].map(([group, list]) => [group, new Map(list.map((w) => [w.kid, w]))]))
+    this.#directory = {
+      builtAt: now,
+      generation,
+      fingerprint,
+      epochs,
+      writers,
+      writersByKid,
+      revocations,
+      groupTags: new Map(),
+    }
     return this.#directory
   }
 
@@ -895,7 +973,12 @@ export class KeyServer {
   /** The broker snapshot's content (issuedAt aside), its digest, and its JSON's length. */
   async #snapshotContent() {
     const now = this.#now()
-    const principals = await this.#store.listPrincipals()
+    // Revoked principals stay listed (so brokers close their sessions and forget their
+    // persistent ones) for as long as the revocation list keeps them; after that a broker refuses
+    // them as unknown, and the snapshot does not grow with lifetime revocations.
+    const principals = await this.#store.listPrincipals({
+      revokedSince: Math.max(0, now - this.#revocationRetention() - REVOCATION_SLACK_SECONDS),
+    })
     const epochs = (await this.#store.listEpochs()).filter((e) => e.retiresAt === undefined || e.retiresAt > now)
     const revocations = await this.#store.getRevocationList()
     const content = {
@@ -985,9 +1068,51 @@ export class KeyServer {
 
   /** Whether a revocation list this key server signed names `kid`. */
   #names(published: SignedDocument, kid: number): boolean {
+    return this.#opened(published).isRevokedKid(kid)
+  }
+
+  #opened(published: unknown): RevocationList {
     const list = new RevocationList()
     list.accept(published, { keyServerPublicKey: this.publicKey })
-    return list.isRevokedKid(kid)
+    return list
+  }
+
+  /** The retention in force: never shorter than a bundle's life, so no valid bundle is cut short by it. */
+  #revocationRetention(): number {
+    return Math.max(this.settings.revocationRetentionSeconds, this.settings.bundleTtlSeconds + REVOCATION_SLACK_SECONDS)
+  }
+
+  /**
+   * What the next revocation list carries: its watermark and every revocation made at or after
+   * the watermark minus REVOCATION_SLACK_SECONDS. The watermark is now minus the retention, never
+   * below the last list's; past MAX_LISTED_REVOCATION_BYTES of entries it moves up past the
+   * newest entry left out (clients then refetch bundles issued before it), so the list stays
+   * under the clients' 1 MiB limit whatever happens within one retention window.
+   */
+  async #listedRevocations(
+    now: number,
+    floor: number,
+  ): Promise<{ entries: { principal: string; kid: number; revokedAt: number }[]; prunedBefore: number }> {
+    let prunedBefore = Math.max(floor, now - this.#revocationRetention(), 0)
+    const newestFirst = await this.#store.listRevokedPrincipals({
+      since: Math.max(0, prunedBefore - REVOCATION_SLACK_SECONDS),
+      limit: MAX_LISTED_REVOCATIONS_FETCHED,
+    })
+    const entries: { principal: string; kid: number; revokedAt: number }[] = []
+    let bytes = 0
+    for (const p of newestFirst) {
+      const entry = { principal: p.id, kid: p.kid, revokedAt: p.statusChangedAt ?? now }
+      bytes += Buffer.byteLength(JSON.stringify(entry)) + 1
+      if (bytes > MAX_LISTED_REVOCATION_BYTES) {
+        // Everything revoked after this one's second is listed; the slack keeps the rule
+        // "listed from prunedBefore - slack" true for the new watermark.
+        prunedBefore = Math.max(prunedBefore, entry.revokedAt + 1 + REVOCATION_SLACK_SECONDS)
+        const cut = entry.revokedAt
+        return { entries: sortByKid(entries.filter((e) => e.revokedAt > cut)), prunedBefore }
+      }
+      entries.push(entry)
+    }
+    return { entries: sortByKid(entries), prunedBefore }
   }
 
   /**
@@ -1045,10 +1170,16 @@ export class KeyServer {
     for (let attempt = 0; attempt < 10; attempt++) {
       const current = await this.#store.getRevocationList()
       const version = (current?.version ?? 0) + 1
-      const entries = (await this.#store.listPrincipals())
-        .filter((p) => p.status === 'revoked')
-        .map((p) => ({ principal: p.id, kid: p.kid, revokedAt: p.statusChangedAt ?? this.#now() }))
-      const document = createRevocationList({ version, entries, issuedAt: this.#now(), keyServer: this.#identity })
+      const now = this.#now()
+      const floor = current ? this.#opened(JSON.parse(current.document)).prunedBefore : 0
+      const { entries, prunedBefore } = await this.#listedRevocations(now, floor)
+      const document = createRevocationList({
+        version,
+        entries,
+        prunedBefore,
+        issuedAt: now,
+        keyServer: this.#identity,
+      })
       if (await this.#store.putRevocationList(version, JSON.stringify(document), current?.version ?? 0, this.#now()))
         return document
     }
@@ -1085,6 +1216,21 @@ function digestJson(json: string): string {
   return Buffer.from(sha256(new TextEncoder().encode(json)).subarray(0, 16)).toString('base64url')
 }
 
+/**
+ * Revocations this much older than a list's watermark are still listed: a bundle a process built
+ * from a directory up to DIRECTORY_TTL_SECONDS old, or stamped by a process whose clock is a
+ * little ahead of the revoking one's, may list a writer revoked slightly before its issuedAt.
+ */
+const REVOCATION_SLACK_SECONDS = 60
+/** Most JSON bytes of entries in one revocation list: ~680 KiB signed and base64url, under the clients' 1 MiB. */
+const MAX_LISTED_REVOCATION_BYTES = 512 * 1024
+/** Enough rows to fill MAX_LISTED_REVOCATION_BYTES with the shortest entries (41 bytes), and one more. */
+const MAX_LISTED_REVOCATIONS_FETCHED = Math.ceil(MAX_LISTED_REVOCATION_BYTES / 41) + 1
+
+function sortByKid<T extends { kid: number }>(entries: T[]): T[] {
+  return entries.sort((a, b) => a.kid - b.kid)
+}
+
 /** See KeyServer.#currentDirectory. */
 const DIRECTORY_TTL_SECONDS = 2
 /** See KeyServer.bundleFor. */
@@ -1105,6 +1251,8 @@ interface Directory {
   readonly fingerprint: string
   readonly epochs: Map<number, OpenedEpoch[]>
   readonly writers: Map<number, KeyGroupWriter[]>
+  /** The same writers by kid, per group. */
+  readonly writersByKid: Map<number, Map<number, KeyGroupWriter>>
   /** Version of the stored revocation list, 0 when none (not part of the fingerprint). */
   readonly revocations: number
   /** Each group's share of a bundle tag, filled as asked for (see KeyServer.freshnessFor). */

@@ -140,8 +140,16 @@ export interface KeyStore {
   createPrincipal(principal: NewPrincipal): Promise<PrincipalRecord>
   getPrincipal(id: string): Promise<PrincipalRecord | undefined>
   getPrincipalByKid(kid: number): Promise<PrincipalRecord | undefined>
-  /** All principals, ordered by kid. */
-  listPrincipals(): Promise<PrincipalRecord[]>
+  /**
+   * All principals, ordered by kid; with `revokedSince`, a revoked one only if it was revoked at
+   * or after that time (what a broker snapshot lists: it does not grow with lifetime revocations).
+   */
+  listPrincipals(options?: { readonly revokedSince?: UnixSeconds }): Promise<PrincipalRecord[]>
+  /**
+   * The revoked principals revoked at or after `since`, newest first (statusChangedAt, then kid,
+   * descending), at most `limit`: what the revocation list is built from (an index serves it).
+   */
+  listRevokedPrincipals(options: { readonly since: UnixSeconds; readonly limit: number }): Promise<PrincipalRecord[]>
   /** Returns false if there is no such principal. A revoked principal stays revoked: false, unchanged. */
   setPrincipalStatus(id: string, status: PrincipalStatus, at: UnixSeconds): Promise<boolean>
   /**

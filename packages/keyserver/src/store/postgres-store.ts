@@ -194,6 +194,11 @@ const MIGRATIONS: readonly ((s: string) => string)[] = [
   -- Every envelope sequence number reserved for the principal lies below this (POST /v1/sequence).
   ALTER TABLE ${s}.principals ADD COLUMN sequence_floor BIGINT NOT NULL DEFAULT 0;
   `,
+  (s) => `
+  -- The revocation list lists recent revocations only (issue 14, cliff 1): found by this index,
+  -- not by reading every principal ever revoked.
+  CREATE INDEX principals_revoked ON ${s}.principals (status_changed_at, kid) WHERE status = 'revoked';
+  `,
 ]
 
 /**
@@ -234,6 +239,11 @@ export class PostgresKeyStore implements KeyStore {
     // An idle connection that breaks (server restart) is dropped by the pool and replaced on
     // the next query, which reports any lasting failure; without a listener it would crash the process.
     this.#pool.on('error', () => {})
+    // And on every connection, for its whole life: a server that ends it (pg_terminate_backend)
+    // sends a FATAL that arrives as an 'error' event wherever the connection is at that moment,
+    // and a connection between owners has no listener of its own. Queries still fail with the
+    // error, so nothing is hidden; only the process no longer dies of it (test/faults/postgres-drop).
+    this.#pool.on('connect', (client) => client.on('error', () => {}))
   }
 
   /**
@@ -313,8 +323,30 @@ export class PostgresKeyStore implements KeyStore {
     return row && toPrincipal(row)
   }
 
-  async listPrincipals(): Promise<PrincipalRecord[]> {
-    const { rows } = await this.#query<PrincipalRow>(`SELECT * FROM ${this.#s}.principals ORDER BY kid`)
+  async listPrincipals(options: { readonly revokedSince?: UnixSeconds } = {}): Promise<PrincipalRecord[]> {
+    if (options.revokedSince === undefined) {
+      const { rows } = await this.#query<PrincipalRow>(`SELECT * FROM ${this.#s}.principals ORDER BY kid`)
+      return rows.map(toPrincipal)
+    }
+    checkCount(options.revokedSince, 'revokedSince')
+    const { rows } = await this.#query<PrincipalRow>(
+      `SELECT * FROM ${this.#s}.principals WHERE status <> 'revoked' OR status_changed_at >= $1 ORDER BY kid`,
+      [options.revokedSince],
+    )
+    return rows.map(toPrincipal)
+  }
+
+  async listRevokedPrincipals(options: {
+    readonly since: UnixSeconds
+    readonly limit: number
+  }): Promise<PrincipalRecord[]> {
+    checkCount(options.since, 'since')
+    checkCount(options.limit, 'limit')
+    const { rows } = await this.#query<PrincipalRow>(
+      `SELECT * FROM ${this.#s}.principals WHERE status = 'revoked' AND status_changed_at >= $1
+       ORDER BY status_changed_at DESC, kid DESC LIMIT $2`,
+      [options.since, options.limit],
+    )
     return rows.map(toPrincipal)
   }
 
@@ -645,10 +677,8 @@ export class PostgresKeyStore implements KeyStore {
    */
   async #transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
     const client = await this.#serve(() => this.#pool.connect())
-    // A checked-out client has no 'error' listener: a connection cut between two statements
-    // would crash the process. The next statement reports it.
-    const ignore = () => {}
-    client.on('error', ignore)
+    // A connection cut between two statements reports it at the next one (and its 'error' event
+    // has the listener every connection gets in the constructor).
     let broken: Error | undefined
     try {
       await this.#query('BEGIN', [], client)
@@ -662,9 +692,6 @@ export class PostgresKeyStore implements KeyStore {
       )
       throw err
     } finally {
-      // A broken connection keeps the listener: the pool ends and drops it, and the server's
-      // FATAL (pg_terminate_backend) may still arrive after that, with nobody else listening.
-      if (!broken) client.off('error', ignore)
       client.release(broken)
     }
   }

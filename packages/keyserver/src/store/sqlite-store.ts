@@ -145,6 +145,11 @@ const MIGRATIONS: readonly string[] = [
   -- Every envelope sequence number reserved for the principal lies below this (POST /v1/sequence).
   ALTER TABLE principals ADD COLUMN sequence_floor INTEGER NOT NULL DEFAULT 0;
   `,
+  `
+  -- The revocation list lists recent revocations only (issue 14, cliff 1): found by this index,
+  -- not by reading every principal ever revoked.
+  CREATE INDEX principals_revoked ON principals (status_changed_at, kid) WHERE status = 'revoked';
+  `,
 ]
 
 // Errors that mean "this file cannot be used" rather than "this statement was refused".
@@ -255,8 +260,28 @@ export class SqliteKeyStore implements KeyStore {
     return row && toPrincipal(row)
   }
 
-  async listPrincipals(): Promise<PrincipalRecord[]> {
-    return this.#all<PrincipalRow>('SELECT * FROM principals ORDER BY kid').map(toPrincipal)
+  async listPrincipals(options: { readonly revokedSince?: UnixSeconds } = {}): Promise<PrincipalRecord[]> {
+    if (options.revokedSince === undefined)
+      return this.#all<PrincipalRow>('SELECT * FROM principals ORDER BY kid').map(toPrincipal)
+    checkCount(options.revokedSince, 'revokedSince')
+    return this.#all<PrincipalRow>(
+      `SELECT * FROM principals WHERE status <> 'revoked' OR status_changed_at >= ? ORDER BY kid`,
+      options.revokedSince,
+    ).map(toPrincipal)
+  }
+
+  async listRevokedPrincipals(options: {
+    readonly since: UnixSeconds
+    readonly limit: number
+  }): Promise<PrincipalRecord[]> {
+    checkCount(options.since, 'since')
+    checkCount(options.limit, 'limit')
+    return this.#all<PrincipalRow>(
+      `SELECT * FROM principals WHERE status = 'revoked' AND status_changed_at >= ?
+       ORDER BY status_changed_at DESC, kid DESC LIMIT ?`,
+      options.since,
+      options.limit,
+    ).map(toPrincipal)
   }
 
   /**
