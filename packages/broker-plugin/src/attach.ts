@@ -212,6 +212,7 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   const onDemandWaitMs = (onDemand === false ? undefined : onDemand?.waitMs) ?? 5_000
   const context: PluginContext = {
     snapshot: () => enforced,
+    snapshotBeingIndexed: () => (pending ? snapshotSettled() : undefined),
     awaitNewerSnapshot:
       options.keyServer === undefined || onDemand === false
         ? undefined

@@ -131,80 +131,103 @@ export function createAuthorizePublishHook(
     if (header.sender !== principal.kid)
       return callback(refusal(context, client, topic, 'wrong-sender', `envelope sender ${header.sender}`))
     const now = context.now()
-    if (!isLiveEpoch(enforced, header.group, header.epoch, now, context.epochSkewSeconds))
-      return callback(refusal(context, client, topic, 'unknown-epoch', `epoch ${header.epoch}`))
-    freshness.group = header.group
-    freshness.epoch = header.epoch
-    freshness.sender = header.sender
-    freshness.seq = header.seq
-    freshness.sentAt = header.sentAt
-    freshness.now = now
+    /** The envelope's freshness and signature, once its epoch is known to be live. */
+    const checkEnvelope = (callback: PublishCallback) => {
+      freshness.group = header.group
+      freshness.epoch = header.epoch
+      freshness.sender = header.sender
+      freshness.seq = header.seq
+      freshness.sentAt = header.sentAt
+      freshness.now = now
 
-    let check = context.mode === 'full' || (context.mode === 'sampled' && context.random() < context.sampleRate)
-    const pool = context.verifyPool
-    // Its sequence number is recorded only once its signature holds: until then, refuse it twice.
-    const inFlight =
-      verifying.size > 0 || (check && pool !== undefined)
-        ? `${header.group}/${header.epoch}/${header.sender}/${header.seq}`
-        : undefined
-    if (inFlight !== undefined && verifying.has(inFlight))
-      return callback(refusal(context, client, topic, 'replay', 'the same sequence number is being verified'))
-    let duplicate = false
-    try {
-      // Nothing to wait for: check and record in one step.
-      if (!check) context.replay.accept(freshness)
-      else context.replay.check(freshness)
-    } catch (err) {
-      // A QoS 1/2 retransmission (DUP) of a message we already passed is the client doing MQTT
-      // right (its PUBACK was lost): refusing it would close the connection and loop on every
-      // reconnect. Subscribers' replay windows drop the duplicate. But the flag is only the
-      // sender's word: the duplicate's signature is checked (never sampled away) before it goes
-      // anywhere, and its number is not recorded twice.
-      duplicate = isSmqttError(err, 'ERR_REPLAY') && packet.dup && packet.qos > 0
-      if (!duplicate)
-        return callback(
-          refusal(context, client, topic, isSmqttError(err, 'ERR_STALE') ? 'stale' : 'replay', (err as Error).message),
-        )
-      if (context.mode === 'binding') return previous(client, packet, callback)
-      check = true
-    }
-    if (!check) {
-      signatures.skipped++
-      return previous(client, packet, callback)
-    }
-
-    if (pool === undefined || inFlight === undefined) {
-      if (!signatureHolds(principal.signingKey, topic, payload))
-        return callback(refuseSignature(client, principal, topic, now))
-      signatures.valid++
-      if (!duplicate) context.replay.accept(freshness)
-      return previous(client, packet, callback)
-    }
-
-    verifying.add(inFlight)
-    const recorded: ReplayCheckInput = { ...freshness }
-    const finish = callback === done ? waitInLine(publisher.line, done) : callback
-    pool.verify(principal.signingKey, topic, payload, (verdict) => {
-      verifying.delete(inFlight)
-      if (verdict === 'unavailable') {
-        signatures.unavailable++
-        return finish(refusal(context, client, topic, 'verify-unavailable'))
-      }
-      if (verdict === 'invalid') return finish(refuseSignature(client, principal, topic, now))
-      signatures.valid++
-      // Revoked (or banned by another of its envelopes) while this one was being checked.
-      const current = context.snapshot()?.principals.get(principal.id)
-      if (current?.status !== 'active' || isBanned(context, principal.id))
-        return finish(refusal(context, client, topic, 'principal-inactive', current?.status))
+      let check = context.mode === 'full' || (context.mode === 'sampled' && context.random() < context.sampleRate)
+      const pool = context.verifyPool
+      // Its sequence number is recorded only once its signature holds: until then, refuse it twice.
+      const inFlight =
+        verifying.size > 0 || (check && pool !== undefined)
+          ? `${header.group}/${header.epoch}/${header.sender}/${header.seq}`
+          : undefined
+      if (inFlight !== undefined && verifying.has(inFlight))
+        return callback(refusal(context, client, topic, 'replay', 'the same sequence number is being verified'))
+      let duplicate = false
       try {
-        if (!duplicate) context.replay.accept(recorded)
-      } catch {
-        // Fresh and unseen when it arrived, and no other envelope could take its number since
-        // (`verifying`): the window only moved past it (later envelopes that needed no check
-        // were recorded first), so it will refuse this number from now on anyway.
+        // Nothing to wait for: check and record in one step.
+        if (!check) context.replay.accept(freshness)
+        else context.replay.check(freshness)
+      } catch (err) {
+        // A QoS 1/2 retransmission (DUP) of a message we already passed is the client doing MQTT
+        // right (its PUBACK was lost): refusing it would close the connection and loop on every
+        // reconnect. Subscribers' replay windows drop the duplicate. But the flag is only the
+        // sender's word: the duplicate's signature is checked (never sampled away) before it goes
+        // anywhere, and its number is not recorded twice.
+        duplicate = isSmqttError(err, 'ERR_REPLAY') && packet.dup && packet.qos > 0
+        if (!duplicate)
+          return callback(
+            refusal(
+              context,
+              client,
+              topic,
+              isSmqttError(err, 'ERR_STALE') ? 'stale' : 'replay',
+              (err as Error).message,
+            ),
+          )
+        if (context.mode === 'binding') return previous(client, packet, callback)
+        check = true
       }
-      previous(client, packet, finish)
-    })
+      if (!check) {
+        signatures.skipped++
+        return previous(client, packet, callback)
+      }
+
+      if (pool === undefined || inFlight === undefined) {
+        if (!signatureHolds(principal.signingKey, topic, payload))
+          return callback(refuseSignature(client, principal, topic, now))
+        signatures.valid++
+        if (!duplicate) context.replay.accept(freshness)
+        return previous(client, packet, callback)
+      }
+
+      verifying.add(inFlight)
+      const recorded: ReplayCheckInput = { ...freshness }
+      const finish = callback === done ? waitInLine(publisher.line, done) : callback
+      pool.verify(principal.signingKey, topic, payload, (verdict) => {
+        verifying.delete(inFlight)
+        if (verdict === 'unavailable') {
+          signatures.unavailable++
+          return finish(refusal(context, client, topic, 'verify-unavailable'))
+        }
+        if (verdict === 'invalid') return finish(refuseSignature(client, principal, topic, now))
+        signatures.valid++
+        // Revoked (or banned by another of its envelopes) while this one was being checked.
+        const current = context.snapshot()?.principals.get(principal.id)
+        if (current?.status !== 'active' || isBanned(context, principal.id))
+          return finish(refusal(context, client, topic, 'principal-inactive', current?.status))
+        try {
+          if (!duplicate) context.replay.accept(recorded)
+        } catch {
+          // Fresh and unseen when it arrived, and no other envelope could take its number since
+          // (`verifying`): the window only moved past it (later envelopes that needed no check
+          // were recorded first), so it will refuse this number from now on anyway.
+        }
+        previous(client, packet, finish)
+      })
+    }
+    if (!isLiveEpoch(enforced, header.group, header.epoch, now, context.epochSkewSeconds)) {
+      const settling = context.snapshotBeingIndexed()
+      if (!settling) return callback(refusal(context, client, topic, 'unknown-epoch', `epoch ${header.epoch}`))
+      // A snapshot indexed in slices may be the one that brings this epoch: the key server pushed
+      // it before the bundles that name it, and those can reach a device before the build ends.
+      // Decide once it is in, keeping this publisher's order (its later publishes wait in line).
+      const finish = callback === done ? waitInLine(publisher.line, done) : callback
+      settling.then(() => {
+        const latest = context.snapshot()
+        if (!latest || !isLiveEpoch(latest, header.group, header.epoch, context.now(), context.epochSkewSeconds))
+          return finish(refusal(context, client, topic, 'unknown-epoch', `epoch ${header.epoch}`))
+        checkEnvelope(finish)
+      })
+      return
+    }
+    checkEnvelope(callback)
   }
 }
 

@@ -32,6 +32,11 @@ export interface PluginContext {
    * server to ask, or on-demand pulls are off.
    */
   readonly awaitNewerSnapshot: ((client: Client) => Promise<void>) | undefined
+  /**
+   * While a newer snapshot is being indexed in slices (attach.ts): settles once it is enforced
+   * or dropped. Undefined when none is.
+   */
+  readonly snapshotBeingIndexed: () => Promise<void> | undefined
   /** Unix seconds. */
   readonly now: () => number
   readonly random: () => number

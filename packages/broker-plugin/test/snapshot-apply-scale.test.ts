@@ -8,10 +8,13 @@ import { createServer, type Server } from 'node:net'
 import {
   createBrokerSnapshot,
   createConnectPassword,
+  createEnvelopeSigner,
+  EpochKey,
   generateIdentity,
   type Policy,
   parsePolicy,
   type SnapshotPrincipal,
+  sealEnvelope,
 } from '@smqtt/core'
 import { Aedes } from 'aedes'
 import mqtt from 'mqtt'
@@ -154,4 +157,69 @@ test('issue 14: a newer snapshot arriving while a large one is indexed supersede
   expect(plugin.snapshot?.issuedAt).toBe(now)
   await new Promise((resolve) => setTimeout(resolve, 50)) // the cancelled build must not swap in later
   expect(plugin.snapshot?.issuedAt).toBe(now)
+})
+
+test('issue 14: a publish under an epoch that the snapshot being indexed brings waits for it, and is not refused unknown-epoch', async () => {
+  const { plugin, port } = await startPlugin()
+  const now = Math.floor(Date.now() / 1000)
+  // The newcomer publishes in home 0 (group 1); the small snapshot knows epoch 1 only.
+  const member: SnapshotPrincipal = {
+    id: 'newcomer-1',
+    kid: 900_000,
+    roles: ['device', 'home-h0'],
+    signingKey: newcomer.signingKey,
+    status: 'active',
+  }
+  const small = fleet(1)
+  const epoch1 = { group: 1, epoch: 1, activatesAt: now - 100 }
+  expect(
+    plugin.applySnapshot(
+      createBrokerSnapshot(
+        {
+          issuedAt: now - 10,
+          policy: small.policy,
+          principals: [...small.principals, member],
+          epochs: [epoch1],
+          revocationListVersion: 0,
+        },
+        keyServer,
+      ),
+    ),
+  ).toBe(true)
+  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+    clientId: member.id,
+    username: member.id,
+    password: createConnectPassword(newcomer, member.id),
+    reconnectPeriod: 0,
+    protocolVersion: 4,
+  })
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', () => resolve())
+    client.once('error', reject)
+  })
+  try {
+    // A rotation: the key server pushes the snapshot with epoch 2 first, then the bundles; the
+    // device seals under epoch 2 while the broker is still indexing the (large) snapshot.
+    const big = fleet(3_000)
+    const epochs = [epoch1, { group: 1, epoch: 2, activatesAt: now }]
+    const rotated = createBrokerSnapshot(
+      { issuedAt: now, policy: big.policy, principals: [...big.principals, member], epochs, revocationListVersion: 0 },
+      keyServer,
+    )
+    expect(plugin.applySnapshot(rotated)).toBe(true)
+    expect(plugin.snapshot?.issuedAt).toBe(now - 10) // still indexing
+    const topic = 'home/h0/dev/newcomer-1/temp'
+    const envelope = sealEnvelope({
+      topic,
+      payload: new TextEncoder().encode('21.5'),
+      epochKey: new EpochKey({ group: 1, epoch: 2, suite: 1, key: new Uint8Array(32).fill(7) }),
+      signer: createEnvelopeSigner({ kid: member.kid, seed: newcomer.signingSeed }),
+      seq: 1,
+    })
+    // Before: refused `unknown-epoch` at once, and the connection closed.
+    await expect(client.publishAsync(topic, Buffer.from(envelope), { qos: 1 })).resolves.toBeDefined()
+    expect(plugin.snapshot?.issuedAt).toBe(now)
+  } finally {
+    client.end(true)
+  }
 })
