@@ -26,16 +26,13 @@ const FLEET = 4_000
 let s: AttackStack
 let push: MqttPush
 let subscriber: Recorder
-let clock: ReturnType<typeof setInterval>
 /** While set, messages on the brokers' control topic are dropped before the plugin sees them. */
 let dropControl = false
 let droppedControl = 0
 
 beforeAll(async () => {
   s = await startAttackStack({}, { pullIntervalSeconds: 3_600 })
-  clock = setInterval(() => {
-    s.h.clock.now = Math.floor(Date.now() / 1000)
-  }, 200)
+  s.followRealTime() // request signatures, epochs and revocations carry the wall clock
   // The fleet: principals straight into the store (enrolling 4,000 devices would take minutes).
   // Disabled, so that the push has no bundles to send them; they weigh in the snapshot all the same.
   await addFleet(s.h, FLEET, 'fleet-device-')
@@ -58,7 +55,6 @@ beforeAll(async () => {
   await push.flush()
 }, 120_000)
 afterAll(async () => {
-  clearInterval(clock)
   await push?.close()
   await s?.close()
 })

@@ -74,6 +74,11 @@ export interface AttackStack {
   /** Applies the key server's current snapshot to the broker now (as its pull would). */
   syncBroker(): Promise<void>
   restartBroker(): Promise<void>
+  /**
+   * From now until close(), the key server's clock follows real time (checked 5 times a second):
+   * for tests whose request signatures, epochs and revocations carry the wall clock.
+   */
+  followRealTime(): void
   close(): Promise<void>
 }
 
@@ -90,6 +95,7 @@ export async function startAttackStack(
   const logs: AuditEntry[] = []
   let taken = 0
   const clients = new Set<{ endAsync(force?: boolean): Promise<unknown> }>()
+  let wallClock: ReturnType<typeof setInterval> | undefined
   try {
     const put = await h.admin('PUT', '/v1/admin/policy', { policy: TEST_POLICY })
     if (put.status !== 200) throw new Error(`policy: ${put.text}`)
@@ -220,7 +226,14 @@ export async function startAttackStack(
         await broker.close()
         broker = await start(port)
       },
+      followRealTime() {
+        clearInterval(wallClock)
+        wallClock = setInterval(() => {
+          h.clock.now = Math.floor(Date.now() / 1000)
+        }, 200)
+      },
       async close() {
+        clearInterval(wallClock)
         await Promise.all([...clients].map((c) => within(c.endAsync(true), 'a client to end', 5_000).catch(() => {})))
         await broker.close()
         await h.close()

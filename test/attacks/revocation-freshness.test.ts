@@ -42,16 +42,12 @@ const BOUND_MS = INTERVAL_SECONDS * 1000 + 2_000
 
 let s: AttackStack
 let push: MqttPush
-let clock: ReturnType<typeof setInterval>
 /** Control messages the broker dropped instead of delivering. */
 let dropped = 0
 
 beforeAll(async () => {
   s = await startAttackStack()
-  // The key server's clock follows real time (request signatures and epochs carry it).
-  clock = setInterval(() => {
-    s.h.clock.now = Math.floor(Date.now() / 1000)
-  }, 200)
+  s.followRealTime() // request signatures, epochs and revocations carry the wall clock
   // The key server pushes as deployed; the compromised broker drops every control message it
   // would deliver (authorizeForward is asked before each delivery, retained ones included).
   await s.h.keyServer.servicePrincipal(PUSH_PRINCIPAL_ID, [KEYSERVER_ROLE])
@@ -66,7 +62,6 @@ beforeAll(async () => {
   }
 }, 60_000)
 afterAll(async () => {
-  clearInterval(clock)
   await push?.close()
   await s?.close()
 })

@@ -19,15 +19,12 @@ import { type AttackStack, startAttackStack } from './_stack.js'
 
 let s: AttackStack
 let push: MqttPush
-let clock: ReturnType<typeof setInterval>
 /** Every message on the brokers' control topic, as the plugin received it. */
 const heard: string[] = []
 
 beforeAll(async () => {
   s = await startAttackStack({}, { pullIntervalSeconds: 3_600 })
-  clock = setInterval(() => {
-    s.h.clock.now = Math.floor(Date.now() / 1000)
-  }, 200)
+  s.followRealTime() // request signatures, epochs and revocations carry the wall clock
   await s.h.keyServer.servicePrincipal(PUSH_PRINCIPAL_ID, [KEYSERVER_ROLE])
   await s.syncBroker()
   await new Promise<void>((resolve) =>
@@ -49,7 +46,6 @@ beforeAll(async () => {
   await push.flush()
 }, 60_000)
 afterAll(async () => {
-  clearInterval(clock)
   await push?.close()
   await s?.close()
 })
