@@ -2,9 +2,12 @@
 // ScaleCurve (see _curve.ts), listed here.
 import type { ScaleCurve } from './_curve.js'
 import { bundleBytes } from './bundle-bytes.js'
+import { enrollment } from './enrollment.js'
+import { freshnessPoll } from './freshness-poll.js'
 import { forwardCheck } from './policy-forward-check.js'
 import { policyParse } from './policy-parse.js'
 import { snapshotApply } from './policy-snapshot-apply.js'
+import { rekey } from './rekey.js'
 import { revocationsList } from './revocations-list.js'
 import { snapshotBytes, snapshotCurrent } from './snapshot-curves.js'
 
@@ -15,3 +18,5 @@ curves.push(forwardCheck)
 curves.push(snapshotBytes, snapshotCurrent)
 curves.push(bundleBytes)
 curves.push(revocationsList)
+curves.push(rekey)
+curves.push(enrollment, freshnessPoll)

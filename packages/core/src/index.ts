@@ -65,6 +65,7 @@ export type {
   OpenedKeyGroupWriter,
   OpenKeyBundleOptions,
   OpenKeyBundleWithAgreementOptions,
+  SealedEpochKey,
 } from './key-bundle.js'
 export {
   createKeyBundle,
@@ -72,6 +73,7 @@ export {
   openKeyBundle,
   openKeyBundleWithAgreement,
   publishRightsProblem,
+  sealEpochKey,
 } from './key-bundle.js'
 export type {
   ReplayCheckInput,

@@ -46,15 +46,40 @@ const VERSION = 2
 const UINT32_MAX = 0xffff_ffff
 const KEMS: readonly HpkeKem[] = ['x25519', 'xwing']
 
-/** One epoch of a group, as the key server knows it. */
-export interface KeyBundleEpochInput {
+/**
+ * One epoch of a group, as the key server knows it: its key, which {@link createKeyBundle}
+ * seals to the recipient, or the key already sealed to this recipient by {@link sealEpochKey}
+ * (a re-key then seals only the new epoch, not every epoch still in its grace period).
+ */
+export type KeyBundleEpochInput = {
   epoch: number
-  /** The epoch's 32-byte group key. */
-  key: Uint8Array
   /** Unix seconds from which senders use this epoch. */
   activatesAt: number
   /** Unix seconds at which the grace period ends and the key should be forgotten. */
   retiresAt: number
+} & (
+  | {
+      /** The epoch's 32-byte group key. */
+      key: Uint8Array
+    }
+  | { sealed: SealedEpochKey }
+)
+
+/**
+ * An epoch key sealed to one recipient for one slot (group, epoch, suite): what a bundle
+ * carries for it. Reusable in the same recipient's later bundles as long as its KEM key is the
+ * same; {@link createKeyBundle} refuses it in any other slot or for another recipient id.
+ */
+export interface SealedEpochKey {
+  readonly recipient: string
+  readonly group: number
+  readonly epoch: number
+  readonly suite: number
+  readonly kem: HpkeKem
+  /** base64url */
+  readonly enc: string
+  /** base64url */
+  readonly sealedKey: string
 }
 
 /** A principal allowed to publish to a group, under its envelope key id. */
@@ -225,24 +250,24 @@ export function createKeyBundle(options: CreateKeyBundleOptions): SignedDocument
         filter: group.filter,
         suite: group.suite,
         epochs: group.epochs.map((epoch) => {
-          auint(epoch.epoch, 'epoch', UINT32_MAX)
           auint(epoch.activatesAt, 'activatesAt', UINT32_MAX)
           auint(epoch.retiresAt, 'retiresAt', UINT32_MAX)
-          abytes(epoch.key, 'epoch key', EPOCH_KEY_LENGTH)
-          const { enc, ciphertext } = hpkeSeal({
-            kem: recipient.kem,
-            recipientPublicKey: recipient.agreementKey,
-            info: groupKeyInfo(recipient.id, group.group, epoch.epoch, group.suite),
-            plaintext: epoch.key,
-            backend,
-          })
+          const sealed =
+            'sealed' in epoch
+              ? checkedSlot(epoch.sealed, recipient, group, epoch.epoch)
+              : sealEpochKey(
+                  recipient,
+                  { group: group.group, epoch: epoch.epoch, suite: group.suite },
+                  epoch.key,
+                  backend,
+                )
           return {
             epoch: epoch.epoch,
             activatesAt: epoch.activatesAt,
             retiresAt: epoch.retiresAt,
-            enc: toBase64Url(enc),
-            sealedKey: toBase64Url(ciphertext),
-            kem: recipient.kem,
+            enc: sealed.enc,
+            sealedKey: sealed.sealedKey,
+            kem: sealed.kem,
           }
         }),
         writers: group.writers.map((writer) => writerEntryJson(writer, group.group, group.filter)),
@@ -250,6 +275,61 @@ export function createKeyBundle(options: CreateKeyBundleOptions): SignedDocument
     }),
   }
   return signDocument(TYPE, body, keyServer, backend)
+}
+
+/**
+ * Seals an epoch key to `recipient` for one slot, as {@link createKeyBundle} does for each epoch.
+ *
+ * @example
+ * ```ts
+ * const sealed = sealEpochKey(device, { group: 7, epoch: 300, suite: 1 }, key)
+ * createKeyBundle({ ..., groups: [{ ..., epochs: [{ epoch: 300, activatesAt, retiresAt, sealed }] }] })
+ * ```
+ */
+export function sealEpochKey(
+  recipient: PublicIdentity,
+  slot: { group: number; epoch: number; suite: number },
+  key: Uint8Array,
+  backend: CryptoBackend = defaultBackend,
+): SealedEpochKey {
+  if (!isValidPrincipalId(recipient.id)) throw new TypeError('recipient.id is not a valid principal id')
+  auint(slot.group, 'group', UINT32_MAX)
+  auint(slot.epoch, 'epoch', UINT32_MAX)
+  auint(slot.suite, 'suite', UINT32_MAX)
+  abytes(key, 'epoch key', EPOCH_KEY_LENGTH)
+  const { enc, ciphertext } = hpkeSeal({
+    kem: recipient.kem,
+    recipientPublicKey: recipient.agreementKey,
+    info: groupKeyInfo(recipient.id, slot.group, slot.epoch, slot.suite),
+    plaintext: key,
+    backend,
+  })
+  return {
+    recipient: recipient.id,
+    ...slot,
+    kem: recipient.kem,
+    enc: toBase64Url(enc),
+    sealedKey: toBase64Url(ciphertext),
+  }
+}
+
+// A sealed key given for a slot must have been sealed for it: one put anywhere else would not
+// open (HPKE's info binds the slot), so this catches the caller's mistake before signing it.
+function checkedSlot(
+  sealed: SealedEpochKey,
+  recipient: PublicIdentity,
+  group: KeyBundleGroupInput,
+  epoch: number,
+): SealedEpochKey {
+  if (
+    sealed.recipient !== recipient.id ||
+    sealed.kem !== recipient.kem ||
+    sealed.group !== group.group ||
+    sealed.epoch !== epoch ||
+    sealed.suite !== group.suite
+  )
+    throw new RangeError(`the sealed key given for group ${group.group} epoch ${epoch} was sealed for another slot`)
+  return sealed
 }
 
 interface SealedEpoch {

@@ -7,7 +7,13 @@ import { nobleBackend } from '../src/crypto/noble.js'
 import { signWithContext } from '../src/crypto/signature.js'
 import { isSmqttError, type SmqttErrorCode } from '../src/errors.js'
 import { generateIdentity, type Identity, publicIdentity } from '../src/identity.js'
-import { createKeyBundle, type KeyBundleGroupInput, MAX_WRITER_FILTERS, openKeyBundle } from '../src/key-bundle.js'
+import {
+  createKeyBundle,
+  type KeyBundleGroupInput,
+  MAX_WRITER_FILTERS,
+  openKeyBundle,
+  sealEpochKey,
+} from '../src/key-bundle.js'
 import { createRevocationList } from '../src/revocation-list.js'
 import { type SignedDocument, signDocument } from '../src/signed-document.js'
 import { filterCovers, isValidFilter } from '../src/topic-filter.js'
@@ -177,6 +183,41 @@ describe('createKeyBundle / openKeyBundle', () => {
     expect(() =>
       createKeyBundle({ recipient, groups: [], validity: { notBefore: 2, notAfter: 1 }, keyServer }),
     ).toThrow(RangeError)
+  })
+})
+
+describe('epoch keys sealed once, reused in later bundles (sealEpochKey)', () => {
+  const recipient = publicIdentity(device)
+  const validity = { notBefore: NOW - 60, notAfter: NOW + 3600 }
+  const locks = GROUPS[1] as KeyBundleGroupInput
+  const slot = { group: 8, epoch: 12, suite: 2 }
+  const sealed = sealEpochKey(recipient, slot, key(0x12))
+  const withSealed = (given: typeof sealed) =>
+    createKeyBundle({
+      recipient,
+      groups: [{ ...locks, epochs: [{ epoch: 12, activatesAt: NOW - 60, retiresAt: NOW + 86_400, sealed: given }] }],
+      validity,
+      keyServer,
+    })
+
+  it('a bundle built from a kept seal carries its bytes and opens to the key', () => {
+    const signed = withSealed(sealed)
+    const [epoch] = bodyOf(signed).groups[0].epochs
+    expect([epoch.enc, epoch.sealedKey, epoch.kem]).toEqual([sealed.enc, sealed.sealedKey, 'x25519'])
+    const opened = openKeyBundle(signed, { keyServerPublicKey: keyServer.signingKey, recipient: device, now: NOW })
+    expect(opened.groups[0]?.epochs[0]?.key).toEqual(key(0x12))
+  })
+
+  it('refuses a seal made for another recipient, group, epoch, suite or KEM', () => {
+    const other = generateIdentity('thermostat-attic')
+    const misplaced = [
+      sealEpochKey(publicIdentity(other), slot, key(0x12)),
+      sealEpochKey(recipient, { ...slot, group: 7 }, key(0x12)),
+      sealEpochKey(recipient, { ...slot, epoch: 13 }, key(0x12)),
+      sealEpochKey(recipient, { ...slot, suite: 1 }, key(0x12)),
+      { ...sealed, kem: 'xwing' as const },
+    ]
+    for (const given of misplaced) expect(() => withSealed(given)).toThrow(RangeError)
   })
 })
 

@@ -15,6 +15,7 @@ import {
   DEFAULT_MAX_PENDING_CONNECTIONS_PER_ADDRESS,
   type KeyServerDeadlines,
 } from './http/deadlines.js'
+import { MAX_CLIENT_CERTIFICATE_DAYS } from './service/certificate-revocation-list.js'
 
 const { orDefault, invalid, object, integer, boolean, pathString, hostString } = configField
 
@@ -260,7 +261,7 @@ export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
       '$.clientCertificateValidityDays',
       1,
       // The CA/Browser Forum's cap on TLS leaves; no renewal path yet, so not shorter by default.
-      397,
+      MAX_CLIENT_CERTIFICATE_DAYS,
     ),
     maxBodyBytes: integer(
       orDefault(root.maxBodyBytes, defaults.maxBodyBytes),

@@ -553,6 +553,19 @@ describe('certificate revocation list', () => {
     expect(openssl([...check, 'kept.pem'], files).output).toContain('kept.pem: OK')
   })
 
+  test('a certificate revoked longer ago than any certificate lives is left out: the CRL does not grow with lifetime revocations', async () => {
+    const longGone = await enrollWithCertificate('crl-long-gone')
+    const recent = await enrollWithCertificate('crl-recent')
+    // Revoked 400 days ago (straight into the store, as a fleet's history would be): its
+    // certificate, valid at most 397 days from an issue before that, has expired.
+    expect(await h.store.setPrincipalStatus('crl-long-gone', 'revoked', h.clock.now - 400 * 86_400)).toBe(true)
+    expect((await h.admin('POST', '/v1/admin/principals/crl-recent/revoke')).status).toBe(200)
+    const { der } = await fetchCrl()
+    const text = openssl(['crl', '-inform', 'DER', '-in', 'crl.der', '-noout', '-text'], { 'crl.der': der }).output
+    expect(text).toContain(`Serial Number: ${new X509Certificate(recent).serialNumber.toUpperCase()}`)
+    expect(text).not.toContain(new X509Certificate(longGone).serialNumber.toUpperCase())
+  })
+
   test('a disabled principal is on hold; the CRL is in the OpenAPI description', async () => {
     const held = await enrollWithCertificate('crl-held')
     expect((await h.admin('POST', '/v1/admin/principals/crl-held/disable')).status).toBe(204)

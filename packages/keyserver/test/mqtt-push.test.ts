@@ -95,3 +95,31 @@ test('a revoked principal receives nothing new; brokers learn of the revocation'
   // Only the push principal itself holds no keys, and app was the only member: no bundle went out.
   expect(push.stats.bundles).toBe(bundlesBefore)
 })
+
+test('an enrollment pushes new bundles only to the principals whose bundles list the newcomer, not to the fleet', async () => {
+  const suffix = Math.random().toString(36).slice(2, 8)
+  await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
+  const apps = [await h.enroll(`app-a-${suffix}`, ['app']), await h.enroll(`app-b-${suffix}`, ['app'])]
+  await h.enroll(`lock-a-${suffix}`, ['lock'])
+  await h.enroll(`lock-b-${suffix}`, ['lock'])
+  await push.flush()
+  const bundlesBefore = push.stats.bundles
+
+  // A thermostat writes group 1: the apps read it (their bundles list its writers); the locks hold none of its keys.
+  const appsHearOfIt = apps.map((app) =>
+    next(principalControlTopic(app.identity.id), (body) => {
+      const opened = openKeyBundle((body as { bundle: unknown }).bundle, {
+        keyServerPublicKey: h.keyServer.publicKey,
+        recipient: app.identity,
+        now: h.clock.now,
+      })
+      const writers = opened.groups.find((g) => g.group === 1)?.writers
+      return [...(writers?.values() ?? [])].some((w) => w.principal === `thermostat-${suffix}`) ? opened : undefined
+    }),
+  )
+  await h.enroll(`thermostat-${suffix}`, ['thermostat'])
+  await push.flush()
+  await Promise.all(appsHearOfIt)
+  expect(push.stats.bundles - bundlesBefore).toBe(3) // the newcomer's own bundle and the two apps'
+  expect(push.stats.failures).toBe(0)
+})

@@ -90,6 +90,8 @@ describe('PostgresKeyStore', () => {
       expect(tables.rows.map((row) => row.table_name)).toEqual([
         'audit',
         'counters',
+        'directory_change_counter',
+        'directory_changes',
         'enrollment_tokens',
         'epochs',
         'policy',
@@ -99,7 +101,7 @@ describe('PostgresKeyStore', () => {
         'secrets',
       ])
       const versions = await client.query(`SELECT version FROM ${pg.escapeIdentifier(schema)}.schema_version`)
-      expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }])
+      expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }])
     })
   })
 
@@ -124,7 +126,7 @@ describe('PostgresKeyStore', () => {
       await Promise.all(stores.map((store) => store.migrate()))
       await withRawClient(async (client) => {
         const versions = await client.query(`SELECT version FROM ${pg.escapeIdentifier(schema)}.schema_version`)
-        expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }])
+        expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }])
       })
       const kids = await Promise.all(stores.map((store, i) => store.createPrincipal({ ...principal, id: `p${i}` })))
       expect(kids.map((p) => p.kid).sort()).toEqual([1, 2, 3, 4])

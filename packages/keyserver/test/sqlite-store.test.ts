@@ -61,7 +61,7 @@ describe('SqliteKeyStore', () => {
     await store.close()
     withRawConnection(path, (db) => {
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
-      expect(db.prepare('SELECT version FROM schema_version').pluck().all()).toEqual([1, 2, 3, 4])
+      expect(db.prepare('SELECT version FROM schema_version').pluck().all()).toEqual([1, 2, 3, 4, 5])
     })
   })
 

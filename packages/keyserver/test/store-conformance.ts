@@ -4,6 +4,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
+  type DirectoryChange,
   type Enrollment,
   type EnrollmentTokenRecord,
   type EpochRecord,
@@ -695,6 +696,163 @@ export function describeKeyStoreConformance(
           expect((await store.getRevocationList())?.document).toBe(`{"writer":${results.indexOf(true)}}`)
         })
       }
+    })
+
+    describe('directory changes', () => {
+      /** Every change recorded so far, checking that the log is complete from the start. */
+      async function allChanges(): Promise<DirectoryChange[]> {
+        const { changes, latest, complete } = await store.listDirectoryChanges(0, 1000)
+        expect(complete).toBe(true)
+        expect(changes.map((change) => change.seq)).toEqual(Array.from({ length: latest }, (_, i) => i + 1))
+        return [...changes]
+      }
+
+      function kinds(changes: readonly DirectoryChange[]): string[] {
+        return changes.map((change) => (change.kind === 'principal' ? `principal:${change.kid}` : change.kind))
+      }
+
+      it('is empty, at 0 and complete, until something changes', async () => {
+        expect(await store.listDirectoryChanges(0, 10)).toEqual({ changes: [], latest: 0, complete: true })
+      })
+
+      it('logs a created or enrolled principal with its kid', async () => {
+        const created = await store.createPrincipal(newPrincipal('a'))
+        await store.insertEnrollmentToken(newToken(1))
+        const enrolled = await store.enrollPrincipal(newEnrollment(1))
+        expect(await allChanges()).toEqual([
+          { seq: 1, kind: 'principal', kid: created.kid },
+          { seq: 2, kind: 'principal', kid: enrolled?.principal.kid },
+        ])
+      })
+
+      it('logs a status change but not a sequence reservation', async () => {
+        await store.createPrincipal(newPrincipal('a'))
+        const b = await store.createPrincipal(newPrincipal('b'))
+        expect(await store.reserveSequence('b', 0, 100)).toBe(0)
+        expect(await store.setPrincipalStatus('b', 'revoked', T + 1)).toBe(true)
+        expect(await store.reserveSequence('a', 0, 100)).toBe(0)
+        expect(kinds(await allChanges())).toEqual(['principal:1', 'principal:2', `principal:${b.kid}`])
+      })
+
+      it('logs each epoch inserted, retired or deleted, and nothing for a refused insert or unknown epoch', async () => {
+        await store.insertEpoch(newEpoch(1, 1))
+        await store.insertEpoch(newEpoch(1, 2))
+        expect(await store.insertEpoch(newEpoch(1, 2))).toBe(false)
+        expect(await store.setEpochRetirement(1, 1, T + 10)).toBe(true)
+        expect(await store.setEpochRetirement(9, 9, T + 10)).toBe(false)
+        expect(await store.deleteRetiredEpochs(T + 20)).toBe(1)
+        expect(await store.deleteRetiredEpochs(T + 20)).toBe(0)
+        expect(kinds(await allChanges())).toEqual(['epochs', 'epochs', 'epochs', 'epochs'])
+      })
+
+      it('logs each stored policy and revocation list, and nothing for a refused put', async () => {
+        expect(await store.putPolicy('{"v":1}', 0, T)).toBe(true)
+        expect(await store.putPolicy('{"v":2}', 0, T)).toBe(false)
+        expect(await store.putPolicy('{"v":2}', 1, T)).toBe(true)
+        expect(await store.putRevocationList(1, '{}', 0, T)).toBe(true)
+        expect(await store.putRevocationList(1, '{}', 0, T)).toBe(false)
+        expect(kinds(await allChanges())).toEqual(['policy', 'policy', 'revocations'])
+      })
+
+      it('logs nothing for a failed creation or enrollment, and numbers the next change without a gap', async () => {
+        await store.createPrincipal(newPrincipal('device-1'))
+        await expect(store.createPrincipal(newPrincipal('device-1'))).rejects.toBeInstanceOf(StoreConflictError)
+        await store.insertEnrollmentToken(newToken(1))
+        await expect(store.enrollPrincipal(newEnrollment(1))).rejects.toBeInstanceOf(StoreConflictError)
+        expect(await store.enrollPrincipal(newEnrollment(2))).toBeUndefined() // no such token
+        await store.insertEnrollmentToken(newToken(3))
+        const failing = newEnrollment(3, {
+          audit: () => {
+            throw new Error('injected: the audit entry fails after the principal is inserted')
+          },
+        })
+        await expect(store.enrollPrincipal(failing)).rejects.toThrow(/injected/)
+        expect(kinds(await allChanges())).toEqual(['principal:1'])
+        const next = await store.createPrincipal(newPrincipal('next'))
+        expect(await allChanges()).toEqual([
+          { seq: 1, kind: 'principal', kid: 1 },
+          { seq: 2, kind: 'principal', kid: next.kid },
+        ])
+      })
+
+      it('numbers concurrent changes 1..n without gaps, in the order they commit', async () => {
+        const created = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.createPrincipal(newPrincipal(`device-${i}`))),
+        )
+        const changes = await allChanges()
+        expect(changes).toHaveLength(10)
+        // A kid is taken in the transaction that logs it, and kids are handed out in commit order.
+        expect(kinds(changes)).toEqual(
+          created
+            .map((p) => p.kid)
+            .sort((x, y) => x - y)
+            .map((kid) => `principal:${kid}`),
+        )
+      })
+
+      it('pages with afterSeq and limit, staying complete, and reports latest on every page', async () => {
+        for (let epoch = 1; epoch <= 5; epoch++) await store.insertEpoch(newEpoch(1, epoch))
+        const page = async (afterSeq: number) => {
+          const { changes, latest, complete } = await store.listDirectoryChanges(afterSeq, 2)
+          return { seqs: changes.map((change) => change.seq), latest, complete }
+        }
+        expect(await page(0)).toEqual({ seqs: [1, 2], latest: 5, complete: true })
+        expect(await page(2)).toEqual({ seqs: [3, 4], latest: 5, complete: true })
+        expect(await page(4)).toEqual({ seqs: [5], latest: 5, complete: true })
+        expect(await page(5)).toEqual({ seqs: [], latest: 5, complete: true })
+      })
+
+      it('answers incomplete from before the oldest change kept, complete from after it', async () => {
+        for (let epoch = 1; epoch <= 5; epoch++) await store.insertEpoch(newEpoch(1, epoch))
+        expect(await store.pruneDirectoryChanges(2)).toBe(3)
+        expect(await store.pruneDirectoryChanges(2)).toBe(0)
+        const seqs = (changes: readonly DirectoryChange[]) => changes.map((change) => change.seq)
+        const fromOld = await store.listDirectoryChanges(2, 10)
+        expect({ ...fromOld, changes: seqs(fromOld.changes) }).toEqual({ changes: [4, 5], latest: 5, complete: false })
+        expect((await store.listDirectoryChanges(0, 1)).complete).toBe(false)
+        const fromRecent = await store.listDirectoryChanges(3, 10)
+        expect({ ...fromRecent, changes: seqs(fromRecent.changes) }).toEqual({
+          changes: [4, 5],
+          latest: 5,
+          complete: true,
+        })
+
+        // Pruning everything keeps the numbering: the next change is 6.
+        expect(await store.pruneDirectoryChanges(0)).toBe(2)
+        expect(await store.listDirectoryChanges(5, 10)).toEqual({ changes: [], latest: 5, complete: true })
+        expect((await store.listDirectoryChanges(4, 10)).complete).toBe(false)
+        await store.putPolicy('{}', 0, T)
+        expect(await store.listDirectoryChanges(5, 10)).toEqual({
+          changes: [{ seq: 6, kind: 'policy' }],
+          latest: 6,
+          complete: true,
+        })
+      })
+
+      it('answers incomplete for an afterSeq past latest (a store restored from an older backup)', async () => {
+        await store.putPolicy('{}', 0, T)
+        expect(await store.listDirectoryChanges(5, 10)).toEqual({ changes: [], latest: 1, complete: false })
+      })
+
+      it.runIf(options.reopen !== undefined)('keeps the log and its numbering across a restart', async () => {
+        const reopen = options.reopen as () => Promise<KeyStore>
+        await store.createPrincipal(newPrincipal('a'))
+        await store.putRevocationList(1, '{}', 0, T)
+        await store.close()
+        store = await reopen()
+        await store.insertEpoch(newEpoch(1, 1))
+        expect(await allChanges()).toEqual([
+          { seq: 1, kind: 'principal', kid: 1 },
+          { seq: 2, kind: 'revocations' },
+          { seq: 3, kind: 'epochs' },
+        ])
+      })
+
+      it('refuses fractional or negative arguments', async () => {
+        await expect(store.listDirectoryChanges(-1, 10)).rejects.toBeInstanceOf(RangeError)
+        await expect(store.listDirectoryChanges(0, 1.5)).rejects.toBeInstanceOf(TypeError)
+        await expect(store.pruneDirectoryChanges(-1)).rejects.toBeInstanceOf(RangeError)
+      })
     })
 
     describe('audit log', () => {

@@ -5,6 +5,20 @@
 import type { CertificateAuthority } from '../pki/certificate-authority.js'
 import type { PrincipalRecord } from '../store/key-store.js'
 
+/**
+ * The longest a client certificate can be valid (the CA/Browser Forum's cap on TLS leaves,
+ * which the config enforces for `clientCertificateValidityDays`).
+ */
+export const MAX_CLIENT_CERTIFICATE_DAYS = 397
+
+/**
+ * A revoked principal is listed while its certificate may still be valid: for the longest a
+ * certificate can live after its revocation (which comes after its issue), and a day of slack
+ * for clocks. An expired certificate fails on its own (RFC 5280 §3.3 lets the entry go), so
+ * the CRL holds the revocations of about 13 months, not the fleet's lifetime (issue 14).
+ */
+export const CRL_RETENTION_SECONDS = (MAX_CLIENT_CERTIFICATE_DAYS + 1) * 86_400
+
 /** nextUpdate − thisUpdate of every CRL: how long a fetched CRL may be relied on. */
 export const CRL_VALIDITY_DAYS = 7
 /**
@@ -20,7 +34,7 @@ export const CRL_REISSUE_MS = 60_000
  *
  * @example
  * ```ts
- * const der = await issueCertificateRevocationList(ca, await store.listPrincipals())
+ * const der = await issueCertificateRevocationList(ca, await store.listPrincipals({ revokedSince: now - CRL_RETENTION_SECONDS }))
  * ```
  */
 export function issueCertificateRevocationList(

@@ -21,7 +21,6 @@ import {
   type PublicIdentity,
   parsePolicy,
   parseRequestSignature,
-  publishRightsProblem,
   RevocationList,
   type SignedDocument,
   SmqttError,
@@ -41,12 +40,14 @@ import type {
 } from '../store/key-store.js'
 import { StoreConflictError } from '../store/key-store.js'
 import { AuditLog } from './audit-log.js'
-import { CRL_REISSUE_MS, issueCertificateRevocationList } from './certificate-revocation-list.js'
+import { CRL_REISSUE_MS, CRL_RETENTION_SECONDS, issueCertificateRevocationList } from './certificate-revocation-list.js'
+import { Directory, type DirectorySource, epochLabel } from './directory.js'
 import { FailedAuthentications } from './failed-auth.js'
 import { NonceCache, REQUEST_WINDOW_SECONDS } from './nonce-cache.js'
-import { policyWarnings, principalWarnings, writerLeftOut } from './policy-review.js'
+import { policyWarnings, principalWarnings } from './policy-review.js'
 import { EMPTY_POLICY, PolicyState, principalContext } from './policy-state.js'
 import { RateLimiter } from './rate-limit.js'
+import { SealedKeyCache } from './sealed-key-cache.js'
 
 export interface KeyServerSettings {
   /** How long a key bundle is valid; clients refresh before (default 3600). */
@@ -128,7 +129,6 @@ export interface EnrollmentResult {
 export const PRINCIPAL_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
 const ROLE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/
 const IDENTITY_SECRET = 'keyserver.identity'
-const epochLabel = (group: number, epoch: number) => `epoch:${group}:${epoch}`
 
 function fromB64u(text: string): Uint8Array | undefined {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) return undefined
@@ -159,6 +159,10 @@ export class KeyServer {
   readonly #listeners = new Set<(change: KeyServerChange) => void>()
   #policy: PolicyState
   #directory: Directory | undefined
+  readonly #directorySource: DirectorySource
+  #directoryChecks: Promise<unknown> = Promise.resolve()
+  #queuedDirectoryCheck: Promise<Directory> | undefined
+  #directoryInvalidations = 0
   #generation = 1
   // Signed bundles by principal id, valid until the next change (see bundleFor).
   readonly #bundles = new Map<
@@ -168,6 +172,8 @@ export class KeyServer {
   // The issuedAt of each principal's last bundle, kept across changes (unlike #bundles): clients
   // keep only strictly newer bundles, so one built after a change in the same second must be later.
   readonly #bundleIssuedAt = new Map<string, number>()
+  // Epoch keys sealed to each holder, kept across changes (unlike #bundles): see SealedKeyCache.
+  readonly #sealedKeys = new SealedKeyCache()
   // The issuedAt of the last broker snapshot and a digest of its content (see brokerSnapshot).
   #lastSnapshot: { readonly issuedAt: number; readonly fingerprint: string } | undefined
   // Bundle tags by principal id, for the directory generation they were computed from (see freshnessFor).
@@ -193,6 +199,17 @@ export class KeyServer {
     })
     this.#identity = identity
     this.#policy = policy
+    this.#directorySource = {
+      store: this.#store,
+      masterKey: this.#masterKey,
+      logger: this.#logger,
+      policy: () => this.#policy,
+      reloadPolicy: async () => {
+        await this.reloadPolicy()
+        return this.#policy
+      },
+      nextGeneration: () => this.#generation++,
+    }
   }
 
   /** Loads (or on first start creates) the key server's signing identity and the policy. */
@@ -615,7 +632,10 @@ export class KeyServer {
     throw new SmqttError('ERR_CONFLICT', `could not rotate group ${group}: too many concurrent rotations`)
   }
 
-  /** The periodic job: scheduled rotations, then deletion of epochs past their grace period. */
+  /**
+   * The periodic job: scheduled rotations, deletion of epochs past their grace period, and of
+   * directory changes no process needs one by one any more (see Directory).
+   */
   async tick(): Promise<void> {
     await this.reloadPolicy()
     const now = this.#now()
@@ -630,6 +650,7 @@ export class KeyServer {
     }
     const deleted = await this.#store.deleteRetiredEpochs(now)
     if (deleted > 0) this.#logger.info({ deleted }, 'deleted epochs past their grace period')
+    await this.#store.pruneDirectoryChanges(DIRECTORY_CHANGES_KEPT)
     await this.failedAuth.flush()
   }
 
@@ -660,6 +681,13 @@ export class KeyServer {
   #buildBundle(principal: PrincipalRecord, directory: Directory, now: number, issuedAt: number): SignedDocument {
     const notAfter = now + this.settings.bundleTtlSeconds
     const groups = this.#policy.keyedGroups(principal)
+    const recipient = {
+      id: principal.id,
+      kid: principal.kid,
+      signingKey: principal.signingKey,
+      agreementKey: principal.agreementKey,
+      kem: principal.kem,
+    }
     const bundleGroups = this.#policy.policy.groups
       .filter((g) => groups.has(g.id))
       .map((g) => ({
@@ -670,18 +698,15 @@ export class KeyServer {
         epochs: (directory.epochs.get(g.id) ?? [])
           .filter((e) => e.retiresAt === undefined || e.retiresAt > now)
           .map((e) => ({
-            ...e,
+            epoch: e.epoch,
+            activatesAt: e.activatesAt,
             retiresAt: e.retiresAt ?? notAfter + (g.graceSeconds ?? this.settings.defaultGraceSeconds),
+            sealed: this.#sealedKeys.sealed(recipient, { group: g.id, epoch: e.epoch, suite: DEFAULT_SUITE }, e.key),
           })),
         writers: this.#inlineWriters(g.id, principal, directory),
       }))
     return createKeyBundle({
-      recipient: {
-        id: principal.id,
-        signingKey: principal.signingKey,
-        agreementKey: principal.agreementKey,
-        kem: principal.kem,
-      },
+      recipient,
       groups: bundleGroups,
       validity: { notBefore: now - 60, notAfter },
       issuedAt,
@@ -691,13 +716,13 @@ export class KeyServer {
 
   /** Whether bundles list all of `group`'s writers (few enough), or only the recipient's own entry. */
   #listsAllWriters(group: number, directory: Directory): boolean {
-    return (directory.writers.get(group)?.length ?? 0) <= this.settings.bundleInlineWriters
+    return directory.writerCount(group) <= this.settings.bundleInlineWriters
   }
 
   /** The writers `principal`'s bundle lists for `group`: all of them, or past the bound only itself. */
   #inlineWriters(group: number, principal: PrincipalRecord, directory: Directory): readonly KeyGroupWriter[] {
-    if (this.#listsAllWriters(group, directory)) return directory.writers.get(group) ?? []
-    const own = directory.writersByKid.get(group)?.get(principal.kid)
+    if (this.#listsAllWriters(group, directory)) return directory.writers(group)
+    const own = directory.writer(group, principal.kid)
     return own && own.principal === principal.id ? [own] : []
   }
 
@@ -717,9 +742,8 @@ export class KeyServer {
     const keyed = this.#policy.policy.groups.find((g) => g.id === group)
     if (!keyed || !this.#policy.keyedGroups(reader).has(group))
       throw new SmqttError('ERR_FORBIDDEN', `not a member of key group ${group}`)
-    const byKid = directory.writersByKid.get(group)
     const writers = [...new Set(kids)].flatMap((kid) => {
-      const writer = byKid?.get(kid)
+      const writer = directory.writer(group, kid)
       return writer ? [writer] : []
     })
     return createWriterRecord({
@@ -785,14 +809,14 @@ export class KeyServer {
               .filter((e) => e.retiresAt === undefined)
               .map((e) => [e.epoch, e.activatesAt]),
             this.#listsAllWriters(g.id, directory)
-              ? (directory.writers.get(g.id) ?? []).map((w) => [w.kid, w.principal, w.publish, w.signingKey])
+              ? directory.writers(g.id).map((w) => [w.kid, w.principal, w.publish, w.signingKey])
               : 'records',
           ])
           directory.groupTags.set(g.id, part)
         }
         if (this.#listsAllWriters(g.id, directory)) return part
         // Only the recipient's own entry is listed: its share of the tag is its own.
-        const own = directory.writersByKid.get(g.id)?.get(principal.kid)
+        const own = directory.writer(g.id, principal.kid)
         return own ? digest([part, own.principal, own.publish, own.signingKey]) : part
       })
     const tag = digest(parts)
@@ -802,75 +826,46 @@ export class KeyServer {
   }
 
   /**
-   * Writers and opened epoch keys per group, built once per change instead of once per bundle
-   * (a bundle request would otherwise list every principal and evaluate the ACL for each).
-   * Dropped on every change this process makes, and after DIRECTORY_TTL_SECONDS so changes made
-   * by other key server processes sharing the store are picked up.
+   * The directory bundles, tags and writer records are built from (see Directory), checked
+   * against the store's change log at most every DIRECTORY_TTL_SECONDS, so changes made by
+   * other key server processes sharing the store are picked up, and at the next use after any
+   * change this process makes. Checks run one after another, and a caller joins only a check
+   * queued after it asked, never one already reading the store (which may predate its change).
    */
-  async #currentDirectory(now: number): Promise<Directory> {
-    if (this.#directory && now - this.#directory.builtAt < DIRECTORY_TTL_SECONDS) return this.#directory
-    await this.reloadPolicy()
-    const active = await this.#activePrincipals()
-    const contexts = active.map(principalContext)
-    const byId = new Map(active.map((p) => [p.id, p]))
-    const epochs = new Map<number, OpenedEpoch[]>()
-    for (const e of await this.#store.listEpochs()) {
-      const list = epochs.get(e.group) ?? []
-      list.push({
-        epoch: e.epoch,
-        key: this.#masterKey.open(epochLabel(e.group, e.epoch), e.sealedKey),
-        activatesAt: e.activatesAt,
-        retiresAt: e.retiresAt,
+  #currentDirectory(now: number): Promise<Directory> {
+    const current = this.#directory
+    if (current && now - current.checkedAt < DIRECTORY_TTL_SECONDS) return Promise.resolve(current)
+    if (!this.#queuedDirectoryCheck) {
+      const queued: Promise<Directory> = this.#directoryChecks.then(() => {
+        this.#queuedDirectoryCheck = undefined
+        return this.#checkDirectory(now)
       })
-      epochs.set(e.group, list)
+      this.#queuedDirectoryCheck = queued
+      this.#directoryChecks = queued.catch(() => undefined)
     }
-    // Per principal, its groups from the evaluator's index: linear in the fleet, not groups × fleet.
-    const writers = new Map<number, KeyGroupWriter[]>(this.#policy.policy.groups.map((g) => [g.id, []]))
-    for (const w of contexts) {
-      const p = byId.get(w.id)
-      if (!p) continue
-      for (const g of this.#policy.evaluator.groupsWrittenBy(w)) {
-        // Each writer's own topics within the group (`%c`, `%u` substituted): subscribers
-        // refuse its messages elsewhere, whichever broker delivers them.
-        const publish = this.#policy.evaluator.publishRightsIn(g, w)
-        // Rights a bundle cannot carry fail closed for this writer alone (subscribers refuse it
-        // as an unknown sender) rather than make every bundle of the group unbuildable.
-        const problem = publishRightsProblem(publish, g.filter)
-        if (problem) {
-          this.#logger.error({ group: g.id, principal: p.id }, writerLeftOut(g.id, p.id, problem))
-          continue
-        }
-        writers.get(g.id)?.push({ kid: p.kid, principal: p.id, signingKey: p.signingKey, publish })
-      }
-    }
-    // The generation moves only when the content does, so a periodic re-read that finds
-    // nothing new keeps the cached bundles.
-    const fingerprint = JSON.stringify([
-      this.#policy.version,
-      [...epochs].map(([group, list]) => [group, list.map((e) => [e.epoch, e.activatesAt, e.retiresAt ?? null])]),
-      [...writers].map(([group, list]) => [group, list.map((w) => [w.kid, w.publish])]),
-    ])
-    const previous = this.#directory
-    const generation = previous && previous.fingerprint === fingerprint ? previous.generation : this.#generation++
-    const revocations = (await this.#store.getRevocationList())?.version ?? 0
-    const writersByKid = new Map([...writers].map(([group, list]) => [group, new Map(list.map((w) => [w.kid, w]))]))
-    this.#directory = {
-      builtAt: now,
-      generation,
-      fingerprint,
-      epochs,
-      writers,
-      writersByKid,
-      revocations,
-      groupTags: new Map(),
-    }
-    return this.#directory
+    return this.#queuedDirectoryCheck
+  }
+
+  async #checkDirectory(now: number): Promise<Directory> {
+    const invalidations = this.#directoryInvalidations
+    const source = this.#directorySource
+    const current = this.#directory
+    let directory = current
+    if (!directory || !(await directory.follow(source, now))) directory = await Directory.build(source, now)
+    // A change this process made meanwhile may have been written after the log was read.
+    if (invalidations !== this.#directoryInvalidations) directory.checkedAt = Number.NEGATIVE_INFINITY
+    this.#sealedKeys.keepOnly(
+      [...directory.epochs].flatMap(([group, list]) => list.map((e) => ({ group, epoch: e.epoch }))),
+    )
+    this.#directory = directory
+    return directory
   }
 
   /** After any change: what was derived from the old state must be built again. */
   #forgetDerivedState(): void {
     this.#crl = undefined
-    this.#directory = undefined
+    this.#directoryInvalidations++
+    if (this.#directory) this.#directory.checkedAt = Number.NEGATIVE_INFINITY // follow the log at the next use
     this.#bundles.clear()
     this.#tags.clear()
   }
@@ -923,14 +918,21 @@ export class KeyServer {
     return { identity, principal }
   }
 
-  /** Active principals whose key groups include any of `groups` (all active ones when omitted). */
+  /**
+   * Active principals whose key groups include any of `groups` (all active ones when omitted).
+   * With `groups`, those that only read them come first: a writer seals under a new epoch as
+   * soon as it holds it, so after a re-key the readers should hold it before the writers do.
+   */
   async principalsHoldingKeys(groups?: readonly number[]): Promise<PrincipalRecord[]> {
     const active = await this.#activePrincipals()
     if (!groups) return active
-    return active.filter((p) => {
+    const holders = active.filter((p) => {
       const held = this.#policy.keyedGroups(p)
       return groups.some((g) => held.has(g))
     })
+    const directory = await this.#currentDirectory(this.#now())
+    const writes = (p: PrincipalRecord) => groups.some((g) => directory.writer(g, p.kid) !== undefined)
+    return [...holders.filter((p) => !writes(p)), ...holders.filter(writes)]
   }
 
   // ---- brokers -----------------------------------------------------------------------------
@@ -1149,7 +1151,8 @@ export class KeyServer {
     }
     const issuing = (async () => {
       const issuedAt = Date.now()
-      return { der: await issueCertificateRevocationList(ca, await this.#store.listPrincipals()), issuedAt }
+      const principals = await this.#store.listPrincipals({ revokedSince: this.#now() - CRL_RETENTION_SECONDS })
+      return { der: await issueCertificateRevocationList(ca, principals), issuedAt }
     })()
     this.#crl = issuing
     try {
@@ -1233,31 +1236,12 @@ function sortByKid<T extends { kid: number }>(entries: T[]): T[] {
 
 /** See KeyServer.#currentDirectory. */
 const DIRECTORY_TTL_SECONDS = 2
+/** A process further behind than this rebuilds its directory whole anyway (see Directory.follow). */
+const DIRECTORY_CHANGES_KEPT = 10_000
 /** See KeyServer.bundleFor. */
 const BUNDLE_REUSE_SECONDS = 60
 const MAX_CACHED_BUNDLES = 10_000
 const MAX_BUNDLE_ISSUED_AT = 100_000
-
-interface OpenedEpoch {
-  readonly epoch: number
-  readonly key: Uint8Array
-  readonly activatesAt: number
-  readonly retiresAt: number | undefined
-}
-
-interface Directory {
-  readonly builtAt: number
-  readonly generation: number
-  readonly fingerprint: string
-  readonly epochs: Map<number, OpenedEpoch[]>
-  readonly writers: Map<number, KeyGroupWriter[]>
-  /** The same writers by kid, per group. */
-  readonly writersByKid: Map<number, Map<number, KeyGroupWriter>>
-  /** Version of the stored revocation list, 0 when none (not part of the fingerprint). */
-  readonly revocations: number
-  /** Each group's share of a bundle tag, filled as asked for (see KeyServer.freshnessFor). */
-  readonly groupTags: Map<number, string>
-}
 
 function principalRateLimited(): SmqttError {
   return new SmqttError('ERR_RATE_LIMITED', 'too many requests from this principal; retry in a few seconds')

@@ -66,7 +66,12 @@ export async function startMqttPush(keyServer: KeyServer, options: MqttPushOptio
   client.on('error', (err) => options.logger?.warn({ err }, 'push connection error'))
 
   const stats = { bundles: 0, snapshots: 0, notices: 0, failures: 0 }
-  const pendingPrincipals = new Set<string>()
+  // Groups re-keyed since the last send: their holders are looked at (everyone after an
+  // enrollment or a policy change), and get a new bundle if its tag moved since the last one
+  // pushed to them. So an enrollment reaches the few whose bundles list the newcomer, not the
+  // fleet: at 100,000 principals a push to all costs the key server ~25 s of sealing and signing.
+  const rekeyedGroups = new Set<number>()
+  const pushedTags = new Map<string, string>()
   let everyone = false
   let timer: NodeJS.Timeout | undefined
   let running: Promise<void> = Promise.resolve()
@@ -77,10 +82,9 @@ export async function startMqttPush(keyServer: KeyServer, options: MqttPushOptio
 
   const send = async () => {
     timer = undefined
-    const all = everyone
-    const ids = new Set(pendingPrincipals)
+    const groups = everyone ? undefined : [...rekeyedGroups]
     everyone = false
-    pendingPrincipals.clear()
+    rekeyedGroups.clear()
     try {
       const pushed = await keyServer.brokerSnapshotPush(
         options.maxInlineSnapshotBytes ?? DEFAULT_MAX_INLINE_SNAPSHOT_BYTES,
@@ -92,14 +96,19 @@ export async function startMqttPush(keyServer: KeyServer, options: MqttPushOptio
         await publish(BROKER_CONTROL_TOPIC, { type: 'snapshot-notice', notice: pushed.notice })
         stats.notices++
       }
-      const principals = await keyServer.principalsHoldingKeys()
+      // Readers of re-keyed groups come before their writers (see principalsHoldingKeys).
+      const principals = groups?.length === 0 ? [] : await keyServer.principalsHoldingKeys(groups)
       for (const principal of principals) {
-        if (!all && !ids.has(principal.id)) continue
-        await publish(principalControlTopic(principal.id), {
-          type: 'bundle',
-          bundle: await keyServer.bundleFor(principal),
-        })
+        if (pushedTags.get(principal.id) === (await keyServer.freshnessFor(principal)).bundle) continue
+        const { bundle, tag } = await keyServer.bundleWithTag(principal)
+        await publish(principalControlTopic(principal.id), { type: 'bundle', bundle })
+        pushedTags.set(principal.id, tag)
         stats.bundles++
+      }
+      if (!groups) {
+        // Everyone was looked at: forget those no longer active (revoked, disabled, deleted).
+        const active = new Set(principals.map((p) => p.id))
+        for (const id of pushedTags.keys()) if (!active.has(id)) pushedTags.delete(id)
       }
     } catch (err) {
       stats.failures++
@@ -116,13 +125,8 @@ export async function startMqttPush(keyServer: KeyServer, options: MqttPushOptio
 
   const unsubscribe = keyServer.onChange((change) => {
     if (change.kind === 'epochs') {
-      keyServer.principalsHoldingKeys(change.groups).then(
-        (principals) => {
-          for (const p of principals) pendingPrincipals.add(p.id)
-          schedule()
-        },
-        (err: unknown) => options.logger?.error({ err }, 'push: could not list affected principals'),
-      )
+      for (const group of change.groups) rekeyedGroups.add(group)
+      schedule()
     } else {
       everyone = everyone || change.kind === 'policy' // a policy change can change anyone's groups
       schedule()
@@ -132,6 +136,7 @@ export async function startMqttPush(keyServer: KeyServer, options: MqttPushOptio
   // Changes made while no connection was up were not sent: after every (re)connect, send it all.
   const resync = () => {
     everyone = true
+    pushedTags.clear() // the broker may have lost its retained messages too
     schedule()
   }
   client.on('connect', resync)

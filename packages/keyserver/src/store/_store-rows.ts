@@ -7,6 +7,8 @@
 
 import type {
   AuditEntry,
+  DirectoryChange,
+  DirectoryChanges,
   EnrollmentTokenRecord,
   EpochRecord,
   NewPrincipal,
@@ -71,9 +73,21 @@ export interface AuditRow {
   details: string
 }
 
+/**
+ * A row of the directory-changes read: the counter's value as `latest` on every row, joined to
+ * one change after `afterSeq` (seq, kind and kid null on the single row when there is none).
+ */
+export interface DirectoryChangeRow {
+  latest: number
+  seq: number | null
+  kind: string | null
+  kid: number | null
+}
+
 const STATUSES: readonly PrincipalStatus[] = ['active', 'disabled', 'revoked']
 const KEMS: readonly PrincipalRecord['kem'][] = ['x25519', 'xwing']
 const OUTCOMES: readonly AuditEntry['outcome'][] = ['ok', 'refused', 'error']
+const CHANGE_KINDS: readonly DirectoryChange['kind'][] = ['principal', 'epochs', 'policy', 'revocations']
 
 /** Drivers hand back Buffer (a Uint8Array subclass); callers get a plain, unshared copy. */
 export function toBytes(value: Uint8Array): Uint8Array {
@@ -153,6 +167,32 @@ export function toAuditEntry(row: AuditRow): AuditEntry {
     outcome: oneOf(OUTCOMES, row.outcome, 'audit outcome'),
     details: details as Record<string, unknown>,
   }
+}
+
+/**
+ * Seqs have no gaps and pruning deletes the oldest, so the changes asked for are all there iff
+ * the first one is `afterSeq + 1` (or none were asked for). A store whose `latest` is behind
+ * `afterSeq` was restored from an older backup: the caller's directory is ahead of it.
+ */
+export function toDirectoryChanges(
+  rows: readonly DirectoryChangeRow[],
+  afterSeq: number,
+  limit: number,
+): DirectoryChanges {
+  const latest = rows[0]?.latest
+  if (latest === undefined) throw new Error('store has no directory change counter: was it migrated?')
+  const changes = rows.filter((row) => row.seq !== null).map(toDirectoryChange)
+  const wanted = Math.min(latest, afterSeq + limit) - afterSeq
+  const complete = afterSeq <= latest && (wanted === 0 || changes[0]?.seq === afterSeq + 1)
+  return { changes, latest, complete }
+}
+
+function toDirectoryChange(row: DirectoryChangeRow): DirectoryChange {
+  const seq = row.seq as number
+  const kind = oneOf(CHANGE_KINDS, row.kind ?? '', 'directory change kind')
+  if (kind !== 'principal') return { seq, kind }
+  if (row.kid === null) throw new Error(`store holds a principal change without a kid (seq ${seq})`)
+  return { seq, kind, kid: row.kid }
 }
 
 /** Throws TypeError unless `value` is an integer, RangeError unless it is in [0, 2^53 - 1]. */

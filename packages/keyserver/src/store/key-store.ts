@@ -82,6 +82,26 @@ export interface AuditEntry {
 
 export type NewAuditEntry = Omit<AuditEntry, 'id'>
 
+/**
+ * One change to what the key server's directory is built from, recorded by the store itself
+ * (database triggers) in commit order, numbered 1, 2, 3, … without gaps.
+ */
+export type DirectoryChange =
+  | { readonly seq: number; readonly kind: 'principal'; readonly kid: number }
+  | { readonly seq: number; readonly kind: 'epochs' }
+  | { readonly seq: number; readonly kind: 'policy' }
+  | { readonly seq: number; readonly kind: 'revocations' }
+
+/** What {@link KeyStore.listDirectoryChanges} answers. */
+export interface DirectoryChanges {
+  /** The changes after `afterSeq`, oldest first, at most `limit`. */
+  readonly changes: readonly DirectoryChange[]
+  /** The newest seq recorded so far (0 when none), read consistently with `changes`. */
+  readonly latest: number
+  /** False when changes after `afterSeq` were pruned: the caller must rebuild from scratch. */
+  readonly complete: boolean
+}
+
 /** What {@link KeyStore.enrollPrincipal} writes in one transaction. */
 export interface Enrollment {
   /** The token to redeem: it must exist, be unused, have `now < expiresAt` and be bound to `principal.id`. */
@@ -212,6 +232,15 @@ export interface KeyStore {
   getRevocationList(): Promise<StoredRevocationList | undefined>
   /** Same optimistic rule as putPolicy, with `version` = the new version (must be expectedVersion + 1). */
   putRevocationList(version: number, document: string, expectedVersion: number, at: UnixSeconds): Promise<boolean>
+
+  /**
+   * The directory changes recorded after `afterSeq` (see DirectoryChange). `complete` is false
+   * when some of those changes were pruned, and when `afterSeq` is past `latest` (a store
+   * restored from an older backup): either way the caller must rebuild from scratch.
+   */
+  listDirectoryChanges(afterSeq: number, limit: number): Promise<DirectoryChanges>
+  /** Deletes all but the newest `keep` directory changes; returns how many it deleted. */
+  pruneDirectoryChanges(keep: number): Promise<number>
 
   /** Append-only: there is no update or delete. */
   appendAudit(entry: NewAuditEntry): Promise<AuditEntry>

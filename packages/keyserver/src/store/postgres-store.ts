@@ -23,6 +23,7 @@ import {
   checkOutcome,
   checkStatus,
   checkStringList,
+  type DirectoryChangeRow,
   type DocumentRow,
   type EnrollmentTokenRow,
   type EpochRow,
@@ -30,6 +31,7 @@ import {
   type RedeemedTokenRow,
   toAuditEntry,
   toBytes,
+  toDirectoryChanges,
   toEnrollmentToken,
   toEpoch,
   toPrincipal,
@@ -38,6 +40,7 @@ import {
 } from './_store-rows.js'
 import {
   type AuditEntry,
+  type DirectoryChanges,
   type EnrolledPrincipal,
   type Enrollment,
   type EnrollmentTokenRecord,
@@ -198,6 +201,50 @@ const MIGRATIONS: readonly ((s: string) => string)[] = [
   -- The revocation list lists recent revocations only (issue 14, cliff 1): found by this index,
   -- not by reading every principal ever revoked.
   CREATE INDEX principals_revoked ON ${s}.principals (status_changed_at, kid) WHERE status = 'revoked';
+  `,
+  (s) => `
+  -- The directory changes (what the key server's directory is built from), logged by triggers
+  -- so that every writer is covered, tools writing straight into the database included.
+  CREATE TABLE ${s}.directory_change_counter (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    seq BIGINT NOT NULL
+  );
+  INSERT INTO ${s}.directory_change_counter (singleton, seq) VALUES (1, 0);
+
+  CREATE TABLE ${s}.directory_changes (
+    seq BIGINT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('principal', 'epochs', 'policy', 'revocations')),
+    kid BIGINT,
+    CHECK ((kind = 'principal') = (kid IS NOT NULL))
+  );
+
+  -- Logs one change of the kind named by the trigger's argument. The counter's row lock is held
+  -- until the writing transaction ends, so writers number their changes one at a time, in
+  -- commit order, and a rolled-back transaction gives its seqs back: no gaps.
+  CREATE FUNCTION ${s}.log_directory_change() RETURNS trigger LANGUAGE plpgsql AS $$
+  DECLARE
+    changed_kid BIGINT;
+  BEGIN
+    IF TG_ARGV[0] = 'principal' THEN
+      IF TG_OP = 'DELETE' THEN changed_kid := OLD.kid; ELSE changed_kid := NEW.kid; END IF;
+    END IF;
+    WITH counter AS (UPDATE ${s}.directory_change_counter SET seq = seq + 1 RETURNING seq)
+    INSERT INTO ${s}.directory_changes (seq, kind, kid) SELECT counter.seq, TG_ARGV[0], changed_kid FROM counter;
+    RETURN NULL;
+  END
+  $$;
+
+  -- Only the columns the directory reads: not sequence_floor, which every reservation writes.
+  CREATE TRIGGER principals_log_change
+    AFTER INSERT OR DELETE OR UPDATE OF status, roles, username, signing_key, agreement_key, kem, id
+    ON ${s}.principals
+    FOR EACH ROW EXECUTE FUNCTION ${s}.log_directory_change('principal');
+  CREATE TRIGGER epochs_log_change AFTER INSERT OR UPDATE OR DELETE ON ${s}.epochs
+    FOR EACH ROW EXECUTE FUNCTION ${s}.log_directory_change('epochs');
+  CREATE TRIGGER policy_log_change AFTER INSERT OR UPDATE ON ${s}.policy
+    FOR EACH ROW EXECUTE FUNCTION ${s}.log_directory_change('policy');
+  CREATE TRIGGER revocation_list_log_change AFTER INSERT OR UPDATE ON ${s}.revocation_list
+    FOR EACH ROW EXECUTE FUNCTION ${s}.log_directory_change('revocations');
   `,
 ]
 
@@ -547,6 +594,31 @@ export class PostgresKeyStore implements KeyStore {
   ): Promise<boolean> {
     checkNextVersion(version, expectedVersion)
     return this.#putDocument('revocation_list', version, document, expectedVersion, at)
+  }
+
+  // One statement, so `latest` and the changes come from one snapshot.
+  async listDirectoryChanges(afterSeq: number, limit: number): Promise<DirectoryChanges> {
+    checkCount(afterSeq, 'afterSeq')
+    checkCount(limit, 'limit')
+    const s = this.#s
+    const { rows } = await this.#query<DirectoryChangeRow>(
+      `SELECT counter.seq AS latest, change.seq, change.kind, change.kid
+       FROM ${s}.directory_change_counter AS counter
+       LEFT JOIN (SELECT * FROM ${s}.directory_changes WHERE seq > $1 ORDER BY seq LIMIT $2) AS change ON true
+       ORDER BY change.seq`,
+      [afterSeq, limit],
+    )
+    return toDirectoryChanges(rows, afterSeq, limit)
+  }
+
+  async pruneDirectoryChanges(keep: number): Promise<number> {
+    checkCount(keep, 'keep')
+    const s = this.#s
+    const result = await this.#query(
+      `DELETE FROM ${s}.directory_changes WHERE seq <= (SELECT seq FROM ${s}.directory_change_counter) - $1`,
+      [keep],
+    )
+    return result.rowCount ?? 0
   }
 
   async appendAudit(entry: NewAuditEntry): Promise<AuditEntry> {

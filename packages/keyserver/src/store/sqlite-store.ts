@@ -15,6 +15,7 @@ import {
   checkOutcome,
   checkStatus,
   checkStringList,
+  type DirectoryChangeRow,
   type DocumentRow,
   type EnrollmentTokenRow,
   type EpochRow,
@@ -22,6 +23,7 @@ import {
   type RedeemedTokenRow,
   toAuditEntry,
   toBytes,
+  toDirectoryChanges,
   toEnrollmentToken,
   toEpoch,
   toPrincipal,
@@ -30,6 +32,7 @@ import {
 } from './_store-rows.js'
 import {
   type AuditEntry,
+  type DirectoryChanges,
   type EnrolledPrincipal,
   type Enrollment,
   type EnrollmentTokenRecord,
@@ -149,6 +152,58 @@ const MIGRATIONS: readonly string[] = [
   -- The revocation list lists recent revocations only (issue 14, cliff 1): found by this index,
   -- not by reading every principal ever revoked.
   CREATE INDEX principals_revoked ON principals (status_changed_at, kid) WHERE status = 'revoked';
+  `,
+  `
+  -- The directory changes (what the key server's directory is built from), logged by triggers
+  -- so that every writer is covered, tools writing straight into the file included. Seqs come
+  -- from a counter in the writing transaction: SQLite's one writer makes their order the commit
+  -- order, and a rolled-back write takes its seq back with it, so there are no gaps.
+  CREATE TABLE directory_change_counter (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    seq INTEGER NOT NULL
+  ) STRICT;
+  INSERT INTO directory_change_counter (singleton, seq) VALUES (1, 0);
+
+  CREATE TABLE directory_changes (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('principal', 'epochs', 'policy', 'revocations')),
+    kid INTEGER,
+    CHECK ((kind = 'principal') = (kid IS NOT NULL))
+  ) STRICT;
+
+  -- Inserting (kind, kid) here numbers the change: the one place that does.
+  CREATE VIEW directory_change_log AS SELECT kind, kid FROM directory_changes;
+  CREATE TRIGGER directory_change_log_number INSTEAD OF INSERT ON directory_change_log
+  BEGIN
+    UPDATE directory_change_counter SET seq = seq + 1;
+    INSERT INTO directory_changes (seq, kind, kid) SELECT seq, NEW.kind, NEW.kid FROM directory_change_counter;
+  END;
+
+  CREATE TRIGGER principals_log_insert AFTER INSERT ON principals
+  BEGIN INSERT INTO directory_change_log (kind, kid) VALUES ('principal', NEW.kid); END;
+  CREATE TRIGGER principals_log_delete AFTER DELETE ON principals
+  BEGIN INSERT INTO directory_change_log (kind, kid) VALUES ('principal', OLD.kid); END;
+  -- Only the columns the directory reads: not sequence_floor, which every reservation writes.
+  CREATE TRIGGER principals_log_update AFTER UPDATE OF status, roles, username, signing_key, agreement_key, kem, id
+    ON principals
+  BEGIN INSERT INTO directory_change_log (kind, kid) VALUES ('principal', NEW.kid); END;
+
+  CREATE TRIGGER epochs_log_insert AFTER INSERT ON epochs
+  BEGIN INSERT INTO directory_change_log (kind) VALUES ('epochs'); END;
+  CREATE TRIGGER epochs_log_update AFTER UPDATE ON epochs
+  BEGIN INSERT INTO directory_change_log (kind) VALUES ('epochs'); END;
+  CREATE TRIGGER epochs_log_delete AFTER DELETE ON epochs
+  BEGIN INSERT INTO directory_change_log (kind) VALUES ('epochs'); END;
+
+  CREATE TRIGGER policy_log_insert AFTER INSERT ON policy
+  BEGIN INSERT INTO directory_change_log (kind) VALUES ('policy'); END;
+  CREATE TRIGGER policy_log_update AFTER UPDATE ON policy
+  BEGIN INSERT INTO directory_change_log (kind) VALUES ('policy'); END;
+
+  CREATE TRIGGER revocation_list_log_insert AFTER INSERT ON revocation_list
+  BEGIN INSERT INTO directory_change_log (kind) VALUES ('revocations'); END;
+  CREATE TRIGGER revocation_list_log_update AFTER UPDATE ON revocation_list
+  BEGIN INSERT INTO directory_change_log (kind) VALUES ('revocations'); END;
   `,
 ]
 
@@ -467,6 +522,26 @@ export class SqliteKeyStore implements KeyStore {
   ): Promise<boolean> {
     checkNextVersion(version, expectedVersion)
     return this.#putDocument('revocation_list', version, document, expectedVersion, at)
+  }
+
+  // One statement, so `latest` and the changes come from one snapshot.
+  async listDirectoryChanges(afterSeq: number, limit: number): Promise<DirectoryChanges> {
+    checkCount(afterSeq, 'afterSeq')
+    checkCount(limit, 'limit')
+    const rows = this.#all<DirectoryChangeRow>(
+      `SELECT counter.seq AS latest, change.seq, change.kind, change.kid
+       FROM directory_change_counter AS counter
+       LEFT JOIN (SELECT * FROM directory_changes WHERE seq > ? ORDER BY seq LIMIT ?) AS change ON true
+       ORDER BY change.seq`,
+      afterSeq,
+      limit,
+    )
+    return toDirectoryChanges(rows, afterSeq, limit)
+  }
+
+  async pruneDirectoryChanges(keep: number): Promise<number> {
+    checkCount(keep, 'keep')
+    return this.#run('DELETE FROM directory_changes WHERE seq <= (SELECT seq FROM directory_change_counter) - ?', keep)
   }
 
   async appendAudit(entry: NewAuditEntry): Promise<AuditEntry> {

@@ -1,0 +1,196 @@
+// What bundles, bundle tags and writer records are built from: each key group's writers (with
+// their publish rights in the group), the groups' opened epoch keys, and the revocation list's
+// version. Built whole from the store once, then kept current by following the store's
+// directory change log (KeyStore.listDirectoryChanges): a principal's change re-derives that
+// principal's entries alone, an epoch change re-reads the epochs, and only a policy change (or
+// a log that no longer reaches back) builds it whole again. So an enrollment or a revocation
+// at 100,000 principals costs about what it costs at 100, and a key server with nothing new
+// pays one small query per check instead of a rebuild (issue 14).
+import { type KeyGroupWriter, publishRightsProblem } from '@smqtt/core'
+import type { Logger } from 'pino'
+import type { MasterKey } from '../master-key.js'
+import type { KeyStore, PrincipalRecord } from '../store/key-store.js'
+import { writerLeftOut } from './policy-review.js'
+import { type PolicyState, principalContext } from './policy-state.js'
+
+export interface OpenedEpoch {
+  readonly epoch: number
+  readonly key: Uint8Array
+  readonly activatesAt: number
+  readonly retiresAt: number | undefined
+}
+
+/** Most log entries applied one by one; past that a whole rebuild is cheaper. */
+const MAX_CHANGES_APPLIED = 1_000
+
+/** The store label an epoch key is sealed under (see KeyServer.rotateGroup). */
+export const epochLabel = (group: number, epoch: number) => `epoch:${group}:${epoch}`
+
+/** What the directory reads: the store, the master key that opens epoch keys, the policy in force. */
+export interface DirectorySource {
+  readonly store: KeyStore
+  readonly masterKey: MasterKey
+  readonly logger: Logger
+  policy(): PolicyState
+  /** Reads the policy from the store (another process may have changed it) and answers the one in force. */
+  reloadPolicy(): Promise<PolicyState>
+  /** A number never handed out before (see Directory.generation). */
+  nextGeneration(): number
+}
+
+export class Directory {
+  /** Moves whenever the content does: bundles and tags cached under another are stale. */
+  generation: number
+  /** When the log was last checked (unix seconds); -Infinity: check at the next use. */
+  checkedAt: number
+  epochs: ReadonlyMap<number, readonly OpenedEpoch[]>
+  /** Version of the stored revocation list, 0 when none (it moves no generation). */
+  revocations: number
+  /** Each group's share of a bundle tag, filled as asked for (see KeyServer.freshnessFor). */
+  readonly groupTags = new Map<number, string>()
+  // The last change of the store's log reflected here.
+  #seq: number
+  readonly #policyVersion: number
+  // group → kid → writer; kid → the groups it writes (to take them out again).
+  readonly #writers = new Map<number, Map<number, KeyGroupWriter>>()
+  readonly #writtenBy = new Map<number, readonly number[]>()
+  // Writers of a group ordered by kid, as bundles list them; dropped when the group changes.
+  readonly #ordered = new Map<number, readonly KeyGroupWriter[]>()
+
+  private constructor(seq: number, policyVersion: number, generation: number, now: number) {
+    this.#seq = seq
+    this.#policyVersion = policyVersion
+    this.generation = generation
+    this.checkedAt = now
+    this.epochs = new Map()
+    this.revocations = 0
+  }
+
+  /** Everything read afresh: every active principal, the epochs, the revocation list. */
+  static async build(source: DirectorySource, now: number): Promise<Directory> {
+    // The log position first, then the policy and the rest: a change committed meanwhile is
+    // applied again on top (idempotent) or, for a policy, makes the next check rebuild; never missed.
+    const { latest } = await source.store.listDirectoryChanges(0, 0)
+    const policy = await source.reloadPolicy()
+    const directory = new Directory(latest, policy.version, source.nextGeneration(), now)
+    directory.epochs = await readEpochs(source)
+    directory.revocations = await readRevocations(source)
+    for (const principal of await source.store.listPrincipals())
+      if (principal.status === 'active') directory.#setWriter(principal.kid, writerEntries(source, principal))
+    return directory
+  }
+
+  /**
+   * Applies the store's changes since the last check. Resolves false, changing nothing, when
+   * only a whole rebuild will do: the policy changed, or the log no longer reaches back.
+   */
+  async follow(source: DirectorySource, now: number): Promise<boolean> {
+    if (source.policy().version !== this.#policyVersion) return false
+    const log = await source.store.listDirectoryChanges(this.#seq, MAX_CHANGES_APPLIED)
+    const last = log.changes.at(-1)?.seq ?? this.#seq
+    if (!log.complete || last !== log.latest || log.changes.some((c) => c.kind === 'policy')) return false
+    const kinds = new Set(log.changes.map((c) => c.kind))
+    const kids = new Set(log.changes.flatMap((c) => (c.kind === 'principal' ? [c.kid] : [])))
+    if (kinds.has('epochs')) this.epochs = await readEpochs(source)
+    if (kinds.has('revocations')) this.revocations = await readRevocations(source)
+    for (const kid of kids) {
+      const principal = await source.store.getPrincipalByKid(kid)
+      this.#setWriter(kid, principal?.status === 'active' ? writerEntries(source, principal) : [])
+    }
+    // Any principal's change moves the generation, a reader's too: its own bundle and tag
+    // depend on its roles and status, which other processes may have changed.
+    if (kinds.has('epochs') || kids.size > 0) {
+      this.generation = source.nextGeneration()
+      this.groupTags.clear()
+    }
+    this.#seq = last
+    this.checkedAt = now
+    return true
+  }
+
+  /** How many writers `group` has. */
+  writerCount(group: number): number {
+    return this.#writers.get(group)?.size ?? 0
+  }
+
+  /** `group`'s writers, ordered by kid. */
+  writers(group: number): readonly KeyGroupWriter[] {
+    let ordered = this.#ordered.get(group)
+    if (!ordered) {
+      ordered = [...(this.#writers.get(group)?.values() ?? [])].sort((a, b) => a.kid - b.kid)
+      this.#ordered.set(group, ordered)
+    }
+    return ordered
+  }
+
+  /** The writer of `group` under `kid`, if it is one. */
+  writer(group: number, kid: number): KeyGroupWriter | undefined {
+    return this.#writers.get(group)?.get(kid)
+  }
+
+  // Replaces what `kid` writes with `entries`.
+  #setWriter(kid: number, entries: readonly WriterEntry[]): void {
+    for (const group of this.#writtenBy.get(kid) ?? []) {
+      this.#writers.get(group)?.delete(kid)
+      this.#ordered.delete(group)
+    }
+    for (const { group, writer } of entries) {
+      const writers = this.#writers.get(group) ?? new Map<number, KeyGroupWriter>()
+      this.#writers.set(group, writers.set(kid, writer))
+      this.#ordered.delete(group)
+    }
+    if (entries.length === 0) this.#writtenBy.delete(kid)
+    else
+      this.#writtenBy.set(
+        kid,
+        entries.map((e) => e.group),
+      )
+  }
+}
+
+interface WriterEntry {
+  readonly group: number
+  readonly writer: KeyGroupWriter
+}
+
+/**
+ * The groups `principal` writes, each with its own topics there (`%c`, `%u` substituted):
+ * subscribers refuse its messages elsewhere, whichever broker delivers them. Found from its
+ * allow filters through the evaluator's index, so a whole build is linear in the fleet.
+ */
+function writerEntries(source: DirectorySource, principal: PrincipalRecord): WriterEntry[] {
+  const { evaluator } = source.policy()
+  const context = principalContext(principal)
+  return evaluator.groupsWrittenBy(context).flatMap((g) => {
+    const publish = evaluator.publishRightsIn(g, context)
+    // Rights a bundle cannot carry fail closed for this writer alone (subscribers refuse it as
+    // an unknown sender) rather than make every bundle of the group unbuildable.
+    const problem = publishRightsProblem(publish, g.filter)
+    if (problem) {
+      source.logger.error({ group: g.id, principal: principal.id }, writerLeftOut(g.id, principal.id, problem))
+      return []
+    }
+    const writer = { kid: principal.kid, principal: principal.id, signingKey: principal.signingKey, publish }
+    return [{ group: g.id, writer }]
+  })
+}
+
+/** Every epoch in the store, its key opened, by group. */
+async function readEpochs(source: DirectorySource): Promise<Map<number, OpenedEpoch[]>> {
+  const epochs = new Map<number, OpenedEpoch[]>()
+  for (const e of await source.store.listEpochs()) {
+    const list = epochs.get(e.group) ?? []
+    list.push({
+      epoch: e.epoch,
+      key: source.masterKey.open(epochLabel(e.group, e.epoch), e.sealedKey),
+      activatesAt: e.activatesAt,
+      retiresAt: e.retiresAt,
+    })
+    epochs.set(e.group, list)
+  }
+  return epochs
+}
+
+async function readRevocations(source: DirectorySource): Promise<number> {
+  return (await source.store.getRevocationList())?.version ?? 0
+}
