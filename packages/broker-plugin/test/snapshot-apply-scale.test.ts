@@ -148,15 +148,38 @@ test('issue 14: a newer snapshot arriving while a large one is indexed supersede
   const now = Math.floor(Date.now() / 1000)
   const big = fleet(2_000)
   const first = signedSnapshot(now - 5, big.policy, big.principals)
+  // Above 256 KiB each is taken (true) and opened on the worker thread, then judged in turn.
   expect(plugin.applySnapshot(first)).toBe(true)
   expect(plugin.applySnapshot(first)).toBe(true) // the same one again: already on its way
-  expect(plugin.applySnapshot(signedSnapshot(now - 6, big.policy, big.principals))).toBe(false) // older than the pending one
+  expect(plugin.applySnapshot(signedSnapshot(now - 6, big.policy, big.principals))).toBe(true) // older: ignored when judged
   const small = fleet(2)
   expect(plugin.applySnapshot(signedSnapshot(now, small.policy, small.principals))).toBe(true)
   await plugin.snapshotSettled()
   expect(plugin.snapshot?.issuedAt).toBe(now)
   await new Promise((resolve) => setTimeout(resolve, 50)) // the cancelled build must not swap in later
   expect(plugin.snapshot?.issuedAt).toBe(now)
+})
+
+test('issue 14: a large snapshot opened on the worker thread with a bad signature, or older, is taken, counted as refused and never enforced', async () => {
+  const { plugin } = await startPlugin()
+  const now = Math.floor(Date.now() / 1000)
+  const small = fleet(1)
+  expect(plugin.applySnapshot(signedSnapshot(now - 10, small.policy, small.principals))).toBe(true)
+  const big = fleet(300) // ~570 KiB signed: opened on the worker thread
+  const genuine = signedSnapshot(now, big.policy, big.principals)
+  const forged = { ...genuine, payload: `${genuine.payload.slice(0, -8)}AAAAAAAA` }
+  const older = signedSnapshot(now - 20, big.policy, big.principals)
+  expect(plugin.applySnapshot(forged)).toBe(true)
+  expect(plugin.applySnapshot(older)).toBe(true)
+  await plugin.snapshotSettled()
+  expect(plugin.snapshot?.issuedAt).toBe(now - 10)
+  const refused = (await plugin.metrics.snapshotErrors.get()).values.reduce((sum, v) => sum + v.value, 0)
+  expect(refused).toBe(2)
+  // The genuine one, opened the same way, is enforced.
+  expect(plugin.applySnapshot(genuine)).toBe(true)
+  await plugin.snapshotSettled()
+  expect(plugin.snapshot?.issuedAt).toBe(now)
+  expect(plugin.snapshot?.principals).toHaveLength(3_000)
 })
 
 test('issue 14: a publish under an epoch that the snapshot being indexed brings waits for it, and is not refused unknown-epoch', async () => {

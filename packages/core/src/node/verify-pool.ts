@@ -11,8 +11,9 @@
 // Fail closed: when a worker crashes or stops answering, every envelope it held is answered
 // `unavailable` (the hook refuses them) and a new worker takes its place.
 import { availableParallelism } from 'node:os'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import { verifyEnvelope } from '../envelope/verify.js'
+import { startWorker } from './start-worker.js'
 
 export const SIGNING_KEY_BYTES = 32
 
@@ -104,23 +105,6 @@ export function signatureHolds(signingKey: Uint8Array, topic: string, envelope: 
 /** Default worker count: one when a second core is there to run it, else 0 (verify inline). */
 export function defaultVerifyWorkers(): number {
   return availableParallelism() >= 2 ? 1 : 0
-}
-
-/**
- * Starts a worker on verify-worker, from compiled JavaScript (dist/) or from the TypeScript
- * sources (vitest, `tsx --conditions=source`). Node 20 does not pass the main thread's module
- * hooks, nor an `--import` in `execArgv`, on to worker threads, and tsx's own `tsx/esm` entry
- * registers on the main thread only: so a source worker is a one-line bootstrap that registers
- * tsx's loader (its `register` API) in the worker, then imports the .ts file; `--conditions=source`
- * makes `@smqtt/core` resolve to its sources there too.
- */
-function startWorker(): Worker {
-  const fromSources = import.meta.url.endsWith('.ts')
-  const file = new URL(fromSources ? './verify-worker.ts' : './verify-worker.js', import.meta.url)
-  if (!fromSources) return new Worker(file)
-  const tsx = import.meta.resolve('tsx/esm/api')
-  const bootstrap = `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(file.href)}) })`
-  return new Worker(bootstrap, { eval: true, execArgv: ['--conditions=source'] })
 }
 
 /**
@@ -282,7 +266,7 @@ export class VerifyPool {
   }
 
   #spawn(slot: Slot): void {
-    const worker = startWorker()
+    const worker = startWorker('verify-worker', import.meta.url)
     worker.unref() // a forgotten close() must not keep the process alive
     slot.worker = worker
     slot.ready = false

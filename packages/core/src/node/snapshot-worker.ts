@@ -1,0 +1,39 @@
+// The snapshot worker thread (see snapshot-opener.ts): opens signed broker snapshots and answers
+// each in parts, the next one when asked.
+import { parentPort } from 'node:worker_threads'
+import { openBrokerSnapshot, type SnapshotPrincipal } from '../broker-snapshot.js'
+import { isSmqttError } from '../errors.js'
+import { PRINCIPALS_PER_PART, type SnapshotWorkerReply, type SnapshotWorkerRequest } from './snapshot-opener.js'
+
+const port = parentPort
+if (!port) throw new Error('snapshot-worker runs as a worker thread of snapshot-opener')
+const reply = (message: SnapshotWorkerReply) => port.postMessage(message)
+
+// The principals still to send, by request.
+const unsent = new Map<number, SnapshotPrincipal[]>()
+
+port.on('message', (request: SnapshotWorkerRequest) => {
+  if (request.type === 'next') {
+    const principals = unsent.get(request.id) ?? []
+    const part = principals.splice(0, PRINCIPALS_PER_PART)
+    if (part.length > 0) reply({ id: request.id, type: 'principals', principals: part })
+    else {
+      unsent.delete(request.id)
+      reply({ id: request.id, type: 'done' })
+    }
+    return
+  }
+  const { id, signed, payload, keyServerPublicKey } = request
+  let opened: ReturnType<typeof openBrokerSnapshot>
+  try {
+    const document = payload ? { ...(signed as object), payload: Buffer.from(payload).toString('latin1') } : signed
+    opened = openBrokerSnapshot(document, keyServerPublicKey)
+  } catch (err) {
+    if (!isSmqttError(err)) throw err // a bug: the worker dies and the opener refuses the snapshot
+    reply({ id, type: 'refused', code: err.code, message: err.message })
+    return
+  }
+  const { principals, ...head } = opened
+  unsent.set(id, [...principals])
+  reply({ id, type: 'head', snapshot: head })
+})
