@@ -106,3 +106,10 @@ test('a snapshot notice the broker missed is healed by the next notice and by th
   await waitUntil(() => knows('thermostat-missed-2'), 'the pulled snapshot to be enforced')
   expect(oversize()).toEqual([])
 }, 60_000)
+
+test('a broker (re)starting while the snapshot is above 256 KiB enforces it before it takes a connection', async () => {
+  await s.restartBroker()
+  // Opened on the worker thread, then indexed: startBroker resolved only once it was enforced.
+  expect(s.broker.plugin.snapshot?.principals.length).toBeGreaterThan(FLEET)
+  expect(knows('thermostat-new')).toBe(true)
+}, 60_000)

@@ -296,28 +296,32 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   // A large snapshot is opened on a worker thread (its signature, decoding and checks take
   // ~0.7 s of one core at 100,000 principals); until it is, applySnapshot has answered true
   // ("taken") and snapshotSettled waits for it, and a refusal is counted and logged as any other.
+  // Snapshots are judged in the order they were taken.
   const opener = new SnapshotOpener(options.keyServerPublicKey)
-  let openings: Promise<void> = Promise.resolve()
+  let openings: Promise<unknown> = Promise.resolve()
   let openingCount = 0
-  const openInWorker = (signed: unknown, source: SnapshotSource) => {
+  const openInWorker = (signed: unknown, source: SnapshotSource): Promise<boolean> => {
     openingCount++
     const opened = opener.open(signed)
     opened.catch(() => undefined) // judged in turn below, after the ones taken before it
-    openings = openings
+    const verdict = openings
       .then(() => opened)
       .then(
-        (snapshot) => void judgeSnapshot(snapshot, (signed as SignedDocument).payload, source),
-        (err: unknown) => refuseSnapshot(err, source),
+        (snapshot) => judgeSnapshot(snapshot, (signed as SignedDocument).payload, source),
+        (err: unknown) => {
+          refuseSnapshot(err, source)
+          return false
+        },
       )
       .finally(() => openingCount--)
+    openings = verdict
+    return verdict
   }
 
-  const applySnapshot: SmqttPlugin['applySnapshot'] = (signed, source = 'api') => {
+  /** The verdict on a signed snapshot: at once for a small one, once opened for a large one. */
+  const takeSnapshot = (signed: unknown, source: SnapshotSource): boolean | Promise<boolean> => {
     const payload = (signed as Partial<SignedDocument> | undefined)?.payload
-    if (typeof payload === 'string' && payload.length > OPEN_IN_WORKER_BYTES) {
-      openInWorker(signed, source)
-      return true
-    }
+    if (typeof payload === 'string' && payload.length > OPEN_IN_WORKER_BYTES) return openInWorker(signed, source)
     let snapshot: BrokerSnapshot
     try {
       snapshot = openBrokerSnapshot(signed, options.keyServerPublicKey)
@@ -327,6 +331,11 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
       return false
     }
     return judgeSnapshot(snapshot, (signed as SignedDocument).payload, source)
+  }
+
+  const applySnapshot: SmqttPlugin['applySnapshot'] = (signed, source = 'api') => {
+    const verdict = takeSnapshot(signed, source)
+    return typeof verdict === 'boolean' ? verdict : true
   }
 
   /** A verified snapshot, enforced if newer than the newest accepted; true when accepted. */
@@ -477,7 +486,13 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   sync = await startSnapshotSync(
     broker,
     options.keyServer,
-    (signed, source) => applySnapshot(signed, source),
+    // A pull counts as applied once the snapshot is judged and enforced: the first one before
+    // the broker starts, and a chase after a notice stops when it holds what was announced.
+    async (signed, source) => {
+      const accepted = await takeSnapshot(signed, source)
+      if (accepted) await snapshotSettled()
+      return accepted
+    },
     log,
     () => metrics.snapshotErrors.inc({ source: 'pull' }),
     (result) => metrics.onDemandPulls.inc({ result }),

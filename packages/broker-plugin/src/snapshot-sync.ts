@@ -121,7 +121,7 @@ function fetchSnapshotIfChanged(
 }
 
 /** What the sync hands snapshots to; returns whether the snapshot was applied. */
-export type SnapshotSink = (signed: unknown, source: 'pull' | 'push') => boolean
+export type SnapshotSink = (signed: unknown, source: 'pull' | 'push') => boolean | Promise<boolean>
 
 /** How an on-demand pull ended: a newer snapshot applied, the same content (304), or failed. */
 export type OnDemandPullResult = 'applied' | 'unchanged' | 'failed'
@@ -186,7 +186,7 @@ export async function startSnapshotSync(
       const fetched = await fetchSnapshotIfChanged(connection, conditional ? lastEtag : undefined)
       if (fetched === 'not-modified') return 'unchanged'
       lastEtag = fetched.etag
-      return sink(fetched.snapshot, 'pull') ? 'applied' : 'unchanged'
+      return (await sink(fetched.snapshot, 'pull')) ? 'applied' : 'unchanged'
     } catch (err) {
       onPullFailure()
       logger.warn({ err, keyServer: connection.url }, 'snapshot pull failed; enforcing the last snapshot')
@@ -277,7 +277,10 @@ export async function startSnapshotSync(
         snapshot?: unknown
         notice?: unknown
       }
-      if (message.type === 'snapshot') sink(message.snapshot, 'push')
+      if (message.type === 'snapshot')
+        Promise.resolve(sink(message.snapshot, 'push')).catch((err: unknown) =>
+          logger.warn({ err }, 'a snapshot from the broker control topic could not be applied'),
+        )
       else if (message.type === 'snapshot-notice') {
         const outcome = onNotice(message.notice)
         logger.info({ event: 'snapshot-notice', outcome }, 'snapshot notice')
