@@ -11,7 +11,7 @@ export const snapshotCurrent: ScaleCurve = {
   title: 'Broker current after an enrollment (push, then pull on a notice), ms',
   unit: 'ms',
   sizeLabel: 'principals',
-  sizes: [100, 1_000, 10_000],
+  sizes: [100, 1_000, 10_000, 100_000],
   quickSizes: [100, 2_000],
   async measure(size) {
     const stack = await startSnapshotStack(size)
