@@ -3,15 +3,18 @@
 // broker answering nothing meanwhile. Measured: time until the snapshot is enforced, and the
 // longest the event loop was held during it (the note). A snapshot above 256 KiB is opened on a
 // worker thread, started by a first, warm-up snapshot (as a running broker has it by then).
+// From 10,000 principals the note also gives the broker's heap per principal once enforced.
 import { createBrokerSnapshot, generateIdentity } from '@smqtt/core'
 import { Aedes } from 'aedes'
 import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import { attachSmqtt } from '../../packages/broker-plugin/src/index.js'
 import type { ScaleCurve } from './_curve.js'
+import { heapAfterGc } from './_heap.js'
 import { fleetPolicy, fleetPrincipals, longestBlockDuring, PRINCIPALS_PER_HOME } from './policy-fleet.js'
 
 const keyServer = generateIdentity('smqtt-keyserver')
+const WARM_UP_PRINCIPALS = 3_000
 
 export const snapshotApply: ScaleCurve = {
   name: 'snapshot-apply',
@@ -38,9 +41,10 @@ export const snapshotApply: ScaleCurve = {
       now: () => 1_800_000_000,
     })
     const settled = (plugin as { snapshotSettled?: () => Promise<void> }).snapshotSettled
-    const warmUp = { ...snapshot, issuedAt: snapshot.issuedAt - 1, principals: fleetPrincipals(3_000) }
+    const warmUp = { ...snapshot, issuedAt: snapshot.issuedAt - 1, principals: fleetPrincipals(WARM_UP_PRINCIPALS) }
     plugin.applySnapshot(createBrokerSnapshot({ ...warmUp, policy: fleetPolicy(300) }, keyServer))
     await settled?.()
+    const heapBefore = heapAfterGc()
     const start = performance.now()
     const { result, blockMs } = await longestBlockDuring(async () => {
       const applied = plugin.applySnapshot(signed)
@@ -49,8 +53,11 @@ export const snapshotApply: ScaleCurve = {
     })
     const ms = performance.now() - start
     if (!result || plugin.snapshot?.principals.length !== size) throw new Error('snapshot not applied')
+    // What the enforced snapshot holds beyond the warm-up one it replaced, per principal more.
+    const perPrincipal = size >= 10_000 ? (heapAfterGc() - heapBefore) / (size - WARM_UP_PRINCIPALS) : undefined
     await plugin.close()
     await new Promise<void>((resolve) => broker.close(() => resolve()))
-    return { size, value: ms, note: `longest block ${blockMs.toFixed(1)} ms` }
+    const heap = perPrincipal === undefined ? '' : `; heap ${perPrincipal.toFixed(0)} B/principal`
+    return { size, value: ms, note: `longest block ${blockMs.toFixed(1)} ms${heap}` }
   },
 }

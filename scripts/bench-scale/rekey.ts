@@ -6,11 +6,10 @@
 // heap growth per reader, and what a logarithmic key tree (LKH) would cost the key server for
 // the same revocation (a model with the real primitives: 2·⌈log2 N⌉ key wraps and one
 // signature, its broadcast bytes) — see docs/decisions.md, "re-key after revocation".
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { cryptoBackend } from '@smqtt/core'
 import { addPrincipals, startHarness } from '@smqtt/keyserver/testing'
 import type { ScaleCurve } from './_curve.js'
+import { heapAfterGc } from './_heap.js'
 
 const ROUNDS = 5
 const READER_POLICY = {
@@ -21,13 +20,6 @@ const READER_POLICY = {
   ],
   groups: [{ id: 1, name: 'announcements', filter: 'fleet/announce/#', graceSeconds: 600 }],
   plaintext: [],
-}
-
-setFlagsFromString('--expose-gc')
-const gc = runInNewContext('gc') as () => void
-const heapAfterGc = () => {
-  gc()
-  return process.memoryUsage().heapUsed
 }
 
 /** The key server's work for one LKH revocation at `readers`: new path keys, each wrapped under its two children, signed. */
