@@ -9,15 +9,17 @@ const port = parentPort
 if (!port) throw new Error('snapshot-worker runs as a worker thread of snapshot-opener')
 const reply = (message: SnapshotWorkerReply) => port.postMessage(message)
 
-// The principals still to send, by request.
-const unsent = new Map<number, SnapshotPrincipal[]>()
+// Each request's principals and how many of them were sent.
+const unsent = new Map<number, { readonly principals: readonly SnapshotPrincipal[]; sent: number }>()
 
 port.on('message', (request: SnapshotWorkerRequest) => {
   if (request.type === 'next') {
-    const principals = unsent.get(request.id) ?? []
-    const part = principals.splice(0, PRINCIPALS_PER_PART)
-    if (part.length > 0) reply({ id: request.id, type: 'principals', principals: part })
-    else {
+    const left = unsent.get(request.id)
+    const part = left?.principals.slice(left.sent, left.sent + PRINCIPALS_PER_PART) ?? []
+    if (left && part.length > 0) {
+      left.sent += part.length
+      reply({ id: request.id, type: 'principals', principals: part })
+    } else {
       unsent.delete(request.id)
       reply({ id: request.id, type: 'done' })
     }
@@ -34,6 +36,6 @@ port.on('message', (request: SnapshotWorkerRequest) => {
     return
   }
   const { principals, ...head } = opened
-  unsent.set(id, [...principals])
+  unsent.set(id, { principals, sent: 0 })
   reply({ id, type: 'head', snapshot: head })
 })

@@ -99,8 +99,10 @@ export async function startMqttPush(keyServer: KeyServer, options: MqttPushOptio
       // Readers of re-keyed groups come before their writers (see principalsHoldingKeys).
       const principals = groups?.length === 0 ? [] : await keyServer.principalsHoldingKeys(groups)
       for (const principal of principals) {
-        if (pushedTags.get(principal.id) === (await keyServer.freshnessFor(principal)).bundle) continue
-        const { bundle, tag } = await keyServer.bundleWithTag(principal)
+        // The tag before the bundle, as bundleWithTag takes them: a change in between is sent next time.
+        const { bundle: tag } = await keyServer.freshnessFor(principal)
+        if (pushedTags.get(principal.id) === tag) continue
+        const bundle = await keyServer.bundleFor(principal)
         await publish(principalControlTopic(principal.id), { type: 'bundle', bundle })
         pushedTags.set(principal.id, tag)
         stats.bundles++
