@@ -25,6 +25,13 @@ export interface ScaleCurve {
   measure(size: number): Promise<ScalePoint>
 }
 
+/** Bytes as KiB for a note: one decimal below 10 KiB. */
+export const kib = (bytes: number) => `${(bytes / 1024).toFixed(bytes < 10_240 ? 1 : 0)} KiB`
+
+/** The middle value (the upper one of an even count); NaN for none. */
+export const median = (values: readonly number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN
+
 const format = (value: number) =>
   value >= 100
     ? value.toFixed(0)

@@ -4,9 +4,7 @@
 // the smallest points, then the same per-writer bytes times N), and the bytes of one writer's
 // record (`POST /v1/writers`), which a subscriber fetches once per writer it hears from.
 import { addWriters, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
-import type { ScaleCurve } from './_curve.js'
-
-const kib = (bytes: number) => `${(bytes / 1024).toFixed(bytes < 10_240 ? 1 : 0)} KiB`
+import { kib, type ScaleCurve } from './_curve.js'
 
 export const bundleBytes: ScaleCurve = {
   name: 'bundle-bytes',

@@ -7,16 +7,17 @@ import { freshnessPoll } from './freshness-poll.js'
 import { forwardCheck } from './policy-forward-check.js'
 import { policyParse } from './policy-parse.js'
 import { snapshotApply } from './policy-snapshot-apply.js'
+import { pushHome } from './push-home.js'
 import { rekey } from './rekey.js'
 import { revocationsList } from './revocations-list.js'
-import { snapshotBytes, snapshotCurrent } from './snapshot-curves.js'
+import { snapshotBytes, snapshotCurrent, snapshotUnchanged } from './snapshot-curves.js'
 
 export const curves: ScaleCurve[] = []
 curves.push(policyParse)
 curves.push(snapshotApply)
 curves.push(forwardCheck)
-curves.push(snapshotBytes, snapshotCurrent)
+curves.push(snapshotBytes, snapshotCurrent, snapshotUnchanged)
 curves.push(bundleBytes)
 curves.push(revocationsList)
-curves.push(rekey)
+curves.push(rekey, pushHome)
 curves.push(enrollment, freshnessPoll)

@@ -5,9 +5,7 @@
 // Before: the push was the whole snapshot at every size, refused by brokers past 256 KiB.
 import { addFleet, startHarness } from '@smqtt/keyserver/testing'
 import { DEFAULT_MAX_INLINE_SNAPSHOT_BYTES } from '../../packages/keyserver/src/service/mqtt-push.js'
-import type { ScaleCurve } from './_curve.js'
-
-const kib = (bytes: number) => `${(bytes / 1024).toFixed(bytes < 10_240 ? 1 : 0)} KiB`
+import { kib, type ScaleCurve } from './_curve.js'
 
 export const snapshotBytes: ScaleCurve = {
   name: 'snapshot-bytes',

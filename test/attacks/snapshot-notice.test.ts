@@ -123,3 +123,22 @@ test('replayed snapshot notice: no pull, nothing rolled back', async () => {
   expect(await pullsSoFar()).toBe(pullsAfterGenuine)
   expect(s.broker.plugin.state.snapshotIssuedAt).toBe(applied)
 })
+
+test('a genuine newer notice naming the snapshot held: a sync, no pull', async () => {
+  await s.syncBroker()
+  await new Promise((resolve) => setTimeout(resolve, 1_100)) // the key server stamps it a second later
+  const pushed = await s.h.keyServer.brokerSnapshotPush(0)
+  if (!('notice' in pushed)) throw new Error('expected a notice')
+  const vouchedByPush = async () =>
+    (await s.broker.plugin.metrics.snapshotsVouched.get()).values.find((v) => v.labels.source === 'push')?.value ?? 0
+  const vouched = await vouchedByPush()
+  const pulls = await pullsSoFar()
+  const from = s.logs().length
+  await inject({ type: 'snapshot-notice', notice: pushed.notice })
+  await waitUntil(() => noticeOutcomes(from).length === 1, 'the notice handled')
+  expect(noticeOutcomes(from)).toEqual(['current'])
+  expect(await vouchedByPush()).toBe(vouched + 1)
+  expect(s.broker.plugin.state.snapshotAge).toBe(0)
+  await new Promise((resolve) => setTimeout(resolve, 1_200))
+  expect(await pullsSoFar()).toBe(pulls)
+})

@@ -1,17 +1,27 @@
-// The broker under test, in a process of its own (forked by broker.bench.ts) so its CPU time is
-// separable from the clients': process.cpuUsage() here is the broker's alone. Plain Aedes, or
-// Aedes with the SMQTT plugin in the given mode, behind a TLS listener with TCP_NODELAY.
-import { readFileSync } from 'node:fs'
+// The broker under test, in a process of its own (forked by broker.bench.ts and connect.bench.ts)
+// so its CPU time is separable from the clients': process.cpuUsage() here is the broker's alone.
+// Plain Aedes, or Aedes with the SMQTT plugin in the given mode, behind a TLS listener with
+// TCP_NODELAY; or (mode `server`) the whole smqtt-broker as `smqtt-broker start` runs it.
+import { readFileSync, writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import type { AddressInfo } from 'node:net'
 import { createServer } from 'node:tls'
 import { importIdentity } from '@smqtt/core'
+import { type TlsProfile, tlsServerOptions } from '@smqtt/core/tls'
 import { Aedes } from 'aedes'
 import { pino } from 'pino'
+import { heapAfterGc } from '../../../scripts/bench-scale/_heap.js'
 import { verifyPoolOf } from '../src/attach.js'
+import { loadBrokerConfig } from '../src/config.js'
 import { attachSmqtt, type EnforcementMode } from '../src/index.js'
+import { startBroker } from '../src/server.js'
 
 export interface BrokerStart {
-  readonly mode: 'plain' | EnforcementMode
+  /** `server`: startBroker(loadBrokerConfig(configFile)), logging to /dev/null; the rest is ignored. */
+  readonly mode: 'plain' | EnforcementMode | 'server'
+  readonly configFile?: string
+  /** The listener's TLS hardening (`@smqtt/core/tls`); undefined: Node's defaults. */
+  readonly tlsProfile?: TlsProfile
   readonly pkiDir: string
   readonly keyServerUrl: string
   readonly keyServerCa: string
@@ -25,6 +35,9 @@ export type BrokerReply =
   | { readonly type: 'listening'; readonly port: number; readonly verifyWorkers: number }
   /** CPU time of the whole process (every thread), and of the main thread alone (NaN off Linux), µs. */
   | { readonly type: 'cpu'; readonly user: number; readonly system: number; readonly eventLoop: number }
+  /** After a full garbage collection: resident set, V8 heap in use and V8 heap reserved, bytes. */
+  | { readonly type: 'memory'; readonly rss: number; readonly heapUsed: number; readonly heapTotal: number }
+  | { readonly type: 'profiling'; readonly file: string | undefined }
   | { readonly type: 'error'; readonly message: string }
 
 const send = (reply: BrokerReply) => process.send?.(reply)
@@ -45,6 +58,17 @@ function mainThreadCpu(): number {
 }
 
 async function start(options: BrokerStart) {
+  if (options.mode === 'server') {
+    if (options.configFile === undefined) throw new Error('mode server needs configFile')
+    // The real broker's logging (info level, one line per accepted CONNECT), written to /dev/null.
+    const running = await startBroker(loadBrokerConfig(options.configFile), {
+      logDestination: pino.destination({ dest: '/dev/null', sync: true }),
+    })
+    if (running.plugin.state.snapshotIssuedAt === undefined) throw new Error('no snapshot from the key server')
+    const port = Number(new URL(running.urls.mqtts).port)
+    send({ type: 'listening', port, verifyWorkers: verifyPoolOf(running.plugin)?.workers.length ?? 0 })
+    return
+  }
   const broker = await Aedes.createBroker()
   let verifyWorkers = 0
   let handle = (socket: import('node:tls').TLSSocket) => {
@@ -76,6 +100,7 @@ async function start(options: BrokerStart) {
     {
       key: readFileSync(`${options.pkiDir}/server.key`),
       cert: readFileSync(`${options.pkiDir}/server.pem`),
+      ...(options.tlsProfile ? tlsServerOptions(options.tlsProfile) : {}),
       ca: options.keyServerCa,
       requestCert: true,
       rejectUnauthorized: false,
@@ -89,13 +114,46 @@ async function start(options: BrokerStart) {
   send({ type: 'listening', port: (server.address() as AddressInfo).port, verifyWorkers })
 }
 
-process.on('message', (message: { cmd: 'start'; options: BrokerStart } | { cmd: 'cpu' }) => {
+/**
+ * A V8 CPU profile (sampled every 100 µs) of one phase only, e.g. the connects without the
+ * start-up and the closes that `--cpu-prof` would take in too; written as `file` (.cpuprofile).
+ */
+let profiler: Session | undefined
+async function profile(action: 'start' | 'stop', file: string | undefined): Promise<void> {
+  if (action === 'start') {
+    profiler = new Session()
+    profiler.connect()
+    await profiler.post('Profiler.enable')
+    await profiler.post('Profiler.setSamplingInterval', { interval: 100 })
+    await profiler.post('Profiler.start')
+  } else if (profiler) {
+    const { profile } = await profiler.post('Profiler.stop')
+    profiler.disconnect()
+    profiler = undefined
+    if (file) writeFileSync(file, JSON.stringify(profile))
+  }
+  send({ type: 'profiling', file })
+}
+
+type BrokerCommand =
+  | { cmd: 'start'; options: BrokerStart }
+  | { cmd: 'cpu' }
+  | { cmd: 'memory' }
+  | { cmd: 'profile'; action: 'start' | 'stop'; file?: string }
+
+process.on('message', (message: BrokerCommand) => {
   if (message.cmd === 'start')
     start(message.options).catch((err: Error) => {
       send({ type: 'error', message: err.message })
       process.exit(1)
     })
   else if (message.cmd === 'cpu') send({ type: 'cpu', ...process.cpuUsage(), eventLoop: mainThreadCpu() })
+  else if (message.cmd === 'memory') {
+    const heapUsed = heapAfterGc()
+    const { rss, heapTotal } = process.memoryUsage()
+    send({ type: 'memory', rss, heapUsed, heapTotal })
+  } else if (message.cmd === 'profile')
+    profile(message.action, message.file).catch((err: Error) => send({ type: 'error', message: err.message }))
 })
 // The parent going away ends the broker, whatever happens to the parent.
 process.on('disconnect', () => process.exit(0))

@@ -17,16 +17,14 @@
 // Targets (issue 4): binding ≥ 0.9 × plain; full ≥ 0.12 × plain; p99 at 1,000 msgs/s ≤ plain + 2 ms.
 // Options: --quick; --profile (a V8 CPU profile of each broker child, sampled every 100 µs);
 // --modes=binding,full (plain always runs) and --qos=1 narrow the run, e.g. to profile one path.
-import { type ChildProcess, fork } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { createConnectPassword, exportIdentity, type Identity, parseEnvelope, sealEnvelope } from '@smqtt/core'
 import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
 import mqtt, { type MqttClient } from 'mqtt'
 import { openBundleOf, sealingKeys } from '../test/fixture.js'
-import type { BrokerReply, BrokerStart } from './_broker.js'
+import { BrokerProcess, within } from './_broker-process.js'
 
 const quick = process.argv.includes('--quick')
 // --profile: each broker child writes a V8 CPU profile (open in Chrome DevTools) into this folder.
@@ -71,14 +69,6 @@ interface Row {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-function within<T>(promise: Promise<T>, what: string, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
 /** Envelopes for `count` sequence numbers from 1, each exactly ENVELOPE_BYTES long. */
 async function sealAll(h: Harness, sender: { identity: Identity; kid: number }, count: number): Promise<Buffer[]> {
   const { epochKey, signer } = sealingKeys(await openBundleOf(h, sender), sender, TOPIC)
@@ -97,48 +87,6 @@ async function sealAll(h: Harness, sender: { identity: Identity; kid: number }, 
     out.push(Buffer.from(envelope))
   }
   return out
-}
-
-/** The broker child process and its IPC. */
-class BrokerProcess {
-  readonly #child: ChildProcess
-  readonly #waiting: ((reply: BrokerReply) => void)[] = []
-  constructor() {
-    this.#child = fork(fileURLToPath(new URL('./_broker.ts', import.meta.url)), [], {
-      execArgv: [
-        '--import',
-        'tsx',
-        '--conditions=source',
-        ...(PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
-      ],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    })
-    this.#child.on('message', (reply: BrokerReply) => this.#waiting.shift()?.(reply))
-  }
-  #ask(message: unknown, what: string): Promise<BrokerReply> {
-    const reply = new Promise<BrokerReply>((resolve) => this.#waiting.push(resolve))
-    this.#child.send(message as import('node:child_process').Serializable)
-    return within(reply, what, 30_000)
-  }
-  async start(options: BrokerStart): Promise<{ port: number; verifyWorkers: number }> {
-    const reply = await this.#ask({ cmd: 'start', options }, 'the broker to listen')
-    if (reply.type !== 'listening') throw new Error(`broker: ${reply.type === 'error' ? reply.message : reply.type}`)
-    return reply
-  }
-  /** Broker CPU time (user + system, every thread) and event-loop busy time so far, µs. */
-  async cpu(): Promise<{ process: number; eventLoop: number }> {
-    const reply = await this.#ask({ cmd: 'cpu' }, 'the broker CPU time')
-    if (reply.type !== 'cpu') throw new Error('unexpected reply')
-    return { process: reply.user + reply.system, eventLoop: reply.eventLoop }
-  }
-  stop(): Promise<void> {
-    if (this.#child.exitCode !== null) return Promise.resolve()
-    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()))
-    this.#child.kill('SIGTERM')
-    return within(exited, 'the broker to exit', 10_000).catch(() => {
-      this.#child.kill('SIGKILL')
-    })
-  }
 }
 
 function connect(port: number, ca: string, who: Identity): Promise<MqttClient> {
@@ -275,7 +223,7 @@ async function runMode(
     return batch
   }
 
-  const broker = new BrokerProcess()
+  const broker = new BrokerProcess(PROFILE_DIR)
   const clients: MqttClient[] = []
   try {
     const { port, verifyWorkers } = await broker.start({

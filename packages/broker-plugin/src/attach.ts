@@ -338,18 +338,51 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     return typeof verdict === 'boolean' ? verdict : true
   }
 
+  /** The newest snapshot accepted, which may still be being indexed. */
+  const newest = () => pending?.snapshot ?? enforced?.snapshot
+  /** The newest issuedAt the key server signed for the newest content accepted: its snapshot's, or a later notice's. */
+  let vouchedAt: number | undefined
+  const heldIssuedAt = () => {
+    const held = newest()
+    return held && Math.max(held.issuedAt, vouchedAt ?? 0)
+  }
+  /**
+   * The key server signed, at `issuedAt`, that the newest content accepted is still current:
+   * counted unless older than what vouched for it so far, and a sync when newer (the age counts
+   * from its arrival, as for a new snapshot). Nothing to index. True when it was a sync.
+   */
+  const vouch = (issuedAt: number, source: SnapshotSource): boolean => {
+    const held = heldIssuedAt()
+    if (held === undefined || issuedAt < held) return false
+    metrics.snapshotsVouched.inc({ source })
+    if (issuedAt === held) return false
+    vouchedAt = issuedAt
+    if (!pending) lastSyncAt = now() // else when the content being indexed is swapped in
+    return true
+  }
+
   /** A verified snapshot, enforced if newer than the newest accepted; true when accepted. */
   const judgeSnapshot = (snapshot: BrokerSnapshot, payload: string, source: SnapshotSource): boolean => {
-    // Judged against the newest snapshot accepted, which may still be being indexed.
-    const current = pending?.snapshot ?? enforced?.snapshot
+    const current = newest()
+    const currentAt = heldIssuedAt() ?? 0
     const currentPayload = pending ? pending.payload : enforcedPayload
+    // The content held, signed again (its tag names it): at most a fresher vouch, nothing to index.
+    if (
+      current &&
+      snapshot.tag !== undefined &&
+      snapshot.tag === current.tag &&
+      snapshot.issuedAt >= current.issuedAt
+    ) {
+      vouch(snapshot.issuedAt, source)
+      return true
+    }
     // Newest wins; within one second the revocation list version breaks the tie, so a replayed
     // older snapshot cannot undo a revocation, and another snapshot of the same second and list
     // is a replay (the key server stamps a changed one a second later): only the same one passes.
     if (
       current &&
-      (snapshot.issuedAt < current.issuedAt ||
-        (snapshot.issuedAt === current.issuedAt &&
+      (snapshot.issuedAt < currentAt ||
+        (snapshot.issuedAt === currentAt &&
           (snapshot.revocationListVersion < current.revocationListVersion ||
             (snapshot.revocationListVersion === current.revocationListVersion && payload !== currentPayload))))
     ) {
@@ -360,11 +393,12 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     // Only a newer snapshot is a sync: the age counts from its arrival, so one replayed on the
     // bus (older, or the same again) cannot hide that the key server has not been heard from.
     const newer =
-      !current || snapshot.issuedAt > current.issuedAt || snapshot.revocationListVersion > current.revocationListVersion
+      !current || snapshot.issuedAt > currentAt || snapshot.revocationListVersion > current.revocationListVersion
     // The same snapshot as the one being indexed: it will be enforced when that is done.
     if (pending && payload === pending.payload) return true
     pending?.build.cancel()
     pending = undefined
+    vouchedAt = undefined // vouched for the content this one replaces
     const swapIn = (built: EnforcedSnapshot) => {
       enforced = built
       enforcedPayload = payload
@@ -496,7 +530,13 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     log,
     () => metrics.snapshotErrors.inc({ source: 'pull' }),
     (result) => metrics.onDemandPulls.inc({ result }),
-    { keyServerPublicKey: options.keyServerPublicKey, appliedIssuedAt: () => enforced?.snapshot.issuedAt, now },
+    {
+      keyServerPublicKey: options.keyServerPublicKey,
+      issuedAt: heldIssuedAt,
+      tag: () => newest()?.tag,
+      vouch,
+      now,
+    },
   )
   const started = sync
 
@@ -521,7 +561,7 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
       let count = 0
       for (const set of sessions.values()) count += set.size
       return {
-        snapshotIssuedAt: enforced?.snapshot.issuedAt,
+        snapshotIssuedAt: enforced && (pending ? enforced.snapshot.issuedAt : heldIssuedAt()),
         snapshotAge: ageSeconds(),
         stale: isStale(),
         sessions: count,

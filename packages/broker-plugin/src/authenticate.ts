@@ -73,13 +73,22 @@ export const NODE_CLOCK_MARGIN_SECONDS = 60
  */
 export class NonceCache {
   readonly #seen = new Map<string, number>()
+  #sweptAt = Number.NEGATIVE_INFINITY
   constructor(readonly maxEntries = 100_000) {}
+
+  /** Nonces held (live ones, and expired ones until the next sweep). */
+  get size(): number {
+    return this.#seen.size
+  }
 
   /** True the first time `nonce` is offered; it is then refused while `now <= acceptedUntil`. */
   useOnce(nonce: string, acceptedUntil: number, now: number): boolean {
     const until = this.#seen.get(nonce)
     if (until !== undefined && until >= now) return false
-    if (this.#seen.size >= this.maxEntries) {
+    // Expired nonces go once a skew window (issue 14: dropped only when the cache was full, each
+    // connection's nonce stayed in memory for as long as it lived, up to 100,000 of them).
+    if (this.#seen.size >= this.maxEntries || now - this.#sweptAt >= CONNECT_PASSWORD_SKEW_SECONDS) {
+      this.#sweptAt = now
       for (const [key, last] of this.#seen) if (last < now) this.#seen.delete(key)
       if (this.#seen.size >= this.maxEntries) return false
     }

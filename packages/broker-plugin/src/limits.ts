@@ -147,6 +147,7 @@ export class ConnectGuard {
   readonly #principals = new Map<string, Bucket>()
   readonly #failures = new Map<string, Bucket>()
   readonly #banned = new Map<string, number>()
+  #sweptAt = Number.NEGATIVE_INFINITY
 
   constructor(limits: ConnectLimits = {}) {
     this.#perAddress = limits.perAddress ?? 60
@@ -192,7 +193,15 @@ export class ConnectGuard {
     this.#banned.set(key, now + this.#ban)
   }
 
+  /** Addresses, principals and bans held (live entries, and expired ones until the next sweep). */
+  get tracked(): number {
+    return this.#addresses.size + this.#principals.size + this.#failures.size + this.#banned.size
+  }
+
   #count(map: Map<string, Bucket>, key: string, now: number): number {
+    // Expired entries go once a window (issue 14: they went only once a map held 100,000, so each
+    // principal that ever connected kept its bucket).
+    if (now - this.#sweptAt >= this.#window) this.#sweep(now)
     let bucket = map.get(key)
     if (bucket === undefined || now - bucket.start >= this.#window) {
       if (bucket === undefined && map.size >= MAX_TRACKED) this.#prune(map, now)
@@ -200,6 +209,13 @@ export class ConnectGuard {
       map.set(key, bucket)
     }
     return ++bucket.count
+  }
+
+  #sweep(now: number): void {
+    this.#sweptAt = now
+    for (const map of [this.#addresses, this.#principals, this.#failures])
+      for (const [key, bucket] of map) if (now - bucket.start >= this.#window) map.delete(key)
+    for (const [key, until] of this.#banned) if (now >= until) this.#banned.delete(key)
   }
 
   #prune(map: Map<string, Bucket>, now: number): void {

@@ -15,11 +15,14 @@ export interface BrokerMetrics {
   readonly sessionsClosed: Counter<'reason'>
   /** Snapshots accepted, by source (`pull`, `push`, `api`). */
   readonly snapshotsApplied: Counter<'source'>
+  /** Signed notices (on a 304, or pushed) that vouched the content held still current: syncs that fetched nothing. */
+  readonly snapshotsVouched: Counter<'source'>
   /** Snapshots refused or pulls failed, by source. */
   readonly snapshotErrors: Counter<'source'>
   /**
    * Pulls made on demand for CONNECTs naming a principal the snapshot did not know, by result
-   * (`applied`, `unchanged`: the key server answered 304, `failed`).
+   * (`applied`; `current`: the key server answered 304 with its signed notice; `unchanged`: a
+   * snapshot came but was not newer; `failed`).
    */
   readonly onDemandPulls: Counter<'result'>
   /** Envelope signatures checked, by result (`valid`, `invalid`, `skipped`, `unavailable`). */
@@ -87,6 +90,12 @@ export function createBrokerMetrics(
     snapshotsApplied: new Counter({
       name: 'smqtt_broker_snapshots_applied_total',
       help: 'Verified snapshots accepted, by source.',
+      labelNames: ['source'],
+      registers,
+    }),
+    snapshotsVouched: new Counter({
+      name: 'smqtt_broker_snapshots_vouched_total',
+      help: 'The snapshot held vouched still current by the key server (a sync that indexed nothing), by source.',
       labelNames: ['source'],
       registers,
     }),

@@ -32,7 +32,11 @@ interface Pending {
   readonly raw: Socket
   readonly peer: string
   readonly timer: NodeJS.Timeout
+  /** Releases the entry when a socket closes first; removed from them once released. */
+  readonly onClose: () => void
   stage: PreAuthStage
+  /** The socket handed over (the TLS one on mqtts), when not `raw` itself. */
+  socket: Socket | undefined
   stream: { destroy(): void } | undefined
   done: boolean
 }
@@ -84,7 +88,9 @@ export class PreAuthGate {
       listener,
       raw,
       peer: peerKey(raw),
+      onClose: () => this.#release(entry),
       stage,
+      socket: undefined,
       stream: undefined,
       done: false,
       timer: setTimeout(() => {
@@ -96,7 +102,7 @@ export class PreAuthGate {
       }, this.#options.deadlineMs),
     }
     this.#byPeer.set(entry.peer, entry)
-    raw.once('close', () => this.#release(entry))
+    raw.once('close', entry.onClose)
     return true
   }
 
@@ -113,7 +119,10 @@ export class PreAuthGate {
     entry.stage = 'connect'
     entry.stream = stream
     this.#byStream.set(stream, entry)
-    socket.once('close', () => this.#release(entry))
+    if (socket !== entry.raw) {
+      entry.socket = socket
+      socket.once('close', entry.onClose)
+    }
   }
 
   /** Its MQTT client authenticated: the deadline and the per-address count no longer apply. */
@@ -127,10 +136,16 @@ export class PreAuthGate {
     for (const entry of [...this.#byPeer.values()]) this.#release(entry)
   }
 
+  // Forgets the connection entirely: an authenticated connection lives on for hours, and its
+  // close listeners and WeakMap entry kept the entry, its cleared timer and closures alive
+  // (~0.8 KiB of heap per idle connection, measured by bench/connect.bench.ts).
   #release(entry: Pending): void {
     if (entry.done) return
     entry.done = true
     clearTimeout(entry.timer)
+    entry.raw.off('close', entry.onClose)
+    entry.socket?.off('close', entry.onClose)
+    if (entry.stream) this.#byStream.delete(entry.stream)
     this.#count--
     if (this.#byPeer.get(entry.peer) === entry) this.#byPeer.delete(entry.peer)
     const held = (this.#perAddress.get(entry.address) ?? 1) - 1

@@ -4,20 +4,25 @@
 // was applied last, and when the key server is unreachable the plugin keeps enforcing it, logs
 // the failure and reports the snapshot as stale.
 //
+// Pulls are conditional (issue 14): they name the tag the key server signed into the snapshot
+// held (`If-None-Match`), and while that content is current the key server answers 304 with a
+// signed notice naming the tag instead of the snapshot (17 MiB at 100,000 principals). A notice
+// that verifies under the pinned key, names the content held and is newer than what vouched for
+// it so far counts as a sync, as a new snapshot would; a 304 without one does not (TLS alone
+// vouches for it), so the snapshot grows stale and the failure is counted.
+//
 // On demand: a CONNECT naming a principal the snapshot does not know (a device that enrolled a
 // moment ago) asks for one more pull. Those pulls are coalesced and spaced (at most one a second
-// by default), and conditional: the key server answers 304 while the snapshot's content is the
-// one held, so a flood of unknown client ids costs it one 304 a second at most. The scheduled
-// pulls stay unconditional: a 304 is vouched for by TLS only, not by the key server's signature,
-// so it does not count as a sync for the snapshot's age.
+// by default), so a flood of unknown client ids costs the key server one 304 a second at most.
 //
 // Notices (issue 14): past ~250 principals the key server pushes, instead of the snapshot, a
-// signed notice of it (issuedAt and ETag). A notice verified under the pinned key and newer than
+// signed notice of it (issuedAt and tag). A notice verified under the pinned key and newer than
 // both the snapshot applied and every notice acted on starts one conditional pull, shared and
-// spaced like the on-demand ones, retried with backoff (up to the pull period) while it fails.
-// A replayed or forged notice therefore starts nothing, and a genuine one at most one pull; what
-// the pull brings is applied under the snapshot's own rules. A missed notice is healed by the
-// next scheduled pull.
+// spaced like the on-demand ones, retried with backoff (up to the pull period) while it fails;
+// one naming the content held is a sync instead. A replayed or forged notice therefore starts
+// nothing, and a genuine one at most one pull; what the pull brings is applied under the
+// snapshot's own rules. A missed notice is healed by the next scheduled pull.
+import type { IncomingHttpHeaders } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import {
   BROKER_CONTROL_TOPIC,
@@ -25,6 +30,7 @@ import {
   isSmqttError,
   openBrokerSnapshotNotice,
   type SignedDocument,
+  SNAPSHOT_NOTICE_HEADER,
   signRequest,
 } from '@smqtt/core'
 import type { Aedes, AedesPublishPacket } from 'aedes'
@@ -66,19 +72,22 @@ const MAX_RESPONSE_BYTES = 64 * 1024 * 1024
  */
 export async function fetchBrokerSnapshot(connection: KeyServerConnection): Promise<SignedDocument> {
   const fetched = await fetchSnapshotIfChanged(connection, undefined)
-  if (fetched === 'not-modified') throw new Error('key server answered 304 to an unconditional request')
+  if (!('snapshot' in fetched)) throw new Error('key server answered 304 to an unconditional request')
   return fetched.snapshot
 }
 
-/** {@link fetchBrokerSnapshot} with `If-None-Match: etag`: `not-modified` when the key server answers 304. */
+/**
+ * {@link fetchBrokerSnapshot} with `If-None-Match: "tag"`: on 304, the notice the key server sent
+ * with it (unverified, as parsed from its header; undefined without one).
+ */
 function fetchSnapshotIfChanged(
   connection: KeyServerConnection,
-  etag: string | undefined,
-): Promise<{ snapshot: SignedDocument; etag: string | undefined } | 'not-modified'> {
+  tag: string | undefined,
+): Promise<{ snapshot: SignedDocument } | { unchanged: { notice: unknown } }> {
   const { identity } = connection
   const headers: Record<string, string> = {
     ...signRequest(identity.id, identity, { method: 'GET', path: SNAPSHOT_PATH, body: new Uint8Array() }),
-    ...(etag === undefined ? {} : { 'if-none-match': etag }),
+    ...(tag === undefined ? {} : { 'if-none-match': `"${tag}"` }),
   }
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
@@ -98,15 +107,15 @@ function fetchSnapshotIfChanged(
           else chunks.push(chunk)
         })
         res.on('end', () => {
-          if (res.statusCode === 304 && etag !== undefined) return resolve('not-modified')
+          if (res.statusCode === 304 && tag !== undefined)
+            return resolve({ unchanged: { notice: noticeOf(res.headers) } })
           const text = Buffer.concat(chunks).toString('utf8')
           if (res.statusCode !== 200)
             return reject(new Error(`key server answered ${res.statusCode}: ${text.slice(0, 200)}`))
           try {
             const body = JSON.parse(text) as { snapshot?: SignedDocument }
             if (body.snapshot === undefined) throw new Error('no snapshot in the response')
-            const tag = res.headers.etag
-            resolve({ snapshot: body.snapshot, etag: typeof tag === 'string' ? tag : undefined })
+            resolve({ snapshot: body.snapshot })
           } catch (err) {
             reject(err)
           }
@@ -120,31 +129,55 @@ function fetchSnapshotIfChanged(
   })
 }
 
+/** The notice in a 304's header, parsed but not verified; undefined when absent or not JSON. */
+function noticeOf(headers: IncomingHttpHeaders): unknown {
+  const value = headers[SNAPSHOT_NOTICE_HEADER]
+  if (typeof value !== 'string') return undefined
+  try {
+    return JSON.parse(value)
+  } catch {
+    return undefined
+  }
+}
+
 /** What the sync hands snapshots to; returns whether the snapshot was applied. */
 export type SnapshotSink = (signed: unknown, source: 'pull' | 'push') => boolean | Promise<boolean>
 
-/** How an on-demand pull ended: a newer snapshot applied, the same content (304), or failed. */
-export type OnDemandPullResult = 'applied' | 'unchanged' | 'failed'
+/**
+ * How a pull ended: a snapshot applied; the content held vouched current (304 with the key
+ * server's signed notice); a snapshot fetched but not applied (not newer, or refused); or failed.
+ */
+export type OnDemandPullResult = 'applied' | 'current' | 'unchanged' | 'failed'
 
-/** What the sync needs to act on pushed notices. */
-export interface NoticeCheck {
+/** What the sync knows of the snapshot the plugin holds, and how it tells it a notice vouched for it. */
+export interface HeldSnapshot {
   /** The pinned key-server key notices must verify under. */
   readonly keyServerPublicKey: Uint8Array
-  /** The issuedAt of the snapshot being enforced (undefined before the first). */
-  readonly appliedIssuedAt: () => number | undefined
+  /** The newest issuedAt the key server signed for the content held: its snapshot's, or a later notice's. */
+  readonly issuedAt: () => number | undefined
+  /** The tag the key server signed into the snapshot held (undefined: none held, or an untagged one). */
+  readonly tag: () => string | undefined
+  /** A verified notice named the content held at `issuedAt`: true when newer than `issuedAt()` (a sync). */
+  readonly vouch: (issuedAt: number, source: 'pull' | 'push') => boolean
   /** Clock, unix seconds. */
   readonly now: () => number
 }
 
-/** How a pushed notice was taken: it started a pull, announced nothing new, or was refused. */
-export type NoticeOutcome = 'pulling' | 'not-newer' | 'too-old' | 'no-key-server' | 'refused'
+/**
+ * How a pushed notice was taken: it started a pull, vouched for the content held (a sync),
+ * announced nothing new, or was refused.
+ */
+export type NoticeOutcome = 'pulling' | 'current' | 'not-newer' | 'too-old' | 'no-key-server' | 'refused'
 
 /** A notice older than this is ignored (the scheduled pull covers it). */
 const NOTICE_MAX_AGE_SECONDS = 300
 
 /** A running sync. */
 export interface SnapshotSync {
-  /** Pulls now; resolves true when a snapshot was fetched and applied (never rejects). */
+  /**
+   * Pulls now; resolves true when the plugin then holds the key server's current content (a
+   * snapshot applied, or the one held vouched current by a signed notice). Never rejects.
+   */
   pull(): Promise<boolean>
   /**
    * Resolves once a conditional pull that started after this call has ended (true when it
@@ -170,23 +203,39 @@ export async function startSnapshotSync(
   sink: SnapshotSink,
   logger: Logger,
   onPullFailure: () => void,
-  onDemandPulled: (result: OnDemandPullResult) => void = () => {},
-  notices?: NoticeCheck,
+  onDemandPulled: (result: OnDemandPullResult) => void,
+  held: HeldSnapshot,
 ): Promise<SnapshotSync> {
   let timer: NodeJS.Timeout | undefined
   let closed = false
-  /** The ETag of the last snapshot fetched: what an on-demand pull asks to be told has changed. */
-  let lastEtag: string | undefined
   /** The pull running now, if any (scheduled, explicit or on demand). */
   let running: Promise<unknown> | undefined
 
-  const fetchAndApply = async (conditional: boolean): Promise<OnDemandPullResult> => {
+  /** Opens a notice under the pinned key: undefined (logged) when it does not verify. */
+  const openNotice = (signed: unknown, from: string): { issuedAt: number; tag: string } | undefined => {
+    try {
+      return openBrokerSnapshotNotice(signed, held.keyServerPublicKey)
+    } catch (err) {
+      if (!isSmqttError(err)) throw err
+      logger.warn({ code: err.code, from }, 'snapshot notice refused')
+      return undefined
+    }
+  }
+  const isRecent = (notice: { issuedAt: number }) => notice.issuedAt >= held.now() - NOTICE_MAX_AGE_SECONDS
+
+  const fetchAndApply = async (): Promise<OnDemandPullResult> => {
     if (!connection || closed) return 'failed'
     try {
-      const fetched = await fetchSnapshotIfChanged(connection, conditional ? lastEtag : undefined)
-      if (fetched === 'not-modified') return 'unchanged'
-      lastEtag = fetched.etag
-      return (await sink(fetched.snapshot, 'pull')) ? 'applied' : 'unchanged'
+      const fetched = await fetchSnapshotIfChanged(connection, held.tag())
+      if ('snapshot' in fetched) return (await sink(fetched.snapshot, 'pull')) ? 'applied' : 'unchanged'
+      // 304: the content held is current, if the key server signed so, no earlier than what
+      // vouched for it so far (the same second again is current, but no new sync).
+      const notice = fetched.unchanged.notice === undefined ? undefined : openNotice(fetched.unchanged.notice, '304')
+      if (notice === undefined || notice.tag !== held.tag() || !isRecent(notice))
+        throw new Error('key server answered 304 without a recent signed notice for the snapshot held')
+      if (!held.vouch(notice.issuedAt, 'pull') && notice.issuedAt !== held.issuedAt())
+        throw new Error('key server answered 304 with a notice older than the one held')
+      return 'current'
     } catch (err) {
       onPullFailure()
       logger.warn({ err, keyServer: connection.url }, 'snapshot pull failed; enforcing the last snapshot')
@@ -200,7 +249,8 @@ export async function startSnapshotSync(
     })
     return pulling
   }
-  const pull = async (): Promise<boolean> => (await track(fetchAndApply(false))) === 'applied'
+  const inSync = (result: OnDemandPullResult) => result === 'applied' || result === 'current'
+  const pull = async (): Promise<boolean> => inSync(await track(fetchAndApply()))
 
   const onDemand = connection?.onDemandPull === false ? undefined : (connection?.onDemandPull ?? {})
   const intervalMs = onDemand?.intervalMs ?? 1_000
@@ -218,7 +268,7 @@ export async function startSnapshotSync(
       next = undefined // callers from now on need a pull that starts after them
       if (closed) return 'failed'
       lastConditionalAt = Date.now()
-      const result = await track(fetchAndApply(true))
+      const result = await track(fetchAndApply())
       onDemandPulled(result)
       return result
     })()
@@ -234,10 +284,10 @@ export async function startSnapshotSync(
     chasing = true
     let backoffMs = intervalMs
     try {
-      while (!closed && (notices?.appliedIssuedAt() ?? 0) < announced) {
+      while (!closed && (held.issuedAt() ?? 0) < announced) {
         const result = await pullConditional()
-        // 304, or a snapshot not applied (older, invalid): the notice is answered; the scheduled pull covers the rest.
-        if (result === 'unchanged') break
+        // Held is current, or a snapshot not applied (older, invalid): the notice is answered; the scheduled pull covers the rest.
+        if (result === 'current' || result === 'unchanged') break
         if (result === 'failed') {
           await delay(backoffMs)
           backoffMs = Math.min(backoffMs * 2, pullIntervalMs)
@@ -248,23 +298,17 @@ export async function startSnapshotSync(
     }
   }
   const onNotice = (signed: unknown): NoticeOutcome => {
-    if (!notices) return 'refused'
-    let notice: { issuedAt: number; tag: string }
-    try {
-      notice = openBrokerSnapshotNotice(signed, notices.keyServerPublicKey)
-    } catch (err) {
-      if (!isSmqttError(err)) throw err
-      logger.warn({ code: err.code }, 'snapshot notice refused')
-      return 'refused'
-    }
-    if (notice.issuedAt <= Math.max(announced, notices.appliedIssuedAt() ?? 0)) return 'not-newer'
-    if (notice.issuedAt < notices.now() - NOTICE_MAX_AGE_SECONDS) return 'too-old'
+    const notice = openNotice(signed, 'push')
+    if (notice === undefined) return 'refused'
+    if (notice.issuedAt <= Math.max(announced, held.issuedAt() ?? 0)) return 'not-newer'
+    if (!isRecent(notice)) return 'too-old'
+    // The content held, signed current later than anything before: a sync, nothing to fetch.
+    if (notice.tag === held.tag()) return held.vouch(notice.issuedAt, 'push') ? 'current' : 'not-newer'
     if (!connection) {
       logger.warn('a snapshot notice arrived but no key server is configured to pull from')
       return 'no-key-server'
     }
     announced = notice.issuedAt
-    if (notice.tag === lastEtag) return 'not-newer' // held already (the pull that fetched it was stamped earlier)
     if (!chasing) void chase()
     return 'pulling'
   }

@@ -117,6 +117,33 @@ describe('CONNECT budgets', () => {
   })
 })
 
+describe('memory held per connection (issue 14)', () => {
+  test('expired CONNECT budgets and bans are dropped once a window, not only when 100,000 are held', () => {
+    const guard = new ConnectGuard({ perClientId: 2, failuresBeforeBan: 1, banSeconds: 20, windowSeconds: 10 })
+    for (let i = 0; i < 50; i++) expect(guard.admitPrincipal(`device-${i}`, 1_000)).toBe(true)
+    guard.failed('192.0.2.7', 1_000) // banned until 1,020
+    expect(guard.tracked).toBe(51)
+    expect(guard.admit('192.0.2.1', 1_010)).toBe(true) // one window later: the buckets have expired
+    expect(guard.tracked).toBe(2) // the new address, and the ban still in force
+    expect(guard.admit('192.0.2.7', 1_015)).toBe(false)
+    expect(guard.admit('192.0.2.1', 1_020)).toBe(true)
+    expect(guard.tracked).toBe(1)
+    expect(guard.admit('192.0.2.7', 1_021)).toBe(true)
+  })
+
+  test('nonces are dropped once their password has expired, and not before', () => {
+    const nonces = new NonceCache()
+    const until = 1_000 + CONNECT_PASSWORD_SKEW_SECONDS
+    for (let i = 0; i < 50; i++) expect(nonces.useOnce(`nonce-${i}`, until, 1_000)).toBe(true)
+    expect(nonces.useOnce('late', until + 30, 1_030)).toBe(true)
+    expect(nonces.size).toBe(51)
+    expect(nonces.useOnce('nonce-0', until, until)).toBe(false) // its last acceptable second
+    expect(nonces.useOnce('next', until + 61, until + 1)).toBe(true) // one skew window after the first use
+    expect(nonces.size).toBe(2) // 'late' (still live) and 'next'
+    expect(nonces.useOnce('late', until + 30, until + 1)).toBe(false)
+  })
+})
+
 describe('unauthenticated connections', () => {
   test('an IPv6 block cannot dodge the cap on connections awaiting authentication by changing addresses within its /64', () => {
     const refused: string[] = []
@@ -135,6 +162,29 @@ describe('unauthenticated connections', () => {
     expect(sockets.map((raw) => gate.accept(raw, 'mqtts'))).toEqual([true, true, false, true])
     expect(refused).toEqual(['2001:db8:0:0::/64'])
     for (const raw of sockets) raw.emit('close') // ends their deadlines
+  })
+
+  test('an authenticated connection leaves nothing behind in the gate (issue 14: heap per idle connection)', () => {
+    const gate = new PreAuthGate({ deadlineMs: 60_000, maxPerAddress: 2, onRefused: () => {}, onDeadline: () => {} })
+    const fake = (remotePort: number) => {
+      const socket = new EventEmitter() as EventEmitter & { remoteAddress: string; remotePort: number; destroy(): void }
+      Object.assign(socket, { remoteAddress: '192.0.2.1', remotePort, destroy: () => socket.emit('close') })
+      return socket as unknown as Socket
+    }
+    const raw = fake(40_000)
+    const tls = fake(40_000) // the TLS socket wrapping it: the same peer
+    expect(gate.accept(raw, 'mqtts')).toBe(true)
+    gate.handedOver(tls, tls)
+    gate.authenticated(tls)
+    expect(gate.pending).toBe(0)
+    // Its close listeners kept the entry, its cleared timer and closures alive for the session's lifetime.
+    expect(raw.listenerCount('close')).toBe(0)
+    expect(tls.listenerCount('close')).toBe(0)
+    // The address's slot was given back once, and stays given back.
+    raw.emit('close')
+    expect([gate.accept(fake(40_001), 'mqtts'), gate.accept(fake(40_002), 'mqtts')]).toEqual([true, true])
+    expect(gate.accept(fake(40_003), 'mqtts')).toBe(false)
+    gate.close()
   })
 })
 

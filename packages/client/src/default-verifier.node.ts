@@ -17,7 +17,8 @@ export function acquireVerifier(): SignatureVerifier | undefined {
   shared.users++
   let released = false
   return {
-    verify: (signingKey, topic, envelope, done) => pool.verify(signingKey, topic, envelope, done),
+    verify: (signingKey, topic, envelope, done, properties) =>
+      pool.verify(signingKey, topic, envelope, done, properties),
     release: () => {
       if (released || shared?.pool !== pool) return
       released = true

@@ -26,9 +26,11 @@ export type { HeldEpoch, HeldGroup, SealingKey } from './keyring.js'
 export { Keyring } from './keyring.js'
 export type {
   MessageInfo,
+  PublishProperties,
   SecureClientEvents,
   SecureClientStats,
   SecureOptions,
+  SecurePublishOptions,
   SecurityErrorEvent,
 } from './secure.js'
 export { SecureClient, secure } from './secure.js'

@@ -50,6 +50,7 @@ import { manageLogin } from './_connect-login.js'
 import { TypedEmitter } from './_emitter.js'
 import { type FreshnessEvent, FreshnessMonitor, type FreshnessStats } from './_freshness.js'
 import { holdIdentity } from './_identity-lock.js'
+import { type PublishProperties, propertiesToBind, receivedProperties, splitProperties } from './_publish-properties.js'
 import { replayKey, SavedReplayWindow } from './_replay-state.js'
 import { sequenceCounterFor } from './_sequence.js'
 import { UnknownSenders } from './_unknown-senders.js'
@@ -122,6 +123,21 @@ export interface SecureOptions {
   }
 }
 
+/** {@link SecureClient.publish} options: mqtt.js's, plus SMQTT's. */
+export interface SecurePublishOptions extends IClientPublishOptions {
+  /**
+   * Bind the MQTT 5 properties in `properties` into the envelope's signature: content type,
+   * response topic and correlation data (each bound as absent when not given, so nobody can add
+   * one) and every user property given. They travel as ordinary MQTT 5 properties, in clear;
+   * receivers get them in `info.verifiedProperties`, and a broker that alters, strips, reorders
+   * or injects among them gets the message refused. Needs an mqtt.js client connected with
+   * `protocolVersion: 5` (else a TypeError). Default false: nothing bound, all unsigned.
+   */
+  readonly bindProperties?: boolean
+}
+
+export type { PublishProperties }
+
 /** What a verified message carries besides its plaintext. */
 export type MessageInfo =
   | {
@@ -137,6 +153,14 @@ export type MessageInfo =
       readonly seq: number
       /** The sender's clock at sending, unix seconds. */
       readonly sentAt: number
+      /**
+       * The MQTT 5 properties the sender bound (`bindProperties`), verified like the payload;
+       * `{}` when it bound none. Among these, the response topic and correlation data of a
+       * command can be trusted.
+       */
+      readonly verifiedProperties: PublishProperties
+      /** Every other property of the packet: nobody vouches for these (the broker may have set them). */
+      readonly unsignedProperties: PublishProperties
       readonly packet: IPublishPacket
     }
   | {
@@ -145,6 +169,9 @@ export type MessageInfo =
       readonly sender: undefined
       readonly kid: undefined
       readonly retained: boolean
+      /** Always `{}`: nothing on a plaintext topic is verified. */
+      readonly verifiedProperties: PublishProperties
+      readonly unsignedProperties: PublishProperties
       readonly packet: IPublishPacket
     }
 
@@ -435,11 +462,11 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
    * may not write `ERR_FORBIDDEN`; other failures go to `callback`, or to `error` without one.
    */
   publish(topic: string, message: string | Uint8Array, callback?: PublishCallback): this
-  publish(topic: string, message: string | Uint8Array, opts?: IClientPublishOptions, callback?: PublishCallback): this
+  publish(topic: string, message: string | Uint8Array, opts?: SecurePublishOptions, callback?: PublishCallback): this
   publish(
     topic: string,
     message: string | Uint8Array,
-    optsOrCallback?: IClientPublishOptions | PublishCallback,
+    optsOrCallback?: SecurePublishOptions | PublishCallback,
     callback?: PublishCallback,
   ): this {
     const opts = typeof optsOrCallback === 'function' ? undefined : optsOrCallback
@@ -459,14 +486,34 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     return this
   }
 
-  /** Seals and publishes; resolves when mqtt.js does (QoS 1/2: once acknowledged). */
-  publishAsync(topic: string, message: string | Uint8Array, opts?: IClientPublishOptions): Promise<Packet | undefined> {
+  /**
+   * Seals and publishes; resolves when mqtt.js does (QoS 1/2: once acknowledged).
+   *
+   * @example
+   * ```ts
+   * // A command whose answer must go where the sender said: bind response topic and correlation data.
+   * await client.publishAsync('home/hall/lock/set', '{"lock":"open"}', {
+   *   qos: 1,
+   *   bindProperties: true,
+   *   properties: { responseTopic: 'home/hall/lock/reply/app-1', correlationData: Buffer.from('c0ffee', 'hex') },
+   * })
+   * ```
+   */
+  publishAsync(topic: string, message: string | Uint8Array, opts?: SecurePublishOptions): Promise<Packet | undefined> {
     const payload = typeof message === 'string' ? utf8(message) : message
     if (!(payload instanceof Uint8Array)) throw new TypeError('message must be a string or a Uint8Array')
+    let mqttOptions: IClientPublishOptions = opts ?? {}
+    if (opts?.bindProperties !== undefined) {
+      const { bindProperties, ...rest } = opts
+      mqttOptions = rest
+      // MQTT 3.1.1 has no properties: binding them there would bind absent ones, silently.
+      if (bindProperties === true && this.#mqtt.options.protocolVersion !== 5)
+        throw new TypeError('bindProperties needs an MQTT 5 connection (mqtt.js option protocolVersion: 5)')
+    }
     const sent = this.#sealing.then(() => this.#seal(topic, payload, opts, true))
     this.#sealing = sent.catch(() => {})
     // Only sealing is serialized; waiting for the broker's acknowledgement is not.
-    return sent.then((wire) => this.#mqtt.publishAsync(topic, wire, opts ?? {}))
+    return sent.then((wire) => this.#mqtt.publishAsync(topic, wire, mqttOptions))
   }
 
   subscribe(topic: string | string[] | ISubscriptionMap, callback?: ClientSubscribeCallback): this
@@ -808,11 +855,15 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   async #seal(
     topic: string,
     payload: Uint8Array,
-    opts: IClientPublishOptions | undefined,
+    opts: SecurePublishOptions | undefined,
     mayRefresh: boolean,
   ): Promise<Buffer> {
     await this.ready
-    if (this.#isPlaintext(topic)) return toWire(payload)
+    const bind = opts?.bindProperties === true
+    if (this.#isPlaintext(topic)) {
+      if (bind) throw new TypeError(`bindProperties on plaintext topic ${topic}: there is no envelope to bind them`)
+      return toWire(payload)
+    }
     let key: ReturnType<Keyring['sealingKey']>
     try {
       key = this.#keyring.sealingKey(topic, this.#kid)
@@ -824,7 +875,15 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     }
     this.#counter ??= sequenceCounterFor(this.#storage, this.#identity.id, this.#keyServer)
     const seq = await this.#counter.next()
-    const input = { topic, payload, epochKey: key.epochKey, seq, sentAt: this.#now(), retain: opts?.retain === true }
+    const input = {
+      topic,
+      payload,
+      epochKey: key.epochKey,
+      seq,
+      sentAt: this.#now(),
+      retain: opts?.retain === true,
+      ...(bind ? { properties: propertiesToBind(opts?.properties) } : {}),
+    }
     const envelope = this.#signer
       ? sealEnvelope({ ...input, signer: this.#signer })
       : await sealEnvelopeAsync({ ...input, signer: this.#asyncSigner as AsyncEnvelopeSigner })
@@ -900,10 +959,12 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     }
     let unverified: UnverifiedEnvelope
     try {
+      const properties = receivedProperties(packet.properties)
       unverified = beginOpenEnvelope(payload, topic, {
         ...this.#openOptions,
         retained: packet.retain,
         now: this.#now(),
+        ...(properties ? { properties } : {}),
       })
     } catch (err) {
       if (mayRefresh && isSmqttError(err, 'ERR_UNKNOWN_EPOCH') && this.#mayRefreshForEpoch())
@@ -929,11 +990,18 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     const received: Received = { topic, packet, unverified }
     this.#enterLine(received)
     if (this.#verifier)
-      this.#verifier.verify(unverified.signingKey, topic, payload, (verdict) => {
-        // Not checked (the worker failed, or the client ended): check it here instead.
-        received.valid = verdict === 'unavailable' ? checkEnvelopeSignature(unverified) : verdict === 'valid'
-        this.#finishInOrder()
-      })
+      this.#verifier.verify(
+        unverified.signingKey,
+        topic,
+        payload,
+        (verdict) => {
+          // Not checked (the worker failed, or the client ended): check it here instead.
+          received.valid = verdict === 'unavailable' ? checkEnvelopeSignature(unverified) : verdict === 'valid'
+          this.#finishInOrder()
+        },
+        // Only an envelope that binds properties needs them (they cross to the worker by copy).
+        unverified.header.properties ? unverified.properties : undefined,
+      )
     else {
       received.valid = checkEnvelopeSignature(unverified)
       this.#finishInOrder()
@@ -961,12 +1029,13 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
           sender: undefined,
           kid: undefined,
           retained: packet.retain,
+          ...splitProperties(packet.properties, undefined),
           packet,
         })
         continue
       }
       try {
-        const { header, payload } = finishOpenEnvelope(
+        const { header, payload, properties } = finishOpenEnvelope(
           unverified,
           received.valid === true,
           this.#openOptions, // the retain flag and the clock were taken when it arrived
@@ -981,6 +1050,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
           epoch: header.epoch,
           seq: header.seq,
           sentAt: header.sentAt,
+          ...splitProperties(packet.properties, properties),
           packet,
         })
       } catch (err) {

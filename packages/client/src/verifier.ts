@@ -1,4 +1,5 @@
 // Where a secure client checks envelope signatures: on its event loop, or on worker threads.
+import type { EnvelopeProperties } from '@smqtt/core'
 
 /** What became of a signature handed to a {@link SignatureVerifier}; `unavailable`: not checked. */
 export type SignatureVerdict = 'valid' | 'invalid' | 'unavailable'
@@ -8,7 +9,14 @@ export type SignatureVerdict = 'valid' | 'invalid' | 'unavailable'
  * in any order; the client finishes messages in arrival order itself.
  */
 export interface SignatureVerifier {
-  verify(signingKey: Uint8Array, topic: string, envelope: Uint8Array, done: (verdict: SignatureVerdict) => void): void
+  /** `properties`: the MQTT 5 properties received, for an envelope that binds some. */
+  verify(
+    signingKey: Uint8Array,
+    topic: string,
+    envelope: Uint8Array,
+    done: (verdict: SignatureVerdict) => void,
+    properties?: EnvelopeProperties,
+  ): void
   /** This client is done with it. */
   release(): void
 }

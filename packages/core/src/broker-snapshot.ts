@@ -7,7 +7,19 @@ import { type Policy, parsePolicy } from './acl.js'
 import type { CryptoBackend } from './crypto/backend.js'
 import type { SigningKeyPair } from './crypto/signature.js'
 import { SmqttError } from './errors.js'
-import { type DocumentKind, openSignedDocument, type SignedDocument, signDocument } from './signed-document.js'
+import {
+  type DocumentKind,
+  openSignedDocument,
+  type SignedDocument,
+  type StrictJsonReader,
+  signDocument,
+} from './signed-document.js'
+
+/**
+ * The HTTP response header in which `GET /v1/broker/snapshot` answers a matching `If-None-Match`
+ * (304) with a signed notice for that content: the signed document as JSON (~300 bytes).
+ */
+export const SNAPSHOT_NOTICE_HEADER = 'smqtt-snapshot-notice'
 
 const TYPE = 'smqtt.broker-snapshot'
 const NOTICE_TYPE = 'smqtt.broker-snapshot-notice'
@@ -37,6 +49,19 @@ export interface BrokerSnapshot {
   readonly principals: readonly SnapshotPrincipal[]
   readonly epochs: readonly SnapshotEpoch[]
   readonly revocationListVersion: number
+  /**
+   * The content's entity tag: a digest, chosen by the key server, of everything above but
+   * issuedAt (the `ETag` of `GET /v1/broker/snapshot`, unquoted). Signed with the rest, so a
+   * signed notice naming it later vouches that this content is still current.
+   */
+  readonly tag?: string
+}
+
+/** A tag as snapshots and notices carry it: base64url, at most 64 characters. */
+function readTag(read: StrictJsonReader, value: unknown, path: string): string {
+  const tag = read.string(value, path, 64)
+  if (!/^[A-Za-z0-9_-]+$/.test(tag)) read.fail(`${path}: not base64url`)
+  return tag
 }
 
 const snapshotKind: DocumentKind<BrokerSnapshot> = {
@@ -44,15 +69,12 @@ const snapshotKind: DocumentKind<BrokerSnapshot> = {
   malformed: 'ERR_SNAPSHOT_MALFORMED',
   signatureInvalid: 'ERR_SNAPSHOT_SIGNATURE_INVALID',
   parseBody(body, read) {
-    const o = read.object(body, 'snapshot', [
-      'type',
-      'v',
-      'issuedAt',
-      'policy',
-      'principals',
-      'epochs',
-      'revocationListVersion',
-    ])
+    const o = read.object(
+      body,
+      'snapshot',
+      ['type', 'v', 'issuedAt', 'policy', 'principals', 'epochs', 'revocationListVersion'],
+      ['tag'],
+    )
     read.literal(o.type, 'snapshot.type', TYPE)
     read.literal(o.v, 'snapshot.v', 1)
     let policy: Policy
@@ -98,6 +120,7 @@ const snapshotKind: DocumentKind<BrokerSnapshot> = {
       principals,
       epochs,
       revocationListVersion: read.uint32(o.revocationListVersion, 'snapshot.revocationListVersion'),
+      ...(o.tag === undefined ? {} : { tag: readTag(read, o.tag, 'snapshot.tag') }),
     }
   },
 }
@@ -123,6 +146,7 @@ export function createBrokerSnapshot(
     principals: snapshot.principals.map((p) => ({ ...p, roles: [...p.roles], signingKey: toBase64Url(p.signingKey) })),
     epochs: snapshot.epochs,
     revocationListVersion: snapshot.revocationListVersion,
+    ...(snapshot.tag === undefined ? {} : { tag: snapshot.tag }),
   }
   return signDocument(TYPE, body, keyServer, backend)
 }
@@ -170,9 +194,7 @@ const noticeKind: DocumentKind<BrokerSnapshotNotice> = {
     const o = read.object(body, 'notice', ['type', 'v', 'issuedAt', 'tag'])
     read.literal(o.type, 'notice.type', NOTICE_TYPE)
     read.literal(o.v, 'notice.v', 1)
-    const tag = read.string(o.tag, 'notice.tag', 64)
-    if (!/^[A-Za-z0-9_-]+$/.test(tag)) read.fail('notice.tag: not base64url')
-    return { issuedAt: read.uint32(o.issuedAt, 'notice.issuedAt'), tag }
+    return { issuedAt: read.uint32(o.issuedAt, 'notice.issuedAt'), tag: readTag(read, o.tag, 'notice.tag') }
   },
 }
 

@@ -11,7 +11,7 @@ export const ERROR_CODES = {
   ERR_ENVELOPE_UNSUPPORTED: 'The envelope names a version or suite this implementation does not accept.',
   ERR_ENVELOPE_TOO_LARGE: 'The envelope or its plaintext exceeds the configured size limit.',
   ERR_ENVELOPE_SIGNATURE_INVALID:
-    "The sender's Ed25519 signature does not verify (forged or altered envelope, or moved to another topic).",
+    "The sender's Ed25519 signature does not verify (forged or altered envelope, moved to another topic, or its bound MQTT 5 properties changed).",
   ERR_ENVELOPE_DECRYPTION_FAILED:
     'Decryption failed. Deliberately uninformative: wrong key, altered ciphertext and wrong topic look the same.',
   ERR_UNKNOWN_SENDER: 'The sender key id is not listed as a writer of the group.',

@@ -30,6 +30,12 @@ export {
   nonExtractableIdentity,
   x25519Agreement,
 } from './crypto/webcrypto-keys.js'
+export type { EnvelopeProperties, PropertyBinding, PropertyVerdict } from './envelope/bound-properties.js'
+export {
+  MAX_BOUND_PROPERTIES_BYTES,
+  MAX_BOUND_PROPERTY_BYTES,
+  MAX_BOUND_USER_PROPERTIES,
+} from './envelope/bound-properties.js'
 export { EpochKey } from './envelope/epoch-key.js'
 export type { EnvelopeHeader, ParsedEnvelope } from './envelope/header.js'
 export { parseEnvelope } from './envelope/header.js'
@@ -117,6 +123,7 @@ export {
   createBrokerSnapshotNotice,
   openBrokerSnapshot,
   openBrokerSnapshotNotice,
+  SNAPSHOT_NOTICE_HEADER,
 } from './broker-snapshot.js'
 export { configField, parseConfigText } from './config-text.js'
 export {

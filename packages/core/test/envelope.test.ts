@@ -290,9 +290,12 @@ describe('strict parser', () => {
   })
 
   test('unknown flag bits', () => {
-    const f = base()
-    f[1] = (f[1] as number) | 0x20
-    expectCode(() => parseEnvelope(f), 'ERR_ENVELOPE_MALFORMED')
+    // 0x10 is retain and 0x20 "properties bound" (bound-properties.test.ts); 0x40 and 0x80 are unknown.
+    for (const flag of [0x40, 0x80]) {
+      const f = base()
+      f[1] = (f[1] as number) | flag
+      expectCode(() => parseEnvelope(f), 'ERR_ENVELOPE_MALFORMED')
+    }
   })
 
   test('non-minimal varint', () => {

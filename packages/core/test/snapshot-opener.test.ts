@@ -10,7 +10,7 @@ import { PRINCIPALS_PER_PART, SnapshotOpener } from '../src/node/snapshot-opener
 const keyServer = generateIdentity('smqtt-keyserver')
 const policy: Policy = { version: 1, rules: [], groups: [{ id: 1, name: 'all', filter: 'home/#' }], plaintext: [] }
 
-function signedSnapshot(count: number, issuedAt = 1_800_000_000) {
+function signedSnapshot(count: number, issuedAt = 1_800_000_000, tag?: string) {
   const principals: SnapshotPrincipal[] = Array.from({ length: count }, (_, i) => ({
     id: `device-${i}`,
     kid: i + 1,
@@ -19,7 +19,8 @@ function signedSnapshot(count: number, issuedAt = 1_800_000_000) {
     status: i % 7 === 0 ? 'revoked' : 'active',
   }))
   const epochs = [{ group: 1, epoch: 3, activatesAt: issuedAt - 60 }]
-  return createBrokerSnapshot({ issuedAt, policy, principals, epochs, revocationListVersion: 4 }, keyServer)
+  const snapshot = { issuedAt, policy, principals, epochs, revocationListVersion: 4 }
+  return createBrokerSnapshot(tag === undefined ? snapshot : { ...snapshot, tag }, keyServer)
 }
 
 let opener: SnapshotOpener | undefined
@@ -32,6 +33,18 @@ test('opens a snapshot of several parts to exactly what openBrokerSnapshot opens
   opener = new SnapshotOpener(keyServer.signingKey)
   const signed = signedSnapshot(PRINCIPALS_PER_PART * 2 + 17)
   expect(await opener.open(signed)).toEqual(openBrokerSnapshot(signed, keyServer.signingKey))
+})
+
+test('the content tag is signed with the snapshot and read back, on the worker too; a malformed one is refused', async () => {
+  opener = new SnapshotOpener(keyServer.signingKey)
+  const signed = signedSnapshot(PRINCIPALS_PER_PART + 1, 1_800_000_000, 'qLm3_Zx-9w')
+  expect(openBrokerSnapshot(signed, keyServer.signingKey).tag).toBe('qLm3_Zx-9w')
+  expect((await opener.open(signed)).tag).toBe('qLm3_Zx-9w')
+  expect(openBrokerSnapshot(signedSnapshot(1), keyServer.signingKey).tag).toBeUndefined()
+  for (const tag of ['', 'not base64url!', 'x'.repeat(65)])
+    expect(() => openBrokerSnapshot(signedSnapshot(1, 1_800_000_000, tag), keyServer.signingKey)).toThrow(
+      expect.objectContaining({ code: 'ERR_SNAPSHOT_MALFORMED' }),
+    )
 })
 
 test('refuses what openBrokerSnapshot refuses, with the same codes; two at once each get their own answer', async () => {

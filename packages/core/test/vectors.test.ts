@@ -4,11 +4,19 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, test } from 'vitest'
 import { fromHex, toHex } from '../src/_bytes.js'
+import {
+  type EnvelopeProperties,
+  encodeBoundProperties,
+  type PropertyBinding,
+} from '../src/envelope/bound-properties.js'
 import { EpochKey } from '../src/envelope/epoch-key.js'
+import { parseEnvelope } from '../src/envelope/header.js'
 import { openEnvelope } from '../src/envelope/open.js'
 import { sealEnvelope } from '../src/envelope/seal.js'
 import { createEnvelopeSigner } from '../src/envelope/signer.js'
 import type { SuiteId } from '../src/envelope/suites.js'
+import { verifyEnvelope } from '../src/envelope/verify.js'
+import { SmqttError } from '../src/errors.js'
 import { backends } from './_fixtures.js'
 
 interface EnvelopeVector {
@@ -64,5 +72,104 @@ describe('envelope v1 vectors', () => {
           seq: v.seq,
           retain: v.retain,
         })
+      })
+})
+
+interface PropertiesJson {
+  contentType?: string
+  responseTopic?: string
+  correlationData?: string
+  userProperties?: [string, string][]
+}
+
+interface BoundPropertyVector {
+  name: string
+  suite: SuiteId
+  group: number
+  epoch: number
+  kid: number
+  seq: number
+  sentAt: number
+  retain: boolean
+  topic: string
+  payload: string
+  properties: PropertiesJson
+  binding: PropertyBinding
+  boundProperties: string
+  epochKey: string
+  signingSeed: string
+  signingPublicKey: string
+  envelope: string
+  checks: {
+    name: string
+    received: PropertiesJson | null
+    result: string
+    verified?: PropertiesJson
+    unsigned?: PropertiesJson
+  }[]
+}
+
+function fromJson(p: PropertiesJson): EnvelopeProperties {
+  return {
+    ...(p.contentType !== undefined ? { contentType: p.contentType } : {}),
+    ...(p.responseTopic !== undefined ? { responseTopic: p.responseTopic } : {}),
+    ...(p.correlationData !== undefined ? { correlationData: fromHex(p.correlationData) } : {}),
+    ...(p.userProperties !== undefined ? { userProperties: p.userProperties } : {}),
+  }
+}
+
+const boundFile = fileURLToPath(new URL('../vectors/envelope-v1-bound-properties.json', import.meta.url))
+const bound = JSON.parse(readFileSync(boundFile, 'utf8')) as { cases: BoundPropertyVector[] }
+
+describe('envelope v1 vectors with bound MQTT 5 properties (flag 0x20)', () => {
+  test('there are vectors, with negative checks', () => {
+    expect(bound.cases.length).toBe(5)
+    expect(bound.cases.flatMap((c) => c.checks).filter((c) => c.result !== 'opened').length).toBe(14)
+  })
+  for (const backend of backends)
+    for (const v of bound.cases)
+      test(`${backend.name}: ${v.name}`, () => {
+        const epochKey = new EpochKey({ group: v.group, epoch: v.epoch, suite: v.suite, key: fromHex(v.epochKey) })
+        const signer = createEnvelopeSigner({ kid: v.kid, seed: fromHex(v.signingSeed) }, backend)
+        expect(toHex(signer.publicKey)).toBe(v.signingPublicKey)
+        const sent = fromJson(v.properties)
+        const envelope = fromHex(v.envelope)
+        expect(parseEnvelope(envelope).header.properties).toEqual(v.binding)
+        expect(toHex(encodeBoundProperties(v.binding, sent) as Uint8Array)).toBe(v.boundProperties)
+        const sealerBinds = v.binding.contentType && v.binding.responseTopic && v.binding.correlationData
+        if (sealerBinds) {
+          const input = { topic: v.topic, payload: fromHex(v.payload), epochKey, signer, seq: v.seq, sentAt: v.sentAt }
+          expect(toHex(sealEnvelope({ ...input, retain: v.retain, properties: sent }, { backend }))).toBe(v.envelope)
+        }
+        const keys = { epochKey: () => epochKey, writerKey: () => signer.publicKey }
+        for (const check of v.checks) {
+          const options = check.received ? { properties: fromJson(check.received) } : {}
+          let result = 'opened'
+          let brokerResult = 'opened'
+          try {
+            const opened = openEnvelope(envelope, v.topic, {
+              keys,
+              backend,
+              now: v.sentAt,
+              retained: v.retain,
+              ...options,
+            })
+            expect(toHex(opened.payload), check.name).toBe(v.payload)
+            expect(opened.properties, check.name).toEqual({
+              verified: fromJson(check.verified ?? {}),
+              unsigned: fromJson(check.unsigned ?? {}),
+            })
+          } catch (err) {
+            if (!(err instanceof SmqttError)) throw err
+            result = err.code
+          }
+          try {
+            verifyEnvelope(envelope, v.topic, { writerKey: keys.writerKey, backend, ...options })
+          } catch (err) {
+            if (!(err instanceof SmqttError)) throw err
+            brokerResult = err.code
+          }
+          expect([check.name, result, brokerResult]).toEqual([check.name, check.result, check.result])
+        }
       })
 })

@@ -52,6 +52,36 @@ describe('VerifyPool', () => {
     )
   })
 
+  test('envelopes binding MQTT 5 properties: checked with the properties they came with, on the worker and the event loop', async () => {
+    const properties = { contentType: 'application/json', userProperties: [['traceparent', '00-ab-cd-01'] as const] }
+    const altered = { ...properties, contentType: 'text/plain' }
+    const sealBound = (seq: number) =>
+      sealEnvelope({
+        topic: TOPIC,
+        payload: payloadOf(64),
+        epochKey,
+        signer: thermostat,
+        seq,
+        sentAt: 1_700_000_000,
+        properties,
+      })
+    // 20 in one turn: a share on the event loop, the rest on the worker; mixed with envelopes
+    // that bind nothing (no properties in the batch for those).
+    const jobs = Array.from({ length: 20 }, (_, i) => {
+      if (i % 4 === 3) return { envelope: seal(i + 1), received: undefined, expected: 'valid' }
+      const received = i % 4 === 0 ? altered : i % 4 === 1 ? undefined : properties
+      return { envelope: sealBound(i + 1), received, expected: received === properties ? 'valid' : 'invalid' }
+    })
+    for (const share of [true, false]) {
+      const p = pool({ workers: 1 })
+      p.shareWithMainThread = share
+      const verdicts = jobs.map(
+        (job) => new Promise<Verdict>((resolve) => p.verify(signingKey, TOPIC, job.envelope, resolve, job.received)),
+      )
+      expect(await within(Promise.all(verdicts), 'the verdicts')).toEqual(jobs.map((job) => job.expected))
+    }
+  })
+
   test('the wrong key, the wrong topic and a bad key length are invalid', async () => {
     const p = pool({ workers: 1 })
     p.shareWithMainThread = false

@@ -2,6 +2,7 @@
 // Runs the real key server for tests: dev PKI, master key, SQLite file (or the given store),
 // HTTPS on an ephemeral loopback port. Devices talk to it over real TLS.
 import { mkdtempSync, rmSync } from 'node:fs'
+import type { IncomingHttpHeaders } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,6 +19,7 @@ export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
 
 export interface Response {
   readonly status: number
+  readonly headers: IncomingHttpHeaders
   readonly body: unknown
   readonly text: string
 }
@@ -97,7 +99,7 @@ export async function startHarness(
           } catch {
             body = undefined
           }
-          resolve({ status: res.statusCode ?? 0, body, text })
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text })
         })
       })
       req.on('timeout', () => req.destroy(new Error('request timed out')))

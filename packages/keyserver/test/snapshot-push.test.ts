@@ -3,6 +3,7 @@
 // after it honours (the same content, stamped no earlier).
 import { openBrokerSnapshot, openBrokerSnapshotNotice } from '@smqtt/core'
 import { afterEach, beforeEach, expect, test } from 'vitest'
+import { KeyServer } from '../src/service/key-server.js'
 import { type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness
@@ -30,9 +31,10 @@ test('a snapshot over the limit is announced by a signed notice that the next pu
   const notice = openBrokerSnapshotNotice(pushed.notice, h.keyServer.publicKey)
   // A snapshot is no notice, nor the other way round (separate signature contexts).
   expect(() => openBrokerSnapshot(pushed.notice, h.keyServer.publicKey)).toThrow()
-  const { tag, snapshot } = await h.keyServer.brokerSnapshotUnless(undefined)
-  expect(tag).toBe(notice.tag)
-  expect(openBrokerSnapshot(snapshot, h.keyServer.publicKey).issuedAt).toBeGreaterThanOrEqual(notice.issuedAt)
+  const snapshot = await h.keyServer.brokerSnapshot()
+  const opened = openBrokerSnapshot(snapshot, h.keyServer.publicKey)
+  expect(opened.tag).toBe(notice.tag) // signed into the snapshot: what a broker asks about later
+  expect(opened.issuedAt).toBeGreaterThanOrEqual(notice.issuedAt)
   expect(() => openBrokerSnapshotNotice(snapshot, h.keyServer.publicKey)).toThrow()
 
   // A change in the same second (the harness clock stands still): the next notice is stamped
@@ -43,4 +45,60 @@ test('a snapshot over the limit is announced by a signed notice that the next pu
   const next = openBrokerSnapshotNotice(after.notice, h.keyServer.publicKey)
   expect(next.issuedAt).toBeGreaterThan(notice.issuedAt)
   expect(next.tag).not.toBe(notice.tag)
+})
+
+test('unchanged content is answered by a signed notice, a changed one by the snapshot', async () => {
+  const { tag } = openBrokerSnapshot(await h.keyServer.brokerSnapshot(), h.keyServer.publicKey)
+  const unchanged = await h.keyServer.brokerSnapshotUnless(tag)
+  if (!('notice' in unchanged)) throw new Error('expected a notice')
+  expect(openBrokerSnapshotNotice(unchanged.notice, h.keyServer.publicKey).tag).toBe(tag)
+
+  await h.enroll('thermostat-3', ['thermostat'])
+  const changed = await h.keyServer.brokerSnapshotUnless(tag)
+  if (!('snapshot' in changed)) throw new Error('expected the snapshot')
+  const opened = openBrokerSnapshot(changed.snapshot, h.keyServer.publicKey)
+  expect(opened.tag).toBe(changed.tag)
+  expect(opened.tag).not.toBe(tag)
+  expect(opened.principals.map((p) => p.id)).toContain('thermostat-3')
+})
+
+test('the snapshot content is read once while nothing changes; a change from any process, an epoch retiring or a revocation ageing out is in the next', async () => {
+  const contentOf = async (keyServer: KeyServer = h.keyServer) =>
+    openBrokerSnapshot(await keyServer.brokerSnapshot(), h.keyServer.publicKey)
+  let reads = 0
+  const listPrincipals = h.store.listPrincipals.bind(h.store)
+  h.store.listPrincipals = (options) => {
+    reads++
+    return listPrincipals(options)
+  }
+  const first = await contentOf()
+  const readsForFirst = reads
+  h.clock.now += 5
+  const again = await contentOf()
+  expect(again.tag).toBe(first.tag)
+  expect(again.issuedAt).toBe(first.issuedAt + 5)
+  expect(reads).toBe(readsForFirst) // the second answer came from what the first read
+
+  // Another process on the same store revokes: this one's very next snapshot lists it revoked.
+  const other = await KeyServer.open({ store: h.store, masterKey: h.masterKey, now: () => h.clock.now })
+  await other.revokePrincipal('thermostat-1', 'test')
+  const revoked = await contentOf()
+  expect(revoked.principals.find((p) => p.id === 'thermostat-1')?.status).toBe('revoked')
+  expect(revoked.tag).not.toBe(first.tag)
+
+  // The rotation that revocation caused retires the old epoch after its grace period: the first
+  // snapshot past it drops that epoch, although nothing was logged at that moment.
+  const retiring = revoked.epochs.filter((e) => e.retiresAt !== undefined)
+  expect(retiring.length).toBeGreaterThan(0)
+  h.clock.now = Math.max(...retiring.map((e) => e.retiresAt as number))
+  const retired = await contentOf()
+  for (const e of retiring) expect(retired.epochs).not.toContainEqual(e)
+
+  // A revocation stays listed as long as revocation lists keep it, then drops out by time alone.
+  h.clock.now += 400 * 86_400
+  const aged = await contentOf()
+  expect(aged.principals.map((p) => p.id)).not.toContain('thermostat-1')
+  const readsSoFar = reads
+  expect((await contentOf()).tag).toBe(aged.tag)
+  expect(reads).toBe(readsSoFar)
 })

@@ -1,17 +1,28 @@
 // The envelope's byte layout (docs/envelope.md is the reference):
 //
 //   version u8 | flags+suite u8 | group varint | epoch varint | sender varint | seq varint
-//   | sentAt u32 BE | ciphertext (plaintext length + 16-byte tag) | Ed25519 signature (64)
+//   | sentAt u32 BE | [bound-properties descriptor: mask u8, user property count u8]
+//   | ciphertext (plaintext length + 16-byte tag) | Ed25519 signature (64)
 //
+// The descriptor is there only with flag 0x20, so envelopes binding no properties are the v1
+// bytes they always were (and readers from before the flag refuse the others as malformed).
 // Varints are unsigned LEB128 and must be minimal, so every header has exactly one encoding.
 import { SmqttError } from '../errors.js'
+import {
+  bindingFromMask,
+  bindingMask,
+  KNOWN_BIND_BITS,
+  MAX_BOUND_USER_PROPERTIES,
+  type PropertyBinding,
+} from './bound-properties.js'
 import { isSuiteId, type SuiteId } from './suites.js'
 
 export const ENVELOPE_VERSION = 1
 export const SIGNATURE_LENGTH = 64
 export const TAG_LENGTH = 16
 const FLAG_RETAIN = 0x10
-const KNOWN_FLAGS = FLAG_RETAIN
+const FLAG_PROPERTIES = 0x20
+const KNOWN_FLAGS = FLAG_RETAIN | FLAG_PROPERTIES
 export const MAX_ID = 0xffff_ffff
 export const MAX_SEQ = Number.MAX_SAFE_INTEGER
 
@@ -31,6 +42,8 @@ export interface EnvelopeHeader {
   readonly seq: number
   /** Send time, unix seconds, from the sender's clock. */
   readonly sentAt: number
+  /** The MQTT 5 properties the envelope binds (flag 0x20), or undefined when it binds none. */
+  readonly properties?: PropertyBinding | undefined
 }
 
 /** A parsed envelope: the header and views into the bytes it came from (no copies). */
@@ -68,10 +81,11 @@ export function encodeHeader(header: EnvelopeHeader): Uint8Array {
     varintLength(header.epoch) +
     varintLength(header.sender) +
     varintLength(header.seq) +
-    4
+    4 +
+    (header.properties ? 2 : 0)
   const out = new Uint8Array(length)
   out[0] = header.version
-  out[1] = (header.retain ? FLAG_RETAIN : 0) | header.suite
+  out[1] = (header.retain ? FLAG_RETAIN : 0) | (header.properties ? FLAG_PROPERTIES : 0) | header.suite
   let offset = writeVarint(out, 2, header.group)
   offset = writeVarint(out, offset, header.epoch)
   offset = writeVarint(out, offset, header.sender)
@@ -81,6 +95,10 @@ export function encodeHeader(header: EnvelopeHeader): Uint8Array {
   out[offset + 1] = (header.sentAt >>> 16) & 0xff
   out[offset + 2] = (header.sentAt >>> 8) & 0xff
   out[offset + 3] = header.sentAt & 0xff
+  if (header.properties) {
+    out[offset + 4] = bindingMask(header.properties)
+    out[offset + 5] = header.properties.userProperties
+  }
   return out
 }
 
@@ -132,14 +150,27 @@ export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
   const sender = reader.varint('sender', MAX_ID)
   const seq = reader.varint('seq', MAX_SEQ)
   const timeOffset = reader.offset
-  const headerEnd = timeOffset + 4
+  const bound = (flagsAndSuite & FLAG_PROPERTIES) !== 0
+  const headerEnd = timeOffset + 4 + (bound ? 2 : 0)
   if (bytes.length < headerEnd + TAG_LENGTH + SIGNATURE_LENGTH) throw malformed('too short for tag and signature')
   const sentAt = new DataView(bytes.buffer, bytes.byteOffset + timeOffset, 4).getUint32(0)
+  const properties = bound ? readBinding(bytes[timeOffset + 4] as number, bytes[timeOffset + 5] as number) : undefined
   const signatureStart = bytes.length - SIGNATURE_LENGTH
+  const retain = (flagsAndSuite & FLAG_RETAIN) !== 0
   return {
-    header: { version, suite, retain: (flagsAndSuite & FLAG_RETAIN) !== 0, group, epoch, sender, seq, sentAt },
+    header: properties
+      ? { version, suite, retain, group, epoch, sender, seq, sentAt, properties }
+      : { version, suite, retain, group, epoch, sender, seq, sentAt },
     headerBytes: bytes.subarray(0, headerEnd),
     ciphertext: bytes.subarray(headerEnd, signatureStart),
     signature: bytes.subarray(signatureStart),
   }
+}
+
+/** The bound-properties descriptor: known mask bits only, at most 16 user properties, not empty. */
+function readBinding(mask: number, userProperties: number): PropertyBinding {
+  if ((mask & ~KNOWN_BIND_BITS) !== 0) throw malformed('unknown bound-property bits are set')
+  if (userProperties > MAX_BOUND_USER_PROPERTIES) throw malformed('too many bound user properties')
+  if (mask === 0 && userProperties === 0) throw malformed('the properties flag is set but binds nothing')
+  return bindingFromMask(mask, userProperties)
 }

@@ -3,10 +3,17 @@ import type { CryptoBackend } from '../crypto/backend.js'
 import { SmqttError } from '../errors.js'
 import type { ReplayCheckInput, ReplayWindow } from '../replay-window.js'
 import { associatedData } from './_signed-bytes.js'
+import { type EnvelopeProperties, type PropertyVerdict, propertyVerdict } from './bound-properties.js'
 import { type EpochKey, senderNonce } from './epoch-key.js'
 import { type EnvelopeHeader, type ParsedEnvelope, parseEnvelope } from './header.js'
 import { SUITES } from './suites.js'
-import { DEFAULT_MAX_ENVELOPE_BYTES, senderKeyOf, verifySignature, type WriterLookup } from './verify.js'
+import {
+  boundPropertiesOf,
+  DEFAULT_MAX_ENVELOPE_BYTES,
+  senderKeyOf,
+  verifySignature,
+  type WriterLookup,
+} from './verify.js'
 
 /** The keys a subscriber holds: epoch keys and writers' public keys, per group. */
 export interface EnvelopeKeys {
@@ -32,11 +39,21 @@ export interface OpenEnvelopeOptions {
   readonly now?: number
   readonly maxEnvelopeBytes?: number
   readonly backend?: CryptoBackend
+  /**
+   * The MQTT 5 properties the PUBLISH packet carried (user properties in packet order): those
+   * the envelope binds are checked, and all come back split in {@link OpenedEnvelope.properties}.
+   */
+  readonly properties?: EnvelopeProperties
 }
 
 export interface OpenedEnvelope {
   readonly header: EnvelopeHeader
   readonly payload: Uint8Array
+  /**
+   * The received properties: `verified` (bound by the sender, checked) and `unsigned` (anyone
+   * on the path may have set them). Both empty when none were passed in the options.
+   */
+  readonly properties: PropertyVerdict
 }
 
 /**
@@ -49,6 +66,10 @@ export interface UnverifiedEnvelope {
   /** The sender's Ed25519 public key, under which the signature must hold. */
   readonly signingKey: Uint8Array
   readonly topic: string
+  /** The MQTT 5 properties received with it (from the options), checked with the signature. */
+  readonly properties: EnvelopeProperties | undefined
+  /** @internal The canonical encoding of the bound properties; undefined when they cannot match. */
+  readonly bound: Uint8Array | undefined
   /** @internal */
   readonly parsed: ParsedEnvelope
   /** @internal */
@@ -71,7 +92,7 @@ export interface UnverifiedEnvelope {
 export function openEnvelope(bytes: Uint8Array, topic: string, options: OpenEnvelopeOptions): OpenedEnvelope {
   const unverified = beginOpenEnvelope(bytes, topic, options)
   const backend = options.backend ?? defaultBackend
-  const { valid, aad } = verifySignature(unverified.parsed, topic, unverified.signingKey, backend)
+  const { valid, aad } = verifySignature(unverified.parsed, topic, unverified.signingKey, backend, unverified.bound)
   return finish(unverified, valid, aad, options)
 }
 
@@ -111,7 +132,17 @@ export function beginOpenEnvelope(bytes: Uint8Array, topic: string, options: Ope
   if (epochKey.suite !== header.suite)
     throw new SmqttError('ERR_ENVELOPE_UNSUPPORTED', `suite ${header.suite} is not the suite of group ${header.group}`)
   const signingKey = senderKeyOf(parsed, options.keys.writerKey)
-  return { header, signingKey, topic, parsed, epochKey, replayInput }
+  const { properties } = options
+  return {
+    header,
+    signingKey,
+    topic,
+    properties,
+    bound: boundPropertiesOf(parsed, properties),
+    parsed,
+    epochKey,
+    replayInput,
+  }
 }
 
 /** Checks an {@link UnverifiedEnvelope}'s signature on this thread. */
@@ -119,13 +150,15 @@ export function checkEnvelopeSignature(
   unverified: UnverifiedEnvelope,
   backend: CryptoBackend = defaultBackend,
 ): boolean {
-  return verifySignature(unverified.parsed, unverified.topic, unverified.signingKey, backend).valid
+  const { parsed, topic, signingKey, bound } = unverified
+  return verifySignature(parsed, topic, signingKey, backend, bound).valid
 }
 
 /**
  * The second step of {@link beginOpenEnvelope}: given whether the signature held (checked by the
- * caller under `unverified.signingKey`), checks the sender's rights, decrypts and records the
- * message in the replay window. Finish envelopes in the order they were received. The replay
+ * caller under `unverified.signingKey`, and with `unverified.properties` when `header.properties`
+ * says the envelope binds some; {@link checkEnvelopeSignature} does both), checks the sender's
+ * rights, decrypts and records the message in the replay window. Finish envelopes in the order they were received. The replay
  * and revocation checks run again here, so a copy accepted meanwhile, or a sender revoked
  * meanwhile, is refused.
  *
@@ -136,12 +169,14 @@ export function finishOpenEnvelope(
   signatureValid: boolean,
   options: OpenEnvelopeOptions,
 ): OpenedEnvelope {
-  const { parsed, topic } = unverified
-  return finish(unverified, signatureValid, associatedData(parsed.headerBytes, topic), options)
+  const { parsed, topic, bound } = unverified
+  // Received properties that cannot match the bound ones: no signature over them can hold.
+  const valid = signatureValid && bound !== undefined
+  return finish(unverified, valid, associatedData(parsed.headerBytes, topic, bound), options)
 }
 
 function finish(
-  { header, parsed, topic, epochKey, replayInput }: UnverifiedEnvelope,
+  { header, parsed, topic, epochKey, replayInput, properties }: UnverifiedEnvelope,
   signatureValid: boolean,
   aad: Uint8Array,
   options: OpenEnvelopeOptions,
@@ -157,5 +192,5 @@ function finish(
   if (!payload) throw new SmqttError('ERR_ENVELOPE_DECRYPTION_FAILED')
   if (options.isRevoked?.(header.sender)) throw new SmqttError('ERR_SENDER_REVOKED')
   options.replay?.accept(replayInput) // checks again: a copy may have been accepted meanwhile
-  return { header, payload }
+  return { header, payload, properties: propertyVerdict(header.properties, properties) }
 }

@@ -4,6 +4,12 @@ import type { CryptoBackend } from '../crypto/backend.js'
 import { SmqttError } from '../errors.js'
 import { validateTopic } from '../topic-filter.js'
 import { signedBytes, topicBytes } from './_signed-bytes.js'
+import {
+  checkSealerProperties,
+  type EnvelopeProperties,
+  encodeBoundProperties,
+  sealerBinding,
+} from './bound-properties.js'
 import type { EpochKey } from './epoch-key.js'
 import { senderNonce } from './epoch-key.js'
 import { ENVELOPE_VERSION, encodeHeader, MAX_SEQ, SIGNATURE_LENGTH } from './header.js'
@@ -23,6 +29,13 @@ export interface SealEnvelopeInput {
   readonly sentAt?: number
   /** Set when publishing with the MQTT retain flag, so subscribers can apply the retained-message rules. */
   readonly retain?: boolean
+  /**
+   * MQTT 5 publish properties to bind: the caller publishes exactly these as the packet's
+   * properties (user properties first, in this order). Binds content type, response topic and
+   * correlation data whether given or not (an absent one is bound as absent, so nobody can add
+   * it) and every user property given. Omit to bind nothing (the envelope is then v1 as before).
+   */
+  readonly properties?: EnvelopeProperties
 }
 
 /** What to seal with {@link sealEnvelopeAsync}: the same, signed by an {@link AsyncEnvelopeSigner}. */
@@ -85,6 +98,10 @@ function sealUnsigned(input: SealEnvelopeInput | SealEnvelopeAsyncInput, options
   validateTopic(input.topic)
   const sentAt = input.sentAt ?? Math.floor(Date.now() / 1000)
   auint(sentAt, 'sentAt', 0xffff_ffff)
+  const { properties } = input
+  if (properties !== undefined) checkSealerProperties(properties)
+  const binding = properties === undefined ? undefined : sealerBinding(properties)
+  const bound = binding === undefined ? undefined : (encodeBoundProperties(binding, properties) as Uint8Array)
 
   const headerBytes = encodeHeader({
     version: ENVELOPE_VERSION,
@@ -95,10 +112,11 @@ function sealUnsigned(input: SealEnvelopeInput | SealEnvelopeAsyncInput, options
     sender: signer.kid,
     seq: input.seq,
     sentAt,
+    properties: binding,
   })
   const { key, iv } = epochKey.senderKey(signer.kid)
   const ciphertextLength = payload.length + 16
-  const { buffer, aad, ciphertextOffset } = signedBytes(headerBytes, topicBytes(input.topic), ciphertextLength)
+  const { buffer, aad, ciphertextOffset } = signedBytes(headerBytes, topicBytes(input.topic), ciphertextLength, bound)
   const ciphertext = backend.aeadSeal(SUITES[epochKey.suite].aead, key, senderNonce(iv, input.seq), payload, aad)
   buffer.set(ciphertext, ciphertextOffset)
   return { headerBytes, ciphertext, signedBytes: buffer }

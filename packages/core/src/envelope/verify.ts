@@ -2,6 +2,7 @@ import { defaultBackend } from '#crypto-backend'
 import type { CryptoBackend } from '../crypto/backend.js'
 import { SmqttError } from '../errors.js'
 import { signedBytes, topicBytes } from './_signed-bytes.js'
+import { type EnvelopeProperties, encodeBoundProperties } from './bound-properties.js'
 import { type ParsedEnvelope, parseEnvelope } from './header.js'
 
 /** Looks up a group's writer: its Ed25519 public key by sender key id, or undefined. */
@@ -12,6 +13,12 @@ export interface VerifyEnvelopeOptions {
   readonly backend?: CryptoBackend
   /** Largest envelope accepted, in bytes (default 4 MiB + 1 KiB). */
   readonly maxEnvelopeBytes?: number
+  /**
+   * The MQTT 5 properties the PUBLISH packet carried (user properties in packet order). Needed
+   * only for envelopes that bind properties (flag 0x20): without them, such an envelope whose
+   * sender bound a property that is there fails. Ignored for envelopes that bind none.
+   */
+  readonly properties?: EnvelopeProperties
 }
 
 export const DEFAULT_MAX_ENVELOPE_BYTES = 4 * 1024 * 1024 + 1024
@@ -31,7 +38,7 @@ export function verifyEnvelope(bytes: Uint8Array, topic: string, options: Verify
   if (bytes instanceof Uint8Array && bytes.length > (options.maxEnvelopeBytes ?? DEFAULT_MAX_ENVELOPE_BYTES))
     throw new SmqttError('ERR_ENVELOPE_TOO_LARGE', `envelope of ${bytes.length} bytes exceeds the limit`)
   const parsed = parseEnvelope(bytes)
-  checkSignature(parsed, topic, options.writerKey, options.backend ?? defaultBackend)
+  checkSignature(parsed, topic, options.writerKey, options.backend ?? defaultBackend, options.properties)
   return parsed
 }
 
@@ -44,18 +51,41 @@ export function senderKeyOf(parsed: ParsedEnvelope, writerKey: WriterLookup): Ui
 }
 
 /**
- * Whether the sender's signature over header, topic and ciphertext holds under `publicKey`; also
- * returns the AEAD's associated data (header + topic), which is part of the same signed bytes.
+ * The canonical encoding of the properties the envelope binds, built from those received; empty
+ * when it binds none, undefined when the received ones cannot match (too few, too large).
+ */
+export function boundPropertiesOf(
+  parsed: ParsedEnvelope,
+  received: EnvelopeProperties | undefined,
+): Uint8Array | undefined {
+  const binding = parsed.header.properties
+  return binding ? encodeBoundProperties(binding, received) : NO_PROPERTIES
+}
+
+const NO_PROPERTIES = new Uint8Array(0)
+
+/**
+ * Whether the sender's signature over header, topic, bound properties and ciphertext holds under
+ * `publicKey`; also returns the AEAD's associated data (header + topic + bound properties), which
+ * is part of the same signed bytes. `bound` is {@link boundPropertiesOf}'s answer.
  */
 export function verifySignature(
   parsed: ParsedEnvelope,
   topic: string,
   publicKey: Uint8Array,
   backend: CryptoBackend,
+  bound: Uint8Array | undefined,
 ): { valid: boolean; aad: Uint8Array } {
   const { headerBytes, ciphertext, signature } = parsed
-  const { buffer, aad, ciphertextOffset } = signedBytes(headerBytes, topicBytes(topic), ciphertext.length)
+  const { buffer, aad, ciphertextOffset } = signedBytes(
+    headerBytes,
+    topicBytes(topic),
+    ciphertext.length,
+    bound ?? NO_PROPERTIES,
+  )
   buffer.set(ciphertext, ciphertextOffset)
+  // Received properties that cannot match what was bound: the signature cannot hold.
+  if (bound === undefined) return { valid: false, aad }
   return { valid: backend.ed25519Verify(signature, buffer, publicKey), aad }
 }
 
@@ -65,8 +95,10 @@ export function checkSignature(
   topic: string,
   writerKey: WriterLookup,
   backend: CryptoBackend,
+  properties?: EnvelopeProperties,
 ): { aad: Uint8Array } {
-  const { valid, aad } = verifySignature(parsed, topic, senderKeyOf(parsed, writerKey), backend)
+  const publicKey = senderKeyOf(parsed, writerKey)
+  const { valid, aad } = verifySignature(parsed, topic, publicKey, backend, boundPropertiesOf(parsed, properties))
   if (!valid) throw new SmqttError('ERR_ENVELOPE_SIGNATURE_INVALID')
   return { aad }
 }

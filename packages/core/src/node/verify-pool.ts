@@ -12,6 +12,7 @@
 // `unavailable` (the hook refuses them) and a new worker takes its place.
 import { availableParallelism } from 'node:os'
 import type { Worker } from 'node:worker_threads'
+import type { EnvelopeProperties } from '../envelope/bound-properties.js'
 import { verifyEnvelope } from '../envelope/verify.js'
 import { startWorker } from './start-worker.js'
 
@@ -25,6 +26,8 @@ export type WorkerRequest =
       readonly topics: readonly string[]
       readonly lengths: Uint32Array
       readonly bytes: Uint8Array
+      /** Per envelope, the MQTT 5 properties received with it; only in batches where one has some. */
+      readonly properties?: readonly (EnvelopeProperties | undefined)[]
     }
   | { readonly type: 'pause'; readonly ms: number }
 
@@ -64,6 +67,7 @@ interface Job {
   readonly signingKey: Uint8Array
   readonly topic: string
   readonly envelope: Uint8Array
+  readonly properties: EnvelopeProperties | undefined
   readonly done: (verdict: Verdict) => void
 }
 
@@ -91,11 +95,17 @@ const START_TIMEOUT_MS = 30_000
 
 /**
  * True when `envelope`'s signature holds under `signingKey`. The caller has already bound the
- * envelope's sender to the session's principal, whose key this is.
+ * envelope's sender to the session's principal, whose key this is. `properties`: the MQTT 5
+ * properties the packet carried, for an envelope that binds some (docs/envelope.md).
  */
-export function signatureHolds(signingKey: Uint8Array, topic: string, envelope: Uint8Array): boolean {
+export function signatureHolds(
+  signingKey: Uint8Array,
+  topic: string,
+  envelope: Uint8Array,
+  properties?: EnvelopeProperties,
+): boolean {
   try {
-    verifyEnvelope(envelope, topic, { writerKey: () => signingKey })
+    verifyEnvelope(envelope, topic, { writerKey: () => signingKey, ...(properties ? { properties } : {}) })
     return true
   } catch {
     return false
@@ -169,15 +179,22 @@ export class VerifyPool {
 
   /**
    * Checks `envelope`'s signature under `signingKey` (the sender is already bound by the caller);
-   * `done` is called once, asynchronously.
+   * `done` is called once, asynchronously. `properties`: the MQTT 5 properties the packet carried
+   * (needed for envelopes that bind some; see {@link signatureHolds}).
    */
-  verify(signingKey: Uint8Array, topic: string, envelope: Uint8Array, done: (verdict: Verdict) => void): void {
+  verify(
+    signingKey: Uint8Array,
+    topic: string,
+    envelope: Uint8Array,
+    done: (verdict: Verdict) => void,
+    properties?: EnvelopeProperties,
+  ): void {
     if (this.#closed || signingKey.length !== SIGNING_KEY_BYTES) {
       const verdict = this.#closed ? 'unavailable' : 'invalid'
       queueMicrotask(() => done(verdict))
       return
     }
-    this.#queue.push({ signingKey, topic, envelope, done })
+    this.#queue.push({ signingKey, topic, envelope, properties, done })
     if (this.#flushScheduled) return
     this.#flushScheduled = true
     // After the poll phase: every PUBLISH parsed from this turn's socket reads joins the batch.
@@ -217,7 +234,7 @@ export class VerifyPool {
     }
     for (let i = 0; i < here; i++) {
       const job = queue[i] as Job
-      job.done(signatureHolds(job.signingKey, job.topic, job.envelope) ? 'valid' : 'invalid')
+      job.done(signatureHolds(job.signingKey, job.topic, job.envelope, job.properties) ? 'valid' : 'invalid')
     }
   }
 
@@ -238,6 +255,7 @@ export class VerifyPool {
     const bytes = new Uint8Array(size)
     const lengths = new Uint32Array(jobs.length)
     const topics: string[] = new Array(jobs.length)
+    let properties: (EnvelopeProperties | undefined)[] | undefined
     let offset = 0
     for (let i = 0; i < jobs.length; i++) {
       const job = jobs[i] as Job
@@ -246,10 +264,15 @@ export class VerifyPool {
       offset += SIGNING_KEY_BYTES + job.envelope.length
       lengths[i] = job.envelope.length
       topics[i] = job.topic
+      if (job.properties !== undefined) {
+        properties ??= new Array(jobs.length)
+        properties[i] = job.properties
+      }
     }
     const id = this.#nextBatch++
     slot.batches.set(id, jobs)
-    const request: WorkerRequest = { type: 'verify', id, topics, lengths, bytes }
+    // Properties (rare) cross by structured clone; the envelopes in one transferred buffer.
+    const request: WorkerRequest = { type: 'verify', id, topics, lengths, bytes, ...(properties ? { properties } : {}) }
     worker.postMessage(request, [bytes.buffer, lengths.buffer])
     if (slot.ready) slot.timer ??= this.#deadline(slot, this.#timeoutMs)
   }

@@ -1,6 +1,6 @@
 // The verification worker thread (see verify-pool.ts): checks the envelope signatures of one
 // batch at a time and answers one bit per envelope. Stateless: each batch carries the signing
-// keys, topics and envelopes it needs.
+// keys, topics and envelopes it needs (and the MQTT 5 properties of envelopes that bind some).
 import { parentPort } from 'node:worker_threads'
 import { SIGNING_KEY_BYTES, signatureHolds, type WorkerReply, type WorkerRequest } from './verify-pool.js'
 
@@ -13,7 +13,7 @@ port.on('message', (request: WorkerRequest) => {
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, request.ms)
     return
   }
-  const { id, topics, lengths, bytes } = request
+  const { id, topics, lengths, bytes, properties } = request
   const valid = new Uint8Array(topics.length)
   let offset = 0
   for (let i = 0; i < topics.length; i++) {
@@ -21,7 +21,7 @@ port.on('message', (request: WorkerRequest) => {
     const end = offset + SIGNING_KEY_BYTES + (lengths[i] as number)
     const envelope = bytes.subarray(offset + SIGNING_KEY_BYTES, end)
     offset = end
-    valid[i] = signatureHolds(signingKey, topics[i] as string, envelope) ? 1 : 0
+    valid[i] = signatureHolds(signingKey, topics[i] as string, envelope, properties?.[i]) ? 1 : 0
   }
   const reply: WorkerReply = { type: 'verdicts', id, valid }
   port.postMessage(reply, [valid.buffer])

@@ -5,8 +5,16 @@
 // principal's entries alone, an epoch change re-reads the epochs, and only a policy change (or
 // a log that no longer reaches back) builds it whole again. So an enrollment or a revocation
 // at 100,000 principals costs about what it costs at 100, and a key server with nothing new
-// pays one small query per check instead of a rebuild (issue 14).
-import { type KeyGroupWriter, publishRightsProblem } from '@smqtt/core'
+// pays one small query per check instead of a rebuild (issue 14). It also indexes who holds
+// each group's keys, so the push after a re-key finds a home's 10 members without evaluating
+// the policy for the whole fleet.
+import {
+  constantTimeEqual,
+  type KeyGroupPolicy,
+  type KeyGroupWriter,
+  type PrincipalContext,
+  publishRightsProblem,
+} from '@smqtt/core'
 import type { Logger } from 'pino'
 import type { MasterKey } from '../master-key.js'
 import type { KeyStore, PrincipalRecord } from '../store/key-store.js'
@@ -56,6 +64,12 @@ export class Directory {
   readonly #writtenBy = new Map<number, readonly number[]>()
   // Writers of a group ordered by kid, as bundles list them; dropped when the group changes.
   readonly #ordered = new Map<number, readonly KeyGroupWriter[]>()
+  // group → kids of the active principals holding its keys (readers and writers: exactly
+  // PolicyState.keyedGroups); kid → those groups (to take them out again).
+  readonly #holders = new Map<number, Set<number>>()
+  readonly #holds = new Map<number, readonly number[]>()
+  // Epoch keys opened so far by label, with their sealed bytes (see readEpochs).
+  readonly #openedKeys = new Map<string, OpenedKey>()
 
   private constructor(seq: number, policyVersion: number, generation: number, now: number) {
     this.#seq = seq
@@ -73,10 +87,10 @@ export class Directory {
     const { latest } = await source.store.listDirectoryChanges(0, 0)
     const policy = await source.reloadPolicy()
     const directory = new Directory(latest, policy.version, source.nextGeneration(), now)
-    directory.epochs = await readEpochs(source)
+    directory.epochs = await readEpochs(source, directory.#openedKeys)
     directory.revocations = await readRevocations(source)
     for (const principal of await source.store.listPrincipals())
-      if (principal.status === 'active') directory.#setWriter(principal.kid, writerEntries(source, principal))
+      if (principal.status === 'active') directory.#setPrincipal(principal.kid, principalEntries(source, principal))
     return directory
   }
 
@@ -91,11 +105,11 @@ export class Directory {
     if (!log.complete || last !== log.latest || log.changes.some((c) => c.kind === 'policy')) return false
     const kinds = new Set(log.changes.map((c) => c.kind))
     const kids = new Set(log.changes.flatMap((c) => (c.kind === 'principal' ? [c.kid] : [])))
-    if (kinds.has('epochs')) this.epochs = await readEpochs(source)
+    if (kinds.has('epochs')) this.epochs = await readEpochs(source, this.#openedKeys)
     if (kinds.has('revocations')) this.revocations = await readRevocations(source)
     for (const kid of kids) {
       const principal = await source.store.getPrincipalByKid(kid)
-      this.#setWriter(kid, principal?.status === 'active' ? writerEntries(source, principal) : [])
+      this.#setPrincipal(kid, principal?.status === 'active' ? principalEntries(source, principal) : NO_ENTRIES)
     }
     // Any principal's change moves the generation, a reader's too: its own bundle and tag
     // depend on its roles and status, which other processes may have changed.
@@ -128,6 +142,32 @@ export class Directory {
     return this.#writers.get(group)?.get(kid)
   }
 
+  /**
+   * Kids of the active principals holding the keys of any of `groups` (reading or writing),
+   * ascending: proportional to the holders, not to the fleet.
+   */
+  holders(groups: readonly number[]): number[] {
+    const kids = new Set<number>()
+    for (const group of groups) for (const kid of this.#holders.get(group) ?? []) kids.add(kid)
+    return [...kids].sort((a, b) => a - b)
+  }
+
+  // Replaces what `kid` holds and writes with `entries`.
+  #setPrincipal(kid: number, { keyed, writers }: PrincipalEntries): void {
+    for (const group of this.#holds.get(kid) ?? []) {
+      const holders = this.#holders.get(group)
+      holders?.delete(kid)
+      if (holders?.size === 0) this.#holders.delete(group)
+    }
+    for (const group of keyed) {
+      const holders = this.#holders.get(group) ?? new Set<number>()
+      this.#holders.set(group, holders.add(kid))
+    }
+    if (keyed.length === 0) this.#holds.delete(kid)
+    else this.#holds.set(kid, keyed)
+    this.#setWriter(kid, writers)
+  }
+
   // Replaces what `kid` writes with `entries`.
   #setWriter(kid: number, entries: readonly WriterEntry[]): void {
     for (const group of this.#writtenBy.get(kid) ?? []) {
@@ -153,41 +193,79 @@ interface WriterEntry {
   readonly writer: KeyGroupWriter
 }
 
-/**
- * The groups `principal` writes, each with its own topics there (`%c`, `%u` substituted):
- * subscribers refuse its messages elsewhere, whichever broker delivers them. Found from its
- * allow filters through the evaluator's index, so a whole build is linear in the fleet.
- */
-function writerEntries(source: DirectorySource, principal: PrincipalRecord): WriterEntry[] {
-  const { evaluator } = source.policy()
-  const context = principalContext(principal)
-  return evaluator.groupsWrittenBy(context).flatMap((g) => {
-    const publish = evaluator.publishRightsIn(g, context)
-    // Rights a bundle cannot carry fail closed for this writer alone (subscribers refuse it as
-    // an unknown sender) rather than make every bundle of the group unbuildable.
-    const problem = publishRightsProblem(publish, g.filter)
-    if (problem) {
-      source.logger.error({ group: g.id, principal: principal.id }, writerLeftOut(g.id, principal.id, problem))
-      return []
-    }
-    const writer = { kid: principal.kid, principal: principal.id, signingKey: principal.signingKey, publish }
-    return [{ group: g.id, writer }]
-  })
+/** What the directory keeps of one active principal: the groups whose keys it holds, and where it writes. */
+interface PrincipalEntries {
+  readonly keyed: readonly number[]
+  readonly writers: readonly WriterEntry[]
 }
 
-/** Every epoch in the store, its key opened, by group. */
-async function readEpochs(source: DirectorySource): Promise<Map<number, OpenedEpoch[]>> {
+const NO_ENTRIES: PrincipalEntries = { keyed: [], writers: [] }
+
+/**
+ * The groups whose keys `principal` holds: those it reads or writes, as PolicyState.keyedGroups
+ * finds them (one evaluation serves both here), and the groups it writes, each with its own
+ * topics there (`%c`, `%u` substituted): subscribers refuse its messages elsewhere, whichever
+ * broker delivers them. Found from its allow filters through the evaluator's index, so a whole
+ * build is linear in the fleet.
+ */
+function principalEntries(source: DirectorySource, principal: PrincipalRecord): PrincipalEntries {
+  const { evaluator } = source.policy()
+  const context = principalContext(principal)
+  const written = evaluator.groupsWrittenBy(context)
+  const keyed = new Set(evaluator.groupsReadBy(context).map((g) => g.id))
+  for (const g of written) keyed.add(g.id)
+  return { keyed: [...keyed], writers: written.flatMap((g) => writerEntry(source, principal, context, g)) }
+}
+
+/** `principal` as a writer of `g`, with its own topics there; none when a bundle cannot carry its rights. */
+function writerEntry(
+  source: DirectorySource,
+  principal: PrincipalRecord,
+  context: PrincipalContext,
+  g: KeyGroupPolicy,
+): WriterEntry[] {
+  const publish = source.policy().evaluator.publishRightsIn(g, context)
+  // Rights a bundle cannot carry fail closed for this writer alone (subscribers refuse it as
+  // an unknown sender) rather than make every bundle of the group unbuildable.
+  const problem = publishRightsProblem(publish, g.filter)
+  if (problem) {
+    source.logger.error({ group: g.id, principal: principal.id }, writerLeftOut(g.id, principal.id, problem))
+    return []
+  }
+  const writer = { kid: principal.kid, principal: principal.id, signingKey: principal.signingKey, publish }
+  return [{ group: g.id, writer }]
+}
+
+/** An epoch key as the store seals it and as the directory opened it. */
+interface OpenedKey {
+  readonly sealed: Uint8Array
+  readonly key: Uint8Array
+}
+
+/**
+ * Every epoch in the store, its key opened, by group. A key opened before from the very same
+ * sealed bytes is taken from `opened` (by label; left holding the live epochs' keys alone), so
+ * a re-key of one home opens one key, not one per group of the fleet. The bytes are compared
+ * because an epoch number can come back with another key once all of a group's epochs are gone.
+ */
+async function readEpochs(
+  source: DirectorySource,
+  opened: Map<string, OpenedKey>,
+): Promise<Map<number, OpenedEpoch[]>> {
   const epochs = new Map<number, OpenedEpoch[]>()
+  const live = new Map<string, OpenedKey>()
   for (const e of await source.store.listEpochs()) {
+    const label = epochLabel(e.group, e.epoch)
+    const known = opened.get(label)
+    const key =
+      known && constantTimeEqual(known.sealed, e.sealedKey) ? known.key : source.masterKey.open(label, e.sealedKey)
+    live.set(label, { sealed: e.sealedKey, key })
     const list = epochs.get(e.group) ?? []
-    list.push({
-      epoch: e.epoch,
-      key: source.masterKey.open(epochLabel(e.group, e.epoch), e.sealedKey),
-      activatesAt: e.activatesAt,
-      retiresAt: e.retiresAt,
-    })
+    list.push({ epoch: e.epoch, key, activatesAt: e.activatesAt, retiresAt: e.retiresAt })
     epochs.set(e.group, list)
   }
+  opened.clear()
+  for (const [label, entry] of live) opened.set(label, entry)
   return epochs
 }
 

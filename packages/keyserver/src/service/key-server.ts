@@ -1,6 +1,7 @@
 // The key server's domain: who is enrolled, which policy holds, which epoch keys exist, who
 // is revoked. The HTTP layer and the CLI call this; nothing here knows about HTTP.
 import {
+  type BrokerSnapshot,
   constantTimeEqual,
   createBrokerSnapshot,
   createBrokerSnapshotNotice,
@@ -176,6 +177,10 @@ export class KeyServer {
   readonly #sealedKeys = new SealedKeyCache()
   // The issuedAt of the last broker snapshot and a digest of its content (see brokerSnapshot).
   #lastSnapshot: { readonly issuedAt: number; readonly fingerprint: string } | undefined
+  /** The last snapshot content built, and what it was built from (see #snapshotContent). */
+  #snapshotCache:
+    | { readonly from: SnapshotSources; readonly validUntil: number; readonly value: SnapshotContent }
+    | undefined
   // Bundle tags by principal id, for the directory generation they were computed from (see freshnessFor).
   readonly #tags = new Map<string, { readonly tag: string; readonly generation: number }>()
   // The CA's last CRL (DER) and when it was issued (ms); dropped on every change.
@@ -846,6 +851,12 @@ export class KeyServer {
     return this.#queuedDirectoryCheck
   }
 
+  /** The directory once it has followed the store's log now (one small query), whatever its age. */
+  #freshDirectory(): Promise<Directory> {
+    if (this.#directory) this.#directory.checkedAt = Number.NEGATIVE_INFINITY
+    return this.#currentDirectory(this.#now())
+  }
+
   async #checkDirectory(now: number): Promise<Directory> {
     const invalidations = this.#directoryInvalidations
     const source = this.#directorySource
@@ -922,15 +933,22 @@ export class KeyServer {
    * Active principals whose key groups include any of `groups` (all active ones when omitted).
    * With `groups`, those that only read them come first: a writer seals under a new epoch as
    * soon as it holds it, so after a re-key the readers should hold it before the writers do.
+   * Found through the directory's index of holders, so a home's re-key costs about the same at
+   * 100,000 principals as at 100 (issue 14); the directory follows the store's log first (one
+   * small query), so what another process changed is seen as a fresh read of the fleet would see it.
    */
   async principalsHoldingKeys(groups?: readonly number[]): Promise<PrincipalRecord[]> {
-    const active = await this.#activePrincipals()
-    if (!groups) return active
-    const holders = active.filter((p) => {
-      const held = this.#policy.keyedGroups(p)
-      return groups.some((g) => held.has(g))
-    })
-    const directory = await this.#currentDirectory(this.#now())
+    if (!groups) return this.#activePrincipals()
+    const directory = await this.#freshDirectory()
+    const kids = directory.holders(groups)
+    // A few holders (a home) are read one by one; for many (a fleet-wide group) one read of the
+    // fleet is cheaper. Either way the store's current record: one revoked since is left out.
+    const wanted = new Set(kids)
+    const records =
+      kids.length > FEW_HOLDERS
+        ? (await this.#store.listPrincipals()).filter((p) => wanted.has(p.kid))
+        : await Promise.all(kids.map((kid) => this.#store.getPrincipalByKid(kid)))
+    const holders = records.filter((p): p is PrincipalRecord => p?.status === 'active')
     const writes = (p: PrincipalRecord) => groups.some((g) => directory.writer(g, p.kid) !== undefined)
     return [...holders.filter((p) => !writes(p)), ...holders.filter(writes)]
   }
@@ -939,19 +957,23 @@ export class KeyServer {
 
   /** The signed snapshot broker plugins enforce from: policy, directory, live epochs (no keys). */
   async brokerSnapshot(): Promise<SignedDocument> {
-    return (await this.brokerSnapshotUnless(undefined)).snapshot as SignedDocument
+    return this.#signSnapshot(await this.#snapshotContent(), 'snapshot')
   }
 
   /**
-   * {@link brokerSnapshot} with its entity tag (a digest of its content, issuedAt aside), or
-   * only the tag when it equals `knownTag`: a broker asking whether anything changed (its
-   * on-demand pulls, `If-None-Match`) costs no signature and no body while nothing did.
+   * {@link brokerSnapshot} with its entity tag (a digest of its content, issuedAt aside, signed
+   * into the snapshot too), or, when the tag equals `knownTag`, a signed notice instead: "this
+   * content is still current at issuedAt". A broker asking whether anything changed
+   * (`If-None-Match`) gets ~200 bytes instead of the whole snapshot (17 MiB at 100,000
+   * principals), and the notice counts for its snapshot's age as a new snapshot would.
    */
-  async brokerSnapshotUnless(knownTag: string | undefined): Promise<{ tag: string; snapshot?: SignedDocument }> {
-    const { content, fingerprint } = await this.#snapshotContent()
-    if (fingerprint === knownTag) return { tag: fingerprint }
-    const issuedAt = this.#stampSnapshot(fingerprint)
-    return { tag: fingerprint, snapshot: createBrokerSnapshot({ issuedAt, ...content }, this.#identity) }
+  async brokerSnapshotUnless(
+    knownTag: string | undefined,
+  ): Promise<{ tag: string } & ({ snapshot: SignedDocument } | { notice: SignedDocument })> {
+    const current = await this.#snapshotContent()
+    const tag = current.fingerprint
+    if (tag === knownTag) return { tag, notice: this.#signSnapshot(current, 'notice') }
+    return { tag, snapshot: this.#signSnapshot(current, 'snapshot') }
   }
 
   /**
@@ -964,23 +986,37 @@ export class KeyServer {
   async brokerSnapshotPush(
     maxInlineBytes: number,
   ): Promise<{ readonly snapshot: SignedDocument } | { readonly notice: SignedDocument }> {
-    const { content, fingerprint, jsonBytes } = await this.#snapshotContent()
-    const issuedAt = this.#stampSnapshot(fingerprint)
+    const current = await this.#snapshotContent()
     // The payload is the content's JSON plus a few fields, sent base64url (4/3).
-    if (((jsonBytes + 128) * 4) / 3 <= maxInlineBytes)
-      return { snapshot: createBrokerSnapshot({ issuedAt, ...content }, this.#identity) }
-    return { notice: createBrokerSnapshotNotice({ issuedAt, tag: fingerprint }, this.#identity) }
+    if (((current.jsonBytes + 160) * 4) / 3 <= maxInlineBytes)
+      return { snapshot: this.#signSnapshot(current, 'snapshot') }
+    return { notice: this.#signSnapshot(current, 'notice') }
+  }
+
+  /** The current content stamped and signed as a snapshot, or as a notice naming its tag. */
+  #signSnapshot({ content, fingerprint }: SnapshotContent, as: 'snapshot' | 'notice'): SignedDocument {
+    const issuedAt = this.#stampSnapshot(fingerprint)
+    return as === 'notice'
+      ? createBrokerSnapshotNotice({ issuedAt, tag: fingerprint }, this.#identity)
+      : createBrokerSnapshot({ issuedAt, ...content, tag: fingerprint }, this.#identity)
   }
 
   /** The broker snapshot's content (issuedAt aside), its digest, and its JSON's length. */
-  async #snapshotContent() {
+  async #snapshotContent(): Promise<SnapshotContent> {
     const now = this.#now()
+    // Built again only when the directory moved (the store's change log: principals, epochs,
+    // policy, revocation list, from any process) or time made an epoch retire or a revocation
+    // age out: an unchanged pull at 100,000 principals then costs one small query, not a read
+    // of the fleet, its JSON and its digest.
+    const directory = await this.#freshDirectory()
+    const from: SnapshotSources = { directory, generation: directory.generation, revocations: directory.revocations }
+    const cached = this.#snapshotCache
+    if (cached && sameSources(cached.from, from) && now < cached.validUntil) return cached.value
     // Revoked principals stay listed (so brokers close their sessions and forget their
     // persistent ones) for as long as the revocation list keeps them; after that a broker refuses
     // them as unknown, and the snapshot does not grow with lifetime revocations.
-    const principals = await this.#store.listPrincipals({
-      revokedSince: Math.max(0, now - this.#revocationRetention() - REVOCATION_SLACK_SECONDS),
-    })
+    const listedFor = this.#revocationRetention() + REVOCATION_SLACK_SECONDS
+    const principals = await this.#store.listPrincipals({ revokedSince: Math.max(0, now - listedFor) })
     const epochs = (await this.#store.listEpochs()).filter((e) => e.retiresAt === undefined || e.retiresAt > now)
     const revocations = await this.#store.getRevocationList()
     const content = {
@@ -1003,7 +1039,16 @@ export class KeyServer {
       revocationListVersion: revocations?.version ?? 0,
     }
     const json = contentJson(content)
-    return { content, fingerprint: digestJson(json), jsonBytes: Buffer.byteLength(json) }
+    const value = { content, fingerprint: digestJson(json), jsonBytes: Buffer.byteLength(json) }
+    // The first second at which the same reads would answer otherwise with no change logged.
+    const validUntil = Math.min(
+      ...epochs.flatMap((e) => (e.retiresAt === undefined ? [] : [e.retiresAt])),
+      ...principals.flatMap((p) =>
+        p.status === 'revoked' && p.statusChangedAt !== undefined ? [p.statusChangedAt + listedFor + 1] : [],
+      ),
+    )
+    this.#snapshotCache = { from, validUntil, value }
+    return value
   }
 
   /**
@@ -1209,6 +1254,23 @@ function digest(value: unknown): string {
 }
 
 /** The JSON that {@link digest} hashes. */
+/** What a snapshot's content was built from: the same directory, not moved since. */
+interface SnapshotSources {
+  readonly directory: Directory
+  readonly generation: number
+  readonly revocations: number
+}
+
+const sameSources = (a: SnapshotSources, b: SnapshotSources) =>
+  a.directory === b.directory && a.generation === b.generation && a.revocations === b.revocations
+
+/** The broker snapshot's content (issuedAt and tag aside), its digest (the tag), and its JSON's length. */
+interface SnapshotContent {
+  readonly content: Omit<BrokerSnapshot, 'issuedAt' | 'tag'>
+  readonly fingerprint: string
+  readonly jsonBytes: number
+}
+
 function contentJson(value: unknown): string {
   return JSON.stringify(value, (_key, item: unknown) =>
     item instanceof Uint8Array ? Buffer.from(item).toString('base64url') : item,
@@ -1238,6 +1300,8 @@ function sortByKid<T extends { kid: number }>(entries: T[]): T[] {
 const DIRECTORY_TTL_SECONDS = 2
 /** A process further behind than this rebuilds its directory whole anyway (see Directory.follow). */
 const DIRECTORY_CHANGES_KEPT = 10_000
+/** Most holders KeyServer.principalsHoldingKeys reads one by one; past it, the whole fleet in one read. */
+const FEW_HOLDERS = 1_000
 /** See KeyServer.bundleFor. */
 const BUNDLE_REUSE_SECONDS = 60
 const MAX_CACHED_BUNDLES = 10_000

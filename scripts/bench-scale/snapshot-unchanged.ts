@@ -1,0 +1,62 @@
+// Issue 14, cliff 2: what a broker's scheduled pull costs when nothing changed, at N principals,
+// over the key server's real HTTPS. Value: bytes of the answer (status line, headers, body). The
+// pull names the tag signed into the snapshot held, and the key server answers 304 with a signed
+// notice that this content is still current (a sync for the snapshot's age). Note: the key
+// server's ms per such answer, and the whole snapshot's bytes and ms: what every scheduled pull
+// fetched, and every broker verified and indexed again, before.
+import { signRequest } from '@smqtt/core'
+import { addFleet, startHarness } from '@smqtt/keyserver/testing'
+import { kib, median, type ScaleCurve } from './_curve.js'
+
+const PATH = '/v1/broker/snapshot'
+
+export const snapshotUnchanged: ScaleCurve = {
+  name: 'snapshot-unchanged',
+  title: 'Bytes of a scheduled snapshot pull when nothing changed (the whole snapshot in the note)',
+  unit: 'bytes',
+  sizeLabel: 'principals',
+  sizes: [100, 1_000, 10_000, 100_000],
+  quickSizes: [100, 2_000],
+  async measure(size) {
+    const h = await startHarness()
+    try {
+      h.clock.now = Math.floor(Date.now() / 1000)
+      await addFleet(h, size)
+      const { identity } = await h.enroll('bench-broker', ['broker'])
+      const pull = async (tag?: string) => {
+        const headers = signRequest(
+          identity.id,
+          identity,
+          { method: 'GET', path: PATH, body: new Uint8Array() },
+          { now: h.clock.now },
+        )
+        const started = performance.now()
+        const response = await h.request('GET', PATH, {
+          headers: { ...headers, ...(tag ? { 'if-none-match': `"${tag}"` } : {}) },
+        })
+        const ms = performance.now() - started
+        const headerBytes = Object.entries(response.headers).reduce(
+          (sum, [k, v]) => sum + k.length + String(v).length + 4,
+          17,
+        )
+        return { response, ms, bytes: headerBytes + Buffer.byteLength(response.text) }
+      }
+      const full = await pull()
+      const tag = /"(.+)"/.exec(String(full.response.headers.etag))?.[1]
+      const unchanged: { bytes: number; ms: number; status: number }[] = []
+      for (let i = 0; i < 5; i++) {
+        h.clock.now += 1
+        const answer = await pull(tag)
+        unchanged.push({ bytes: answer.bytes, ms: answer.ms, status: answer.response.status })
+      }
+      if (unchanged.some((u) => u.status !== 304)) throw new Error(`expected 304s at ${size}`)
+      return {
+        size,
+        value: median(unchanged.map((u) => u.bytes)),
+        note: `304 + signed notice in ${median(unchanged.map((u) => u.ms)).toFixed(0)} ms (median of 5); the whole snapshot: ${kib(full.bytes)} in ${full.ms.toFixed(0)} ms`,
+      }
+    } finally {
+      await h.close()
+    }
+  },
+}
