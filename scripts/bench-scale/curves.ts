@@ -2,6 +2,7 @@
 // ScaleCurve (see _curve.ts), listed here.
 import type { ScaleCurve } from './_curve.js'
 import { bundleBytes } from './bundle-bytes.js'
+import { clientMemory } from './client-memory.js'
 import { enrollment } from './enrollment.js'
 import { freshnessPoll } from './freshness-poll.js'
 import { forwardCheck } from './policy-forward-check.js'
@@ -21,3 +22,4 @@ curves.push(bundleBytes)
 curves.push(revocationsList)
 curves.push(rekey, pushHome)
 curves.push(enrollment, freshnessPoll)
+curves.push(clientMemory)

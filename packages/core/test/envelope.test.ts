@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
-import { EpochKey } from '../src/envelope/epoch-key.js'
+import { EpochKey, MAX_CACHED_SENDER_KEYS } from '../src/envelope/epoch-key.js'
 import { ENVELOPE_VERSION, parseEnvelope } from '../src/envelope/header.js'
 import { beginOpenEnvelope, checkEnvelopeSignature, finishOpenEnvelope, openEnvelope } from '../src/envelope/open.js'
 import { sealEnvelope } from '../src/envelope/seal.js'
@@ -396,5 +396,20 @@ describe('properties', () => {
       ),
       { numRuns: 200 },
     )
+  })
+})
+
+describe('memory', () => {
+  test('an epoch key caches the sender keys used most recently, a bounded number, and derives the same keys again', () => {
+    const epochKey = new EpochKey({ group: 7, epoch: 300, suite: 1, key: filled(32, 0x42) })
+    const first = { ...epochKey.senderKey(1) }
+    // A subscriber hearing a fleet in one group: far more senders than are kept.
+    for (let sender = 2; sender <= 3 * MAX_CACHED_SENDER_KEYS; sender++) epochKey.senderKey(sender)
+    expect(epochKey.cachedSenderKeys).toBe(MAX_CACHED_SENDER_KEYS)
+    // Sender 1 was evicted long ago; derived again, it is the same key and nonce base.
+    const again = epochKey.senderKey(1)
+    expect(again.key).toEqual(first.key)
+    expect(again.iv).toEqual(first.iv)
+    expect(epochKey.cachedSenderKeys).toBe(MAX_CACHED_SENDER_KEYS)
   })
 })

@@ -28,7 +28,9 @@ export class EpochKey {
   readonly epoch: number
   readonly suite: SuiteId
   readonly #key: Uint8Array
-  // Derivation costs a few microseconds; an epoch has few senders, so cache them all.
+  // Derivation costs a few microseconds: the senders used most recently are kept, at most
+  // MAX_CACHED_SENDER_KEYS (~420 B each), so a subscriber hearing a whole fleet in one group
+  // does not hold a key per device for the epoch's lifetime (42 MB at 100,000).
   readonly #senders = new Map<number, SenderKey>()
 
   constructor(init: { group: number; epoch: number; suite: SuiteId; key: Uint8Array }) {
@@ -45,7 +47,11 @@ export class EpochKey {
   /** The AEAD key and nonce base of one sender in this epoch. */
   senderKey(sender: number): SenderKey {
     let derived = this.#senders.get(sender)
-    if (!derived) {
+    if (derived) {
+      // Most recently used last (a Map keeps insertion order).
+      this.#senders.delete(sender)
+      this.#senders.set(sender, derived)
+    } else {
       auint(sender, 'sender', MAX_ID)
       const info = new Uint8Array(13)
       const view = new DataView(info.buffer)
@@ -56,10 +62,19 @@ export class EpochKey {
       const okm = hkdf(this.#key, SENDER_SALT, info, KEY_LENGTH + IV_LENGTH)
       derived = { key: okm.subarray(0, KEY_LENGTH), iv: okm.subarray(KEY_LENGTH) }
       this.#senders.set(sender, derived)
+      if (this.#senders.size > MAX_CACHED_SENDER_KEYS) this.#senders.delete(this.#senders.keys().next().value as number)
     }
     return derived
   }
+
+  /** How many senders' keys are cached now (at most {@link MAX_CACHED_SENDER_KEYS}). */
+  get cachedSenderKeys(): number {
+    return this.#senders.size
+  }
 }
+
+/** The most sender keys one epoch key caches: the least recently used one goes first. */
+export const MAX_CACHED_SENDER_KEYS = 1_024
 
 /** nonce = iv XOR (seq as a 96-bit big-endian integer), as in TLS 1.3 and OSCORE. */
 export function senderNonce(iv: Uint8Array, seq: number): Uint8Array {
