@@ -62,9 +62,12 @@ export function fromHex(hex: string): Uint8Array {
   return out
 }
 
-const B64URL = /^[A-Za-z0-9_-]*$/
-
 const B64URL_CODES = utf8('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_')
+/** Each ASCII code's 6-bit value in base64url, -1 outside the alphabet. */
+const B64URL_VALUES = new Int8Array(128).fill(-1)
+B64URL_CODES.forEach((code, value) => {
+  B64URL_VALUES[code] = value
+})
 const asciiDecoder = new TextDecoder()
 
 /** base64url without padding, the form used in JSON documents. Writes ASCII codes, decodes once. */
@@ -89,12 +92,41 @@ export function toBase64Url(bytes: Uint8Array): string {
   return asciiDecoder.decode(out.subarray(0, o))
 }
 
-/** Strict base64url decoding (no padding, no other alphabet); undefined on bad input. */
+/**
+ * Strict base64url decoding (no padding, no other alphabet); undefined on bad input. One pass
+ * over the text: a broker snapshot's payload is 19 MB at 100,000 principals.
+ */
 export function fromBase64Url(text: string): Uint8Array | undefined {
-  if (typeof text !== 'string' || !B64URL.test(text) || text.length % 4 === 1) return undefined
-  const binary = atob(text.replace(/-/g, '+').replace(/_/g, '/'))
-  const out = new Uint8Array(binary.length)
-  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i)
-  // Reject non-canonical trailing bits so each byte string has exactly one text form.
-  return toBase64Url(out) === text ? out : undefined
+  if (typeof text !== 'string') return undefined
+  const length = text.length
+  const rest = length % 4
+  if (rest === 1) return undefined
+  const out = new Uint8Array(((length - rest) / 4) * 3 + (rest === 0 ? 0 : rest - 1))
+  const value = (i: number) => {
+    const code = text.charCodeAt(i)
+    return code < 128 ? (B64URL_VALUES[code] as number) : -1
+  }
+  let o = 0
+  let i = 0
+  for (; i + 4 <= length; i += 4) {
+    const a = value(i)
+    const b = value(i + 1)
+    const c = value(i + 2)
+    const d = value(i + 3)
+    if ((a | b | c | d) < 0) return undefined
+    const n = (a << 18) | (b << 12) | (c << 6) | d
+    out[o++] = n >>> 16
+    out[o++] = (n >>> 8) & 255
+    out[o++] = n & 255
+  }
+  if (rest === 0) return out
+  const a = value(i)
+  const b = value(i + 1)
+  const c = rest === 3 ? value(i + 2) : 0
+  if ((a | b | c) < 0) return undefined
+  // The bits past the last byte must be zero, so each byte string has exactly one text form.
+  if (rest === 2 ? (b & 15) !== 0 : (c & 3) !== 0) return undefined
+  out[o++] = (a << 2) | (b >>> 4)
+  if (rest === 3) out[o] = ((b & 15) << 4) | (c >>> 2)
+  return out
 }
