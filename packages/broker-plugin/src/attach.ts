@@ -423,7 +423,10 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
       },
       (err: Error) => {
         // openBrokerSnapshot validated the policy already; this is a bug, not an attack.
-        if (pending === mine) pending = undefined
+        if (pending === mine) {
+          pending = undefined
+          vouchedAt = undefined // vouched for the content that failed, not for the one enforced
+        }
         metrics.snapshotErrors.inc({ source })
         audit.log.error({ event: 'snapshot-refused', source, err: err.message }, 'snapshot could not be indexed')
       },
@@ -561,7 +564,8 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
       let count = 0
       for (const set of sessions.values()) count += set.size
       return {
-        snapshotIssuedAt: enforced && (pending ? enforced.snapshot.issuedAt : heldIssuedAt()),
+        // While a newer one is indexed, vouches are for it, not for the one enforced.
+        snapshotIssuedAt: pending ? enforced?.snapshot.issuedAt : heldIssuedAt(),
         snapshotAge: ageSeconds(),
         stale: isStale(),
         sessions: count,

@@ -3,7 +3,7 @@
 // after it honours (the same content, stamped no earlier).
 import { openBrokerSnapshot, openBrokerSnapshotNotice } from '@smqtt/core'
 import { afterEach, beforeEach, expect, test } from 'vitest'
-import { KeyServer } from '../src/service/key-server.js'
+import { KeyServer, snapshotChangesByTimeAt } from '../src/service/key-server.js'
 import { type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness
@@ -101,4 +101,15 @@ test('the snapshot content is read once while nothing changes; a change from any
   const readsSoFar = reads
   expect((await contentOf()).tag).toBe(aged.tag)
   expect(reads).toBe(readsSoFar)
+})
+
+test('the time the kept content changes by itself is found among more revocations than a call takes arguments', () => {
+  const revoked = Array.from({ length: 300_000 }, (_, i) => ({
+    status: 'revoked' as const,
+    statusChangedAt: 2_000_000 - i,
+  }))
+  const active = { status: 'active' as const, statusChangedAt: 1 } // not listed for a time: no bound
+  expect(snapshotChangesByTimeAt([{ retiresAt: undefined }], [active, ...revoked], 100)).toBe(2_000_000 - 299_999 + 101)
+  expect(snapshotChangesByTimeAt([{ retiresAt: 1_500_000 }], revoked, 100)).toBe(1_500_000)
+  expect(snapshotChangesByTimeAt([], [active], 100)).toBe(Number.POSITIVE_INFINITY)
 })

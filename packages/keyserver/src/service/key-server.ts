@@ -1040,13 +1040,7 @@ export class KeyServer {
     }
     const json = contentJson(content)
     const value = { content, fingerprint: digestJson(json), jsonBytes: Buffer.byteLength(json) }
-    // The first second at which the same reads would answer otherwise with no change logged.
-    const validUntil = Math.min(
-      ...epochs.flatMap((e) => (e.retiresAt === undefined ? [] : [e.retiresAt])),
-      ...principals.flatMap((p) =>
-        p.status === 'revoked' && p.statusChangedAt !== undefined ? [p.statusChangedAt + listedFor + 1] : [],
-      ),
-    )
+    const validUntil = snapshotChangesByTimeAt(epochs, principals, listedFor)
     this.#snapshotCache = { from, validUntil, value }
     return value
   }
@@ -1254,6 +1248,24 @@ function digest(value: unknown): string {
 }
 
 /** The JSON that {@link digest} hashes. */
+/**
+ * The first second at which a snapshot's reads would answer otherwise with no change logged: an
+ * epoch retires, or a revocation ages out of the `listedFor` seconds revoked principals stay
+ * listed. A loop, not `Math.min(...)`: a fleet may have revoked more principals in that window
+ * than a call takes arguments.
+ */
+export function snapshotChangesByTimeAt(
+  epochs: readonly Pick<EpochRecord, 'retiresAt'>[],
+  principals: readonly Pick<PrincipalRecord, 'status' | 'statusChangedAt'>[],
+  listedFor: number,
+): number {
+  let at = Number.POSITIVE_INFINITY
+  for (const e of epochs) if (e.retiresAt !== undefined) at = Math.min(at, e.retiresAt)
+  for (const p of principals)
+    if (p.status === 'revoked' && p.statusChangedAt !== undefined) at = Math.min(at, p.statusChangedAt + listedFor + 1)
+  return at
+}
+
 /** What a snapshot's content was built from: the same directory, not moved since. */
 interface SnapshotSources {
   readonly directory: Directory
