@@ -11,9 +11,9 @@ import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { freePort } from '@smqtt/keyserver/testing'
 import { afterEach, expect, test } from 'vitest'
 import { type DocBlock, docBlocks, docScript } from './_docs.js'
-import { freePort } from './_net.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 /** What a reader's clone holds that the guides use. */

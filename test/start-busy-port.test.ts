@@ -6,8 +6,8 @@ import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { freePort } from '@smqtt/keyserver/testing'
 import { afterAll, expect, test } from 'vitest'
-import { freePort } from './_net.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const devDir = mkdtempSync(join(tmpdir(), 'smqtt-start-busy-'))

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createConnectPassword, createEnrollmentRequest, generateIdentity } from '@smqtt/core'
+import { freePort } from '@smqtt/keyserver/testing'
 import mqtt from 'mqtt'
 import { afterAll, expect, test } from 'vitest'
-import { freePort } from './_net.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const devDir = mkdtempSync(join(tmpdir(), 'smqtt-start-'))

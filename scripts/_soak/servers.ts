@@ -4,13 +4,12 @@
 // over TLS, full verification), enrolled as principal `broker` with a one-time token. Both log
 // to a sink that keeps the broker's audited refusals, attributed to their principal.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { parseBrokerConfig, type RunningBroker, type SmqttPlugin, startBroker } from '@smqtt/broker-plugin'
 import { type Enrollment, enroll, memoryStorage, nodeHttpsTransport } from '@smqtt/client'
 import { exportIdentity, type Identity } from '@smqtt/core'
 import { BROKER_ROLE, initKeyServer, loadConfig, type RunningKeyServer, startKeyServer } from '@smqtt/keyserver'
-import { SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
+import { freePort, SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
 import { pino } from 'pino'
 import { sleep } from './shared.js'
 
@@ -43,17 +42,6 @@ export interface SoakServers {
   /** POST to the key server's admin API; rejects unless 2xx. */
   admin(path: string, body?: unknown): Promise<unknown>
   close(): Promise<void>
-}
-
-/** A port the system just handed out and took back (the broker binds it a moment later). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer().once('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number }
-      probe.close(() => resolve(port))
-    })
-  })
 }
 
 /** A pino destination that files JSON lines into `log`. */

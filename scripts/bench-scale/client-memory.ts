@@ -27,7 +27,7 @@ import {
   type SuiteId,
   sealEnvelope,
 } from '@smqtt/core'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { addPrincipals, fleetId, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
 import mqtt, { type IPublishPacket } from 'mqtt'
 import { kib, type ScaleCurve } from './_curve.js'
 import { heapAfterGc } from './_heap.js'
@@ -60,24 +60,13 @@ const now = () => Math.floor(Date.now() / 1000)
 
 /** `count` thermostats with keys of their own, straight into the store. */
 async function addSenders(h: Harness, count: number, prefix: string): Promise<Sender[]> {
-  const senders: Sender[] = []
-  for (let i = 0; i < count; i++) {
-    const id = `${prefix}${String(i).padStart(6, '0')}`
-    const identity = generateIdentity(id)
-    const created = await h.store.createPrincipal({
-      id,
-      roles: ['thermostat'],
-      username: undefined,
-      signingKey: identity.signingKey,
-      agreementKey: identity.agreementKey,
-      kem: 'x25519',
-      createdAt: h.clock.now,
-      certificateSerial: undefined,
-    })
-    senders.push({ identity, kid: created.kid, topic: `home/h${i % 100}/thermostat/${id}/temp` })
-    if (i % 500 === 499) await new Promise((resolve) => setImmediate(resolve))
-  }
-  return senders
+  const identities = Array.from({ length: count }, (_, i) => generateIdentity(fleetId(prefix, i)))
+  const kids = await addPrincipals(h, count, { prefix, keys: (i) => identities[i] as Identity })
+  return identities.map((identity, i) => ({
+    identity,
+    kid: kids[i] as number,
+    topic: `home/h${i % 100}/thermostat/${identity.id}/temp`,
+  }))
 }
 
 /**

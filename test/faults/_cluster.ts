@@ -4,7 +4,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
-import { createServer, connect as netConnect } from 'node:net'
+import { connect as netConnect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,7 +12,7 @@ import type { BrokerConfigDocument } from '@smqtt/broker-plugin'
 import { type Enrollment, enroll, memoryStorage, type SecureClient, secureConnectAsync } from '@smqtt/client'
 import { createConnectPasswordAsync, exportIdentity, type Identity } from '@smqtt/core'
 import { initKeyServer } from '@smqtt/keyserver'
-import { SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
+import { freePort, SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { afterAll, beforeAll } from 'vitest'
 
@@ -41,18 +41,6 @@ export async function settled(check: () => boolean, ms: number): Promise<boolean
     () => true,
     () => false,
   )
-}
-
-/** A port nothing listens on right now (for servers that must come back on the same port). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 /** One child process and everything it printed (stdout + stderr). */

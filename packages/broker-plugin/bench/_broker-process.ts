@@ -2,7 +2,33 @@
 // time and memory (shared by broker.bench.ts and connect.bench.ts).
 import { type ChildProcess, fork, type Serializable } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import type { Identity } from '@smqtt/core'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
 import type { BrokerReply, BrokerStart } from './_broker.js'
+
+/**
+ * The real key server for a benchmark: on the wall clock (request signatures and passwords
+ * carry it), the smart-home policy, and the broker's principal enrolled. `close()` stops both.
+ */
+export async function startBenchKeyServer(): Promise<{ h: Harness; broker: Identity; close(): Promise<void> }> {
+  const h = await startHarness()
+  const tick = () => {
+    h.clock.now = Math.floor(Date.now() / 1000)
+  }
+  tick()
+  const ticker = setInterval(tick, 200)
+  const put = await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
+  if (put.status !== 200) throw new Error(`policy: ${put.text}`)
+  const { identity } = await h.enroll('broker-1', ['broker'])
+  return {
+    h,
+    broker: identity,
+    async close() {
+      clearInterval(ticker)
+      await h.close()
+    },
+  }
+}
 
 /** `promise`, or a rejection naming `what` after `ms`. */
 export function within<T>(promise: Promise<T>, what: string, ms: number): Promise<T> {

@@ -21,10 +21,10 @@ import { mkdtempSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createConnectPassword, exportIdentity, type Identity, parseEnvelope, sealEnvelope } from '@smqtt/core'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import type { Harness } from '@smqtt/keyserver/testing'
 import mqtt, { type MqttClient } from 'mqtt'
 import { openBundleOf, sealingKeys } from '../test/fixture.js'
-import { BrokerProcess, within } from './_broker-process.js'
+import { BrokerProcess, startBenchKeyServer, within } from './_broker-process.js'
 
 const quick = process.argv.includes('--quick')
 // --profile: each broker child writes a V8 CPU profile (open in Chrome DevTools) into this folder.
@@ -278,26 +278,19 @@ async function runMode(
 }
 
 const loadBefore = loadavg()[0] ?? 0
-const h = await startHarness()
-h.clock.now = Math.floor(Date.now() / 1000)
-const ticker = setInterval(() => {
-  h.clock.now = Math.floor(Date.now() / 1000)
-}, 200)
+const keyServer = await startBenchKeyServer()
+const { h } = keyServer
 const rows: Row[] = []
 try {
-  const put = await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
-  if (put.status !== 200) throw new Error(`policy: ${put.text}`)
-  const brokerP = await h.enroll('broker-1', ['broker'])
   const publisherP = await h.enroll('thermostat-1', ['thermostat'])
   const subscriberP = await h.enroll('app-1', ['app'])
   for (const mode of MODES) {
     process.stderr.write(`${mode}… `)
-    rows.push(...(await runMode(mode, h, brokerP.identity, publisherP, subscriberP)))
+    rows.push(...(await runMode(mode, h, keyServer.broker, publisherP, subscriberP)))
   }
   process.stderr.write('\n')
 } finally {
-  clearInterval(ticker)
-  await h.close()
+  await keyServer.close()
 }
 
 const plainOf = (qos: 0 | 1) => rows.find((r) => r.mode === 'plain' && r.qos === qos) as Row

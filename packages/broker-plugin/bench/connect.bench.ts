@@ -24,14 +24,13 @@
 // nothing is sent while idle), which keeps the client side cheap.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type TLSSocket, connect as tlsConnect } from 'node:tls'
 import { createConnectPassword, exportIdentity, generateIdentity, type Identity } from '@smqtt/core'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { addPrincipals, fleetId, freePort, type Harness } from '@smqtt/keyserver/testing'
 import type { BrokerConfigDocument } from '../src/config.js'
-import { BrokerProcess, within } from './_broker-process.js'
+import { BrokerProcess, startBenchKeyServer, within } from './_broker-process.js'
 
 const quick = process.argv.includes('--quick')
 // --profile: each Node broker child writes a V8 CPU profile of its measured connect phase only
@@ -204,18 +203,6 @@ async function nodeTarget(name: 'plain' | 'plugin' | 'server', h: Harness, broke
   } satisfies Target
 }
 
-/** A free loopback port (Mosquitto takes a number, not 0). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
-
 async function mosquittoTarget(h: Harness, dir: string): Promise<Target> {
   const port = await freePort()
   const configFile = join(dir, 'mosquitto.conf')
@@ -320,39 +307,18 @@ async function runRow(
   }
 }
 
-/** Active principals `${prefix}0000000…` signing with `identity`'s key, straight into the store. */
+/** Active principals `${prefix}0000000…` signing with `identity`'s key, straight into the store; their ids. */
 async function addSigningPrincipals(h: Harness, identity: Identity, prefix: string, count: number): Promise<string[]> {
-  const ids: string[] = []
-  for (let i = 0; i < count; i++) {
-    const id = `${prefix}${String(i).padStart(7, '0')}`
-    await h.store.createPrincipal({
-      id,
-      roles: ['thermostat'],
-      username: undefined,
-      signingKey: identity.signingKey,
-      agreementKey: identity.agreementKey,
-      kem: 'x25519',
-      createdAt: h.clock.now,
-      certificateSerial: undefined,
-    })
-    ids.push(id)
-    if (i % 500 === 499) await new Promise((resolve) => setImmediate(resolve))
-  }
-  return ids
+  await addPrincipals(h, count, { prefix, keys: () => identity })
+  return Array.from({ length: count }, (_, i) => fleetId(prefix, i))
 }
 
 const loadBefore = loadavg()[0] ?? 0
-const h = await startHarness()
-h.clock.now = Math.floor(Date.now() / 1000)
-const ticker = setInterval(() => {
-  h.clock.now = Math.floor(Date.now() / 1000)
-}, 200)
+const keyServer = await startBenchKeyServer()
+const { h } = keyServer
 const dir = mkdtempSync(join(tmpdir(), 'smqtt-connect-bench-'))
 const rows: Row[] = []
 try {
-  const put = await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
-  if (put.status !== 200) throw new Error(`policy: ${put.text}`)
-  const brokerP = await h.enroll('broker-1', ['broker'])
   const fleetKey = generateIdentity('connect-bench-fleet')
   // One principal per connection, in every row: each row's broker is fresh (its own nonce cache).
   const warmupIds = await addSigningPrincipals(h, fleetKey, 'warm-', WARMUP)
@@ -363,12 +329,11 @@ try {
     const packetsOf = (list: string[]) => list.map((id) => connectPacket(id, id, createConnectPassword(fleetKey, id)))
     const warmupPackets = packetsOf(warmupIds)
     const packets = packetsOf(ids)
-    rows.push(await runRow(name, h, brokerP.identity, dir, warmupPackets, packets))
+    rows.push(await runRow(name, h, keyServer.broker, dir, warmupPackets, packets))
   }
   process.stderr.write('\n')
 } finally {
-  clearInterval(ticker)
-  await h.close()
+  await keyServer.close()
   rmSync(dir, { recursive: true, force: true })
 }
 

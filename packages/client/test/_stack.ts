@@ -2,7 +2,16 @@
 // broker over TLS with the same PKI, mqtt.js clients. No mocks.
 import { join } from 'node:path'
 import { createServer, type Server } from 'node:tls'
-import { EpochKey, type Identity, openKeyBundle, parseEnvelope, type SuiteId } from '@smqtt/core'
+import {
+  createEnvelopeSigner,
+  type EnvelopeProperties,
+  EpochKey,
+  type Identity,
+  openKeyBundle,
+  parseEnvelope,
+  type SuiteId,
+  sealEnvelope,
+} from '@smqtt/core'
 import { ensureDevPki } from '@smqtt/keyserver'
 import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
 import { Aedes } from 'aedes'
@@ -16,6 +25,7 @@ import {
   type SecurityErrorEvent,
   secure,
 } from '../src/index.js'
+import { Keyring } from '../src/keyring.js'
 import { enrollThrough } from './_enroll.js'
 
 export { enrollThrough }
@@ -32,8 +42,8 @@ export interface Stack {
   ): Promise<Enrollment<Identity> & { storage: ClientStorage }>
   /** A connected secure client with keys loaded, recording what it receives. */
   client(enrollment: Enrollment & { storage: ClientStorage }, options?: ClientOptions): Promise<Recorder>
-  /** A raw mqtt.js client on the same broker: the attacker's, or a wire tap. */
-  raw(url?: string): Promise<MqttClient>
+  /** A raw mqtt.js client on the same broker (or `url`): the attacker's, or a wire tap. Ended with the stack. */
+  raw(url?: string, options?: IClientOptions): Promise<MqttClient>
   /** Publishes the principal's current bundle on its control topic, as the key server's push would. */
   push(identity: Identity): Promise<void>
   /** Keeps the key server's clock on real time. */
@@ -133,6 +143,36 @@ export async function currentGroupKey(stack: Stack, identity: Identity, group: n
   return new EpochKey({ group, epoch: epoch.epoch, suite: held.suite as SuiteId, key: epoch.key })
 }
 
+/**
+ * What a writer can do with its own keys, outside the client: seal and sign an envelope for any
+ * topic, with its current epoch key of the topic's group (compromised firmware, or a message a
+ * test then tampers with in transit).
+ */
+export async function sealAs(
+  stack: Stack,
+  writer: Awaited<ReturnType<Stack['enroll']>>,
+  sealed: { topic: string; text: string; seq: number; properties?: EnvelopeProperties },
+): Promise<Buffer> {
+  const response = await stack.h.device(writer.identity, 'GET', '/v1/bundle')
+  const keyring = new Keyring(now)
+  keyring.apply(
+    openKeyBundle((response.body as { bundle: unknown }).bundle, {
+      keyServerPublicKey: stack.h.keyServer.publicKey,
+      recipient: writer.identity,
+      now: now(),
+    }),
+  )
+  const envelope = sealEnvelope({
+    topic: sealed.topic,
+    payload: new TextEncoder().encode(sealed.text),
+    epochKey: keyring.sealingKey(sealed.topic, writer.kid).epochKey,
+    signer: createEnvelopeSigner({ kid: writer.kid, seed: writer.identity.signingSeed }),
+    seq: sealed.seq,
+    ...(sealed.properties === undefined ? {} : { properties: sealed.properties }),
+  })
+  return Buffer.from(envelope)
+}
+
 export async function startStack(harnessOptions: Parameters<typeof startHarness>[0] = {}): Promise<Stack> {
   const h = await startHarness(harnessOptions)
   h.clock.now = now()
@@ -200,8 +240,8 @@ export async function startStack(harnessOptions: Parameters<typeof startHarness>
         },
       }
     },
-    async raw(url = brokerUrl) {
-      const client = connect(url)
+    async raw(url = brokerUrl, options = {}) {
+      const client = connect(url, options)
       await within(
         new Promise<void>((resolve, reject) => {
           client.once('connect', () => resolve())

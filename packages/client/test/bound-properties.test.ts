@@ -3,18 +3,15 @@
 // type and its traceparent reach the lock verified. The broker's attacks are played by a raw
 // MQTT 5 client that forwards an app's honestly sealed command with the properties changed,
 // as a broker that alters packets in transit would deliver it.
-import { createEnvelopeSigner, type EnvelopeProperties, openKeyBundle, sealEnvelope } from '@smqtt/core'
-import mqtt, { type IClientPublishOptions, type MqttClient } from 'mqtt'
+import type { EnvelopeProperties } from '@smqtt/core'
+import type { IClientPublishOptions, MqttClient } from 'mqtt'
 import { expect, test } from 'vitest'
-import { Keyring } from '../src/keyring.js'
-import { now, type Stack, useStack, within } from './_stack.js'
+import { sealAs, useStack, within } from './_stack.js'
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883'
 const TRACE = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
 
 const stack = useStack()
-
-type Enrolled = Awaited<ReturnType<Stack['enroll']>>
 
 const run = () => `props${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`
 
@@ -29,40 +26,7 @@ function command(room: string): NonNullable<IClientPublishOptions['properties']>
 }
 
 /** An MQTT 5 mqtt.js client on Mosquitto, ended with the test's stack. */
-async function raw5(clientId: string): Promise<MqttClient> {
-  const client = mqtt.connect(MOSQUITTO, { protocolVersion: 5, clientId, reconnectPeriod: 0, connectTimeout: 5_000 })
-  await within(
-    new Promise<void>((resolve, reject) => {
-      client.once('connect', () => resolve())
-      client.once('error', reject)
-    }),
-    5_000,
-    'raw MQTT 5 connect',
-  )
-  return client
-}
-
-/** The app seals a command with its own keys, binding `bound`: what the broker then forwards. */
-async function sealAs(writer: Enrolled, topic: string, bound: EnvelopeProperties, seq: number): Promise<Buffer> {
-  const response = await stack.h.device(writer.identity, 'GET', '/v1/bundle')
-  const keyring = new Keyring(now)
-  keyring.apply(
-    openKeyBundle((response.body as { bundle: unknown }).bundle, {
-      keyServerPublicKey: stack.h.keyServer.publicKey,
-      recipient: writer.identity,
-      now: now(),
-    }),
-  )
-  const envelope = sealEnvelope({
-    topic,
-    payload: new TextEncoder().encode('{"lock":"open"}'),
-    epochKey: keyring.sealingKey(topic, writer.kid).epochKey,
-    signer: createEnvelopeSigner({ kid: writer.kid, seed: writer.identity.signingSeed }),
-    seq,
-    properties: bound,
-  })
-  return Buffer.from(envelope)
-}
+const raw5 = (clientId: string): Promise<MqttClient> => stack.raw(MOSQUITTO, { protocolVersion: 5, clientId })
 
 /** The lock, as a secure MQTT 5 client subscribed to its commands. */
 async function lockFor(room: string, id: string) {
@@ -142,7 +106,11 @@ test('attacks over Mosquitto: bound properties altered, stripped or injected are
   }
   let seq = 2 ** 40
   const forward = async (properties: NonNullable<IClientPublishOptions['properties']>) =>
-    broker.publishAsync(topic, await sealAs(app, topic, bound, seq++), { qos: 1, properties })
+    broker.publishAsync(
+      topic,
+      await sealAs(stack, app, { topic, text: '{"lock":"open"}', seq: seq++, properties: bound }),
+      { qos: 1, properties },
+    )
 
   // broker alters a bound correlation data → refused
   await forward({ ...sent, correlationData: Buffer.from('c0ffee02', 'hex') })

@@ -5,13 +5,12 @@
 // forged, replayed and tampered messages reach the subscriber, which reports them on stderr.
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseBrokerConfig, type RunningBroker, startBroker } from '@smqtt/broker-plugin'
 import { exportIdentity } from '@smqtt/core'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { freePort, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
 import mqtt, { type MqttClient } from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { fileStorage, loadEnrollment } from '../src/index.js'
@@ -360,13 +359,3 @@ describe('against the real stack', () => {
     })
   })
 })
-
-/** A loopback port nothing listens on (taken and released). */
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  if (!address || typeof address === 'string') throw new Error('no port')
-  return address.port
-}

@@ -2,38 +2,13 @@
 // it themselves: through a third-party Mosquitto (no SMQTT plugin, so nothing in the broker
 // stops it), thermostat-1 signs an honest envelope for thermostat-2's topic. The subscriber
 // authenticates the sender, finds the topic outside its rights in the bundle and refuses it.
-import { createEnvelopeSigner, openKeyBundle, sealEnvelope } from '@smqtt/core'
 import { SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
 import { expect, test } from 'vitest'
-import { Keyring } from '../src/keyring.js'
-import { now, type Stack, useStack } from './_stack.js'
+import { sealAs, useStack } from './_stack.js'
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883'
 
 const stack = useStack()
-
-type Enrolled = Awaited<ReturnType<Stack['enroll']>>
-
-/** What compromised firmware can do with its own keys: seal and sign honestly, for any topic. */
-async function sealAs(writer: Enrolled, topic: string, text: string, seq: number): Promise<Buffer> {
-  const response = await stack.h.device(writer.identity, 'GET', '/v1/bundle')
-  const keyring = new Keyring(now)
-  keyring.apply(
-    openKeyBundle((response.body as { bundle: unknown }).bundle, {
-      keyServerPublicKey: stack.h.keyServer.publicKey,
-      recipient: writer.identity,
-      now: now(),
-    }),
-  )
-  const envelope = sealEnvelope({
-    topic,
-    payload: new TextEncoder().encode(text),
-    epochKey: keyring.sealingKey(topic, writer.kid).epochKey,
-    signer: createEnvelopeSigner({ kid: writer.kid, seed: writer.identity.signingSeed }),
-    seq,
-  })
-  return Buffer.from(envelope)
-}
 
 test("a writer's signed envelope on another writer's topic is refused by the subscriber, its own is delivered", async () => {
   const run = `rights${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`
@@ -46,7 +21,9 @@ test("a writer's signed envelope on another writer's topic is refused by the sub
   const others = `home/${run}/thermostat/thermostat-2/temp`
   const raw = await stack.raw(MOSQUITTO)
 
-  await raw.publishAsync(others, await sealAs(thermostat1, others, '99.9', 1_000), { qos: 1 })
+  await raw.publishAsync(others, await sealAs(stack, thermostat1, { topic: others, text: '99.9', seq: 1_000 }), {
+    qos: 1,
+  })
   const [error] = await subscriber.waitForErrors(1, 10_000)
   expect(error).toMatchObject({ code: 'ERR_SENDER_NOT_PERMITTED', topic: others })
   expect(subscriber.client.stats.rejected).toEqual({ ERR_SENDER_NOT_PERMITTED: 1 })
@@ -56,7 +33,7 @@ test("a writer's signed envelope on another writer's topic is refused by the sub
   const publisher = await stack.client(thermostat1, { url: MOSQUITTO, mqtt: { clientId: `${run}-t1` } })
   await publisher.client.publishAsync(own, '21.5', { qos: 1 })
   await subscriber.waitForMessages(1, 10_000)
-  await raw.publishAsync(own, await sealAs(thermostat1, own, '21.6', 2 ** 40), { qos: 1 })
+  await raw.publishAsync(own, await sealAs(stack, thermostat1, { topic: own, text: '21.6', seq: 2 ** 40 }), { qos: 1 })
   const messages = await subscriber.waitForMessages(2, 10_000)
   expect(messages.map((m) => [m.topic, m.text, m.info.sender])).toEqual([
     [own, '21.5', 'thermostat-1'],
@@ -73,7 +50,7 @@ test('narrowed rights: refused once the subscriber holds the new bundle', async 
   await subscriber.client.subscribeAsync(`home/${run}/thermostat/#`, { qos: 1 })
   const topic = `home/${run}/thermostat/${thermostat.identity.id}/temp`
   const raw = await stack.raw(MOSQUITTO)
-  await raw.publishAsync(topic, await sealAs(thermostat, topic, 'allowed', 1), { qos: 1 })
+  await raw.publishAsync(topic, await sealAs(stack, thermostat, { topic: topic, text: 'allowed', seq: 1 }), { qos: 1 })
   await subscriber.waitForMessages(1, 10_000)
 
   // Thermostats may now write only in the hall; the old envelope's topic is outside their rights.
@@ -87,7 +64,7 @@ test('narrowed rights: refused once the subscriber holds the new bundle', async 
   expect(response.status, response.text).toBe(200)
   await subscriber.client.refreshKeys()
 
-  const sealed = await sealAs(thermostat, topic, 'no longer allowed', 2)
+  const sealed = await sealAs(stack, thermostat, { topic: topic, text: 'no longer allowed', seq: 2 })
   await raw.publishAsync(topic, sealed, { qos: 1 })
   const [error] = await subscriber.waitForErrors(1, 10_000)
   expect(error).toMatchObject({ code: 'ERR_SENDER_NOT_PERMITTED', topic })

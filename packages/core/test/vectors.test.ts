@@ -82,24 +82,11 @@ interface PropertiesJson {
   userProperties?: [string, string][]
 }
 
-interface BoundPropertyVector {
-  name: string
-  suite: SuiteId
-  group: number
-  epoch: number
-  kid: number
-  seq: number
-  sentAt: number
-  retain: boolean
-  topic: string
-  payload: string
+/** An envelope-v1 vector (no derived sender key) that binds properties, and what receivers make of them. */
+interface BoundPropertyVector extends Omit<EnvelopeVector, 'senderKey' | 'senderIv'> {
   properties: PropertiesJson
   binding: PropertyBinding
   boundProperties: string
-  epochKey: string
-  signingSeed: string
-  signingPublicKey: string
-  envelope: string
   checks: {
     name: string
     received: PropertiesJson | null

@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import type { IncomingHttpHeaders } from 'node:http'
 import { request as httpsRequest } from 'node:https'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createEnrollmentRequest, generateIdentity, type Identity, sha256, signRequest } from '@smqtt/core'
@@ -14,6 +15,18 @@ import { ensureDevPki } from './pki/dev-pki.js'
 import { KeyServer, type KeyServerSettings } from './service/key-server.js'
 import type { KeyStore } from './store/key-store.js'
 import { openStore } from './store/open-store.js'
+
+/**
+ * A TCP port free on 127.0.0.1 right now (the OS picks it, the probe lets it go): for servers
+ * that must be told a port (other processes, Mosquitto) or come back on the same one.
+ */
+export async function freePort(): Promise<number> {
+  const probe = createServer()
+  await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(0, '127.0.0.1', resolve))
+  const { port } = probe.address() as { port: number }
+  await new Promise((resolve) => probe.close(resolve))
+  return port
+}
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
 
@@ -160,7 +173,12 @@ export interface FleetOptions {
    * otherwise each gets a distinct placeholder key (enough for snapshots and lists).
    */
   readonly signing?: boolean
+  /** Each principal's public keys (of identities the caller signs with); overrides `signing`. */
+  readonly keys?: (i: number) => Pick<Identity, 'signingKey' | 'agreementKey'>
 }
+
+/** The id {@link addPrincipals} gives the `i`th principal of `prefix`. */
+export const fleetId = (prefix: string, i: number): string => `${prefix}${String(i).padStart(7, '0')}`
 
 /**
  * Adds `count` principals straight into the harness's store: a fleet's weight in snapshots,
@@ -175,16 +193,17 @@ export async function addPrincipals(
   const shared = options.signing ? generateIdentity('shared-fleet-key') : undefined
   const kids: number[] = []
   for (let i = 0; i < count; i++) {
-    const id = `${options.prefix}${String(i).padStart(7, '0')}`
+    const id = fleetId(options.prefix, i)
     const placeholder = new Uint8Array(32)
     new DataView(placeholder.buffer).setUint32(0, i + 1)
+    const keys = options.keys?.(i) ?? shared ?? { signingKey: placeholder, agreementKey: placeholder }
     const statusAt = options.statusAt?.(i) ?? h.clock.now
     const created = await h.store.createPrincipal({
       id,
       roles: [...(options.roles ?? ['thermostat'])],
       username: undefined,
-      signingKey: shared?.signingKey ?? placeholder,
-      agreementKey: shared?.agreementKey ?? placeholder,
+      signingKey: keys.signingKey,
+      agreementKey: keys.agreementKey,
       kem: 'x25519',
       createdAt: Math.min(h.clock.now, Math.max(0, statusAt - 1)),
       certificateSerial: undefined,

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { main } from '../src/cli.js'
 import { loadConfig } from '../src/config.js'
 import { type RunningKeyServer, startKeyServer } from '../src/server.js'
-import { freePort, runCli } from './_cli.js'
+import { freePort } from '../src/testing.js'
+import { runCli } from './_cli.js'
 
 let dir: string
 let config: string
