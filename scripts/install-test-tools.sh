@@ -1,23 +1,36 @@
 #!/usr/bin/env bash
-# Installs the independent tools the test suite drives, from Debian's packages, when missing:
-# Chromium (the browser client test, through playwright-core), mosquitto-clients and Python
-# paho-mqtt (interop with MQTT clients no one here wrote), sslscan (the TLS scan of every
-# listener). Idempotent; needs root or sudo.
-# Without apt-get it says what to install and stops, so the tests never run half-equipped.
+# Installs what the test suite needs beyond npm, from Debian's packages, when missing:
+# - independent tools the tests drive: Chromium (the browser client test, through
+#   playwright-core), mosquitto-clients and Python paho-mqtt (interop with MQTT clients no one
+#   here wrote), sslscan (the TLS scan of every listener);
+# - the C library's build (libsmqtt/): a compiler, CMake, libsodium and cJSON; clang for its
+#   fuzz run; libcurl and libmosquitto for its reference device program;
+# - the Python library (python/): PyNaCl, paho-mqtt, pytest, mypy, and `build` for its packaging check.
+# Idempotent; needs root or sudo. Without apt-get it says what to install and stops, so the
+# tests never run half-equipped.
 set -euo pipefail
 
+packages=(
+  chromium mosquitto-clients sslscan
+  gcc clang cmake make pkg-config libsodium-dev libcjson-dev libcurl4-openssl-dev libmosquitto-dev
+  python3 python3-venv python3-nacl python3-paho-mqtt python3-pytest python3-build python3-setuptools mypy
+)
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
 missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
-/usr/bin/python3 -c 'import paho.mqtt' >/dev/null 2>&1 || missing+=(python3-paho-mqtt)
-command -v sslscan >/dev/null 2>&1 || missing+=(sslscan)
+if command -v dpkg-query >/dev/null 2>&1; then
+  for package in "${packages[@]}"; do installed "$package" || missing+=("$package"); done
+else
+  missing=("${packages[@]}")
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "test tools: present (chromium, mosquitto-clients, python3-paho-mqtt, sslscan)"
+  echo "test tools: present (${packages[*]})"
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "test tools missing: ${missing[*]}; install them with your package manager" >&2
+  echo "test tools missing: ${missing[*]} (Debian names); install them with your package manager" >&2
   exit 1
 fi
 sudo=""

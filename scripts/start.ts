@@ -23,7 +23,7 @@ import {
   initKeyServer,
   KeyServer,
   type KeyServerConfig,
-  loadConfig,
+  loadKeyServerConfig,
   MasterKey,
   openStore,
   type RunningKeyServer,
@@ -73,7 +73,7 @@ if (!existsSync(configFile)) {
   )
 }
 if (!existsSync(brokerConfigFile)) {
-  await createDevBroker(loadConfig(configFile))
+  await createDevBroker(loadKeyServerConfig(configFile))
   console.log(`created the broker of the development deployment in ${show(brokerDir)} (principal ${BROKER_ID})`)
 }
 
@@ -161,7 +161,7 @@ function copyCertificatesToBroker(): void {
 
 const logLevel = (process.env.SMQTT_LOG_LEVEL ?? 'warn') as LogLevel
 const logger = pino({ level: logLevel })
-const keyServerConfig = loadConfig(configFile)
+const keyServerConfig = loadKeyServerConfig(configFile)
 // The key server first: the broker pulls its first snapshot from it. The key server's push
 // keeps retrying until the broker is up and knows the push principal.
 let keyServer: RunningKeyServer
@@ -247,10 +247,10 @@ Then connect a device with @smqtt/client (Node):
   const ca = readFileSync('${join(keyServerDir, 'pki', 'ca.pem')}', 'utf8')
   const storage = fileStorage('./thermostat-1')
   const enrollment = (await loadEnrollment(storage)) ??
-    (await enroll({ keyserverUrl: '${keyServer.url}', ca, token: '<the token>', id: 'thermostat-1', storage }))
+    (await enroll({ keyServerUrl: '${keyServer.url}', ca, token: '<the token>', id: 'thermostat-1', storage }))
   const client = await secureConnectAsync('${urls.mqtts}', {
     ...enrollment, storage, mqtt: { ca },
-    keyserver: { url: '${keyServer.url}', ca, keyServerPublicKey: enrollment.keyServerPublicKey },
+    keyServer: { url: '${keyServer.url}', ca, keyServerPublicKey: enrollment.keyServerPublicKey },
   })
   await client.publishAsync('home/hall/thermostat/thermostat-1/temp', '21.5')
 

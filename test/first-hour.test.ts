@@ -48,11 +48,11 @@ const firstError = (client: { once(event: 'error', f: (err: Error) => void): unk
 const refusedConnects = () => s.takeAudit().filter((entry) => entry.event === 'refused' && entry.hook === 'connect')
 
 test("the README's headline snippet logs in to an SMQTT broker as written (mqtt.connect with ca and clientId only)", async () => {
-  const keyserverUrl = s.h.url
+  const keyServerUrl = s.h.url
   const ca = s.ca
   const token = await operatorToken('thermostat-1', ['thermostat'])
   const storage = fileStorage(join(dir, 'state'))
-  const me = (await loadEnrollment(storage)) ?? (await enroll({ keyserverUrl, ca, token, id: 'thermostat-1', storage }))
+  const me = (await loadEnrollment(storage)) ?? (await enroll({ keyServerUrl, ca, token, id: 'thermostat-1', storage }))
   await s.syncBroker() // this test is about the login alone; the next one connects before any sync
   s.takeAudit()
 
@@ -60,7 +60,7 @@ test("the README's headline snippet logs in to an SMQTT broker as written (mqtt.
   const client = secure(mqtt.connect(s.url, { ca, clientId: me.identity.id }), {
     ...me,
     storage,
-    keyserver: { url: keyserverUrl, ca, keyServerPublicKey: me.keyServerPublicKey },
+    keyServer: { url: keyServerUrl, ca, keyServerPublicKey: me.keyServerPublicKey },
   })
   const received: [string, Uint8Array, MessageInfo][] = []
   client.on('message', (topic, payload, info) => received.push([topic, payload, info]))
@@ -96,15 +96,15 @@ test("the README's headline snippet logs in to an SMQTT broker as written (mqtt.
 
 /** enroll() and, in the same breath, the README's secure(mqtt.connect(…)): resolves once the first CONNECT is accepted. */
 async function enrollAndConnectAtOnce(id: string): Promise<void> {
-  const keyserverUrl = s.h.url
+  const keyServerUrl = s.h.url
   const ca = s.ca
   const storage = fileStorage(join(dir, id))
-  const me = await enroll({ keyserverUrl, ca, token: await operatorToken(id, ['thermostat']), id, storage })
+  const me = await enroll({ keyServerUrl, ca, token: await operatorToken(id, ['thermostat']), id, storage })
   const mqttClient = mqtt.connect(s.url, { ca, clientId: me.identity.id, reconnectPeriod: 0 })
   const client = secure(mqttClient, {
     ...me,
     storage,
-    keyserver: { url: keyserverUrl, ca, keyServerPublicKey: me.keyServerPublicKey },
+    keyServer: { url: keyServerUrl, ca, keyServerPublicKey: me.keyServerPublicKey },
   })
   const errors: Error[] = []
   client.on('error', (err) => errors.push(err))

@@ -1,5 +1,5 @@
 // The README promises two commands; CI must run exactly the test one.
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import semver from 'semver'
 import { expect, test } from 'vitest'
@@ -40,4 +40,24 @@ test('every installed package supports the Node versions the README promises (np
     })
     .map(([path, entry]) => `${path} wants node ${(entry.engines as { node: string }).node}`)
   expect(refusing).toEqual([])
+})
+
+test('the unit tier (scripts/test-unit.sh) lists test files that exist and start no service', () => {
+  const listed = [...root('scripts/test-unit.sh').matchAll(/^ {2}(packages\/\S+?)\/? \\?$/gm)].map(
+    (m) => m[1] as string,
+  )
+  expect(listed.length).toBeGreaterThan(10)
+  const files = listed.flatMap((path) =>
+    path.endsWith('.test.ts')
+      ? [path]
+      : readdirSync(fileURLToPath(new URL(`../${path}`, import.meta.url)))
+          .filter((name) => name.endsWith('.test.ts'))
+          .map((name) => `${path}/${name}`),
+  )
+  // What starts a service or connects to one: none of it belongs in the unit tier (a local
+  // command such as openssl making a test certificate, or a TLS socket on loopback inside the
+  // test's own process, is fine).
+  const services =
+    /startHarness|startBroker|startKeyServer|_stack\.js|fixture\.js|^import (?!type )[^\n]*from '(mqtt|aedes)'|playwright|ioredis|PostgresStore|freePort/m
+  for (const file of files) expect([file, services.exec(root(file))?.[0]]).toEqual([file, undefined])
 })

@@ -22,7 +22,7 @@ test('npm start on a busy key server port prints one line naming the port and ho
   squatter = createServer()
   await new Promise<void>((resolve) => squatter?.listen(0, '127.0.0.1', resolve))
   const busy = (squatter.address() as { port: number }).port
-  const child = spawn(join(root, 'node_modules/.bin/tsx'), ['--conditions=source', 'scripts/start.ts'], {
+  const child = spawn(join(root, 'node_modules/.bin/tsx'), ['--conditions=smqtt-source', 'scripts/start.ts'], {
     cwd: root,
     env: {
       ...process.env,

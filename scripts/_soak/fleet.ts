@@ -150,7 +150,7 @@ function listen(device: Device, client: SecureClient): void {
 async function enrollDevice(setup: FleetSetup, device: Device, keyServerPublicKey: Uint8Array): Promise<void> {
   const { plan, storage } = device
   device.enrollment = await enroll({
-    keyserverUrl: setup.keyServerUrl,
+    keyServerUrl: setup.keyServerUrl,
     ca: setup.ca,
     token: plan.token,
     id: plan.id,
@@ -165,7 +165,7 @@ async function connect(setup: FleetSetup, device: Device, keyServerPublicKey: Ui
   device.client = await secureConnectAsync(setup.brokerUrl, {
     ...enrollment,
     storage,
-    keyserver: { url: setup.keyServerUrl, ca: setup.ca, keyServerPublicKey },
+    keyServer: { url: setup.keyServerUrl, ca: setup.ca, keyServerPublicKey },
     // A persistent session: QoS 1 messages wait in the broker across a reconnect.
     mqtt: { ca: setup.ca, clean: false, reconnectPeriod: 1_000, connectTimeout: 30_000 },
     timeoutMs: 120_000,

@@ -131,7 +131,7 @@ function planFleet(devices: number): Omit<DevicePlan, 'token'>[] {
 function forkFleet(): { api: FleetApi; child: ChildProcess } {
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href
   const child = fork(fileURLToPath(new URL('./fleet.ts', import.meta.url)), [], {
-    execArgv: ['--import', tsx, '--conditions=source'],
+    execArgv: ['--import', tsx, '--conditions=smqtt-source'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
   let seq = 0

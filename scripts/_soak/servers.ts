@@ -8,7 +8,13 @@ import { join } from 'node:path'
 import { parseBrokerConfig, type RunningBroker, type SmqttPlugin, startBroker } from '@smqtt/broker-plugin'
 import { type Enrollment, enroll, memoryStorage, nodeHttpsTransport } from '@smqtt/client'
 import { exportIdentity, type Identity } from '@smqtt/core'
-import { BROKER_ROLE, initKeyServer, loadConfig, type RunningKeyServer, startKeyServer } from '@smqtt/keyserver'
+import {
+  BROKER_ROLE,
+  initKeyServer,
+  loadKeyServerConfig,
+  type RunningKeyServer,
+  startKeyServer,
+} from '@smqtt/keyserver'
 import { freePort, SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
 import { pino } from 'pino'
 import { sleep } from './shared.js'
@@ -79,7 +85,7 @@ export async function startServers(dir: string, options: { devices: number }): P
       listen: { host: '127.0.0.1', port: 0 },
       push: { brokerUrl: `mqtts://127.0.0.1:${brokerPort}` },
     })
-    const config = loadConfig(created.configFile)
+    const config = loadKeyServerConfig(created.configFile)
     const ca = readFileSync(config.tls.caFile, 'utf8')
     const keyServer: RunningKeyServer = await startKeyServer(config, { logger })
     cleanups.push(() => keyServer.close())
@@ -107,7 +113,7 @@ export async function startServers(dir: string, options: { devices: number }): P
       roles: [BROKER_ROLE],
     })) as { token: string }
     const brokerEnrollment: Enrollment<Identity> = await enroll({
-      keyserverUrl: keyServer.url,
+      keyServerUrl: keyServer.url,
       ca,
       token,
       id: BROKER_PRINCIPAL,

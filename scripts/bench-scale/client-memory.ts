@@ -181,7 +181,7 @@ export async function subscriberHeap(
     const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: 'app-1', roles: ['app'] })
     const { storage, saved } = storageWithoutReplayState()
     const enrolled = await enroll({
-      keyserverUrl: h.url,
+      keyServerUrl: h.url,
       ca: h.caPem,
       token: (token.body as { token: string }).token,
       id: 'app-1',
@@ -191,7 +191,7 @@ export async function subscriberHeap(
       identity: enrolled.identity,
       kid: enrolled.kid,
       storage,
-      keyserver: { url: h.url, ca: h.caPem, keyServerPublicKey: enrolled.keyServerPublicKey },
+      keyServer: { url: h.url, ca: h.caPem, keyServerPublicKey: enrolled.keyServerPublicKey },
       verifyOnWorker: false, // the same state either way; one thread keeps the run simple
       // Not the defaults (5 s, 60 s): one refresh per batch of 256 without waiting, and a sender
       // refused after a failed record request may be tried again at once.

@@ -24,7 +24,7 @@ if (!me) throw new Error(`no enrollment in ${run.dir}`)
 const client = secure(mqtt.connect(run.brokerUrl, { ca: run.ca, clientId: run.clientId, reconnectPeriod: 0 }), {
   ...me,
   storage,
-  keyserver: { url: me.keyserverUrl, ca: run.ca, keyServerPublicKey: me.keyServerPublicKey },
+  keyServer: { url: me.keyServerUrl, ca: run.ca, keyServerPublicKey: me.keyServerPublicKey },
 })
 client.on('error', () => {})
 try {

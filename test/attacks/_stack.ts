@@ -63,7 +63,7 @@ export interface AttackStack {
       reconnect?: boolean
       /** Options passed on to secure() (freshness poll timings, a key server transport of the test's own). */
       secure?: Partial<Pick<SecureOptions, 'freshnessIntervalSeconds' | 'maxStalenessSeconds'>> & {
-        transport?: SecureOptions['keyserver']['transport']
+        transport?: SecureOptions['keyServer']['transport']
       }
     },
   ): Promise<Recorder>
@@ -176,7 +176,7 @@ export async function startAttackStack(
         const client = secure(mqttClient, {
           identity: member.identity,
           kid: member.kid,
-          keyserver: {
+          keyServer: {
             url: h.url,
             ca: h.caPem,
             keyServerPublicKey: member.keyServerPublicKey,

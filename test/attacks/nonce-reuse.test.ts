@@ -65,7 +65,7 @@ function startRun(dir: string, clientId: string, topic: string, options: { count
   const args = JSON.stringify({ dir, brokerUrl: stack.brokerUrl, clientId, ca: stack.ca, topic, ...options })
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', '--conditions=source', 'test/attacks/_device-run.ts', args],
+    ['--import', 'tsx', '--conditions=smqtt-source', 'test/attacks/_device-run.ts', args],
     {
       cwd: ROOT,
       stdio: ['pipe', 'pipe', 'pipe'],

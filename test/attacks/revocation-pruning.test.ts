@@ -47,7 +47,7 @@ test('a pruned revocation cannot re-admit a revoked sender: a bundle from before
   const client = secure(raw, {
     identity: app.identity,
     kid: app.kid,
-    keyserver: { url: 'https://127.0.0.1:9', ca: s.ca, keyServerPublicKey: app.keyServerPublicKey },
+    keyServer: { url: 'https://127.0.0.1:9', ca: s.ca, keyServerPublicKey: app.keyServerPublicKey },
     storage: app.storage,
     now: () => K + 500, // the device's clock runs late: the old bundle looks valid to it
   })

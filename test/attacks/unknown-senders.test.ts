@@ -48,7 +48,7 @@ test('forged unknown senders cannot make a subscriber hammer the key server, nor
     identity: app.identity,
     kid: app.kid,
     storage: app.storage as ClientStorage,
-    keyserver: { url: stack.h.url, keyServerPublicKey: app.keyServerPublicKey, transport },
+    keyServer: { url: stack.h.url, keyServerPublicKey: app.keyServerPublicKey, transport },
     freshnessIntervalSeconds: 3_600, // no poll during the test: every request counted is a refresh
     unknownSenders: { refreshIntervalSeconds: INTERVAL_SECONDS, quietSeconds: 60 },
   })
@@ -104,7 +104,7 @@ test('forged unknown senders cannot make a subscriber hammer the key server, nor
       identity: device.identity,
       kid: device.kid,
       storage: device.storage as ClientStorage,
-      keyserver: { url: stack.h.url, ca: stack.ca, keyServerPublicKey: device.keyServerPublicKey },
+      keyServer: { url: stack.h.url, ca: stack.ca, keyServerPublicKey: device.keyServerPublicKey },
     })
     try {
       await within(publisher.ready, 10_000, 'publisher keys')

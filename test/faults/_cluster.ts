@@ -19,7 +19,7 @@ import { afterAll, beforeAll } from 'vitest'
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 // `node --import tsx` rather than the tsx binary: tsx runs the script in a child process of its
 // own, so a signal sent to the tsx wrapper would not reach the server.
-const TS_NODE = [process.execPath, ['--import', 'tsx', '--conditions=source']] as const
+const TS_NODE = [process.execPath, ['--import', 'tsx', '--conditions=smqtt-source']] as const
 const BOUND_MS = 20_000
 /** A process start transpiles the sources (tsx): slow on a loaded 2-core machine. */
 const PROCESS_START_MS = 60_000
@@ -244,7 +244,7 @@ export async function keyServerProcess(dir: string): Promise<KeyServerProcess> {
       const token = await admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
       if (token.status !== 201) throw new Error(`token for ${id}: ${JSON.stringify(token.body)}`)
       return enroll({
-        keyserverUrl: url,
+        keyServerUrl: url,
         ca: caPem,
         token: (token.body as { token: string }).token,
         id,
@@ -327,7 +327,7 @@ export async function secureClient(
     identity: enrollment.identity,
     kid: enrollment.kid,
     storage: memoryStorage(),
-    keyserver: { url: ks.url, ca: ks.caPem, keyServerPublicKey: enrollment.keyServerPublicKey },
+    keyServer: { url: ks.url, ca: ks.caPem, keyServerPublicKey: enrollment.keyServerPublicKey },
     mqtt: { ca: ks.caPem, connectTimeout: 5_000, reconnectPeriod: 250, ...mqtt },
   })
   // Socket resets from a killed node and refused key fetches are the faults under test: mqtt.js

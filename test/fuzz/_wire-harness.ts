@@ -76,7 +76,7 @@ export async function startBrokerProcess(workers: number): Promise<BrokerProcess
 
     const spawned = spawn(
       join(ROOT, 'node_modules/.bin/tsx'),
-      ['--conditions=source', 'packages/broker-plugin/src/bin.ts', 'start', '--config', join(dir, 'broker.json')],
+      ['--conditions=smqtt-source', 'packages/broker-plugin/src/bin.ts', 'start', '--config', join(dir, 'broker.json')],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
     )
     child = spawned
@@ -121,7 +121,7 @@ export async function startBrokerProcess(workers: number): Promise<BrokerProcess
     const secureClient = (who: Principal): Promise<SecureClient> =>
       secureConnectAsync(url, {
         ...who,
-        keyserver: { url: h.url, ca: h.caPem, keyServerPublicKey: h.keyServer.publicKey },
+        keyServer: { url: h.url, ca: h.caPem, keyServerPublicKey: h.keyServer.publicKey },
         storage: storages.get(who.identity.id) as ClientStorage,
         mqtt: { ca: h.caPem, reconnectPeriod: 0, connectTimeout: 10_000 },
         timeoutMs: 20_000,

@@ -263,7 +263,7 @@ async function enrollWithCertificate(
 
 /** `smqtt-broker start --config FILE` as a real process; resolves once it listens. */
 async function startBrokerProcess(config: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(TSX, ['--conditions=source', 'src/bin.ts', 'start', '--config', config], {
+  const child = spawn(TSX, ['--conditions=smqtt-source', 'src/bin.ts', 'start', '--config', config], {
     cwd: join(repository, 'packages/broker-plugin'),
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -43,7 +43,7 @@ class NpmStart {
 
   async start(): Promise<void> {
     this.output = ''
-    const child = spawn(join(root, 'node_modules/.bin/tsx'), ['--conditions=source', 'scripts/start.ts'], {
+    const child = spawn(join(root, 'node_modules/.bin/tsx'), ['--conditions=smqtt-source', 'scripts/start.ts'], {
       cwd: root,
       env: {
         ...process.env,

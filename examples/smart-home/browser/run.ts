@@ -21,7 +21,7 @@ const issued = await deployment.admin('POST', '/v1/admin/enrollment-tokens', { p
 if (issued.status !== 201) throw new Error(`token refused: ${JSON.stringify(issued.body)}`)
 const token = (issued.body as { token: string }).token
 app.serve(deployment.serverTls, {
-  keyserverUrl: deployment.keyServerUrl,
+  keyServerUrl: deployment.keyServerUrl,
   brokerUrl: deployment.wssUrl as string,
   appId: APP_ID,
 })

@@ -1,5 +1,5 @@
 // Serves the homeowner app over HTTPS: the page, its esbuild bundle (@smqtt/client's browser
-// entry, TypeScript sources through the `source` condition) and /config.json, which tells the
+// entry, TypeScript sources through the `smqtt-source` condition) and /config.json, which tells the
 // page where the key server and the wss:// listener are. The content security policy lets the
 // page talk to exactly those two, and start mqtt.js's keepalive worker (a blob: URL).
 import { createHash, X509Certificate } from 'node:crypto'
@@ -24,7 +24,7 @@ export interface AppServer {
 
 /**
  * esbuild, as a web app would bundle it: browser platform, the packages' `browser` condition
- * (and `source`, so the TypeScript sources). The browser tests bundle their pages with it too.
+ * (and `smqtt-source`, so the TypeScript sources). The browser tests bundle their pages with it too.
  */
 export async function bundleForBrowser(entry: string): Promise<Uint8Array> {
   const result = await build({
@@ -35,7 +35,7 @@ export async function bundleForBrowser(entry: string): Promise<Uint8Array> {
     format: 'esm',
     platform: 'browser',
     target: 'es2022',
-    conditions: ['browser', 'source'],
+    conditions: ['browser', 'smqtt-source'],
     logLevel: 'silent',
   })
   const output = result.outputFiles[0]
@@ -69,7 +69,7 @@ export async function startAppServer(): Promise<AppServer> {
         'content-type': file.type,
         'cache-control': 'no-store',
         // worker-src blob: mqtt.js runs its keepalive timer in a blob: worker, which background tabs do not throttle.
-        'content-security-policy': `default-src 'self'; style-src 'self' 'unsafe-inline'; worker-src 'self' blob:; connect-src 'self' ${config.keyserverUrl} ${new URL(config.brokerUrl).origin}`,
+        'content-security-policy': `default-src 'self'; style-src 'self' 'unsafe-inline'; worker-src 'self' blob:; connect-src 'self' ${config.keyServerUrl} ${new URL(config.brokerUrl).origin}`,
         'x-content-type-options': 'nosniff',
       })
       .end(file.body)

@@ -12,7 +12,7 @@ import { tlsServerOptions } from '@smqtt/core/tls'
 import {
   initKeyServer,
   type KeyServerConfig,
-  loadConfig,
+  loadKeyServerConfig,
   type RunningKeyServer,
   startKeyServer,
 } from '@smqtt/keyserver'
@@ -180,7 +180,7 @@ export async function startDeployment(dir: string, options: DeploymentOptions = 
     const keyServerDir = join(dir, 'keyserver')
     const created = await initKeyServer(keyServerDir, { listen: { host: '127.0.0.1', port: 0 } })
     const config = {
-      ...loadConfig(created.configFile),
+      ...loadKeyServerConfig(created.configFile),
       ...options.keyServer,
       ...(options.corsOrigins ? { cors: { origins: options.corsOrigins } } : {}),
     }
@@ -237,7 +237,7 @@ export async function startDeployment(dir: string, options: DeploymentOptions = 
     })
     if (token.status !== 201) throw new Error(`broker token refused: ${JSON.stringify(token.body)}`)
     const brokerEnrollment = await enroll({
-      keyserverUrl: keyServer.url,
+      keyServerUrl: keyServer.url,
       ca,
       token: (token.body as { token: string }).token,
       id: BROKER_PRINCIPAL,

@@ -57,7 +57,7 @@ export async function enrollDevice(
   if (issued.status !== 201) throw new Error(`token for ${principal.id} refused: ${JSON.stringify(issued.body)}`)
   const storage = fileStorage(join(dir, 'devices', principal.id))
   const enrollment = await enroll({
-    keyserverUrl: deployment.keyServerUrl,
+    keyServerUrl: deployment.keyServerUrl,
     ca: deployment.ca,
     token: (issued.body as { token: string }).token,
     id: principal.id,
@@ -96,7 +96,7 @@ export async function connectDevice(
       identity: stored.identity,
       kid: stored.kid,
       storage,
-      keyserver: { url: stored.keyserverUrl, ca: deployment.ca, keyServerPublicKey: stored.keyServerPublicKey },
+      keyServer: { url: stored.keyServerUrl, ca: deployment.ca, keyServerPublicKey: stored.keyServerPublicKey },
       // No automatic reconnect: the scenario decides when a device comes back, and stays bounded.
       mqtt: { ca: deployment.ca, reconnectPeriod: 0, connectTimeout: 5_000 },
       timeoutMs: 10_000,

@@ -8,6 +8,12 @@ import { type DefenceResult, type Home, runAttacks } from './attacks.js'
 import { type Deployment, startDeployment } from './deployment.js'
 import { connectDevice, type Device, enrollDevice } from './devices.js'
 import { PRINCIPALS, SMART_HOME_POLICY, topics } from './policy.js'
+import {
+  AUTOMATION,
+  type PythonAutomation,
+  pythonAutomationAvailable,
+  startPythonAutomation,
+} from './python-automation.js'
 
 export type { DefenceResult } from './attacks.js'
 
@@ -42,6 +48,7 @@ export async function runScenario(options: ScenarioOptions = {}): Promise<Defenc
   const dir = mkdtempSync(join(tmpdir(), 'smqtt-smart-home-'))
   const devices: Device[] = []
   let deployment: Deployment | undefined
+  let automation: PythonAutomation | undefined
   try {
     log(`SMQTT smart home: everything on loopback, state in ${dir}`)
     deployment = await startDeployment(dir)
@@ -66,6 +73,17 @@ export async function runScenario(options: ScenarioOptions = {}): Promise<Defenc
     const backDoor = await connect(PRINCIPALS.backDoor)
     const app = await connect(PRINCIPALS.app)
     const tablet = await connect(PRINCIPALS.tablet)
+    // The automation, in Python (python/automation.py): reads the thermostats, locks the back door
+    // when the hall gets warm. Without Python, PyNaCl and paho-mqtt the house runs without it.
+    if (pythonAutomationAvailable()) {
+      automation = await startPythonAutomation(d, dir, {
+        subscribe: ['home/+/thermostat/#'],
+        lockCommandTopic: topics.lockCommand(backDoor.id),
+        warmAbove: 21.6,
+      })
+      const kid = automation.events.find((e) => e.event === 'enrolled')?.kid
+      log(`  ${AUTOMATION.id.padEnd(16)} kid ${kid}  role ${AUTOMATION.roles.join(', ')} (Python, paho-mqtt)`)
+    } else log(`  ${AUTOMATION.id.padEnd(16)} skipped: no Python 3.11+ with PyNaCl and paho-mqtt`)
 
     const plaintexts: string[] = []
     const send = async (device: Device, topic: string, text: string) => {
@@ -108,6 +126,15 @@ export async function runScenario(options: ScenarioOptions = {}): Promise<Defenc
     for (const celsius of [21.5, 21.7, 21.6]) {
       await appReceives(topics.temperature(thermostat.id), await publishReading(celsius))
     }
+    if (automation) {
+      const command = await automation.waitFor((e) => e.event === 'command', BOUND_MS, 'the automation to act')
+      log(`  ${AUTOMATION.id.padEnd(16)} acted on a reading: ${command.because}, sent "lock" to ${command.topic}`)
+      await backDoor.waitForMessage(
+        (m) => m.topic === topics.lockCommand(backDoor.id) && m.info.sender === AUTOMATION.id,
+        BOUND_MS,
+        'the automation’s lock command',
+      )
+    }
     for (const command of ['unlock', 'lock'] as const) {
       await send(app, topics.lockCommand(frontDoor.id), JSON.stringify({ command }))
       await appReceives(
@@ -141,6 +168,7 @@ export async function runScenario(options: ScenarioOptions = {}): Promise<Defenc
     }
     return results
   } finally {
+    await automation?.close()
     for (const device of devices) await device.close()
     await deployment?.close()
     rmSync(dir, { recursive: true, force: true })

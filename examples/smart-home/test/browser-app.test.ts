@@ -35,7 +35,7 @@ describe.runIf(toolAvailable(CHROMIUM))('the homeowner app in headless Chromium'
     deployment = await startDeployment(dir, { wss: true, corsOrigins: [app.origin] })
     house = await startHouse(deployment, dir)
     app.serve(deployment.serverTls, {
-      keyserverUrl: deployment.keyServerUrl,
+      keyServerUrl: deployment.keyServerUrl,
       brokerUrl: deployment.wssUrl as string,
       appId: APP_ID,
     })

@@ -49,7 +49,7 @@ export class BrokerProcess {
       execArgv: [
         '--import',
         'tsx',
-        '--conditions=source',
+        '--conditions=smqtt-source',
         ...(profileDir ? ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${profileDir}`] : []),
       ],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

@@ -1,4 +1,4 @@
-// `npx tsx --conditions=source packages/broker-plugin/bench/hooks.bench.ts [src folder]`: the
+// `npx tsx --conditions=smqtt-source packages/broker-plugin/bench/hooks.bench.ts [src folder]`: the
 // plugin's per-message hook cost in `binding` mode, without sockets: the authorizePublish hook
 // (with its replay window and rate limit) and the authorizeForward hook, called directly on an
 // Aedes broker with the plugin attached and a real snapshot from the real key server. CPU time

@@ -35,7 +35,7 @@ import { type BrokerMetrics, createBrokerMetrics } from './metrics.js'
 import type { EnforcementMode, LegacyUser, PluginContext } from './plugin-context.js'
 import { DEFAULT_PUBLISH_RATE, type PublishRate, PublishRateLimiter } from './publish-rate.js'
 import { addressOf, type Session, sessionOf, setConnectInfo } from './session.js'
-import { type KeyServerConnection, type SnapshotSync, startSnapshotSync } from './snapshot-sync.js'
+import { type BrokerKeyServerOptions, type SnapshotSync, startSnapshotSync } from './snapshot-sync.js'
 
 /**
  * How long applying a snapshot may hold the event loop at a time: a large one (a fleet of
@@ -55,7 +55,7 @@ export interface SmqttPluginOptions {
   /** The key server's Ed25519 public key, pinned: snapshots must verify under it. */
   readonly keyServerPublicKey: Uint8Array
   /** Where to pull snapshots from; without it, snapshots come by push or {@link SmqttPlugin.applySnapshot}. */
-  readonly keyServer?: KeyServerConnection
+  readonly keyServer?: BrokerKeyServerOptions
   /** Signature enforcement: `full` (default), `sampled`, or `binding` (sender binding only). */
   readonly mode?: EnforcementMode
   /**

@@ -24,7 +24,7 @@ import {
 import { signatureHolds } from '@smqtt/core/verify-pool'
 import type { Client, PublishPacket } from 'aedes'
 import type { RefusalReason } from './audit.js'
-import { type EnforcedSnapshot, isLiveEpoch, principalContext } from './enforced-snapshot.js'
+import { type EnforcedSnapshot, isLiveEpoch, isNewerEpoch, principalContext } from './enforced-snapshot.js'
 import { isBanned, type PluginContext } from './plugin-context.js'
 import type { PublishRateLimiter } from './publish-rate.js'
 import { type Session, sessionOf } from './session.js'
@@ -213,11 +213,16 @@ export function createAuthorizePublishHook(
       })
     }
     if (!isLiveEpoch(enforced, header.group, header.epoch, now, context.epochSkewSeconds)) {
-      const settling = context.snapshotBeingIndexed()
+      // The epoch may be one this broker has not heard of yet: a snapshot indexed in slices may be
+      // the one that brings it (the key server pushed it before the bundles that name it, and
+      // those can reach a device before the build ends), or the push was lost or overtaken. An
+      // epoch newer than every one known for the group makes the broker ask the key server (the
+      // shared on-demand pull, at most one a second); an old one is refused at once. Decide once
+      // the snapshot is in, keeping this publisher's order (its later publishes wait in line).
+      const settling =
+        context.snapshotBeingIndexed() ??
+        (isNewerEpoch(enforced, header.group, header.epoch) ? context.awaitNewerSnapshot?.(client) : undefined)
       if (!settling) return callback(refusal(context, client, topic, 'unknown-epoch', `epoch ${header.epoch}`))
-      // A snapshot indexed in slices may be the one that brings this epoch: the key server pushed
-      // it before the bundles that name it, and those can reach a device before the build ends.
-      // Decide once it is in, keeping this publisher's order (its later publishes wait in line).
       const finish = callback === done ? waitInLine(publisher.line, done) : callback
       settling.then(() => {
         const latest = context.snapshot()

@@ -27,6 +27,11 @@ function usage(): string {
 }
 
 /** A usage or input error: printed without a stack trace. */
+/** Why `--token` is refused (argv is visible to every user in `ps`), and what to do instead. */
+const TOKEN_IN_ARGV =
+  '--token is refused: a token in the command line is visible to every user in `ps`. ' +
+  'Pipe it in (… | smqtt-broker enroll …) or give --token-file FILE (or - for stdin).'
+
 export class CliError extends Error {}
 
 /** Where the CLI reads and writes (tests pass their own). */
@@ -62,9 +67,11 @@ export async function main(
     'key-server'?: string
     ca?: string
     out?: string
-    token?: string
     'token-file'?: string
   }
+  // Refused before parsing: a token that starts with '-' would stop parseArgs with another error.
+  if (command === 'enroll' && rest.some((arg) => arg === '--token' || arg.startsWith('--token=')))
+    throw new CliError(TOKEN_IN_ARGV)
   try {
     values = parseArgs({
       args: [...rest],
@@ -78,8 +85,6 @@ export async function main(
               'key-server': { type: 'string' },
               ca: { type: 'string' },
               out: { type: 'string', default: 'broker/identity.json' },
-              // Parsed only to be refused with a pointer to --token-file: argv is visible in `ps`.
-              token: { type: 'string' },
               'token-file': { type: 'string' },
             }
           : {}),
@@ -107,11 +112,6 @@ export async function main(
     }
     case 'enroll': {
       const { id, ca } = values
-      if (values.token !== undefined)
-        throw new CliError(
-          '--token is refused: a token in the command line is visible to every user in `ps`. ' +
-            'Pipe it in (… | smqtt-broker enroll …) or give --token-file FILE (or - for stdin).',
-        )
       const url = values['key-server']
       if (!id || !url || !ca) throw new CliError(`give --id, --key-server and --ca\n\n${help}`)
       const out = resolveCallerPath(values.out ?? 'broker/identity.json')

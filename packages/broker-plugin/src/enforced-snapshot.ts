@@ -140,6 +140,12 @@ export function isLiveEpoch(
   return false
 }
 
+/** Whether `epoch` is above every epoch the snapshot lists for `group` (a rotation it may not know of yet). */
+export function isNewerEpoch(enforced: EnforcedSnapshot, group: number, epoch: number): boolean {
+  for (const e of enforced.epochs.get(group) ?? []) if (e.epoch >= epoch) return false
+  return true
+}
+
 /** Certificate serials compared as numbers: case and leading zeros differ between X.509 libraries. */
 export function sameSerial(a: string, b: string): boolean {
   const normal = (s: string) =>

@@ -37,7 +37,7 @@ import type { Aedes, AedesPublishPacket } from 'aedes'
 import type { Logger } from 'pino'
 
 /** Where and as whom the broker pulls its snapshot. */
-export interface KeyServerConnection {
+export interface BrokerKeyServerOptions {
   /** Base URL, e.g. `https://keys.example:9443`. */
   readonly url: string
   /** CA certificate(s) the key server's TLS certificate must chain to. */
@@ -70,7 +70,7 @@ const MAX_RESPONSE_BYTES = 64 * 1024 * 1024
  * handle.applySnapshot(signed, 'pull')
  * ```
  */
-export async function fetchBrokerSnapshot(connection: KeyServerConnection): Promise<SignedDocument> {
+export async function fetchBrokerSnapshot(connection: BrokerKeyServerOptions): Promise<SignedDocument> {
   const fetched = await fetchSnapshotIfChanged(connection, undefined)
   if (!('snapshot' in fetched)) throw new Error('key server answered 304 to an unconditional request')
   return fetched.snapshot
@@ -81,7 +81,7 @@ export async function fetchBrokerSnapshot(connection: KeyServerConnection): Prom
  * with it (unverified, as parsed from its header; undefined without one).
  */
 function fetchSnapshotIfChanged(
-  connection: KeyServerConnection,
+  connection: BrokerKeyServerOptions,
   tag: string | undefined,
 ): Promise<{ snapshot: SignedDocument } | { unchanged: { notice: unknown } }> {
   const { identity } = connection
@@ -199,7 +199,7 @@ export interface SnapshotSync {
  */
 export async function startSnapshotSync(
   broker: Aedes,
-  connection: KeyServerConnection | undefined,
+  connection: BrokerKeyServerOptions | undefined,
   sink: SnapshotSink,
   logger: Logger,
   onPullFailure: () => void,

@@ -127,6 +127,9 @@ describe('smqtt-broker enroll takes the token from a file or stdin only', () => 
     await expect(main([...argv('broker-2', out), '--token', await token('broker-2')], silent())).rejects.toThrow(
       /--token is refused: .* visible .* `ps`.*--token-file FILE \(or - for stdin\)/,
     )
+    // Also when the token starts with '-' (1 in 64 random tokens), and written as --token=VALUE.
+    for (const flag of [['--token', '-dash-first-token'], ['--token=-dash-first-token']])
+      await expect(main([...argv('broker-2', out), ...flag], silent())).rejects.toThrow(/--token is refused/)
     expect(existsSync(out)).toBe(false)
   })
 

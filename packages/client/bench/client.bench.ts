@@ -6,7 +6,7 @@
 //
 // Layout: three processes, so each side's CPU can be measured with process.cpuUsage(), which is
 // per process: this one (key server + both brokers), a publisher child and a subscriber child
-// (forked with the same tsx loader and `--conditions=source`), driven over IPC.
+// (forked with the same tsx loader and `--conditions=smqtt-source`), driven over IPC.
 //
 // Per scenario:
 //  - throughput: the publisher sends N messages as fast as it can (at most WINDOW unresolved
@@ -84,7 +84,7 @@ interface Setup {
   qos: 0 | 1
   url: string
   ca: string
-  keyserverUrl?: string
+  keyServerUrl?: string
   /** The subscriber verifies on its event loop only (`verifyOnWorker: false`). */
   inline?: boolean
   enrollment?: { identity: unknown; kid: number; keyServerPublicKey: string }
@@ -156,13 +156,13 @@ const storage = memoryStorage()
 async function connectEndpoint(setup: Setup, role: string): Promise<Endpoint> {
   if (setup.mode === 'secure') {
     const e = setup.enrollment
-    if (!e || !setup.keyserverUrl) throw new Error('secure setup without enrollment')
+    if (!e || !setup.keyServerUrl) throw new Error('secure setup without enrollment')
     const client: SecureClient = await secureConnectAsync(setup.url, {
       identity: importIdentity(e.identity),
       kid: e.kid,
       storage,
-      keyserver: {
-        url: setup.keyserverUrl,
+      keyServer: {
+        url: setup.keyServerUrl,
         ca: setup.ca,
         keyServerPublicKey: Buffer.from(e.keyServerPublicKey, 'base64url'),
       },
@@ -509,7 +509,7 @@ async function main(): Promise<void> {
       const { name, mode, url } = path
       const setup: Setup =
         mode === 'secure'
-          ? { type: 'setup', mode, qos, url, ca: h.caPem, keyserverUrl: h.url, inline: 'inline' in path }
+          ? { type: 'setup', mode, qos, url, ca: h.caPem, keyServerUrl: h.url, inline: 'inline' in path }
           : { type: 'setup', mode, qos, url, ca: h.caPem }
       sub.send({ ...setup, ...(mode === 'secure' ? { enrollment: app } : {}) })
       await sub.next('ready')

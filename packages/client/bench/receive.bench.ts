@@ -1,4 +1,4 @@
-// `npx tsx --conditions=source packages/client/bench/receive.bench.ts [--chunk=N]`: what the
+// `npx tsx --conditions=smqtt-source packages/client/bench/receive.bench.ts [--chunk=N]`: what the
 // SecureClient's publish path costs beyond sealEnvelope (mqtt.js's publish stubbed out), and its
 // receive path beyond openEnvelope (signatures on the event loop), with no network. Receive: pre-sealed envelopes
 // (distinct sequence numbers, from a real secure publisher) are handed to the subscriber's
@@ -30,7 +30,7 @@ async function offline(id: string, roles: string[], verifyOnWorker = false): Pro
     identity: e.identity,
     kid: e.kid,
     storage,
-    keyserver: { url: h.url, ca: h.caPem, keyServerPublicKey: e.keyServerPublicKey },
+    keyServer: { url: h.url, ca: h.caPem, keyServerPublicKey: e.keyServerPublicKey },
     verifyOnWorker, // off: the wrapper's own cost, on one thread
   })
   await client.ready

@@ -1,4 +1,4 @@
-// `npx tsx --conditions=source packages/client/bench/replay-save.bench.ts`: what saving the
+// `npx tsx --conditions=smqtt-source packages/client/bench/replay-save.bench.ts`: what saving the
 // subscriber's receive replay state costs in CPU per save (one save per delivery batch), before
 // (JSON.stringify of the whole exportState) and after (ReplayStateText: cached JSON per entry,
 // only the changed ones serialized again), with 1 or every sender changed since the last save.

@@ -17,7 +17,7 @@ export interface SecureConnectOptions extends SecureOptions {
  * ```ts
  * const enrollment = await loadEnrollment(storage)
  * const client = await secureConnectAsync('mqtts://broker:8883', {
- *   ...enrollment, storage, keyserver: { url, ca, keyServerPublicKey: enrollment.keyServerPublicKey }, mqtt: { ca },
+ *   ...enrollment, storage, keyServer: { url, ca, keyServerPublicKey: enrollment.keyServerPublicKey }, mqtt: { ca },
  * })
  * ```
  */

@@ -46,7 +46,7 @@ export interface Enrollment<I extends Identity | NonExtractableIdentity = Identi
   readonly kid: number
   /** The key server's Ed25519 key, pinned at first enrollment. */
   readonly keyServerPublicKey: Uint8Array
-  readonly keyserverUrl: string
+  readonly keyServerUrl: string
   readonly principal: PrincipalRecord
   /** Client certificate for mutual TLS, when one was requested. */
   readonly certificatePem?: string
@@ -56,7 +56,7 @@ export interface Enrollment<I extends Identity | NonExtractableIdentity = Identi
 
 /** Options of {@link enroll}. */
 export interface EnrollOptions<S extends ClientStorage = ClientStorage> {
-  readonly keyserverUrl: string
+  readonly keyServerUrl: string
   /** PEM of the CA of the key server's TLS certificate (Node). */
   readonly ca?: string
   /** The one-time enrollment token from the operator. */
@@ -74,6 +74,7 @@ export interface EnrollOptions<S extends ClientStorage = ClientStorage> {
   readonly transport?: KeyServerTransport
 }
 
+/** The enrollment as stored (format v1: its field names are kept, whatever the API calls them). */
 interface StoredEnrollment {
   v: 1
   kid: number
@@ -168,13 +169,13 @@ async function pinnedKey(storage: ClientStorage): Promise<Uint8Array | undefined
  * ```ts
  * const storage = fileStorage('./smqtt')
  * const { identity, kid, keyServerPublicKey } = (await loadEnrollment(storage)) ??
- *   (await enroll({ keyserverUrl: 'https://keys:8443', ca, token: process.env.TOKEN, id: 'thermostat-1', storage }))
+ *   (await enroll({ keyServerUrl: 'https://keys:8443', ca, token: process.env.TOKEN, id: 'thermostat-1', storage }))
  * ```
  */
 export async function enroll<S extends ClientStorage>(
   options: EnrollOptions<S>,
 ): Promise<Enrollment<EnrolledIdentity<S>>> {
-  const { storage, keyserverUrl, id, token } = options
+  const { storage, keyServerUrl, id, token } = options
   if (typeof token !== 'string' || token.length === 0) throw new TypeError('token must be a non-empty string')
   if ((await storage.get(ENROLLMENT_KEY)) !== undefined)
     throw new SmqttError('ERR_CONFLICT', 'this storage already holds an enrollment; use loadEnrollment()')
@@ -197,7 +198,7 @@ export async function enroll<S extends ClientStorage>(
   }
 
   const keyServer = new KeyServerClient({
-    url: keyserverUrl,
+    url: keyServerUrl,
     ...(options.ca === undefined ? {} : { ca: options.ca }),
     ...(options.transport === undefined ? {} : { transport: options.transport }),
   })
@@ -229,7 +230,7 @@ export async function enroll<S extends ClientStorage>(
   const stored: StoredEnrollment = {
     v: 1,
     kid: principal.kid,
-    keyserverUrl,
+    keyserverUrl: keyServerUrl,
     principal: response.principal,
     ...(response.certificatePem ? { certificatePem: response.certificatePem } : {}),
     ...(tls && response.certificatePem ? { tlsPrivateKeyPem: tls.privateKeyPem } : {}),
@@ -249,7 +250,7 @@ function enrollmentOf(
     identity,
     kid: principal.kid,
     keyServerPublicKey,
-    keyserverUrl: stored.keyserverUrl,
+    keyServerUrl: stored.keyserverUrl,
     principal,
     ...(stored.certificatePem ? { certificatePem: stored.certificatePem } : {}),
     ...(stored.tlsPrivateKeyPem ? { tlsPrivateKeyPem: stored.tlsPrivateKeyPem } : {}),

@@ -1,33 +1,20 @@
 import {
   type AsyncEnvelopeSigner,
-  beginOpenEnvelope,
-  checkEnvelopeSignature,
   createAsyncEnvelopeSigner,
   createEnvelopeSigner,
   type EnvelopeSigner,
-  finishOpenEnvelope,
   type Identity,
   isControlTopic,
   isSmqttError,
-  MAX_RECORD_WRITERS,
   type NonExtractableIdentity,
-  type OpenEnvelopeOptions,
-  type OpenedKeyBundle,
-  openKeyBundle,
-  openKeyBundleWithAgreement,
-  openWriterRecord,
-  parseEnvelope,
   principalControlTopic,
   ReplayWindow,
   type ReplayWindowOptions,
-  RevocationList,
   type SequenceCounter,
-  SmqttError,
   type SmqttErrorCode,
   sealEnvelope,
   sealEnvelopeAsync,
   topicMatches,
-  type UnverifiedEnvelope,
 } from '@smqtt/core'
 import type {
   ClientSubscribeCallback,
@@ -45,17 +32,19 @@ import type {
   PacketCallback,
 } from 'mqtt'
 import { acquireVerifier } from '#default-verifier'
-import { fromUtf8, likeWire, toWire, utf8 } from './_bytes.js'
+import { fromUtf8, toWire, utf8 } from './_bytes.js'
 import { manageLogin } from './_connect-login.js'
 import { TypedEmitter } from './_emitter.js'
-import { type FreshnessEvent, FreshnessMonitor, type FreshnessStats } from './_freshness.js'
+import type { FreshnessEvent, FreshnessStats } from './_freshness.js'
 import { holdIdentity } from './_identity-lock.js'
-import { type PublishProperties, propertiesToBind, receivedProperties, splitProperties } from './_publish-properties.js'
+import { KeyLifecycle, type KeySource, MAX_FRESHNESS_SECONDS } from './_key-lifecycle.js'
+import { type PublishProperties, propertiesToBind } from './_publish-properties.js'
+import { type HeldMessage, ReceiveLine } from './_receive-line.js'
 import { replayKey, SavedReplayWindow } from './_replay-state.js'
 import { sequenceCounterFor } from './_sequence.js'
 import { UnknownSenders } from './_unknown-senders.js'
 import { KeyServerClient, type KeyServerConnection } from './key-server-client.js'
-import { Keyring } from './keyring.js'
+import type { Keyring } from './keyring.js'
 import type { ClientStorage } from './storage.js'
 import type { SignatureVerifier } from './verifier.js'
 
@@ -69,7 +58,7 @@ export interface SecureOptions {
   /** The envelope key id the key server assigned at enrollment. */
   readonly kid: number
   /** The key server, and its Ed25519 key pinned at enrollment. */
-  readonly keyserver: KeyServerConnection & { readonly keyServerPublicKey: Uint8Array }
+  readonly keyServer: KeyServerConnection & { readonly keyServerPublicKey: Uint8Array }
   /** Keeps sequence reservations, the last bundle and the receive replay window across restarts. */
   readonly storage: ClientStorage
   /** Topic filters whose payloads travel unencrypted (default none). A key group always wins. */
@@ -228,23 +217,6 @@ export interface SecureClientEvents {
   disconnect: (packet: IDisconnectPacket) => void
 }
 
-type KeySource = 'fetch' | 'push' | 'storage'
-/** A received message on its way to `message`: ready once its signature is checked (if it has one). */
-interface Received {
-  readonly topic: string
-  readonly packet: IPublishPacket
-  /** Encrypted: waits for `valid`. */
-  readonly unverified?: UnverifiedEnvelope
-  /** On a plaintext topic. */
-  readonly plaintext?: Buffer
-  valid?: boolean
-}
-/** A received envelope held until its sender is known (or refused). */
-interface HeldMessage {
-  readonly topic: string
-  readonly payload: Buffer
-  readonly packet: IPublishPacket
-}
 type PublishCallback = PacketCallback
 
 const FORWARDED = ['connect', 'close', 'end', 'reconnect', 'offline', 'disconnect', 'error'] as const
@@ -255,13 +227,6 @@ const FORWARDED = ['connect', 'close', 'end', 'reconnect', 'offline', 'disconnec
  */
 const ENDING_NOISE = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_WRITE_AFTER_END', 'ERR_STREAM_DESTROYED'])
 const isEndingNoise = (err: unknown) => ENDING_NOISE.has((err as { code?: string } | undefined)?.code ?? '')
-/** A message under an unknown epoch triggers a key refresh at most this often. */
-const EPOCH_REFRESH_INTERVAL_MS = 5_000
-const MAX_TIMER_MS = 2 ** 31 - 1
-const MAX_RETRY_MS = 60_000
-/** Freshness poll defaults (SecureOptions.freshnessIntervalSeconds, maxStalenessSeconds) and their upper limit. */
-const DEFAULT_FRESHNESS_INTERVAL_SECONDS = 30 // maxStalenessSeconds defaults to twice it: 60 s
-const MAX_FRESHNESS_SECONDS = 86_400
 /** Windows kept (and saved) for received envelopes, by default; beyond it, the oldest are evicted. */
 const MAX_SENDERS = 10_000
 /** SecureOptions.unknownSenders defaults, and the bytes held at most. */
@@ -269,32 +234,6 @@ const UNKNOWN_SENDER_INTERVAL_SECONDS = 5
 const UNKNOWN_SENDER_QUIET_SECONDS = 60
 const UNKNOWN_SENDER_MAX_HELD = 256
 const UNKNOWN_SENDER_MAX_HELD_BYTES = 16 * 1024 * 1024
-
-/**
- * Runs `task` on the next event-loop turn, once the I/O callbacks of this one have run. Browsers
- * have no setImmediate, and nested `setTimeout(0)` is clamped to 4 ms there: a MessageChannel
- * message is the unclamped macrotask.
- */
-const nextTurn: (task: () => void) => void =
-  typeof setImmediate === 'function'
-    ? (task) => setImmediate(task)
-    : typeof MessageChannel === 'function'
-      ? (() => {
-          const tasks: (() => void)[] = []
-          const channel = new MessageChannel()
-          // The DOM's MessagePort (Node's typings describe Node's own, which has no onmessage).
-          ;(channel.port1 as unknown as { onmessage: () => void }).onmessage = () => tasks.shift()?.()
-          return (task: () => void) => {
-            tasks.push(task)
-            channel.port2.postMessage(null)
-          }
-        })()
-      : (task) => setTimeout(task, 0)
-/** A save covers at most about this many messages before they go out: bounds the wait of the first. */
-const DELIVERY_BATCH = 32
-
-const bundleKey = (id: string) => `bundle:${id}`
-const revocationsKey = (id: string) => `revocations:${id}`
 
 /**
  * An mqtt.js client whose payloads are sealed on publish and verified and opened on receipt.
@@ -327,95 +266,84 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
   readonly #plaintext: readonly string[]
   readonly #now: () => number
   readonly #keyServer: KeyServerClient
+  /** The bundle and revocation list held, and their refreshes (_key-lifecycle.ts). */
+  readonly #keys: KeyLifecycle
   readonly #keyring: Keyring
-  readonly #revocations = new RevocationList()
-  // Asked when an envelope is begun and again when it is finished. A bundle issued before the
-  // revocation list's watermark may list a writer revoked and since pruned from the list: its
-  // keys are not used until a newer bundle comes (issue 14, cliff 1).
-  readonly #isRevoked = (kid: number) => {
-    const issuedAt = this.#keyring.issuedAt
-    if (issuedAt >= 0 && !this.#revocations.coversBundleIssuedAt(issuedAt))
-      throw new SmqttError('ERR_BUNDLE_EXPIRED', 'the key bundle held predates the revocation list; fetching a new one')
-    return this.#revocations.isRevokedKid(kid)
-  }
   readonly #replay: SavedReplayWindow
   /** Raw keys sign synchronously (the fast path); otherwise #asyncSigner, a WebCrypto key. */
   readonly #signer: EnvelopeSigner | undefined
   readonly #asyncSigner: AsyncEnvelopeSigner | undefined
-  /** Bundles are opened and applied one after another, in arrival order (opening may be async). */
-  #applying: Promise<unknown> = Promise.resolve()
   readonly #controlTopic: string
   #counter: SequenceCounter | undefined
   /** Lets go of this identity's storage lock (see holdIdentity); set once it is held. */
   #releaseIdentity: (() => Promise<void>) | undefined
-  #refreshing: Promise<void> | undefined
-  #refreshTimer: ReturnType<typeof setTimeout> | undefined
-  #retryMs = 1_000
-  #lastEpochRefresh = Number.NEGATIVE_INFINITY
   #ended = false
-  /** Received messages wait here while keys load or a refresh for an unknown epoch runs, in order. */
-  #queue: Promise<void> | undefined
-  #queued = 0
-  /** Received messages whose signature is being checked, in arrival order (they finish in it). */
-  readonly #verifying: Received[] = []
-  /** Called once `#verifying` is empty (ending waits for it). */
-  readonly #whenVerified: (() => void)[] = []
   readonly #verifier: SignatureVerifier | undefined
-  /** What opening an envelope needs from this client; each message adds its retain flag and time. */
-  readonly #openOptions: OpenEnvelopeOptions
-  /** Opened messages wait here until the replay state that accepted them is saved, in order. */
-  readonly #accepted: { topic: string; payload: Buffer; info: MessageInfo }[] = []
   /** Envelopes from senders the bundle does not list, waiting for a refresh. */
   readonly #unknownSenders: UnknownSenders<HeldMessage>
-  #delivering: Promise<void> | undefined
-  /** Ends the wait for more messages to share the next save, once a batch is full. */
-  #batchFull: (() => void) | undefined
+  /** Received messages, from packet to `message` or `securityError`, in order (_receive-line.ts). */
+  readonly #line: ReceiveLine
   /** Seals run one after another so sequence numbers follow publish order. */
   #sealing: Promise<unknown> = Promise.resolve()
 
   constructor(mqttClient: MqttClient, options: SecureOptions) {
     super()
-    const { identity, kid, keyserver, storage } = options
+    const { identity, kid, keyServer, storage } = options
     const raw = identity && 'signingSeed' in identity
     if (!identity || !(raw ? identity.signingSeed instanceof Uint8Array : typeof identity.sign === 'function'))
       throw new TypeError('identity must be an Identity or a NonExtractableIdentity')
     if (!Number.isInteger(kid) || kid < 0 || kid > 0xffff_ffff) throw new RangeError('kid must be a uint32')
-    if (!(keyserver?.keyServerPublicKey instanceof Uint8Array) || keyserver.keyServerPublicKey.length !== 32)
-      throw new TypeError('keyserver.keyServerPublicKey must be 32 bytes')
+    if (!(keyServer?.keyServerPublicKey instanceof Uint8Array) || keyServer.keyServerPublicKey.length !== 32)
+      throw new TypeError('keyServer.keyServerPublicKey must be 32 bytes')
     if (typeof storage?.get !== 'function' || typeof storage.set !== 'function')
       throw new TypeError('storage must be a ClientStorage')
     this.#mqtt = mqttClient
     this.#identity = identity
     this.#kid = kid
-    this.#keyServerPublicKey = keyserver.keyServerPublicKey.slice()
+    this.#keyServerPublicKey = keyServer.keyServerPublicKey.slice()
     this.#storage = storage
     this.#plaintext = [...(options.plaintextTopics ?? [])]
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000))
-    this.#keyServer = new KeyServerClient(keyserver, identity)
-    this.#keyring = new Keyring(this.#now, (issuedAt) => this.#revocations.coversBundleIssuedAt(issuedAt))
-    this.#freshness = this.#freshnessMonitor(options) // validates its options before anything is acquired
+    this.#keyServer = new KeyServerClient(keyServer, identity)
+    // Validates the freshness options before anything is acquired.
+    this.#keys = new KeyLifecycle({
+      identity,
+      keyServerPublicKey: this.#keyServerPublicKey,
+      keyServer: this.#keyServer,
+      storage,
+      now: this.#now,
+      ...(options.freshnessIntervalSeconds !== undefined
+        ? { freshnessIntervalSeconds: options.freshnessIntervalSeconds }
+        : {}),
+      ...(options.maxStalenessSeconds !== undefined ? { maxStalenessSeconds: options.maxStalenessSeconds } : {}),
+      freshnessStats: this.stats.freshness,
+      onKeysUpdated: (info) => this.emit('keysUpdated', info),
+      onKeyServerError: (error) => this.emit('keyServerError', error),
+      onFreshness: (event) => this.emit('freshness', event),
+    })
+    this.#keyring = this.#keys.keyring
     this.#replay = new SavedReplayWindow(new ReplayWindow({ maxSenders: MAX_SENDERS, ...options.replay }), {
       storage,
       key: replayKey(identity.id),
-      keep: (group, epoch) => this.#holds(group, epoch),
+      keep: (group, epoch) => this.#keys.holds(group, epoch),
       onError: (err) => this.emit('storageError', err),
     })
     this.#signer = raw ? createEnvelopeSigner({ kid, seed: identity.signingSeed }) : undefined
     this.#asyncSigner = raw ? undefined : createAsyncEnvelopeSigner({ kid, key: identity })
     this.#controlTopic = principalControlTopic(identity.id)
     this.#verifier = options.verifyOnWorker === false ? undefined : acquireVerifier()
-    this.#openOptions = { keys: this.#keyring, replay: this.#replay.window, isRevoked: this.#isRevoked }
     this.#unknownSenders = this.#unknownSenderHold(options)
+    this.#line = this.#receiveLine()
 
     // Received messages queue behind the first key load.
     this.ready = this.#start()
     // Only a second running copy of the identity rejects `ready`; callers see it through `ready`
     // and every publish, so it must not also surface as an unhandled rejection.
     this.ready.catch(() => {})
-    this.#enqueue(() => this.ready.catch(() => {}))
-    this.#freshness.watch()
+    this.#line.enqueue(() => this.ready.catch(() => {}))
+    this.#keys.freshness.watch()
     this.ready.then(
-      () => this.#freshness.start(),
+      () => this.#keys.freshness.start(),
       () => {},
     ) // polls compare with the keys held
 
@@ -568,8 +496,8 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     this.#stop()
     await this.#mqtt.endAsync(force, opts)
     await this.#unknownSenders.stop() // a refresh in flight opens what it held
-    await this.#verifiedAll()
-    await this.#delivering
+    await this.#line.verifiedAll()
+    await this.#line.delivering
     await this.#replay.save()
     await this.#letGo()
   }
@@ -584,10 +512,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
    * ```
    */
   refreshKeys(): Promise<void> {
-    this.#refreshing ??= this.#fetchKeys().finally(() => {
-      this.#refreshing = undefined
-    })
-    return this.#refreshing
+    return this.#keys.refresh()
   }
 
   // ---- keys ---------------------------------------------------------------------------------
@@ -603,24 +528,10 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       throw err
     }
     if (this.#ended) return this.#letGo()
-    await this.#loadStored()
-    for (;;) {
-      try {
-        await this.refreshKeys()
-        await this.#reserveSequenceAhead()
-        return
-      } catch (err) {
-        this.#keyServerFailed(err)
-        if (this.#ended) return
-        if (this.#keyring.issuedAt >= 0) {
-          // Work from the stored bundle while the key server is down, and keep trying.
-          this.#scheduleRefresh(this.#retryMs)
-          return
-        }
-        await new Promise((resolve) => this.#timer(this.#retryMs, resolve))
-        this.#retryMs = Math.min(this.#retryMs * 2, MAX_RETRY_MS)
-      }
-    }
+    const ranBefore = await this.#keys.loadStored()
+    // A stored bundle means this client ran before, so its replay state must be there too.
+    await this.#replay.load(this.#now(), ranBefore)
+    await this.#keys.fetchUntilLoaded(() => this.#reserveSequenceAhead())
   }
 
   /**
@@ -633,114 +544,8 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     await this.#counter.prepare().catch((err: unknown) => this.#keyServerFailed(err))
   }
 
-  async #loadStored(): Promise<void> {
-    let bundle: string | undefined
-    try {
-      const revocations = await this.#storage.get(revocationsKey(this.#identity.id))
-      if (revocations)
-        this.#revocations.accept(JSON.parse(revocations), { keyServerPublicKey: this.#keyServerPublicKey })
-      bundle = await this.#storage.get(bundleKey(this.#identity.id))
-      if (bundle) await this.#applyBundle(JSON.parse(bundle), 'storage')
-    } catch {
-      // An expired or unreadable stored bundle is simply not used.
-    }
-    // A stored bundle means this client ran before, so its replay state must be there too.
-    await this.#replay.load(this.#now(), bundle !== undefined)
-  }
-
-  /** Whether envelopes of (group, epoch) can still be opened; everything while no bundle is loaded yet. */
-  #holds(group: number, epoch: number): boolean {
-    return this.#keyring.issuedAt < 0 || this.#keyring.epochKey(group, epoch) !== undefined
-  }
-
-  async #fetchKeys(): Promise<void> {
-    const [{ bundle, tag }, revocations] = await Promise.all([
-      this.#keyServer.bundleWithTag(),
-      this.#keyServer.revocations(),
-    ])
-    // The bundle first: the new list's watermark may refuse the bundle held, never the new one.
-    await this.#applyBundle(bundle, 'fetch')
-    if (revocations !== null && revocations !== undefined) this.#applyRevocations(revocations)
-    this.#bundleTag = tag // only once applied (or the same as held): never a tag newer than the keys
-    this.#retryMs = 1_000
-  }
-
-  #applyRevocations(signed: unknown): void {
-    if (!this.#revocations.accept(signed, { keyServerPublicKey: this.#keyServerPublicKey })) return
-    this.#persist(revocationsKey(this.#identity.id), signed)
-    // The bundle held predates the new watermark: it is refused until a newer one is fetched.
-    if (this.#keyring.issuedAt >= 0 && !this.#revocations.coversBundleIssuedAt(this.#keyring.issuedAt))
-      this.refreshKeys().catch((err: unknown) => this.#keyServerFailed(err))
-  }
-
-  /**
-   * Verifies a signed bundle under the pinned key and makes it current if strictly newer.
-   * Rejects with `ERR_BUNDLE_ROLLBACK` for an older one, or another one of the same second
-   * (Keyring.apply). Bundles are applied in the order they arrived, even when opening one takes
-   * WebCrypto's promises: a fetched bundle cannot overtake a newer push and be refused.
-   */
-  #applyBundle(signed: unknown, source: KeySource): Promise<void> {
-    const applying = this.#applying.then(async () => this.#useBundle(await this.#openBundle(signed), signed, source))
-    this.#applying = applying.catch(() => {})
-    return applying
-  }
-
-  #openBundle(signed: unknown): OpenedKeyBundle | Promise<OpenedKeyBundle> {
-    const options = { keyServerPublicKey: this.#keyServerPublicKey, now: this.#now() }
-    const recipient = this.#identity
-    return 'signingSeed' in recipient
-      ? openKeyBundle(signed, { ...options, recipient })
-      : openKeyBundleWithAgreement(signed, { ...options, recipient })
-  }
-
-  #useBundle(bundle: OpenedKeyBundle, signed: unknown, source: KeySource): void {
-    // Issued before the revocation list's watermark: it may list a writer revoked and pruned since.
-    if (!this.#revocations.coversBundleIssuedAt(bundle.issuedAt))
-      throw new SmqttError('ERR_BUNDLE_EXPIRED', 'the key bundle was issued before the revocation list’s watermark')
-    const applied = this.#keyring.apply(bundle)
-    if (applied && source !== 'storage') this.#persist(bundleKey(this.#identity.id), signed)
-    if (applied && source !== 'fetch') this.#bundleTag = undefined // tag unknown: the next poll fetches
-    // Refresh when three quarters of the bundle's life has passed; also when the bundle held was
-    // fetched again, so a refresh that found nothing new still schedules the next one.
-    if (applied || source === 'fetch') {
-      const remaining = bundle.notAfter - this.#now()
-      this.#scheduleRefresh(Math.max(1, Math.floor(remaining - (bundle.notAfter - bundle.issuedAt) / 4)) * 1000)
-    }
-    if (applied) this.emit('keysUpdated', { issuedAt: bundle.issuedAt, notAfter: bundle.notAfter, source })
-  }
-
-  #persist(key: string, signed: unknown): void {
-    this.#storage.set(key, JSON.stringify(signed)).catch((err: unknown) => this.#keyServerFailed(err))
-  }
-
-  #scheduleRefresh(delayMs: number): void {
-    if (this.#refreshTimer) clearTimeout(this.#refreshTimer)
-    this.#refreshTimer = this.#timer(delayMs, () => {
-      this.refreshKeys().catch((err: unknown) => {
-        this.#keyServerFailed(err)
-        this.#retryMs = Math.min(this.#retryMs * 2, MAX_RETRY_MS)
-        this.#scheduleRefresh(this.#retryMs)
-      })
-    })
-  }
-
-  #timer(delayMs: number, run: (value?: unknown) => void): ReturnType<typeof setTimeout> | undefined {
-    if (this.#ended) return undefined
-    const timer = setTimeout(run, Math.min(delayMs, MAX_TIMER_MS))
-    // Key refreshes alone must not keep a Node process alive.
-    ;(timer as { unref?: () => void }).unref?.()
-    return timer
-  }
-
   #keyServerFailed(err: unknown): void {
-    this.emit('keyServerError', err instanceof Error ? err : new Error(String(err)))
-  }
-
-  /** One refresh for an unknown epoch per interval: a flood of bogus epochs cannot hammer the key server. */
-  #mayRefreshForEpoch(): boolean {
-    if (Date.now() - this.#lastEpochRefresh < EPOCH_REFRESH_INTERVAL_MS) return false
-    this.#lastEpochRefresh = Date.now()
-    return true
+    this.#keys.failed(err)
   }
 
   /** See SecureOptions.unknownSenders and _unknown-senders.ts. */
@@ -759,91 +564,12 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       quietMs: quiet * 1000,
       maxHeld,
       maxHeldBytes: UNKNOWN_SENDER_MAX_HELD_BYTES,
-      // The senders' signed records, by key id (a bundle lists a bounded number of writers per
-      // group); a key server without them (or one that refused) gets the usual bundle refresh.
-      refresh: async (wanted) => {
-        try {
-          await this.#fetchWriters(wanted)
-        } catch {
-          // One already in flight may have asked before the new writer was added: this one asks after it.
-          await this.#refreshing?.catch(() => {})
-          await this.refreshKeys().catch((err: unknown) => {
-            this.#keyServerFailed(err)
-            throw err
-          })
-        }
-      },
+      refresh: (wanted) => this.#keys.learnWriters(wanted),
       isKnown: (group, sender) => this.#keyring.writerKey(group, sender) !== undefined,
       // Opened now, in arrival order (keys are loaded: they were held after their epoch was
       // found); the replay window is checked here, at opening, as for any envelope.
-      release: ({ topic, payload, packet }) => void this.#process(topic, payload, packet, false),
+      release: (held) => this.#line.release(held),
     })
-  }
-
-  /** Fetches, verifies and adds the records of `wanted` writers (by group, up to MAX_RECORD_WRITERS per request). */
-  async #fetchWriters(wanted: readonly { group: number; sender: number }[]): Promise<void> {
-    const byGroup = new Map<number, number[]>()
-    for (const { group, sender } of wanted) byGroup.set(group, [...(byGroup.get(group) ?? []), sender])
-    for (const [group, kids] of byGroup)
-      for (let i = 0; i < kids.length; i += MAX_RECORD_WRITERS) {
-        const signed = await this.#keyServer.writers(group, kids.slice(i, i + MAX_RECORD_WRITERS))
-        const record = openWriterRecord(signed, {
-          keyServerPublicKey: this.#keyServerPublicKey,
-          reader: this.#identity.id,
-          now: this.#now(),
-        })
-        if (record.group === group) this.#keyring.addWriters(record)
-      }
-  }
-
-  // ---- freshness ----------------------------------------------------------------------------
-  // Polls the key server over HTTPS (never through the broker) so that a revocation, or a re-key
-  // that leaves a revoked principal behind, reaches this client within the poll interval even
-  // when the broker drops every push; says so when it cannot. See _freshness.ts, and SECURITY.md
-  // "Revocation freshness" for the bound.
-
-  readonly #freshness: FreshnessMonitor
-  /** Tag of the bundle held, as the key server named it with the bundle; undefined when unknown (stored, pushed). */
-  #bundleTag: string | undefined
-  /** ETag of the last freshness answer that what is held matched, sent back as If-None-Match. */
-  #freshEtag: string | undefined
-
-  #freshnessMonitor(options: SecureOptions): FreshnessMonitor {
-    const interval = options.freshnessIntervalSeconds ?? DEFAULT_FRESHNESS_INTERVAL_SECONDS
-    const maxStaleness = options.maxStalenessSeconds ?? 2 * interval
-    if (!(interval > 0 && interval <= MAX_FRESHNESS_SECONDS))
-      throw new RangeError(`freshnessIntervalSeconds must be in (0, ${MAX_FRESHNESS_SECONDS}]`)
-    if (!(maxStaleness >= interval && maxStaleness <= MAX_FRESHNESS_SECONDS))
-      throw new RangeError(`maxStalenessSeconds must be in [freshnessIntervalSeconds, ${MAX_FRESHNESS_SECONDS}]`)
-    return new FreshnessMonitor({
-      intervalMs: interval * 1000,
-      maxStalenessMs: maxStaleness * 1000,
-      now: this.#now,
-      stats: this.stats.freshness,
-      check: () => this.#checkFreshness(),
-      onEvent: (event) => this.emit('freshness', event),
-      onError: (err) => this.#keyServerFailed(err),
-    })
-  }
-
-  /**
-   * One poll. A 304 confirms what is held. Otherwise a changed bundle tag fetches keys and
-   * revocations (writers then seal under the newest epoch: Keyring.sealingKey), a newer
-   * revocation list version only the list; confirmed once what is held matches the answer.
-   */
-  async #checkFreshness(): Promise<boolean> {
-    // A bundle pushed or loaded since (tag unknown) is compared afresh: no If-None-Match.
-    const answer = await this.#keyServer.freshness(this.#bundleTag === undefined ? undefined : this.#freshEtag)
-    if (answer === undefined) return true
-    if (answer.bundle !== this.#bundleTag) await this.refreshKeys()
-    else if (answer.revocations > (this.#revocations.version ?? 0)) {
-      const signed = await this.#keyServer.revocations()
-      if (signed !== null && signed !== undefined) this.#applyRevocations(signed)
-    }
-    const current = answer.bundle === this.#bundleTag && answer.revocations <= (this.#revocations.version ?? 0)
-    // Behind after all (the key server moved on meanwhile): no ETag, so the next poll compares again.
-    this.#freshEtag = current ? answer.etag : undefined
-    return current
   }
 
   // ---- publishing ---------------------------------------------------------------------------
@@ -869,7 +595,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       key = this.#keyring.sealingKey(topic, this.#kid)
     } catch (err) {
       // Every epoch held has retired (e.g. after a long key-server outage): try one refresh.
-      if (!mayRefresh || !isSmqttError(err, 'ERR_UNKNOWN_EPOCH') || !this.#mayRefreshForEpoch()) throw err
+      if (!mayRefresh || !isSmqttError(err, 'ERR_UNKNOWN_EPOCH') || !this.#keys.mayRefreshForEpoch()) throw err
       await this.refreshKeys().catch((e: unknown) => this.#keyServerFailed(e))
       return this.#seal(topic, payload, opts, false)
     }
@@ -919,28 +645,24 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
       return
     }
     this.stats.received++
-    if (this.#queue) this.#enqueue(() => this.#process(topic, payload, packet, true))
-    else {
-      const pending = this.#process(topic, payload, packet, true)
-      if (pending) this.#enqueue(() => pending)
-    }
+    this.#line.receive(topic, payload, packet)
   }
 
   #onControl(payload: Uint8Array): void {
     try {
       const message = JSON.parse(fromUtf8(payload)) as { type?: unknown; bundle?: unknown; revocations?: unknown }
       if (message?.type === 'bundle') {
-        const applying = this.#applyBundle(message.bundle, 'push').then(
+        const applying = this.#keys.applyBundle(message.bundle, 'push').then(
           () => void this.stats.control.applied++,
           () => void this.stats.control.ignored++,
         )
         // Applied at once (even while the first keys load); messages received after it wait for
         // it, as they may be under the epoch it brings.
-        this.#enqueue(() => applying)
+        this.#line.enqueue(() => applying)
         return
       }
       if (message?.type !== 'revocations') throw new TypeError('unknown control message')
-      this.#applyRevocations(message.revocations)
+      this.#keys.applyRevocations(message.revocations)
       this.stats.control.applied++
     } catch {
       // Anyone may publish here on a plain broker; only documents signed by the key server count.
@@ -948,182 +670,29 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     }
   }
 
-  /**
-   * Checks one message and hands its signature to the verifier; returns a promise only when it
-   * waits for a key refresh. Messages finish (and are delivered) in arrival order.
-   */
-  #process(topic: string, payload: Buffer, packet: IPublishPacket, mayRefresh: boolean): Promise<void> | undefined {
-    if (this.#isPlaintext(topic)) {
-      this.#enterLine({ topic, packet, plaintext: payload })
-      return undefined
-    }
-    let unverified: UnverifiedEnvelope
-    try {
-      const properties = receivedProperties(packet.properties)
-      unverified = beginOpenEnvelope(payload, topic, {
-        ...this.#openOptions,
-        retained: packet.retain,
-        now: this.#now(),
-        ...(properties ? { properties } : {}),
-      })
-    } catch (err) {
-      if (mayRefresh && isSmqttError(err, 'ERR_UNKNOWN_EPOCH') && this.#mayRefreshForEpoch())
-        return this.refreshKeys()
-          .catch((e: unknown) => this.#keyServerFailed(e))
-          .then(() => void this.#process(topic, payload, packet, false))
-      if (mayRefresh && isSmqttError(err, 'ERR_UNKNOWN_SENDER')) {
-        const { group, sender } = parseEnvelope(payload).header
-        if (this.#unknownSenders.hold(group, sender, payload.length, { topic, payload, packet })) return undefined
-      }
-      this.#reject(topic, err)
-      return undefined
-    }
-    // A sender with envelopes held (it was unknown, and a push or poll taught it since): this one
-    // waits behind them, so its messages stay in order.
-    const { group, sender } = unverified.header
-    if (
-      mayRefresh &&
-      this.#unknownSenders.holding(group, sender) &&
-      this.#unknownSenders.hold(group, sender, payload.length, { topic, payload, packet })
-    )
-      return undefined
-    const received: Received = { topic, packet, unverified }
-    this.#enterLine(received)
-    if (this.#verifier)
-      this.#verifier.verify(
-        unverified.signingKey,
-        topic,
-        payload,
-        (verdict) => {
-          // Not checked (the worker failed, or the client ended): check it here instead.
-          received.valid = verdict === 'unavailable' ? checkEnvelopeSignature(unverified) : verdict === 'valid'
-          this.#finishInOrder()
-        },
-        // Only an envelope that binds properties needs them (they cross to the worker by copy).
-        unverified.header.properties ? unverified.properties : undefined,
-      )
-    else {
-      received.valid = checkEnvelopeSignature(unverified)
-      this.#finishInOrder()
-    }
-    return undefined
-  }
-
-  #enterLine(received: Received): void {
-    this.#verifying.push(received)
-    if (received.unverified === undefined) this.#finishInOrder()
-  }
-
-  /** Opens the messages at the head of the line whose signature is checked. */
-  #finishInOrder(): void {
-    const line = this.#verifying
-    while (line.length > 0) {
-      const received = line[0] as Received
-      const { topic, packet, unverified } = received
-      if (unverified !== undefined && received.valid === undefined) return
-      line.shift()
-      if (unverified === undefined) {
-        const plaintext = received.plaintext as Buffer
-        this.#accept(topic, plaintext, {
-          encrypted: false,
-          sender: undefined,
-          kid: undefined,
-          retained: packet.retain,
-          ...splitProperties(packet.properties, undefined),
-          packet,
-        })
-        continue
-      }
-      try {
-        const { header, payload, properties } = finishOpenEnvelope(
-          unverified,
-          received.valid === true,
-          this.#openOptions, // the retain flag and the clock were taken when it arrived
-        )
-        if (!packet.retain) this.#replay.markDirty()
-        this.#accept(topic, likeWire(packet.payload, payload), {
-          encrypted: true,
-          sender: this.#keyring.writerPrincipal(header.group, header.sender) as string,
-          kid: header.sender,
-          retained: header.retain && packet.retain,
-          group: header.group,
-          epoch: header.epoch,
-          seq: header.seq,
-          sentAt: header.sentAt,
-          ...splitProperties(packet.properties, properties),
-          packet,
-        })
-      } catch (err) {
-        this.#reject(topic, err)
-      }
-    }
-    for (const resolve of this.#whenVerified.splice(0)) resolve()
-  }
-
-  /** Resolves once every message received so far has its signature checked. */
-  #verifiedAll(): Promise<void> {
-    if (this.#verifying.length === 0) return Promise.resolve()
-    return new Promise((resolve) => this.#whenVerified.push(resolve))
-  }
-
-  #accept(topic: string, payload: Buffer, info: MessageInfo): void {
-    this.#accepted.push({ topic, payload, info })
-    this.#delivering ??= this.#deliver()
-    if (this.#accepted.length >= DELIVERY_BATCH) this.#batchFull?.()
-  }
-
-  /**
-   * Delivers accepted messages once their replay state is durable, so a crash can never forget a
-   * delivered message. A save waits for the rest of the event-loop turn (a busy TLS socket yields
-   * many records per read) or a full batch, so those messages share it instead of each paying
-   * for its own; everything accepted while a save runs goes out after the next one.
-   */
-  async #deliver(): Promise<void> {
-    while (this.#accepted.length > 0) {
-      if (this.#accepted.length < DELIVERY_BATCH)
-        await new Promise<void>((resolve) => {
-          this.#batchFull = resolve
-          nextTurn(resolve)
-        })
-      this.#batchFull = undefined
-      const batch = this.#accepted.splice(0)
-      await this.#replay.save()
-      for (const { topic, payload, info } of batch) {
+  /** The receive line, wired to this client's keys, replay state, verifier and events. */
+  #receiveLine(): ReceiveLine {
+    return new ReceiveLine({
+      openOptions: { keys: this.#keyring, replay: this.#replay.window, isRevoked: this.#keys.isRevoked },
+      replay: this.#replay,
+      verifier: this.#verifier,
+      now: this.#now,
+      isPlaintext: (topic) => this.#isPlaintext(topic),
+      writerPrincipal: (group, kid) => this.#keyring.writerPrincipal(group, kid),
+      refreshForEpoch: () =>
+        this.#keys.mayRefreshForEpoch()
+          ? this.refreshKeys().catch((e: unknown) => this.#keyServerFailed(e))
+          : undefined,
+      unknownSenders: this.#unknownSenders,
+      deliver: (topic, payload, info) => {
         this.stats.delivered++
-        try {
-          this.emit('message', topic, payload, info)
-        } catch (err) {
-          // A throwing listener must not drop the rest of the batch; surface it as before.
-          queueMicrotask(() => {
-            throw err
-          })
-        }
-      }
-    }
-    this.#delivering = undefined
-  }
-
-  #reject(topic: string, err: unknown): void {
-    const code: SmqttErrorCode = isSmqttError(err) ? err.code : 'ERR_INTERNAL'
-    this.stats.rejected[code] = (this.stats.rejected[code] ?? 0) + 1
-    this.emit('securityError', { code, topic, message: err instanceof Error ? err.message : String(err) })
-  }
-
-  #enqueue(task: () => Promise<void> | undefined): void {
-    this.#queued++
-    const run = async () => {
-      try {
-        await task()
-      } catch (err) {
-        // A throwing listener: surface it like a throwing listener of a plain mqtt.js client.
-        queueMicrotask(() => {
-          throw err
-        })
-      } finally {
-        if (--this.#queued === 0) this.#queue = undefined
-      }
-    }
-    this.#queue = (this.#queue ?? Promise.resolve()).then(run)
+        this.emit('message', topic, payload, info)
+      },
+      reject: (event) => {
+        this.stats.rejected[event.code] = (this.stats.rejected[event.code] ?? 0) + 1
+        this.emit('securityError', event)
+      },
+    })
   }
 
   #listen(event: string, listener: (...args: never[]) => void): void {
@@ -1135,10 +704,9 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
     void this.#unknownSenders.stop()
     // Envelopes still at the verifier come back `unavailable` once nobody uses it, and are then
     // checked here: ending never drops a message that arrived.
-    if (!this.#ended) void this.#verifiedAll().then(() => this.#verifier?.release())
+    if (!this.#ended) void this.#line.verifiedAll().then(() => this.#verifier?.release())
     this.#ended = true
-    if (this.#refreshTimer) clearTimeout(this.#refreshTimer)
-    this.#freshness.stop()
+    this.#keys.stop()
   }
 
   /** Once the last replay save is done, another process may run this identity. */
@@ -1160,7 +728,7 @@ export class SecureClient extends TypedEmitter<SecureClientEvents> {
  * const storage = fileStorage('./smqtt')
  * const { identity, kid, keyServerPublicKey } = await loadEnrollment(storage)
  * const client = secure(mqtt.connect('mqtts://broker:8883', { ca }), {
- *   identity, kid, storage, keyserver: { url: 'https://keys:8443', ca, keyServerPublicKey },
+ *   identity, kid, storage, keyServer: { url: 'https://keys:8443', ca, keyServerPublicKey },
  * })
  * client.on('message', (topic, payload, info) => console.log(info.sender, payload.toString()))
  * client.on('securityError', (e) => console.warn(e.code, e.topic))

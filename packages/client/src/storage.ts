@@ -41,7 +41,7 @@ export type StringStorage = ClientStorage & { readonly setKeys?: never; readonly
  *
  * @example
  * ```ts
- * const client = secure(mqtt.connect(url), { identity, kid, keyserver, storage: memoryStorage() })
+ * const client = secure(mqtt.connect(url), { identity, kid, keyServer, storage: memoryStorage() })
  * ```
  */
 export function memoryStorage(): StringStorage {

@@ -50,7 +50,7 @@ export function parseJson(text: string): unknown {
  *
  * @example
  * ```ts
- * secure(client, { ..., keyserver: { url, keyServerPublicKey, transport: fetchTransport() } })
+ * secure(client, { ..., keyServer: { url, keyServerPublicKey, transport: fetchTransport() } })
  * ```
  */
 export function fetchTransport(): KeyServerTransport {

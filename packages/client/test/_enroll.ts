@@ -15,7 +15,7 @@ export async function enrollThrough(
   const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
   if (token.status !== 201) throw new Error(`token: ${token.text}`)
   const enrollment = await enroll({
-    keyserverUrl: h.url,
+    keyServerUrl: h.url,
     ca: h.caPem,
     token: (token.body as { token: string }).token,
     id,

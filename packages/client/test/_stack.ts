@@ -210,7 +210,7 @@ export async function startStack(harnessOptions: Parameters<typeof startHarness>
       const client = secure(connect(url, { clientId: enrollment.identity.id, ...clientOptions.mqtt }), {
         identity: enrollment.identity,
         kid: enrollment.kid,
-        keyserver: { url: h.url, ca: h.caPem, keyServerPublicKey: enrollment.keyServerPublicKey },
+        keyServer: { url: h.url, ca: h.caPem, keyServerPublicKey: enrollment.keyServerPublicKey },
         storage: clientOptions.storage ?? enrollment.storage,
       })
       secureClients.push(client)

@@ -1,6 +1,6 @@
 // The browser build: bundles `@smqtt/client` as a browser app would (esbuild, platform browser,
 // the package's own "exports"/"imports" under the `browser` condition, TypeScript sources via
-// `source`) and fails if any Node built-in reaches the bundle. Records minified and gzip sizes.
+// `smqtt-source`) and fails if any Node built-in reaches the bundle. Records minified and gzip sizes.
 import { builtinModules } from 'node:module'
 import { dirname, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -39,7 +39,7 @@ async function bundle(external: string[], from = '@smqtt/client') {
     format: 'esm',
     platform: 'browser',
     target: 'es2022',
-    conditions: ['source', 'browser'],
+    conditions: ['smqtt-source', 'browser'],
     external,
     logLevel: 'silent',
     plugins: [builtinGuard(found)],

@@ -73,7 +73,7 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
   async function connectNode(device: Awaited<ReturnType<typeof nodeDevice>>): Promise<SecureClient> {
     const client = await secureConnectAsync(broker.urls.mqtts, {
       ...device,
-      keyserver: { url: h.url, ca: h.caPem, keyServerPublicKey: device.keyServerPublicKey },
+      keyServer: { url: h.url, ca: h.caPem, keyServerPublicKey: device.keyServerPublicKey },
       mqtt: { ca: h.caPem, reconnectPeriod: 0, connectTimeout: 10_000 },
     })
     nodeClients.push(client)
@@ -147,7 +147,7 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
     // 1. Enrollment from the page: fetch to the key server (CORS), identity into IndexedDB.
     const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: 'app-browser', roles: ['app'] })
     const enrolled = await page.evaluate((args) => smqtt.enroll(args), {
-      keyserverUrl: h.url,
+      keyServerUrl: h.url,
       token: (token.body as { token: string }).token,
       id: 'app-browser',
     })

@@ -48,7 +48,7 @@ const options = (storage: ClientStorage) => ({
   kid: 1,
   storage,
   // Keys are not what these tests look at: a key server that is not there.
-  keyserver: { url: 'https://127.0.0.1:1', keyServerPublicKey: new Uint8Array(32) },
+  keyServer: { url: 'https://127.0.0.1:1', keyServerPublicKey: new Uint8Array(32) },
 })
 const wrap = (storage: ClientStorage, extra: mqtt.IClientOptions = {}) => {
   const client = secure(mqtt.connect(url, { clientId: identity.id, reconnectPeriod: 0, ...extra }), options(storage))

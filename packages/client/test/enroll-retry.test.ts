@@ -70,7 +70,7 @@ describe('enroll() retries once when the answer is lost', () => {
     })
     const storage = memoryStorage()
     const enrollment = await enroll({
-      keyserverUrl: h.url,
+      keyServerUrl: h.url,
       token: await token('thermostat-1', ['thermostat']),
       id: 'thermostat-1',
       storage,
@@ -94,7 +94,7 @@ describe('enroll() retries once when the answer is lost', () => {
       body: { error: { code: 'ERR_STORE_UNAVAILABLE', message: 'the key store cannot serve now; retry later' } },
     }))
     const enrollment = await enroll({
-      keyserverUrl: h.url,
+      keyServerUrl: h.url,
       token: await token('app-1', ['app']),
       id: 'app-1',
       storage: memoryStorage(),
@@ -111,7 +111,7 @@ describe('enroll() retries once when the answer is lost', () => {
     })
     const storage = memoryStorage()
     const refused = await enroll({
-      keyserverUrl: h.url,
+      keyServerUrl: h.url,
       token: await token('app-2', ['app']),
       id: 'app-2',
       storage,
@@ -126,7 +126,7 @@ describe('enroll() retries once when the answer is lost', () => {
     const real = nodeHttpsTransport({ ca: h.caPem })
     const sent: TransportRequest[] = []
     const refused = await enroll({
-      keyserverUrl: h.url,
+      keyServerUrl: h.url,
       token: 'not-a-real-token',
       id: 'app-3',
       storage: memoryStorage(),

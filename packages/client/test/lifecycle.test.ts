@@ -29,7 +29,7 @@ describe('enroll', () => {
   test('stores identity, kid and the pinned key; loadEnrollment returns them; a second enroll is refused', async () => {
     const storage = fileStorage(join(tempDir(), 'state'))
     const enrolled = await enroll({
-      keyserverUrl: stack.h.url,
+      keyServerUrl: stack.h.url,
       ca: stack.ca,
       token: await token('device-enroll', ['thermostat']),
       id: 'device-enroll',
@@ -47,7 +47,7 @@ describe('enroll', () => {
     expect(await loadEnrollment(memoryStorage())).toBeUndefined()
 
     const again = await enroll({
-      keyserverUrl: stack.h.url,
+      keyServerUrl: stack.h.url,
       ca: stack.ca,
       token: await token('device-enroll-2', ['thermostat']),
       id: 'device-enroll-2',
@@ -59,7 +59,7 @@ describe('enroll', () => {
   test('a key server key given out of band is pinned in storage too (regression: loadEnrollment found none)', async () => {
     const storage = memoryStorage()
     await enroll({
-      keyserverUrl: stack.h.url,
+      keyServerUrl: stack.h.url,
       ca: stack.ca,
       token: await token('device-oob', ['thermostat']),
       id: 'device-oob',
@@ -72,7 +72,7 @@ describe('enroll', () => {
 
   test('a key server key other than the pinned one is refused', async () => {
     const refused = await enroll({
-      keyserverUrl: stack.h.url,
+      keyServerUrl: stack.h.url,
       ca: stack.ca,
       token: await token('device-pin', ['thermostat']),
       id: 'device-pin',
@@ -183,7 +183,7 @@ test('secureConnectAsync: connects with a CONNECT password, keys loaded, round t
   await app.client.subscribeAsync('home/ca/thermostat/#', { qos: 1 })
   const client = await secureConnectAsync(stack.brokerUrl, {
     ...thermostat,
-    keyserver: { url: stack.h.url, ca: stack.ca, keyServerPublicKey: thermostat.keyServerPublicKey },
+    keyServer: { url: stack.h.url, ca: stack.ca, keyServerPublicKey: thermostat.keyServerPublicKey },
     mqtt: { ca: stack.ca, reconnectPeriod: 0 },
   })
   try {

@@ -39,7 +39,7 @@ async function enrollWithKeys(id: string, roles: string[]) {
   const token = await stack.h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
   const storage = keyKeepingStorage()
   await enroll({
-    keyserverUrl: stack.h.url,
+    keyServerUrl: stack.h.url,
     ca: stack.h.caPem,
     token: (token.body as { token: string }).token,
     id,
@@ -114,7 +114,7 @@ describe('an identity with non-extractable keys', () => {
     try {
       const client = await secureConnectAsync(`mqtt://127.0.0.1:${port}`, {
         ...app,
-        keyserver: { url: stack.h.url, ca: stack.h.caPem, keyServerPublicKey: app.keyServerPublicKey },
+        keyServer: { url: stack.h.url, ca: stack.h.caPem, keyServerPublicKey: app.keyServerPublicKey },
         mqtt: { reconnectPeriod: 100, connectTimeout: 5_000 },
       })
       // Drop the connection twice: mqtt.js reconnects, taking the password made ahead.

@@ -53,7 +53,7 @@ async function startSubscriber(member: Member, replay?: ReplayWindowOptions) {
     {
       identity: member.identity,
       kid: member.kid,
-      keyserver: { url: stack.h.url, ca: stack.ca, keyServerPublicKey: member.keyServerPublicKey },
+      keyServer: { url: stack.h.url, ca: stack.ca, keyServerPublicKey: member.keyServerPublicKey },
       storage: member.storage,
       ...(replay ? { replay } : {}),
     },

@@ -101,7 +101,7 @@ describe('round trip', () => {
     const client = secure(mqtt.connect(stack.brokerUrl, { ca: stack.ca, reconnectPeriod: 0 }), {
       identity: enrollment.identity,
       kid: enrollment.kid,
-      keyserver: { url: stack.h.url, ca: stack.ca, keyServerPublicKey: enrollment.keyServerPublicKey },
+      keyServer: { url: stack.h.url, ca: stack.ca, keyServerPublicKey: enrollment.keyServerPublicKey },
       storage: enrollment.storage,
       plaintextTopics: ['public/#'],
     })

@@ -39,7 +39,7 @@ const running = new Set<ChildProcess>()
 
 /** Starts a tool the way `npm run pub|sub -w @smqtt/client` does, in one process (signals reach it). */
 function tool(name: keyof typeof BIN, args: readonly string[], stdin?: string): Tool {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=source', BIN[name], ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=smqtt-source', BIN[name], ...args], {
     cwd: clientDir,
     stdio: ['pipe', 'pipe', 'pipe'],
   })
@@ -341,14 +341,9 @@ describe('against the real stack', () => {
       const [published, waited] = await Promise.all([
         run(
           'pub',
-          ['--state', fresh, '--token-file', '-', '--id', 'app-2', '--keyserver', h.url, ...mosquitto('app-2')].concat([
-            '-t',
-            lockTopic,
-            '-m',
-            'open',
-            '-q',
-            '1',
-          ]),
+          ['--state', fresh, '--token-file', '-', '--id', 'app-2', '--key-server', h.url, ...mosquitto('app-2')].concat(
+            ['-t', lockTopic, '-m', 'open', '-q', '1'],
+          ),
           `${(token.body as { token: string }).token}\n(one-time token for app-2)\n`,
         ),
         run('sub', [...as('app-1'), ...mosquitto('quiet'), '-t', `home/${run_}/quiet/#`, '-W', '2']),

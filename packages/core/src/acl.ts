@@ -8,7 +8,9 @@
 // does not apply. A refused DENY denies the whole action for that principal: the deny was meant
 // to exclude some topics of this principal and we cannot tell which, so the only safe reading
 // is "all of them" (failing open would hand out what the operator meant to withhold).
+
 import { FilterTrie } from './_filter-trie.js'
+import { isPlainObject, type ObjectProblem, objectProblem } from './_strict-json.js'
 import { isSmqttError, SmqttError } from './errors.js'
 import {
   filterCovers,
@@ -234,14 +236,14 @@ function* collectPolicy(json: unknown, problems: string[]): Generator<undefined,
       throw err
     }
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    problems.push('policy: must be an object')
+  if (!isPlainObject(json)) {
+    problems.push(`policy: ${objectProblemText({ kind: 'not-an-object' })}`)
     return undefined
   }
-  const root = json as Record<string, unknown>
+  const root = json
   // `$schema` lets an editor find policy.schema.json; it is read and dropped.
   for (const key of Object.keys(root))
-    if (!ROOT_FIELDS.includes(key)) problems.push(`policy: unknown field ${JSON.stringify(key)}`)
+    if (!ROOT_FIELDS.includes(key)) problems.push(`policy: ${objectProblemText({ kind: 'unknown-field', key })}`)
   if (root.$schema !== undefined && typeof root.$schema !== 'string') problems.push('$schema: must be a string')
   if (root.version !== 1) problems.push('version: must be 1')
   function* list<T>(name: string, parse: (value: unknown, path: string) => T): Generator<undefined, (T | undefined)[]> {
@@ -338,11 +340,22 @@ function fail(path: string, problem: string): never {
   throw new SmqttError('ERR_POLICY_INVALID', `${path}: ${problem}`)
 }
 
-function objectAt(value: unknown, path: string, allowed: readonly string[]): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(path, 'must be an object')
-  for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) fail(path, `unknown field ${JSON.stringify(key)}`)
+function objectProblemText(problem: ObjectProblem): string {
+  switch (problem.kind) {
+    case 'not-an-object':
+      return 'must be an object'
+    case 'not-plain':
+      return 'must be a plain object'
+    case 'unknown-field':
+      return `unknown field ${JSON.stringify(problem.key)}`
+    case 'missing-field':
+      return `missing field ${JSON.stringify(problem.key)}`
   }
+}
+
+function objectAt(value: unknown, path: string, allowed: readonly string[]): Record<string, unknown> {
+  const problem = objectProblem(value, [], allowed)
+  if (problem !== undefined) fail(path, objectProblemText(problem))
   return value as Record<string, unknown>
 }
 

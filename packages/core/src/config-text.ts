@@ -1,3 +1,4 @@
+import { objectProblem } from './_strict-json.js'
 import { SmqttError } from './errors.js'
 
 /**
@@ -43,10 +44,10 @@ export const configField = {
   },
   /** A plain object with only the allowed keys. */
   object(value: unknown, at: string, allowed: readonly string[]): Record<string, unknown> {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(at, 'expected an object')
-    for (const key of Object.keys(value)) {
-      if (!allowed.includes(key)) throw invalid(`${at}.${key}`, `unknown field (allowed: ${allowed.join(', ')})`)
-    }
+    const problem = objectProblem(value, [], allowed)
+    if (problem?.kind === 'unknown-field')
+      throw invalid(`${at}.${problem.key}`, `unknown field (allowed: ${allowed.join(', ')})`)
+    if (problem !== undefined) throw invalid(at, 'expected an object')
     return value as Record<string, unknown>
   },
   integer(value: unknown, at: string, min: number, max: number): number {

@@ -82,12 +82,20 @@ export const ERROR_CODES = {
 export type SmqttErrorCode = keyof typeof ERROR_CODES
 
 /**
- * The one error type for untrusted input.
+ * Marks SmqttErrors across copies of this package: two versions of @smqtt/core installed side
+ * by side (a client and a plugin each bringing its own) have two SmqttError classes, and
+ * `instanceof` against one fails for the other's errors. `Symbol.for` is shared by all copies.
+ */
+const SMQTT_ERROR = Symbol.for('@smqtt/core:SmqttError')
+
+/**
+ * The one error type for untrusted input. Test for it with {@link isSmqttError}, which also
+ * recognises errors from another copy of @smqtt/core (`instanceof` does not).
  *
  * @example
  * ```ts
- * try { openEnvelope(bytes, context) } catch (err) {
- *   if (err instanceof SmqttError && err.code === 'ERR_REPLAY') return
+ * try { openEnvelope(bytes, topic, options) } catch (err) {
+ *   if (isSmqttError(err, 'ERR_REPLAY')) return
  *   throw err
  * }
  * ```
@@ -100,9 +108,21 @@ export class SmqttError extends Error {
     super(message, options)
     this.code = code
   }
+
+  /** @internal */
+  get [SMQTT_ERROR](): true {
+    return true
+  }
 }
 
-/** True when `err` is an {@link SmqttError}, optionally with the given code. */
+/**
+ * True when `err` is an {@link SmqttError} (of this copy of @smqtt/core or another), optionally
+ * with the given code. A code this copy does not know (a newer copy's) counts as an SmqttError
+ * but never equals `code`.
+ */
 export function isSmqttError(err: unknown, code?: SmqttErrorCode): err is SmqttError {
-  return err instanceof SmqttError && (code === undefined || err.code === code)
+  if (typeof err !== 'object' || err === null) return false
+  const branded = err as { [SMQTT_ERROR]?: unknown; code?: unknown }
+  if (branded[SMQTT_ERROR] !== true || typeof branded.code !== 'string') return false
+  return code === undefined || branded.code === code
 }

@@ -12,7 +12,9 @@
 // window created from nothing only accepts messages sent after the dropped window was evicted
 // (any message that window recorded was sent no later than its eviction + `maxFutureSkewSeconds`).
 // That refuses a brand-new sender only under extreme churn, which is the safe direction.
+
 import { auint } from './_bytes.js'
+import { isPlainObject, objectProblem } from './_strict-json.js'
 import { SmqttError } from './errors.js'
 
 /** Tuning for {@link ReplayWindow}. */
@@ -294,7 +296,13 @@ export class ReplayWindow {
    */
   restoreState(state: unknown, now: number): void {
     if (!Number.isFinite(now)) throw new TypeError('now must be a finite number')
-    if (!isRecord(state) || state.v !== 1 || !Array.isArray(state.windows) || !Array.isArray(state.floors))
+    if (
+      objectProblem(state, ['v', 'windows', 'floors'], ['notBefore']) !== undefined ||
+      !isPlainObject(state) ||
+      state.v !== 1 ||
+      !Array.isArray(state.windows) ||
+      !Array.isArray(state.floors)
+    )
       throw invalidState('not a version 1 replay window state')
     const keys = new Set<string>()
     const entryKey = (entry: unknown[]): string => {
@@ -464,9 +472,6 @@ function replay(reason: string): SmqttError {
 function invalidState(reason: string): SmqttError {
   return new SmqttError('ERR_REPLAY_STATE_INVALID', `invalid saved replay state: ${reason}`)
 }
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value)
 
 function parseKey(key: string): [number, number, number] {
   const first = key.indexOf('/')

@@ -5,8 +5,10 @@
 // The signature covers the exact payload bytes (domain-separated by the document type), so
 // there is no canonicalization to get wrong: the verifier checks the bytes it received, then
 // parses them. Nothing in the payload is looked at before the signature verifies.
+
 import { defaultBackend } from '#crypto-backend'
 import { fromBase64Url, fromUtf8, toBase64Url, utf8 } from './_bytes.js'
+import { objectProblem } from './_strict-json.js'
 import type { CryptoBackend } from './crypto/backend.js'
 import { type SigningKeyPair, signWithContext, verifyWithContext } from './crypto/signature.js'
 import { ERROR_CODES, SmqttError, type SmqttErrorCode } from './errors.js'
@@ -126,15 +128,11 @@ export class StrictJsonReader {
     required: readonly string[],
     optional: readonly string[] = [],
   ): Record<string, unknown> {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(`${path} must be an object`)
-    const proto = Object.getPrototypeOf(value)
-    if (proto !== Object.prototype && proto !== null) this.fail(`${path} must be a plain object`)
-    for (const key of Object.keys(value)) {
-      if (!required.includes(key) && !optional.includes(key)) this.fail(`${path} has unknown field ${key}`)
-    }
-    for (const key of required) {
-      if (!Object.hasOwn(value, key)) this.fail(`${path}.${key} is missing`)
-    }
+    const problem = objectProblem(value, required, optional)
+    if (problem?.kind === 'not-an-object') this.fail(`${path} must be an object`)
+    if (problem?.kind === 'not-plain') this.fail(`${path} must be a plain object`)
+    if (problem?.kind === 'unknown-field') this.fail(`${path} has unknown field ${problem.key}`)
+    if (problem?.kind === 'missing-field') this.fail(`${path}.${problem.key} is missing`)
     return value as Record<string, unknown>
   }
 

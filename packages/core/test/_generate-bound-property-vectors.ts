@@ -1,6 +1,6 @@
 // Generated packages/core/vectors/envelope-v1-bound-properties.json once; kept to show how.
 // The file is frozen: this script refuses to overwrite it. Run (from the repository root):
-//   npx tsx --conditions=source packages/core/test/_generate-bound-property-vectors.ts
+//   npx tsx --conditions=smqtt-source packages/core/test/_generate-bound-property-vectors.ts
 import { existsSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { toHex } from '../src/_bytes.js'

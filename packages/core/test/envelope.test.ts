@@ -2,7 +2,12 @@ import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
 import { EpochKey, MAX_CACHED_SENDER_KEYS } from '../src/envelope/epoch-key.js'
 import { ENVELOPE_VERSION, parseEnvelope } from '../src/envelope/header.js'
-import { beginOpenEnvelope, checkEnvelopeSignature, finishOpenEnvelope, openEnvelope } from '../src/envelope/open.js'
+import {
+  beginOpenEnvelope,
+  checkEnvelopeSignature,
+  finishOpenEnvelopeUnsafe,
+  openEnvelope,
+} from '../src/envelope/open.js'
 import { sealEnvelope } from '../src/envelope/seal.js'
 import { createEnvelopeSigner } from '../src/envelope/signer.js'
 import { SUITES, type SuiteId } from '../src/envelope/suites.js'
@@ -240,7 +245,7 @@ describe('opening in two steps (signature checked elsewhere)', () => {
     const unverified = beginOpenEnvelope(envelope, TOPIC, options())
     expect(unverified.signingKey).toEqual(group.thermostat.publicKey)
     expect(checkEnvelopeSignature(unverified)).toBe(true)
-    const twoStep = finishOpenEnvelope(unverified, true, options())
+    const twoStep = finishOpenEnvelopeUnsafe(unverified, true, options())
     expect(twoStep).toEqual(openEnvelope(envelope, TOPIC, options()))
   })
 
@@ -250,7 +255,7 @@ describe('opening in two steps (signature checked elsewhere)', () => {
     const replay = new ReplayWindow()
     const unverified = beginOpenEnvelope(envelope, TOPIC, options(replay))
     expect(checkEnvelopeSignature(unverified)).toBe(false)
-    expectCode(() => finishOpenEnvelope(unverified, false, options(replay)), 'ERR_ENVELOPE_SIGNATURE_INVALID')
+    expectCode(() => finishOpenEnvelopeUnsafe(unverified, false, options(replay)), 'ERR_ENVELOPE_SIGNATURE_INVALID')
     expect(replay.size).toBe(0)
   })
 
@@ -259,8 +264,8 @@ describe('opening in two steps (signature checked elsewhere)', () => {
     const replay = new ReplayWindow()
     const first = beginOpenEnvelope(envelope, TOPIC, options(replay))
     const second = beginOpenEnvelope(envelope, TOPIC, options(replay))
-    finishOpenEnvelope(first, true, options(replay))
-    expectCode(() => finishOpenEnvelope(second, true, options(replay)), 'ERR_REPLAY')
+    finishOpenEnvelopeUnsafe(first, true, options(replay))
+    expectCode(() => finishOpenEnvelopeUnsafe(second, true, options(replay)), 'ERR_REPLAY')
   })
 
   test('a sender revoked while its signature was being checked is refused', () => {
@@ -268,7 +273,7 @@ describe('opening in two steps (signature checked elsewhere)', () => {
     const opts = { ...options(), isRevoked: (kid: number) => revoked.has(kid) }
     const unverified = beginOpenEnvelope(seal(group), TOPIC, opts)
     revoked.add(group.thermostat.kid)
-    expectCode(() => finishOpenEnvelope(unverified, true, opts), 'ERR_SENDER_REVOKED')
+    expectCode(() => finishOpenEnvelopeUnsafe(unverified, true, opts), 'ERR_SENDER_REVOKED')
   })
 
   test('begin runs the cheap checks: an unknown sender never reaches a verifier', () => {

@@ -77,7 +77,7 @@ function load(h: Harness, identities: unknown[], requests: number, options: Load
   const script = fileURLToPath(new URL('./_load.ts', import.meta.url))
   const tsx = fileURLToPath(new URL('../../../node_modules/.bin/tsx', import.meta.url))
   return new Promise((resolve, reject) => {
-    const child = spawn(tsx, ['--conditions=source', script], { stdio: ['pipe', 'pipe', 'inherit'] })
+    const child = spawn(tsx, ['--conditions=smqtt-source', script], { stdio: ['pipe', 'pipe', 'inherit'] })
     let out = ''
     child.stdout.on('data', (chunk) => {
       out += chunk

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util'
 import { PolicyEvaluator, parsePolicy, policyProblems } from '@smqtt/core'
 import { resolveCallerPath } from '@smqtt/core/caller-path'
 import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
-import { loadConfig } from './config.js'
+import { loadKeyServerConfig } from './config.js'
 import { initKeyServer, renewDeploymentCertificate, startKeyServer, upgradeDeploymentPki } from './server.js'
 import {
   type ActionExplanation,
@@ -53,7 +53,7 @@ interface Admin {
 }
 
 function adminClient(configFile: string): Admin {
-  const config = loadConfig(configFile)
+  const config = loadKeyServerConfig(configFile)
   assertDeploymentFileMode(config.adminTokenFile, 'secret', { label: 'config $.adminTokenFile:' })
   const token = readFileSync(config.adminTokenFile, 'utf8').trim()
   const ca = readFileSync(config.tls.caFile, 'utf8')
@@ -291,7 +291,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0
     }
     case 'start': {
-      const server = await startKeyServer(loadConfig(configFile))
+      const server = await startKeyServer(loadKeyServerConfig(configFile))
       const stop = () => {
         server.close().then(
           () => process.exit(0),
@@ -381,7 +381,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'pki': {
       if (positionals[0] === 'upgrade' && positionals.length === 1) {
-        const { rootRecertified } = await upgradeDeploymentPki(loadConfig(configFile))
+        const { rootRecertified } = await upgradeDeploymentPki(loadKeyServerConfig(configFile))
         console.log(
           rootRecertified
             ? 'root re-certified (same key) and intermediate CA made: give every client and broker the new ca.pem'
@@ -390,7 +390,7 @@ export async function main(argv: string[]): Promise<number> {
         return 0
       }
       if (positionals[0] !== 'renew' || positionals.length > 1) throw new CliError(HELP.pki)
-      const result = await renewDeploymentCertificate(loadConfig(configFile), {
+      const result = await renewDeploymentCertificate(loadKeyServerConfig(configFile), {
         ...(values.cert ? { certFile: resolveCallerPath(values.cert) } : {}),
         ...(values.key ? { keyFile: resolveCallerPath(values.key) } : {}),
         ...(values.force ? { force: true } : {}),

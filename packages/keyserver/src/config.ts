@@ -140,11 +140,11 @@ export function defaultConfigDocument(): Required<Omit<KeyServerConfigDocument, 
  *
  * @example
  * ```ts
- * const config = defaultConfig('/etc/smqtt') // config.masterKeyFile === '/etc/smqtt/master.key'
+ * const config = defaultKeyServerConfig('/etc/smqtt') // config.masterKeyFile === '/etc/smqtt/master.key'
  * ```
  */
-export function defaultConfig(baseDir: string): KeyServerConfig {
-  return parseConfig(defaultConfigDocument(), baseDir)
+export function defaultKeyServerConfig(baseDir: string): KeyServerConfig {
+  return parseKeyServerConfig(defaultConfigDocument(), baseDir)
 }
 
 /**
@@ -154,11 +154,11 @@ export function defaultConfig(baseDir: string): KeyServerConfig {
  *
  * @example
  * ```ts
- * const config = loadConfig('/etc/smqtt/keyserver.json')
+ * const config = loadKeyServerConfig('/etc/smqtt/keyserver.json')
  * if (config.insecureAllowPlainHttp) log.warn('PLAIN HTTP: every token and key travels in clear')
  * ```
  */
-export function loadConfig(path: string): KeyServerConfig {
+export function loadKeyServerConfig(path: string): KeyServerConfig {
   const absolute = resolve(path)
   // Whoever can write the config (or its folder) can point the server at their own keys and store.
   assertDeploymentFileMode(absolute, 'config', { label: 'config file' })
@@ -168,7 +168,7 @@ export function loadConfig(path: string): KeyServerConfig {
   } catch (cause) {
     throw new SmqttError('ERR_CONFIG_INVALID', `config file ${absolute} cannot be read`, { cause })
   }
-  return parseConfig(parseConfigText(text, `config file ${absolute}`), dirname(absolute))
+  return parseKeyServerConfig(parseConfigText(text, `config file ${absolute}`), dirname(absolute))
 }
 
 /**
@@ -178,10 +178,10 @@ export function loadConfig(path: string): KeyServerConfig {
  *
  * @example
  * ```ts
- * const config = parseConfig({ listen: { port: 9443 } }, '/etc/smqtt')
+ * const config = parseKeyServerConfig({ listen: { port: 9443 } }, '/etc/smqtt')
  * ```
  */
-export function parseConfig(json: unknown, baseDir: string): KeyServerConfig {
+export function parseKeyServerConfig(json: unknown, baseDir: string): KeyServerConfig {
   if (typeof baseDir !== 'string') throw new TypeError('baseDir must be a string')
   const base = resolve(baseDir)
   const document = typeof json === 'string' ? parseConfigText(json) : json

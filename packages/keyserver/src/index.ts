@@ -1,7 +1,7 @@
 // @smqtt/keyserver: the public API. The CLI (`smqtt-keyserver`) is built on the same exports.
 
 export type { KeyServerConfig } from './config.js'
-export { defaultConfig, loadConfig, parseConfig } from './config.js'
+export { defaultKeyServerConfig, loadKeyServerConfig, parseKeyServerConfig } from './config.js'
 export type { BuildAppOptions } from './http/app.js'
 export { buildApp } from './http/app.js'
 export { BROKER_ROLE } from './http/device-routes.js'

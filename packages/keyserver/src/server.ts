@@ -7,7 +7,7 @@ import { cryptoBackend, sha256 } from '@smqtt/core'
 import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
 import type { FastifyInstance } from 'fastify'
 import { type Logger, pino } from 'pino'
-import { defaultConfig, defaultConfigDocument, type KeyServerConfig, parseConfig } from './config.js'
+import { defaultConfigDocument, defaultKeyServerConfig, type KeyServerConfig, parseKeyServerConfig } from './config.js'
 import { buildApp } from './http/app.js'
 import { MasterKey } from './master-key.js'
 import { CertificateAuthority } from './pki/certificate-authority.js'
@@ -40,7 +40,7 @@ export interface RunningKeyServer {
  *
  * @example
  * ```ts
- * const server = await startKeyServer(loadConfig('./keyserver/config.json'))
+ * const server = await startKeyServer(loadKeyServerConfig('./keyserver/config.json'))
  * process.on('SIGTERM', () => server.close())
  * ```
  */
@@ -166,7 +166,7 @@ export async function startKeyServer(
  *
  * @example
  * ```ts
- * await renewDeploymentCertificate(loadConfig('keyserver/config.json'), { certFile: 'broker/tls/server.pem', keyFile: 'broker/tls/server.key' })
+ * await renewDeploymentCertificate(loadKeyServerConfig('keyserver/config.json'), { certFile: 'broker/tls/server.pem', keyFile: 'broker/tls/server.key' })
  * ```
  */
 export async function renewDeploymentCertificate(
@@ -267,7 +267,7 @@ export interface PkiUpgrade {
  *
  * @example
  * ```ts
- * const { rootRecertified } = await upgradeDeploymentPki(loadConfig('keyserver/config.json'))
+ * const { rootRecertified } = await upgradeDeploymentPki(loadKeyServerConfig('keyserver/config.json'))
  * ```
  */
 export async function upgradeDeploymentPki(config: KeyServerConfig): Promise<PkiUpgrade> {
@@ -354,7 +354,7 @@ async function populateDeployment(
   dir: string,
   options: InitOptions,
 ): Promise<{ adminToken: string; keyServerPublicKey: string }> {
-  const config = defaultConfig(dir)
+  const config = defaultKeyServerConfig(dir)
   const listen = options.listen ?? config.listen
   const masterKey = MasterKey.generate()
   masterKey.writeFile(config.masterKeyFile)
@@ -381,14 +381,14 @@ async function populateDeployment(
     await store.close()
   }
   // Last: the config must load as written (e.g. a --port out of range is refused here).
-  parseConfig(written, dir)
+  parseKeyServerConfig(written, dir)
   writeFileSync(join(dir, 'config.json'), `${JSON.stringify(written, null, 2)}\n`, { flag: 'wx', mode: 0o644 })
   return { adminToken, keyServerPublicKey }
 }
 
 /**
  * The files the key server trusts, refused when more open than their kind allows (see
- * `@smqtt/core/file-modes`); `loadConfig` checks the config file, `MasterKey` its own file.
+ * `@smqtt/core/file-modes`); `loadKeyServerConfig` checks the config file, `MasterKey` its own file.
  */
 function checkDeploymentFiles(config: KeyServerConfig): void {
   assertDeploymentFileMode(config.adminTokenFile, 'secret', { label: 'config $.adminTokenFile:' })

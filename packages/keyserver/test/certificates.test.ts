@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { createEnrollmentRequest, generateIdentity } from '@smqtt/core'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
-import { loadConfig } from '../src/config.js'
+import { loadKeyServerConfig } from '../src/config.js'
 import { MasterKey } from '../src/master-key.js'
 import {
   CertificateAuthority,
@@ -166,10 +166,12 @@ describe('lifetime of client certificates', () => {
   })
 
   test('365 days by default, at most 397 (config)', async () => {
-    const { defaultConfig, parseConfig } = await import('../src/config.js')
-    expect(defaultConfig('/srv/smqtt').clientCertificateValidityDays).toBe(365)
-    expect(parseConfig({ clientCertificateValidityDays: 397 }, '/srv/smqtt').clientCertificateValidityDays).toBe(397)
-    expect(() => parseConfig({ clientCertificateValidityDays: 398 }, '/srv/smqtt')).toThrow(
+    const { defaultKeyServerConfig, parseKeyServerConfig } = await import('../src/config.js')
+    expect(defaultKeyServerConfig('/srv/smqtt').clientCertificateValidityDays).toBe(365)
+    expect(
+      parseKeyServerConfig({ clientCertificateValidityDays: 397 }, '/srv/smqtt').clientCertificateValidityDays,
+    ).toBe(397)
+    expect(() => parseKeyServerConfig({ clientCertificateValidityDays: 398 }, '/srv/smqtt')).toThrow(
       /\$\.clientCertificateValidityDays/,
     )
   })
@@ -265,7 +267,7 @@ describe('init and start', () => {
       listen: { host: '127.0.0.1', port: 0 },
       serverNames: ['keys.example'],
     })
-    const config = loadConfig(configFile)
+    const config = loadKeyServerConfig(configFile)
     const caText = openssl(['x509', '-in', 'ca.pem', '-noout', '-text'], {
       'ca.pem': readFileSync(config.tls.caFile, 'utf8'),
     }).output
@@ -368,7 +370,7 @@ describe('two levels: the root certifies an issuing intermediate, which issues e
   test('a one-level deployment: start keeps it working as it was; pki upgrade re-certifies the root, and then every leaf comes from the intermediate', async () => {
     const dir = join(tempDir(), 'keyserver')
     const { configFile } = await initKeyServer(dir, { listen: { host: '127.0.0.1', port: 0 } })
-    const config = loadConfig(configFile)
+    const config = loadKeyServerConfig(configFile)
     const masterKey = MasterKey.fromEnvOrFile({ file: config.masterKeyFile })
     // What an earlier init left: a root with path length 0 sealed in the store, no intermediate,
     // the server leaf and a client certificate issued by the root itself.

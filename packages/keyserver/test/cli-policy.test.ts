@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { main } from '../src/cli.js'
-import { loadConfig } from '../src/config.js'
+import { loadKeyServerConfig } from '../src/config.js'
 import { type RunningKeyServer, startKeyServer } from '../src/server.js'
 import { freePort } from '../src/testing.js'
 import { runCli } from './_cli.js'
@@ -30,7 +30,7 @@ beforeAll(async () => {
   // Relative --dir: before the fix it landed in the process's cwd (the package folder under npm).
   expect((await cli('init', '--dir', 'ks', '--port', String(await freePort()))).code).toBe(0)
   const logger = (await import('pino')).pino({ level: 'silent' })
-  server = await startKeyServer(loadConfig(join(dir, 'ks', 'config.json')), { logger })
+  server = await startKeyServer(loadKeyServerConfig(join(dir, 'ks', 'config.json')), { logger })
 })
 
 afterAll(async () => {

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { main } from '../src/cli.js'
-import { loadConfig } from '../src/config.js'
+import { loadKeyServerConfig } from '../src/config.js'
 import { type RunningKeyServer, startKeyServer } from '../src/server.js'
 import { freePort } from '../src/testing.js'
 import { runCli } from './_cli.js'
@@ -26,7 +26,7 @@ beforeAll(async () => {
   const init = await cli('init', '--dir', join(dir, 'keyserver'), '--port', String(await freePort()))
   expect(init.code).toBe(0)
   const logger = (await import('pino')).pino({ level: 'silent' })
-  server = await startKeyServer(loadConfig(config), { logger })
+  server = await startKeyServer(loadKeyServerConfig(config), { logger })
 })
 
 afterAll(async () => {
@@ -76,9 +76,9 @@ describe('smqtt-keyserver', () => {
     const bin = fileURLToPath(new URL('../src/bin.ts', import.meta.url))
     const tsx = fileURLToPath(new URL('../../../node_modules/.bin/tsx', import.meta.url))
     const run = promisify(execFile)
-    const { stdout } = await run(tsx, ['--conditions=source', bin, 'revoke', '--help'], { timeout: 20_000 })
+    const { stdout } = await run(tsx, ['--conditions=smqtt-source', bin, 'revoke', '--help'], { timeout: 20_000 })
     expect(stdout).toContain('revoke <id>')
-    const failed = await run(tsx, ['--conditions=source', bin, 'revoke', '--config', join(dir, 'missing.json')], {
+    const failed = await run(tsx, ['--conditions=smqtt-source', bin, 'revoke', '--config', join(dir, 'missing.json')], {
       timeout: 20_000,
     }).catch((err: { code: number; stderr: string }) => err)
     expect(failed).toMatchObject({ code: 1 })

@@ -3,14 +3,19 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { isSmqttError } from '@smqtt/core'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { defaultConfig, defaultConfigDocument, loadConfig, parseConfig } from '../src/config.js'
+import {
+  defaultConfigDocument,
+  defaultKeyServerConfig,
+  loadKeyServerConfig,
+  parseKeyServerConfig,
+} from '../src/config.js'
 
 const baseDir = resolve('/etc/smqtt')
 
-/** The error `parseConfig` throws for `json`, which must be ERR_CONFIG_INVALID. */
+/** The error `parseKeyServerConfig` throws for `json`, which must be ERR_CONFIG_INVALID. */
 function configError(json: unknown): string {
   try {
-    parseConfig(json, baseDir)
+    parseKeyServerConfig(json, baseDir)
   } catch (err) {
     expect(isSmqttError(err, 'ERR_CONFIG_INVALID')).toBe(true)
     return (err as Error).message
@@ -20,7 +25,7 @@ function configError(json: unknown): string {
 
 describe('defaults', () => {
   test('an empty document gives every default, paths resolved against the config folder', () => {
-    expect(parseConfig({}, baseDir)).toEqual({
+    expect(parseKeyServerConfig({}, baseDir)).toEqual({
       baseDir,
       listen: { host: '127.0.0.1', port: 8443 },
       tls: {
@@ -48,13 +53,15 @@ describe('defaults', () => {
     })
   })
 
-  test('defaultConfig is the default document resolved, and the document round-trips through JSON', () => {
-    expect(defaultConfig(baseDir)).toEqual(parseConfig({}, baseDir))
-    expect(parseConfig(JSON.stringify(defaultConfigDocument()), baseDir)).toEqual(defaultConfig(baseDir))
+  test('defaultKeyServerConfig is the default document resolved, and the document round-trips through JSON', () => {
+    expect(defaultKeyServerConfig(baseDir)).toEqual(parseKeyServerConfig({}, baseDir))
+    expect(parseKeyServerConfig(JSON.stringify(defaultConfigDocument()), baseDir)).toEqual(
+      defaultKeyServerConfig(baseDir),
+    )
   })
 
   test('a partial nested object keeps the defaults of its other fields', () => {
-    const config = parseConfig({ listen: { port: 9443 }, tls: { caFile: 'other-ca.pem' } }, baseDir)
+    const config = parseKeyServerConfig({ listen: { port: 9443 }, tls: { caFile: 'other-ca.pem' } }, baseDir)
     expect(config.listen).toEqual({ host: '127.0.0.1', port: 9443 })
     expect(config.tls.certFile).toBe(join(baseDir, 'pki/server.pem'))
     expect(config.tls.caFile).toBe(join(baseDir, 'other-ca.pem'))
@@ -64,7 +71,7 @@ describe('defaults', () => {
 describe('paths and stores', () => {
   test('relative paths resolve against the config folder, absolute paths stay', () => {
     const absolute = resolve('/var/lib/smqtt/master.key')
-    const config = parseConfig(
+    const config = parseKeyServerConfig(
       { masterKeyFile: absolute, adminTokenFile: '../secrets/admin.token', tls: { keyFile: './k.pem' } },
       baseDir,
     )
@@ -74,17 +81,19 @@ describe('paths and stores', () => {
   })
 
   test('a relative baseDir is made absolute', () => {
-    expect(parseConfig({}, 'conf').baseDir).toBe(resolve('conf'))
-    expect(parseConfig({}, 'conf').masterKeyFile).toBe(resolve('conf', 'master.key'))
+    expect(parseKeyServerConfig({}, 'conf').baseDir).toBe(resolve('conf'))
+    expect(parseKeyServerConfig({}, 'conf').masterKeyFile).toBe(resolve('conf', 'master.key'))
   })
 
   test('resolves sqlite paths against the config folder, keeps in-memory sqlite and postgres URLs', () => {
     const absolute = resolve('/var/lib/smqtt/ks.db')
-    expect(parseConfig({ store: 'sqlite:db/ks.db' }, baseDir).store).toBe(`sqlite:${join(baseDir, 'db/ks.db')}`)
-    expect(parseConfig({ store: `sqlite:${absolute}` }, baseDir).store).toBe(`sqlite:${absolute}`)
-    expect(parseConfig({ store: 'sqlite::memory:' }, baseDir).store).toBe('sqlite::memory:')
+    expect(parseKeyServerConfig({ store: 'sqlite:db/ks.db' }, baseDir).store).toBe(
+      `sqlite:${join(baseDir, 'db/ks.db')}`,
+    )
+    expect(parseKeyServerConfig({ store: `sqlite:${absolute}` }, baseDir).store).toBe(`sqlite:${absolute}`)
+    expect(parseKeyServerConfig({ store: 'sqlite::memory:' }, baseDir).store).toBe('sqlite::memory:')
     for (const url of ['postgres://ks:pw@db.internal:5432/smqtt', 'postgresql://db/smqtt?schema=keyserver']) {
-      expect(parseConfig({ store: url }, baseDir).store).toBe(url)
+      expect(parseKeyServerConfig({ store: url }, baseDir).store).toBe(url)
     }
   })
 
@@ -103,7 +112,7 @@ describe('validation', () => {
     expect(configError({ listen: { prot: 1 } })).toContain('$.listen.prot')
     expect(configError({ tls: { cert: 'x' } })).toContain('$.tls.cert')
     expect(configError({ tls: { profile: 'old' } })).toContain('$.tls.profile: expected one of intermediate, modern')
-    expect(parseConfig({ tls: { profile: 'modern' } }, baseDir).tls.profile).toBe('modern')
+    expect(parseKeyServerConfig({ tls: { profile: 'modern' } }, baseDir).tls.profile).toBe('modern')
     expect(configError(JSON.parse('{ "__proto__": { "insecureAllowPlainHttp": true } }'))).toContain('$.__proto__')
   })
 
@@ -162,13 +171,16 @@ describe('validation', () => {
   })
 
   test('accepts port 0 (an ephemeral port, for tests) and IPv6 hosts', () => {
-    expect(parseConfig({ listen: { host: '::', port: 0 } }, baseDir).listen).toEqual({ host: '::', port: 0 })
+    expect(parseKeyServerConfig({ listen: { host: '::', port: 0 } }, baseDir).listen).toEqual({ host: '::', port: 0 })
   })
 })
 
 describe('deadlines and the per-address cap', () => {
   test('a partial deadlines object keeps the other defaults; out of range or headers past the request is refused', () => {
-    const config = parseConfig({ deadlines: { requestSeconds: 60 }, maxPendingConnectionsPerAddress: 500 }, baseDir)
+    const config = parseKeyServerConfig(
+      { deadlines: { requestSeconds: 60 }, maxPendingConnectionsPerAddress: 500 },
+      baseDir,
+    )
     expect(config.deadlines).toEqual({
       handshakeSeconds: 10,
       headersSeconds: 10,
@@ -185,15 +197,15 @@ describe('deadlines and the per-address cap', () => {
 
 describe('insecureAllowPlainHttp', () => {
   test('is the only switch for plain HTTP: TLS settings always resolve, and the flag is kept', () => {
-    const config = parseConfig({ insecureAllowPlainHttp: true }, baseDir)
+    const config = parseKeyServerConfig({ insecureAllowPlainHttp: true }, baseDir)
     expect(config.insecureAllowPlainHttp).toBe(true)
     expect(config.tls.certFile).toBe(join(baseDir, 'pki/server.pem'))
-    expect(parseConfig({}, baseDir).insecureAllowPlainHttp).toBe(false)
+    expect(parseKeyServerConfig({}, baseDir).insecureAllowPlainHttp).toBe(false)
     for (const json of [{ tls: false }, { tls: null }, { tls: {}, plainHttp: true }]) configError(json)
   })
 })
 
-describe('loadConfig', () => {
+describe('loadKeyServerConfig', () => {
   let dir: string
 
   beforeEach(() => {
@@ -208,7 +220,7 @@ describe('loadConfig', () => {
     mkdirSync(join(dir, 'etc'))
     const file = join(dir, 'etc', 'keyserver.json')
     writeFileSync(file, JSON.stringify({ store: 'sqlite:db.sqlite', masterKeyFile: 'keys/master.key' }))
-    const config = loadConfig(file)
+    const config = loadKeyServerConfig(file)
     expect(config.baseDir).toBe(join(dir, 'etc'))
     expect(config.store).toBe(`sqlite:${join(dir, 'etc', 'db.sqlite')}`)
     expect(config.masterKeyFile).toBe(join(dir, 'etc', 'keys', 'master.key'))
@@ -217,13 +229,13 @@ describe('loadConfig', () => {
   test('loads the default document as written by init, with or without a byte order mark', () => {
     const file = join(dir, 'keyserver.json')
     writeFileSync(file, `\uFEFF${JSON.stringify(defaultConfigDocument(), null, 2)}\n`)
-    expect(loadConfig(file)).toEqual(defaultConfig(dir))
+    expect(loadKeyServerConfig(file)).toEqual(defaultKeyServerConfig(dir))
   })
 
   test('keeps insecureAllowPlainHttp for the server to warn about', () => {
     const file = join(dir, 'keyserver.json')
     writeFileSync(file, JSON.stringify({ insecureAllowPlainHttp: true }))
-    expect(loadConfig(file).insecureAllowPlainHttp).toBe(true)
+    expect(loadKeyServerConfig(file).insecureAllowPlainHttp).toBe(true)
   })
 
   test('refuses a missing file, a file that is not JSON, and an invalid document', () => {
@@ -235,10 +247,10 @@ describe('loadConfig', () => {
       }
       return 'none'
     }
-    expect(code(() => loadConfig(join(dir, 'absent.json')))).toBe('ERR_CONFIG_INVALID')
+    expect(code(() => loadKeyServerConfig(join(dir, 'absent.json')))).toBe('ERR_CONFIG_INVALID')
     writeFileSync(join(dir, 'bad.json'), '{ listen: 1 }')
-    expect(code(() => loadConfig(join(dir, 'bad.json')))).toBe('ERR_CONFIG_INVALID')
+    expect(code(() => loadKeyServerConfig(join(dir, 'bad.json')))).toBe('ERR_CONFIG_INVALID')
     writeFileSync(join(dir, 'unknown.json'), '{ "listen": { "hots": "x" } }')
-    expect(() => loadConfig(join(dir, 'unknown.json'))).toThrow(/\$\.listen\.hots/)
+    expect(() => loadKeyServerConfig(join(dir, 'unknown.json'))).toThrow(/\$\.listen\.hots/)
   })
 })

@@ -10,8 +10,8 @@ import { join, resolve } from 'node:path'
 import { isSmqttError, REQUEST_SIGNATURE_HEADERS } from '@smqtt/core'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { parseConfig } from '../src/config.js'
-import { initKeyServer, loadConfig, type RunningKeyServer, startKeyServer } from '../src/index.js'
+import { parseKeyServerConfig } from '../src/config.js'
+import { initKeyServer, loadKeyServerConfig, type RunningKeyServer, startKeyServer } from '../src/index.js'
 
 const APP = 'https://home.example.com'
 const OTHER = 'https://evil.example.net'
@@ -35,7 +35,7 @@ let withoutCors: Started
 async function start(name: string, cors?: { origins: string[] }): Promise<Started> {
   const { configFile } = await initKeyServer(join(dir, name), { listen: { host: '127.0.0.1', port: 0 } })
   if (cors) writeFileSync(configFile, JSON.stringify({ ...JSON.parse(readFileSync(configFile, 'utf8')), cors }))
-  const config = loadConfig(configFile)
+  const config = loadKeyServerConfig(configFile)
   const server = await startKeyServer(config, { logger: pino({ level: 'silent' }) })
   return { server, ca: readFileSync(config.tls.caFile, 'utf8') }
 }
@@ -127,7 +127,7 @@ describe('config', () => {
   const baseDir = resolve('/etc/smqtt')
   const configError = (cors: unknown) => {
     try {
-      parseConfig({ cors }, baseDir)
+      parseKeyServerConfig({ cors }, baseDir)
     } catch (err) {
       expect(isSmqttError(err, 'ERR_CONFIG_INVALID')).toBe(true)
       return (err as Error).message
@@ -136,8 +136,8 @@ describe('config', () => {
   }
 
   test('absent by default; exact origins accepted', () => {
-    expect(parseConfig({}, baseDir).cors).toBeUndefined()
-    expect(parseConfig({ cors: { origins: [APP, 'http://localhost:5173'] } }, baseDir).cors).toEqual({
+    expect(parseKeyServerConfig({}, baseDir).cors).toBeUndefined()
+    expect(parseKeyServerConfig({ cors: { origins: [APP, 'http://localhost:5173'] } }, baseDir).cors).toEqual({
       origins: [APP, 'http://localhost:5173'],
     })
   })

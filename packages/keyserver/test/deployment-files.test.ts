@@ -10,7 +10,7 @@ import { isSmqttError, sha256 } from '@smqtt/core'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { main } from '../src/cli.js'
-import { loadConfig } from '../src/config.js'
+import { loadKeyServerConfig } from '../src/config.js'
 import { buildApp } from '../src/http/app.js'
 import { initKeyServer, type RunningKeyServer, startKeyServer } from '../src/server.js'
 import { ADMIN_TOKEN, type Harness, startHarness } from '../src/testing.js'
@@ -56,7 +56,7 @@ describe.skipIf(!posix)('deployment file modes', () => {
   test('what init writes passes every rule: the key server starts from it', async () => {
     let server: RunningKeyServer | undefined
     try {
-      server = await startKeyServer(loadConfig(configFile), { logger: quiet() })
+      server = await startKeyServer(loadKeyServerConfig(configFile), { logger: quiet() })
       expect(server.url).toMatch(/^https:/)
     } finally {
       await server?.close()
@@ -64,14 +64,14 @@ describe.skipIf(!posix)('deployment file modes', () => {
   })
 
   test('a config file writable by group or others (0666) is refused', async () => {
-    const err = await withMode(configFile, 0o666, 0o644, () => errorOf(() => loadConfig(configFile)))
+    const err = await withMode(configFile, 0o666, 0o644, () => errorOf(() => loadKeyServerConfig(configFile)))
     expect(isSmqttError(err, 'ERR_CONFIG_INVALID')).toBe(true)
     expect(err.message).toContain(configFile)
     expect(err.message).toMatch(/mode 666.*chmod go-w/)
   })
 
   test('a deployment folder writable by group or others (0777) is refused', async () => {
-    const err = await withMode(deployment, 0o777, 0o700, () => errorOf(() => loadConfig(configFile)))
+    const err = await withMode(deployment, 0o777, 0o700, () => errorOf(() => loadKeyServerConfig(configFile)))
     expect(isSmqttError(err, 'ERR_CONFIG_INVALID')).toBe(true)
     expect(err.message).toContain(`mode 777), so they could redirect the server; run: chmod go-w ${deployment}`)
   })
@@ -79,7 +79,7 @@ describe.skipIf(!posix)('deployment file modes', () => {
   test('admin.token readable by others (0644) is refused by start and by the admin commands', async () => {
     const token = join(deployment, 'admin.token')
     await withMode(token, 0o644, 0o600, async () => {
-      const err = await errorOf(() => startKeyServer(loadConfig(configFile), { logger: quiet() }))
+      const err = await errorOf(() => startKeyServer(loadKeyServerConfig(configFile), { logger: quiet() }))
       expect(isSmqttError(err, 'ERR_CONFIG_INVALID')).toBe(true)
       expect(err.message).toContain(`$.adminTokenFile: ${token} is a secret`)
       expect(err.message).toContain(`(mode 644); run: chmod 600 ${token}`)
@@ -90,7 +90,7 @@ describe.skipIf(!posix)('deployment file modes', () => {
   test('a TLS private key readable by others (0644) is refused', async () => {
     const key = join(deployment, 'pki', 'server.key')
     const err = await withMode(key, 0o644, 0o600, () =>
-      errorOf(() => startKeyServer(loadConfig(configFile), { logger: quiet() })),
+      errorOf(() => startKeyServer(loadKeyServerConfig(configFile), { logger: quiet() })),
     )
     expect(isSmqttError(err, 'ERR_CONFIG_INVALID')).toBe(true)
     expect(err.message).toContain(`$.tls.keyFile: ${key} is a secret`)
@@ -100,7 +100,7 @@ describe.skipIf(!posix)('deployment file modes', () => {
   test('a CA certificate writable by others (0666) is refused: it would let them add a trust anchor', async () => {
     const ca = join(deployment, 'pki', 'ca.pem')
     const err = await withMode(ca, 0o666, 0o644, () =>
-      errorOf(() => startKeyServer(loadConfig(configFile), { logger: quiet() })),
+      errorOf(() => startKeyServer(loadKeyServerConfig(configFile), { logger: quiet() })),
     )
     expect(isSmqttError(err, 'ERR_CONFIG_INVALID')).toBe(true)
     expect(err.message).toContain(`$.tls.caFile: ${ca} is writable by group or others (mode 666)`)
@@ -110,7 +110,7 @@ describe.skipIf(!posix)('deployment file modes', () => {
     const store = join(deployment, 'data', 'keyserver.db')
     expect(statSync(store).mode & 0o777).toBe(0o600)
     const err = await withMode(store, 0o644, 0o600, () =>
-      errorOf(() => startKeyServer(loadConfig(configFile), { logger: quiet() })),
+      errorOf(() => startKeyServer(loadKeyServerConfig(configFile), { logger: quiet() })),
     )
     expect(isSmqttError(err, 'ERR_CONFIG_INVALID')).toBe(true)
     expect(err.message).toContain(`$.store: ${store} is a secret`)
@@ -120,7 +120,7 @@ describe.skipIf(!posix)('deployment file modes', () => {
   test('master.key goes through the same check, with its own code', async () => {
     const key = join(deployment, 'master.key')
     const err = await withMode(key, 0o640, 0o600, () =>
-      errorOf(() => startKeyServer(loadConfig(configFile), { logger: quiet() })),
+      errorOf(() => startKeyServer(loadKeyServerConfig(configFile), { logger: quiet() })),
     )
     expect(isSmqttError(err, 'ERR_MASTER_KEY_INVALID')).toBe(true)
     expect(err.message).toContain(`master key file ${key} is a secret`)

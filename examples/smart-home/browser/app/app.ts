@@ -48,7 +48,7 @@ async function enrolled(config: AppConfig) {
   if (stored) return stored
   const token = tokenFromHash() ?? (await tokenFromForm())
   setStatus('enrolling…', 'starting')
-  return enroll({ keyserverUrl: config.keyserverUrl, token, id: config.appId, storage })
+  return enroll({ keyServerUrl: config.keyServerUrl, token, id: config.appId, storage })
 }
 
 /** One list item per thermostat, updated in place. */
@@ -102,7 +102,7 @@ async function connect(config: AppConfig, enrollment: Awaited<ReturnType<typeof 
       return await secureConnectAsync(config.brokerUrl, {
         ...enrollment,
         storage,
-        keyserver: { url: enrollment.keyserverUrl, keyServerPublicKey: enrollment.keyServerPublicKey },
+        keyServer: { url: enrollment.keyServerUrl, keyServerPublicKey: enrollment.keyServerPublicKey },
       })
     } catch (err) {
       if (attempt === CONNECT_ATTEMPTS) throw err

@@ -47,7 +47,7 @@ export const COMMON_OPTIONS = {
   state: { type: 'string' },
   'token-file': { type: 'string' },
   id: { type: 'string' },
-  keyserver: { type: 'string' },
+  'key-server': { type: 'string' },
   cafile: { type: 'string' },
   url: { type: 'string', short: 'L' },
   host: { type: 'string', short: 'h' },
@@ -65,9 +65,9 @@ export const COMMON_OPTIONS = {
 export const COMMON_HELP = `Identity (a folder made by enroll(); one running tool per folder):
   --state DIR             the identity's storage folder (required)
   --token-file FILE|-     enroll into DIR first if it holds no identity, with the one-time
-                          token in FILE (- reads stdin); needs --id and --keyserver
+                          token in FILE (- reads stdin); needs --id and --key-server
   --id ID                 the principal id to enroll as
-  --keyserver URL         the key server (default: the one recorded at enrollment)
+  --key-server URL         the key server (default: the one recorded at enrollment)
   --cafile FILE           CA certificate (PEM) of the broker's and the key server's TLS
 Broker:
   -L, --url URL           mqtts://host:port, mqtt://host:port, wss://host:port/path, ...
@@ -184,16 +184,16 @@ export async function connectTool(values: CommonValues, io: ToolIo, tool: string
 
   const storage: StringStorage = fileStorage(values.state)
   const enrollment = await identityIn(storage, values, ca, io, debug)
-  const keyserverUrl = values.keyserver ?? enrollment.keyserverUrl
-  debug(`identity ${enrollment.identity.id} (kid ${enrollment.kid}), key server ${keyserverUrl}, broker ${url}`)
+  const keyServerUrl = values['key-server'] ?? enrollment.keyServerUrl
+  debug(`identity ${enrollment.identity.id} (kid ${enrollment.kid}), key server ${keyServerUrl}, broker ${url}`)
   let client: SecureClient
   try {
     client = await secureConnectAsync(url, {
       identity: enrollment.identity,
       kid: enrollment.kid,
       storage,
-      keyserver: {
-        url: keyserverUrl,
+      keyServer: {
+        url: keyServerUrl,
         ...(ca === undefined ? {} : { ca }),
         keyServerPublicKey: enrollment.keyServerPublicKey,
       },
@@ -245,13 +245,13 @@ async function identityIn(
     return stored
   }
   if (values['token-file'] === undefined)
-    throw new UsageError(`${values.state} holds no identity: enroll with --token-file, --id and --keyserver`)
-  if (values.id === undefined || values.keyserver === undefined)
-    throw new UsageError('enrolling needs --id and --keyserver')
+    throw new UsageError(`${values.state} holds no identity: enroll with --token-file, --id and --key-server`)
+  if (values.id === undefined || values['key-server'] === undefined)
+    throw new UsageError('enrolling needs --id and --key-server')
   const token = await readSecret(values['token-file'], io, 'token')
   try {
     const enrolled = await enroll({
-      keyserverUrl: values.keyserver,
+      keyServerUrl: values['key-server'],
       ...(ca === undefined ? {} : { ca }),
       token,
       id: values.id,
@@ -260,7 +260,7 @@ async function identityIn(
     debug(`enrolled ${values.id} into ${values.state}`)
     return enrolled
   } catch (err) {
-    throw new ConnectError(`cannot enroll ${values.id} at ${values.keyserver}: ${oneLine(err)}`)
+    throw new ConnectError(`cannot enroll ${values.id} at ${values['key-server']}: ${oneLine(err)}`)
   }
 }
 

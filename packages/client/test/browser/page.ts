@@ -82,7 +82,7 @@ const smqtt = {
   securityErrors: [] as { code: string; topic: string }[],
 
   /** Redeems the one-time token at the key server (fetch + CORS) and stores the identity. */
-  async enroll(options: { keyserverUrl: string; token: string; id: string }) {
+  async enroll(options: { keyServerUrl: string; token: string; id: string }) {
     const enrollment = await enroll({ ...options, storage: indexedDbStorage({ database: DATABASE }) })
     return { id: enrollment.identity.id, kid: enrollment.kid }
   },
@@ -124,7 +124,7 @@ const smqtt = {
     client = await secureConnectAsync(options.brokerUrl, {
       ...enrollment,
       storage,
-      keyserver: { url: enrollment.keyserverUrl, keyServerPublicKey: enrollment.keyServerPublicKey },
+      keyServer: { url: enrollment.keyServerUrl, keyServerPublicKey: enrollment.keyServerPublicKey },
       mqtt: { reconnectPeriod: 0, connectTimeout: 10_000 },
       ...(options.freshnessIntervalSeconds ? { freshnessIntervalSeconds: options.freshnessIntervalSeconds } : {}),
     })

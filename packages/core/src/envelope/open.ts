@@ -59,7 +59,7 @@ export interface OpenedEnvelope {
 /**
  * An envelope that passed every check of {@link openEnvelope} but its signature: what a verifier
  * on another thread needs (`signingKey`, and the envelope and topic it was made from). Finish it
- * with {@link finishOpenEnvelope} once the signature is checked.
+ * with {@link finishOpenEnvelopeUnsafe} once the signature is checked.
  */
 export interface UnverifiedEnvelope {
   readonly header: EnvelopeHeader
@@ -104,7 +104,7 @@ export function openEnvelope(bytes: Uint8Array, topic: string, options: OpenEnve
  * ```ts
  * const unverified = beginOpenEnvelope(payload, topic, options)
  * pool.verify(unverified.signingKey, topic, payload, (verdict) => {
- *   const { header, payload } = finishOpenEnvelope(unverified, verdict === 'valid', options)
+ *   const { header, payload } = finishOpenEnvelopeUnsafe(unverified, verdict === 'valid', options)
  * })
  * ```
  */
@@ -155,7 +155,13 @@ export function checkEnvelopeSignature(
 }
 
 /**
- * The second step of {@link beginOpenEnvelope}: given whether the signature held (checked by the
+ * The second step of {@link beginOpenEnvelope}. **Unsafe**: it trusts `signatureValid` as the
+ * caller states it, so passing `true` for an unchecked envelope lets any reader of the group
+ * forge messages as any writer (the group key seals, only the signature tells writers apart).
+ * Pass the verdict of {@link checkEnvelopeSignature} or of a verifier that ran it on
+ * `unverified.signingKey`; anything else should call {@link openEnvelope}.
+ *
+ * Given whether the signature held (checked by the
  * caller under `unverified.signingKey`, and with `unverified.properties` when `header.properties`
  * says the envelope binds some; {@link checkEnvelopeSignature} does both), checks the sender's
  * rights, decrypts and records the message in the replay window. Finish envelopes in the order they were received. The replay
@@ -164,7 +170,7 @@ export function checkEnvelopeSignature(
  *
  * @throws SmqttError `ERR_ENVELOPE_SIGNATURE_INVALID` when `signatureValid` is false, else as {@link openEnvelope}.
  */
-export function finishOpenEnvelope(
+export function finishOpenEnvelopeUnsafe(
   unverified: UnverifiedEnvelope,
   signatureValid: boolean,
   options: OpenEnvelopeOptions,

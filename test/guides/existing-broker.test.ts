@@ -1,0 +1,4 @@
+// docs/existing-broker.md, executed as a reader follows it (see test/docs.test.ts and test/_guides.ts).
+import { guideTest } from '../_guides.js'
+
+guideTest('docs/existing-broker.md')
