@@ -4,7 +4,7 @@
 //   npm run api         rebuilds and rewrites the reports
 //   npm run api:check   rebuilds and fails if a report differs from what is committed
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import {
@@ -82,6 +82,20 @@ try {
     const folder = join(root, 'packages', name)
     const manifest = JSON.parse(readFileSync(join(folder, 'package.json'), 'utf8')) as Manifest
     const entries = entryPoints(folder, manifest)
+    // A report whose entry point is gone (a subpath removed from "exports") must go with it.
+    const reports = new Set(entries.map((entry) => `${entry.report}.api.md`))
+    const apiFolder = join(folder, 'api')
+    for (const fileName of existsSync(apiFolder) ? readdirSync(apiFolder) : []) {
+      if (!fileName.endsWith('.api.md') || reports.has(fileName)) continue
+      const file = `packages/${name}/api/${fileName}`
+      if (check) {
+        failed++
+        console.error(`${file}: no such entry point in package.json "exports" (npm run api deletes it)`)
+      } else {
+        rmSync(join(apiFolder, fileName))
+        console.log(`${file}: deleted (no such entry point)`)
+      }
+    }
     const [first, ...rest] = entries.map((entry) => config(folder, entry.report, entry.types))
     if (first === undefined) continue
     if (!check) mkdirSync(join(folder, 'api'), { recursive: true })

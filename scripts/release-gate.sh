@@ -34,7 +34,7 @@ pack() {
   for t in "$tarballs"/*.tgz; do
     listing=$(tar -tzf "$t")
     grep -qx 'package/LICENSE' <<<"$listing" || { echo "$t: no LICENSE" >&2; return 1; }
-    extra=$(grep -E '^package/(vectors|test|bench|demo)/' <<<"$listing" || true)
+    extra=$(grep -E '^package/(vectors|test|bench|demo)/|^package/(src|dist)/testing[./]' <<<"$listing" || true)
     [[ -z $extra ]] || { echo "$t ships test material: $(head -3 <<<"$extra")" >&2; return 1; }
     printf '   %-40s %6d kB, %d files\n' "$(basename "$t")" "$(($(stat -c %s "$t") / 1024))" "$(wc -l <<<"$listing")"
   done

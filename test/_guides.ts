@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePort } from '@smqtt/keyserver/testing'
+import { freePort } from '@smqtt/test-kit/keyserver'
 import { afterEach, expect, test } from 'vitest'
 import { type DocBlock, docBlocks, docScript } from './_docs.js'
 

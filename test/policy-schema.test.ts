@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { parsePolicy, policyProblems } from '@smqtt/core'
-import { SMART_HOME_POLICY as KEYSERVER_TEST_POLICY } from '@smqtt/keyserver/testing'
+import { SMART_HOME_POLICY as KEYSERVER_TEST_POLICY } from '@smqtt/test-kit/keyserver'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import { describe, expect, test } from 'vitest'
 import { AGRICULTURE_POLICY } from '../examples/scenarios/src/agriculture.js'
@@ -36,7 +36,7 @@ const shipped: Record<string, unknown> = {
   'examples/scenarios agriculture': AGRICULTURE_POLICY,
   'examples/scenarios factory': FACTORY_POLICY,
   'examples/scenarios hospital': HOSPITAL_POLICY,
-  '@smqtt/keyserver/testing SMART_HOME_POLICY': KEYSERVER_TEST_POLICY,
+  '@smqtt/test-kit/keyserver SMART_HOME_POLICY': KEYSERVER_TEST_POLICY,
   'scripts/start.ts DEV_POLICY': starterPolicy(),
   ...Object.fromEntries(documentedPolicies().map((p, i) => [`docs/policy.md example ${i + 1}`, p])),
 }

@@ -58,6 +58,6 @@ test('the unit tier (scripts/test-unit.sh) lists test files that exist and start
   // command such as openssl making a test certificate, or a TLS socket on loopback inside the
   // test's own process, is fine).
   const services =
-    /startHarness|startBroker|startKeyServer|_stack\.js|fixture\.js|^import (?!type )[^\n]*from '(mqtt|aedes)'|playwright|ioredis|PostgresStore|freePort/m
+    /startHarness|startBroker|startKeyServer|@smqtt\/test-kit\/(keyserver|broker|client|use-stack)|^import (?!type )[^\n]*from '(mqtt|aedes)'|playwright|ioredis|PostgresStore|freePort/m
   for (const file of files) expect([file, services.exec(root(file))?.[0]]).toEqual([file, undefined])
 })

@@ -6,9 +6,9 @@
 // stack (key server over HTTPS, the SMQTT broker, secure clients): a new client is served, the
 // broker applies its snapshot, and a subscriber receives.
 import { RevocationList } from '@smqtt/core'
-import { addRevokedFleet } from '@smqtt/keyserver/testing'
+import { within } from '@smqtt/test-kit/broker'
+import { addRevokedFleet } from '@smqtt/test-kit/keyserver'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import { within } from '../packages/broker-plugin/test/fixture.js'
 import { type AttackStack, deliveredTo, startAttackStack } from './attacks/_stack.js'
 
 const REVOKED = 20_000

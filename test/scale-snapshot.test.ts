@@ -8,11 +8,11 @@
 // `packet-refused oversize`, and the broker stayed behind until its next scheduled pull.)
 import { memoryStorage } from '@smqtt/client'
 import { BROKER_CONTROL_TOPIC } from '@smqtt/core'
-import { addFleet } from '@smqtt/keyserver/testing'
+import { within } from '@smqtt/test-kit/broker'
+import { enrollThrough, waitUntil } from '@smqtt/test-kit/client'
+import { addFleet } from '@smqtt/test-kit/keyserver'
 import type { AedesPublishPacket } from 'aedes'
 import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest'
-import { within } from '../packages/broker-plugin/test/fixture.js'
-import { enrollThrough, waitUntil } from '../packages/client/test/_stack.js'
 import {
   KEYSERVER_ROLE,
   type MqttPush,

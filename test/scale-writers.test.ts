@@ -5,9 +5,9 @@
 // key id, when its first envelope arrives. Against the real stack (key server over HTTPS, the
 // SMQTT broker, secure clients): a new client is served, and a subscriber receives from a writer
 // it never saw, with no security error.
-import { addWriters } from '@smqtt/keyserver/testing'
+import { within } from '@smqtt/test-kit/broker'
+import { addWriters } from '@smqtt/test-kit/keyserver'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import { within } from '../packages/broker-plugin/test/fixture.js'
 import { type AttackStack, deliveredTo, startAttackStack } from './attacks/_stack.js'
 
 const WRITERS = 3_000

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createConnectPassword, createEnrollmentRequest, generateIdentity } from '@smqtt/core'
-import { freePort } from '@smqtt/keyserver/testing'
+import { freePort } from '@smqtt/test-kit/keyserver'
 import mqtt from 'mqtt'
 import { afterAll, expect, test } from 'vitest'
 

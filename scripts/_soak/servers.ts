@@ -15,7 +15,7 @@ import {
   type RunningKeyServer,
   startKeyServer,
 } from '@smqtt/keyserver'
-import { freePort, SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
+import { freePort, SMART_HOME_POLICY } from '@smqtt/test-kit/keyserver'
 import { pino } from 'pino'
 import { sleep } from './shared.js'
 

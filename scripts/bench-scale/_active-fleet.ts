@@ -1,7 +1,7 @@
 // The fleet the enrollment and freshness-poll curves measure: N active principals straight into
 // the store, a tenth apps reading the thermostats' group, the rest thermostats writing it.
 import type { KeyServerSettings } from '@smqtt/keyserver'
-import { addPrincipals, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { addPrincipals, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 
 export async function startActiveFleet(size: number, settings: Partial<KeyServerSettings> = {}): Promise<Harness> {
   const h = await startHarness({ settings })

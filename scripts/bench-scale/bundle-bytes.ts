@@ -3,7 +3,7 @@
 // group; note: what it weighed when it listed every writer (before: the listed bundle's size at
 // the smallest points, then the same per-writer bytes times N), and the bytes of one writer's
 // record (`POST /v1/writers`), which a subscriber fetches once per writer it hears from.
-import { addWriters, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { addWriters, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { kib, type ScaleCurve } from './_curve.js'
 
 export const bundleBytes: ScaleCurve = {

@@ -27,7 +27,7 @@ import {
   type SuiteId,
   sealEnvelope,
 } from '@smqtt/core'
-import { addPrincipals, fleetId, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { addPrincipals, fleetId, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import mqtt, { type IPublishPacket } from 'mqtt'
 import { kib, type ScaleCurve } from './_curve.js'
 import { heapAfterGc } from './_heap.js'

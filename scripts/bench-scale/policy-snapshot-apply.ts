@@ -4,11 +4,11 @@
 // longest the event loop was held during it (the note). A snapshot above 256 KiB is opened on a
 // worker thread, started by a first, warm-up snapshot (as a running broker has it by then).
 // From 10,000 principals the note also gives the broker's heap per principal once enforced.
+import { attachSmqtt } from '@smqtt/broker-plugin'
 import { createBrokerSnapshot, generateIdentity } from '@smqtt/core'
 import { Aedes } from 'aedes'
 import { pino } from 'pino'
 import { Registry } from 'prom-client'
-import { attachSmqtt } from '../../packages/broker-plugin/src/index.js'
 import type { ScaleCurve } from './_curve.js'
 import { heapAfterGc } from './_heap.js'
 import { fleetPolicy, fleetPrincipals, longestBlockDuring, PRINCIPALS_PER_HOME } from './policy-fleet.js'

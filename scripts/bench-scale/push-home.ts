@@ -8,7 +8,7 @@
 // or a reconnect). Before the directory's index of holders: 7 s per push at 100,000 on a loaded
 // 2-core machine, even for a home of 10 (docs/benchmarks.md, "Push after a home's re-key").
 import { generateIdentity, type Policy } from '@smqtt/core'
-import { type Harness, startHarness } from '@smqtt/keyserver/testing'
+import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 import { median, type ScaleCurve } from './_curve.js'
 
 const PER_HOME = 10

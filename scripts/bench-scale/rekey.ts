@@ -7,7 +7,7 @@
 // the same revocation (a model with the real primitives: 2·⌈log2 N⌉ key wraps and one
 // signature, its broadcast bytes) — see docs/decisions.md, "re-key after revocation".
 import { cryptoBackend } from '@smqtt/core'
-import { addPrincipals, startHarness } from '@smqtt/keyserver/testing'
+import { addPrincipals, startHarness } from '@smqtt/test-kit/keyserver'
 import type { ScaleCurve } from './_curve.js'
 import { heapAfterGc } from './_heap.js'
 

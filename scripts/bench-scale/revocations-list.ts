@@ -5,7 +5,7 @@
 // both stay flat once the fleet's history is longer than a day.
 // Before: every revocation ever made, ~60 B each; past ~15,000 the list outgrew the 1 MiB a
 // client accepts and the route answered 500.
-import { addRevokedFleet, startHarness } from '@smqtt/keyserver/testing'
+import { addRevokedFleet, startHarness } from '@smqtt/test-kit/keyserver'
 import type { ScaleCurve } from './_curve.js'
 
 const PER_DAY = 100

@@ -3,7 +3,7 @@
 // notice); note: bytes each broker then pulls over HTTPS (the whole snapshot, today), and what a
 // delta carrying the one changed principal would weigh (the plan, not implemented).
 // Before: the push was the whole snapshot at every size, refused by brokers past 256 KiB.
-import { addFleet, startHarness } from '@smqtt/keyserver/testing'
+import { addFleet, startHarness } from '@smqtt/test-kit/keyserver'
 import { DEFAULT_MAX_INLINE_SNAPSHOT_BYTES } from '../../packages/keyserver/src/service/mqtt-push.js'
 import { kib, type ScaleCurve } from './_curve.js'
 

@@ -5,9 +5,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { parseBrokerConfig, type RunningBroker, startBroker } from '@smqtt/broker-plugin'
 import { exportIdentity } from '@smqtt/core'
-import { addFleet, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
-import { parseBrokerConfig, type RunningBroker, startBroker } from '../../packages/broker-plugin/src/index.js'
+import { addFleet, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import {
   KEYSERVER_ROLE,
   type MqttPush,

@@ -5,7 +5,7 @@
 // server's ms per such answer, and the whole snapshot's bytes and ms: what every scheduled pull
 // fetched, and every broker verified and indexed again, before.
 import { signRequest } from '@smqtt/core'
-import { addFleet, startHarness } from '@smqtt/keyserver/testing'
+import { addFleet, startHarness } from '@smqtt/test-kit/keyserver'
 import { kib, median, type ScaleCurve } from './_curve.js'
 
 const PATH = '/v1/broker/snapshot'

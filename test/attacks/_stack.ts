@@ -7,6 +7,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
+  type BrokerConfigDocument,
+  hashLegacyPassword,
+  parseBrokerConfig,
+  type RunningBroker,
+  startBroker,
+} from '@smqtt/broker-plugin'
+import {
   type ClientStorage,
   type Enrollment,
   fileStorage,
@@ -17,17 +24,10 @@ import {
   secure,
 } from '@smqtt/client'
 import { createConnectPassword, exportIdentity, type Identity } from '@smqtt/core'
-import { type Harness, startHarness } from '@smqtt/keyserver/testing'
+import { closed, connected, TEST_POLICY, within } from '@smqtt/test-kit/broker'
+import { enrollThrough, waitUntil } from '@smqtt/test-kit/client'
+import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import {
-  type BrokerConfigDocument,
-  hashLegacyPassword,
-  parseBrokerConfig,
-  type RunningBroker,
-  startBroker,
-} from '../../packages/broker-plugin/src/index.js'
-import { closed, connected, TEST_POLICY, within } from '../../packages/broker-plugin/test/fixture.js'
-import { enrollThrough, waitUntil } from '../../packages/client/test/_stack.js'
 
 /** The login an attacker stole from thermostat-1: its legacy MQTT password, not its keys. */
 export const STOLEN_LOGIN = { username: 'thermostat-1-legacy', password: 'hunter2 from a config file' }

@@ -1,12 +1,10 @@
 // The attack catalogue of issue 12, broker half: abuse of the broker's own bookkeeping (CONNECT
 // budgets, the audit log, the DUP flag, one-time CONNECT passwords, the control-topic rule).
 // Real parts: the key server over HTTPS, Aedes with the plugin behind TLS
-// (packages/broker-plugin/test/fixture.ts), mqtt.js attackers from several loopback addresses.
+// (`@smqtt/test-kit/broker`), mqtt.js attackers from several loopback addresses.
 // The broker's clock is injectable, so time windows are crossed without sleeping. Each test
 // asserts the refusal and its reason code in the broker's audit entries.
 import { createConnectPassword, generateIdentity, principalControlTopic } from '@smqtt/core'
-import type { IClientOptions, MqttClient } from 'mqtt'
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import {
   closed,
   type Deployment,
@@ -16,7 +14,9 @@ import {
   startDeployment,
   TEST_POLICY,
   within,
-} from '../../packages/broker-plugin/test/fixture.js'
+} from '@smqtt/test-kit/broker'
+import type { IClientOptions, MqttClient } from 'mqtt'
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 
 const TOPIC = 'home/h1/thermostat/thermostat-1/temp'
 /** The default per-principal CONNECT budget (reconnect loops of one device, 10 s windows). */

@@ -15,10 +15,10 @@ import {
   sealEnvelope,
   topicMatches,
 } from '@smqtt/core'
+import { openBundleOf, within } from '@smqtt/test-kit/broker'
+import { tap, waitUntil } from '@smqtt/test-kit/client'
 import type { AedesPublishPacket } from 'aedes'
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
-import { openBundleOf, within } from '../../packages/broker-plugin/test/fixture.js'
-import { tap, waitUntil } from '../../packages/client/test/_stack.js'
 import {
   type AttackStack,
   deliveredTo,

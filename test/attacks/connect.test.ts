@@ -1,17 +1,10 @@
 // The attack catalogue of issue 7, part 3: CONNECT floods and flapping, on a deployment of its
 // own with small limits: the key server over HTTPS, Aedes
-// with the plugin behind TLS (packages/broker-plugin/test/fixture.ts), raw TLS attackers. Each
+// with the plugin behind TLS (`@smqtt/test-kit/broker`), raw TLS attackers. Each
 // asserts the refusal and its audit entry.
 import { createConnectPassword } from '@smqtt/core'
+import { type Deployment, type Enrolled, rawExchange, sleep, startDeployment, within } from '@smqtt/test-kit/broker'
 import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest'
-import {
-  type Deployment,
-  type Enrolled,
-  rawExchange,
-  sleep,
-  startDeployment,
-  within,
-} from '../../packages/broker-plugin/test/fixture.js'
 import { connectPacket } from '../fuzz/_mqtt-packets.js'
 
 const LIMITS = { perAddress: 20, perClientId: 5, failuresBeforeBan: 1_000, windowSeconds: 5 }

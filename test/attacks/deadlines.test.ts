@@ -7,19 +7,14 @@ import { connect as netConnect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
+import { type BrokerConfigDocument, parseBrokerConfig, type RunningBroker, startBroker } from '@smqtt/broker-plugin'
 import { createConnectPassword, exportIdentity, type Identity, sha256 } from '@smqtt/core'
 import { buildApp } from '@smqtt/keyserver'
-import { ADMIN_TOKEN, type Harness, startHarness } from '@smqtt/keyserver/testing'
+import { connected, sleep, TEST_POLICY } from '@smqtt/test-kit/broker'
+import { ADMIN_TOKEN, type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 import type { FastifyInstance } from 'fastify'
 import mqtt, { type MqttClient } from 'mqtt'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import {
-  type BrokerConfigDocument,
-  parseBrokerConfig,
-  type RunningBroker,
-  startBroker,
-} from '../../packages/broker-plugin/src/index.js'
-import { connected, sleep, TEST_POLICY } from '../../packages/broker-plugin/test/fixture.js'
 
 const DEADLINE_S = 2
 const CAP = 5

@@ -9,10 +9,10 @@ import { request as httpsRequest } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Identity, signRequest } from '@smqtt/core'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { openBundleOf } from '@smqtt/test-kit/broker'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import Database from 'better-sqlite3'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { openBundleOf } from '../../packages/broker-plugin/test/fixture.js'
 
 let h: Harness
 let thermostat: { identity: Identity; kid: number }

@@ -10,8 +10,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { fileStorage } from '@smqtt/client'
 import { parseEnvelope } from '@smqtt/core'
+import { type Recorder, type Stack, startStack, tap, waitUntil } from '@smqtt/test-kit/client'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { type Recorder, type Stack, startStack, tap, waitUntil } from '../../packages/client/test/_stack.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const PER_RUN = 5_000

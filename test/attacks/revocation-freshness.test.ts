@@ -19,10 +19,10 @@ import {
   sealEnvelope,
   topicMatches,
 } from '@smqtt/core'
+import { openBundleOf, within } from '@smqtt/test-kit/broker'
+import { waitUntil } from '@smqtt/test-kit/client'
 import type { AedesPublishPacket, Client } from 'aedes'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import { openBundleOf, within } from '../../packages/broker-plugin/test/fixture.js'
-import { waitUntil } from '../../packages/client/test/_stack.js'
 import {
   KEYSERVER_ROLE,
   type MqttPush,

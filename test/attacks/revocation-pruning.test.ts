@@ -7,10 +7,10 @@
 // looks valid; the stored list no longer names the thief. The thief's envelopes must not pass.
 import { secure } from '@smqtt/client'
 import { createEnvelopeSigner, EpochKey, type SuiteId, sealEnvelope, topicMatches } from '@smqtt/core'
+import { openBundleOf } from '@smqtt/test-kit/broker'
+import { type Stack, startStack } from '@smqtt/test-kit/client'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import { openBundleOf } from '../../packages/broker-plugin/test/fixture.js'
-import { type Stack, startStack } from '../../packages/client/test/_stack.js'
 
 let s: Stack
 beforeAll(async () => {

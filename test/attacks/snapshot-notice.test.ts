@@ -6,9 +6,9 @@
 // applied and every notice already acted on. Against the full stack, with the key server's push
 // running and sending notices only (`maxInlineSnapshotBytes: 0`).
 import { BROKER_CONTROL_TOPIC, createBrokerSnapshotNotice, generateIdentity } from '@smqtt/core'
+import { waitUntil } from '@smqtt/test-kit/client'
 import type { AedesPublishPacket } from 'aedes'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import { waitUntil } from '../../packages/client/test/_stack.js'
 import {
   KEYSERVER_ROLE,
   type MqttPush,

@@ -3,8 +3,8 @@
 // can record one and push it again after the client moved on (issue 12, "Also close these").
 // Against the full real stack of test/attacks/_stack.ts.
 import type { SecureClient } from '@smqtt/client'
+import { waitUntil } from '@smqtt/test-kit/client'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import { waitUntil } from '../../packages/client/test/_stack.js'
 import { type AttackStack, startAttackStack } from './_stack.js'
 
 let s: AttackStack

@@ -6,8 +6,8 @@
 // device enrolled in the middle of the flood still connects at its first try.
 import { randomUUID } from 'node:crypto'
 import { createConnectPassword, generateIdentity } from '@smqtt/core'
+import { enrollThrough } from '@smqtt/test-kit/client'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import { enrollThrough } from '../../packages/client/test/_stack.js'
 import { type AttackStack, startAttackStack } from './_stack.js'
 
 let s: AttackStack

@@ -4,9 +4,6 @@
 // without holding a key: a flood of forged ids must not turn into a flood of key server
 // requests. Over the Mosquitto on 127.0.0.1:1883 (no SMQTT plugin, which would refuse them at
 // the broker), with the real key server; the subscriber counts its own bundle requests.
-import { createEnvelopeSigner, EpochKey, generateIdentity, sealEnvelope } from '@smqtt/core'
-import mqtt from 'mqtt'
-import { afterAll, beforeAll, expect, test } from 'vitest'
 import {
   type ClientStorage,
   type KeyServerTransport,
@@ -14,8 +11,11 @@ import {
   type SecureClient,
   type SecurityErrorEvent,
   secure,
-} from '../../packages/client/src/index.js'
-import { currentGroupKey, type Stack, startStack, waitUntil, within } from '../../packages/client/test/_stack.js'
+} from '@smqtt/client'
+import { createEnvelopeSigner, EpochKey, generateIdentity, sealEnvelope } from '@smqtt/core'
+import { currentGroupKey, type Stack, startStack, waitUntil, within } from '@smqtt/test-kit/client'
+import mqtt from 'mqtt'
+import { afterAll, beforeAll, expect, test } from 'vitest'
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883'
 const INTERVAL_SECONDS = 1

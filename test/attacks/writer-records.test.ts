@@ -20,7 +20,7 @@ import {
   type SuiteId,
   sealEnvelope,
 } from '@smqtt/core'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { Keyring } from '../../packages/client/src/keyring.js'
 

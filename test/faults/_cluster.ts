@@ -12,7 +12,7 @@ import type { BrokerConfigDocument } from '@smqtt/broker-plugin'
 import { type Enrollment, enroll, memoryStorage, type SecureClient, secureConnectAsync } from '@smqtt/client'
 import { createConnectPasswordAsync, exportIdentity, type Identity } from '@smqtt/core'
 import { initKeyServer } from '@smqtt/keyserver'
-import { freePort, SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
+import { freePort, SMART_HOME_POLICY } from '@smqtt/test-kit/keyserver'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { afterAll, beforeAll } from 'vitest'
 

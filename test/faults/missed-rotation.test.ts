@@ -7,8 +7,8 @@
 // and healed"). Against the full stack, without the key server's push and with no scheduled pull.
 import { randomBytes } from 'node:crypto'
 import { createEnvelopeSigner, EpochKey, sealEnvelope } from '@smqtt/core'
+import { openBundleOf } from '@smqtt/test-kit/broker'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import { openBundleOf } from '../../packages/broker-plugin/test/fixture.js'
 import { type AttackStack, type Member, startAttackStack } from '../attacks/_stack.js'
 
 const TOPIC = 'home/h1/thermostat/thermostat-1/temp'

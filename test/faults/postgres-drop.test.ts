@@ -5,7 +5,7 @@
 // before is intact, and an enrollment cut off mid-way (one transaction) left nothing behind and
 // can be retried with the same token.
 import { createEnrollmentRequest, generateIdentity } from '@smqtt/core'
-import { type Harness, type Response, startHarness } from '@smqtt/keyserver/testing'
+import { type Harness, type Response, startHarness } from '@smqtt/test-kit/keyserver'
 import pg from 'pg'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { report, sleep, until } from './_cluster.js'

@@ -7,7 +7,7 @@ import { request as httpsRequest } from 'node:https'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { createEnrollmentRequest, ERROR_CODES, generateIdentity, type Identity, signRequest } from '@smqtt/core'
-import { ADMIN_TOKEN, type Harness, SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
+import { ADMIN_TOKEN, type Harness, SMART_HOME_POLICY } from '@smqtt/test-kit/keyserver'
 import fc from 'fast-check'
 
 /** The enrolled principal that signs the device requests; generated ids never name it. */

@@ -2,8 +2,8 @@
 // input is the bytes to write on a fresh TLS connection, either as its first bytes or after a
 // valid, authenticated CONNECT. `mustClose` marks inputs the broker must answer by closing the
 // connection (or a CONNACK refusal), as MQTT 3.1.1 requires, whatever the state of the session.
+import { remainingLength } from '@smqtt/test-kit/broker'
 import fc from 'fast-check'
-import { remainingLength } from '../../packages/broker-plugin/test/fixture.js'
 
 export interface HostileInput {
   /** What the input is (the fuzz report counts inputs and outcomes per kind). */

@@ -4,7 +4,7 @@
 // 4xx, 2xx without authorization, no answer), /v1/health failed after a batch, a prototype was
 // polluted, or a legitimate enrollment and bundle fetch failed at the end.
 import { createEnrollmentRequest, generateIdentity } from '@smqtt/core'
-import { startHarness } from '@smqtt/keyserver/testing'
+import { startHarness } from '@smqtt/test-kit/keyserver'
 import fc from 'fast-check'
 import {
   FUZZ_DEVICE,

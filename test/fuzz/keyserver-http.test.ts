@@ -2,7 +2,7 @@
 // sample of test/fuzz/_http-requests.ts over every route. The long run is
 // `test/fuzz/keyserver-http.fuzz.ts`.
 import { createEnrollmentRequest, generateIdentity } from '@smqtt/core'
-import { type Harness, startHarness } from '@smqtt/keyserver/testing'
+import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 import fc from 'fast-check'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { FUZZ_DEVICE, FUZZ_SETTINGS, hostileRequest, ROUTES, runCampaign, type Target } from './_http-requests.js'

@@ -1,4 +1,4 @@
-// One deployment for the interop tests: the real key server (`@smqtt/keyserver/testing`, HTTPS,
+// One deployment for the interop tests: the real key server (`@smqtt/test-kit/keyserver`, HTTPS,
 // SQLite, dev PKI) and `smqtt-broker start` as a child process from a config file, serving
 // mqtts:// with that PKI. Every principal is enrolled (and one revoked) before the broker starts,
 // so its first snapshot already knows them all. Clients written by others (mosquitto, Paho)
@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { hashLegacyPassword } from '@smqtt/broker-plugin'
 import {
   createConnectPassword,
   createEnrollmentRequest,
@@ -19,10 +20,9 @@ import {
   sealEnvelope,
 } from '@smqtt/core'
 import { CertificateAuthority, createCertificateAuthority } from '@smqtt/keyserver'
-import { type Harness, startHarness } from '@smqtt/keyserver/testing'
+import { openBundleOf, p256Pems, sealingKeys, TEST_POLICY, within } from '@smqtt/test-kit/broker'
+import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterAll, beforeAll } from 'vitest'
-import { hashLegacyPassword } from '../../packages/broker-plugin/src/index.js'
-import { openBundleOf, p256Pems, sealingKeys, TEST_POLICY, within } from '../../packages/broker-plugin/test/fixture.js'
 import { killAll } from './_run.js'
 
 const repository = fileURLToPath(new URL('../..', import.meta.url))

@@ -1,7 +1,7 @@
 // Runs a client program written by others (mosquitto_pub/sub, the Paho script) with a kill
 // timer, collecting its output; tests wait for a line (e.g. "subscribed") before going on.
 import { type ChildProcess, spawn } from 'node:child_process'
-import { within } from '../../packages/broker-plugin/test/fixture.js'
+import { within } from '@smqtt/test-kit/broker'
 
 export interface Finished {
   /** Exit code; null when the kill timer (or a signal) ended it. */

@@ -4,8 +4,8 @@
 // envelope from a sender its bundle does not list waits while the subscriber fetches its bundle
 // again (verified as always), and is then opened; since issue 14 (cliff 4) it fetches the sender's
 // signed writer record by key id instead of the whole bundle. Real key server, real Mosquitto, real clients.
+import { useStack } from '@smqtt/test-kit/use-stack'
 import { expect, test } from 'vitest'
-import { useStack } from '../../packages/client/test/_stack.js'
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883'
 

@@ -20,9 +20,9 @@ import {
   secure,
 } from '@smqtt/client'
 import { createConnectPassword, EpochKey, type SuiteId, sealEnvelope } from '@smqtt/core'
+import { openBundleOf, sealingKeys, within } from '@smqtt/test-kit/broker'
 import mqtt from 'mqtt'
 import { afterAll, describe, expect, test } from 'vitest'
-import { openBundleOf, sealingKeys, within } from '../../packages/broker-plugin/test/fixture.js'
 import { type InteropStack, useInteropStack } from './_broker.js'
 import { mosquittoAvailable, pythonAvailable, pythonDevice } from './_python.js'
 import { start } from './_run.js'

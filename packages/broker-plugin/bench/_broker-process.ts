@@ -3,7 +3,7 @@
 import { type ChildProcess, fork, type Serializable } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { Identity } from '@smqtt/core'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import type { BrokerReply, BrokerStart } from './_broker.js'
 
 /**

@@ -21,9 +21,9 @@ import { mkdtempSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createConnectPassword, exportIdentity, type Identity, parseEnvelope, sealEnvelope } from '@smqtt/core'
-import type { Harness } from '@smqtt/keyserver/testing'
+import { openBundleOf, sealingKeys } from '@smqtt/test-kit/broker'
+import type { Harness } from '@smqtt/test-kit/keyserver'
 import mqtt, { type MqttClient } from 'mqtt'
-import { openBundleOf, sealingKeys } from '../test/fixture.js'
 import { BrokerProcess, startBenchKeyServer, within } from './_broker-process.js'
 
 const quick = process.argv.includes('--quick')

@@ -28,7 +28,7 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type TLSSocket, connect as tlsConnect } from 'node:tls'
 import { createConnectPassword, exportIdentity, generateIdentity, type Identity } from '@smqtt/core'
-import { addPrincipals, fleetId, freePort, type Harness } from '@smqtt/keyserver/testing'
+import { addPrincipals, fleetId, freePort, type Harness } from '@smqtt/test-kit/keyserver'
 import type { BrokerConfigDocument } from '../src/config.js'
 import { BrokerProcess, startBenchKeyServer, within } from './_broker-process.js'
 

@@ -7,11 +7,11 @@
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { sealEnvelope } from '@smqtt/core'
-import { SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { openBundleOf, sealingKeys } from '@smqtt/test-kit/broker'
+import { SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
 import { pino } from 'pino'
 import type * as Plugin from '../src/index.js'
-import { openBundleOf, sealingKeys } from '../test/fixture.js'
 
 const srcDir = resolve(process.argv[2] ?? new URL('../src', import.meta.url).pathname)
 const { attachSmqtt } = (await import(pathToFileURL(`${srcDir}/index.ts`).href)) as typeof Plugin

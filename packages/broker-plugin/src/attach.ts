@@ -45,7 +45,8 @@ const SNAPSHOT_SLICE_MS = 4
 /** A signed snapshot payload above this (~1,400 principals) is opened on a worker thread. */
 const OPEN_IN_WORKER_BYTES = 256 * 1024
 
-type SnapshotSource = 'pull' | 'push' | 'api'
+/** Where a snapshot came from: pulled from the key server, pushed over MQTT, or handed in by the application. */
+export type SnapshotSource = 'pull' | 'push' | 'api'
 
 /** The error Aedes 1.2 raises when CONNECT did not arrive within its connectTimeout. */
 const AEDES_CONNECT_TIMEOUT = 'connect did not arrive in time'

@@ -1,6 +1,6 @@
 // @smqtt/broker-plugin: the public API. Everything not exported here is internal.
 
-export type { SmqttPlugin, SmqttPluginOptions, SmqttPluginState } from './attach.js'
+export type { SmqttPlugin, SmqttPluginOptions, SmqttPluginState, SnapshotSource } from './attach.js'
 export { attachSmqtt } from './attach.js'
 export type { RefusalHook, RefusalReason } from './audit.js'
 export { REFUSAL_REASONS } from './audit.js'

@@ -169,7 +169,7 @@ export class ConnectGuard {
   }
 
   /**
-   * Gives back the CONNECT `address` was charged by {@link admit}, once it authenticated: the
+   * Gives back the CONNECT `address` was charged by {@link ConnectGuard.admit}, once it authenticated: the
    * per-address budget bounds the work unauthenticated CONNECTs cost, so a whole site behind one
    * NAT address reconnecting after a broker restart is not held back by it (each device's own
    * reconnect loops are bounded per principal), while CONNECTs that fail keep counting.

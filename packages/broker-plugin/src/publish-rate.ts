@@ -2,7 +2,7 @@
 // its offline queue) but not sustain more than `perSecond`. Keyed by principal, not connection:
 // reconnecting does not refill the bucket.
 
-/** Limits of {@link PublishRateLimiter}. */
+/** Limits of the per-principal publish rate limiter (a token bucket). */
 export interface PublishRate {
   /** Sustained publishes per second per principal. */
   readonly perSecond: number

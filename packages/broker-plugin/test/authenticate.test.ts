@@ -1,10 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { createConnectPassword, generateIdentity } from '@smqtt/core'
 import { CertificateAuthority, createCertificateAuthority } from '@smqtt/keyserver'
-import { Aedes } from 'aedes'
-import mqtt from 'mqtt'
-import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { attachSmqtt, hashLegacyPassword } from '../src/index.js'
 import {
   closed,
   type Deployment,
@@ -14,7 +10,11 @@ import {
   rawExchange,
   startDeployment,
   within,
-} from './fixture.js'
+} from '@smqtt/test-kit/broker'
+import { Aedes } from 'aedes'
+import mqtt from 'mqtt'
+import { afterEach, beforeEach, describe, expect, test } from 'vitest'
+import { attachSmqtt, hashLegacyPassword } from '../src/index.js'
 
 let d: Deployment
 let thermostat: Enrolled

@@ -3,8 +3,8 @@
 // QoS 0 still flows. Real Aedes, real mqtt.js; the bus state is a switch here, a real Redis outage
 // in test/faults/redis-restart.test.ts.
 import { createConnectPassword } from '@smqtt/core'
+import { closed, type Deployment, type Enrolled, inbox, sleep, startDeployment, within } from '@smqtt/test-kit/broker'
 import { afterEach, beforeEach, expect, test } from 'vitest'
-import { closed, type Deployment, type Enrolled, inbox, sleep, startDeployment, within } from './fixture.js'
 
 const TOPIC = 'home/hall/thermostat/thermostat-1/temp'
 let d: Deployment

@@ -17,7 +17,8 @@ import {
   type Identity,
   isSmqttError,
 } from '@smqtt/core'
-import { type Harness, startHarness } from '@smqtt/keyserver/testing'
+import { closed, connected, p256Pems, TEST_POLICY, within } from '@smqtt/test-kit/broker'
+import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 import type { Client } from 'aedes'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
@@ -31,7 +32,6 @@ import {
   startBroker,
   verifyLegacyPassword,
 } from '../src/index.js'
-import { closed, connected, p256Pems, TEST_POLICY, within } from './fixture.js'
 
 const PUBLIC_KEY = Buffer.alloc(32, 7).toString('base64url')
 const MINIMAL = { keyServer: { url: 'https://127.0.0.1:8443', publicKey: PUBLIC_KEY } }

@@ -16,11 +16,6 @@ import {
   type Identity,
   sealEnvelope,
 } from '@smqtt/core'
-import { type Harness, startHarness } from '@smqtt/keyserver/testing'
-import { Redis } from 'ioredis'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import type { RunningBroker } from '../src/index.js'
 import {
   closed,
   connected,
@@ -31,7 +26,12 @@ import {
   startDeployment,
   TEST_POLICY,
   within,
-} from './fixture.js'
+} from '@smqtt/test-kit/broker'
+import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
+import { Redis } from 'ioredis'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import type { RunningBroker } from '../src/index.js'
 
 const REDIS_URL = process.env.SMQTT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const PREFIX = `smqtt-test-limits-${process.pid}-${Date.now().toString(36)}:`

@@ -16,10 +16,6 @@ import {
   isSmqttError,
   sealEnvelope,
 } from '@smqtt/core'
-import { type Harness, startHarness } from '@smqtt/keyserver/testing'
-import mqtt, { type MqttClient } from 'mqtt'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { parseBrokerConfig, type RunningBroker } from '../src/index.js'
 import {
   closed,
   connected,
@@ -30,7 +26,11 @@ import {
   startClusterNode,
   TEST_POLICY,
   within,
-} from './fixture.js'
+} from '@smqtt/test-kit/broker'
+import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
+import mqtt, { type MqttClient } from 'mqtt'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { parseBrokerConfig, type RunningBroker } from '../src/index.js'
 
 const REDIS_URL = process.env.SMQTT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const PREFIX = `smqtt-test-${process.pid}-${Date.now().toString(36)}:`

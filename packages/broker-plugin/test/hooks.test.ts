@@ -1,5 +1,5 @@
+import { type Deployment, startDeployment, within } from '@smqtt/test-kit/broker'
 import { afterEach, expect, test } from 'vitest'
-import { type Deployment, startDeployment, within } from './fixture.js'
 
 let d: Deployment | undefined
 afterEach(async () => {

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
   closed,
   type Deployment,
@@ -8,7 +7,8 @@ import {
   remainingLength,
   startDeployment,
   within,
-} from './fixture.js'
+} from '@smqtt/test-kit/broker'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 
 let d: Deployment
 let thermostat: Enrolled

@@ -1,5 +1,5 @@
+import { closed, type Deployment, type Enrolled, inbox, sleep, startDeployment, within } from '@smqtt/test-kit/broker'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { closed, type Deployment, type Enrolled, inbox, sleep, startDeployment, within } from './fixture.js'
 
 let d: Deployment
 let thermostat: Enrolled

@@ -1,10 +1,10 @@
 // The per-principal PUBLISH rate limit: real clients over TLS through Aedes and the plugin, and
 // the token bucket's arithmetic with an explicit clock.
+import { closed, type Deployment, startDeployment, within } from '@smqtt/test-kit/broker'
 import type { MqttClient } from 'mqtt'
 import { afterEach, describe, expect, test } from 'vitest'
 import { parseBrokerConfig } from '../src/index.js'
 import { PublishRateLimiter } from '../src/publish-rate.js'
-import { closed, type Deployment, startDeployment, within } from './fixture.js'
 
 const TOPIC = 'home/hall/thermostat/thermostat-1/temp'
 

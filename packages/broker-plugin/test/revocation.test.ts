@@ -1,6 +1,6 @@
 import { BROKER_CONTROL_TOPIC } from '@smqtt/core'
+import { closed, type Deployment, type Enrolled, sleep, startDeployment, within } from '@smqtt/test-kit/broker'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { closed, type Deployment, type Enrolled, sleep, startDeployment, within } from './fixture.js'
 
 let d: Deployment
 let app: Enrolled

@@ -5,7 +5,8 @@
 // staleness forever. Node A here is a real Aedes with the plugin on a real Redis; node B a bare
 // Aedes on the same bus: the compromised node. The run uses a prefix of its own, deleted after.
 import { BROKER_CONTROL_TOPIC, createBrokerSnapshot, generateIdentity, parsePolicy } from '@smqtt/core'
-import { SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
+import { sleep, within } from '@smqtt/test-kit/broker'
+import { SMART_HOME_POLICY } from '@smqtt/test-kit/keyserver'
 import { Aedes } from 'aedes'
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
@@ -13,7 +14,6 @@ import { Registry } from 'prom-client'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { attachSmqtt, type SmqttPlugin } from '../src/index.js'
 import { createRedisBackends, type RedisBackends } from '../src/redis.js'
-import { sleep, within } from './fixture.js'
 
 const REDIS_URL = process.env.SMQTT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const PREFIX = `smqtt-test-replay-${process.pid}-${Date.now().toString(36)}:`

@@ -1,7 +1,15 @@
 import { BROKER_CONTROL_TOPIC, principalControlTopic } from '@smqtt/core'
+import {
+  type Deployment,
+  type Enrolled,
+  inbox,
+  sleep,
+  startDeployment,
+  TEST_POLICY,
+  within,
+} from '@smqtt/test-kit/broker'
 import type { MqttClient } from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
-import { type Deployment, type Enrolled, inbox, sleep, startDeployment, TEST_POLICY, within } from './fixture.js'
 
 // One deployment for the whole file: subscriptions do not change broker state for other tests.
 let d: Deployment

@@ -1,11 +1,11 @@
 // The signature verification worker pool through the plugin, with real worker threads started
 // from the TypeScript sources (real Aedes over TLS, real mqtt.js clients, the real key server).
 // The pool on its own is tested in core (packages/core/test/verify-pool.test.ts).
+import { closed, type Deployment, inbox, sleep, startDeployment, within } from '@smqtt/test-kit/broker'
 import type { MqttClient } from 'mqtt'
 import { afterEach, describe, expect, test } from 'vitest'
 import { verifyPoolOf } from '../src/attach.js'
 import type { SmqttPluginOptions } from '../src/index.js'
-import { closed, type Deployment, inbox, sleep, startDeployment, within } from './fixture.js'
 
 const TOPIC = 'home/hall/thermostat/thermostat-1/temp'
 

@@ -53,13 +53,13 @@ import {
   sealEnvelope,
   verifyEnvelope,
 } from '@smqtt/core'
-import { SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { enrollThrough } from '@smqtt/test-kit/client'
+import { SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { Aedes } from 'aedes'
 import mqtt, { type MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import { measureTogether } from '../../core/bench/_timing.js'
 import { memoryStorage, type SecureClient, secureConnectAsync } from '../src/index.js'
-import { enrollThrough } from '../test/_enroll.js'
 
 const quick = process.argv.includes('--quick')
 const SIZE = 256

@@ -7,10 +7,10 @@
 // delivered is set against openEnvelope alone on envelopes of the same shape, fed the same way.
 // Keys come from the real key server (test harness).
 import { createEnvelopeSigner, cryptoBackend, EpochKey, openEnvelope, ReplayWindow, sealEnvelope } from '@smqtt/core'
-import { SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { enrollThrough } from '@smqtt/test-kit/client'
+import { SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import mqtt, { type IPublishPacket } from 'mqtt'
 import { type SecureClient, secure } from '../src/index.js'
-import { enrollThrough } from '../test/_enroll.js'
 
 const TOPIC = 'home/hall/thermostat/thermostat-1/temp'
 const N = 4_000

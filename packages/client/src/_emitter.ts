@@ -1,8 +1,9 @@
 // A small typed event emitter with the Node EventEmitter surface users of mqtt.js know,
 // without node:events, so the client runs in browsers unchanged.
 
+/** Events by name, each with its listener's signature (as `SecureClientEvents`). */
 // biome-ignore lint/suspicious/noExplicitAny: listener parameter lists vary per event
-type EventMap<Events> = { [E in keyof Events]: (...args: any[]) => void }
+export type EventMap<Events> = { [E in keyof Events]: (...args: any[]) => void }
 
 interface Entry {
   // biome-ignore lint/suspicious/noExplicitAny: see EventMap
@@ -10,6 +11,7 @@ interface Entry {
   readonly once: boolean
 }
 
+/** The `on` / `once` / `off` surface of Node's EventEmitter, typed per event, without node:events. */
 export class TypedEmitter<Events extends EventMap<Events>> {
   /** Lists are replaced, never changed in place: emit walks the one it got, with no copy per event. */
   readonly #listeners = new Map<keyof Events, readonly Entry[]>()

@@ -305,6 +305,12 @@ export class ReceiveLine {
 
   #reject(topic: string, err: unknown): void {
     const code: SmqttErrorCode = isSmqttError(err) ? err.code : 'ERR_INTERNAL'
-    this.#o.reject({ code, topic, message: err instanceof Error ? err.message : String(err) })
+    const details = isSmqttError(err) ? err.details : undefined
+    this.#o.reject({
+      code,
+      topic,
+      message: err instanceof Error ? err.message : String(err),
+      ...(details === undefined ? {} : { details }),
+    })
   }
 }

@@ -89,29 +89,34 @@ export function localStorageStorage(options: LocalStorageOptions = {}): StringSt
 export interface IdbFactoryLike {
   open(name: string, version?: number): IdbOpenRequestLike
 }
-interface IdbRequestLike<T> {
+/** The part of `IDBRequest` that {@link indexedDbStorage} uses. */
+export interface IdbRequestLike<T> {
   result: T
   error: unknown
   onsuccess: ((this: unknown, ev: unknown) => unknown) | null
   onerror: ((this: unknown, ev: unknown) => unknown) | null
 }
-interface IdbOpenRequestLike extends IdbRequestLike<IdbDatabaseLike> {
+/** The part of `IDBOpenDBRequest` that {@link indexedDbStorage} uses. */
+export interface IdbOpenRequestLike extends IdbRequestLike<IdbDatabaseLike> {
   onupgradeneeded: ((this: unknown, ev: unknown) => unknown) | null
 }
-interface IdbDatabaseLike {
+/** The part of `IDBDatabase` that {@link indexedDbStorage} uses. */
+export interface IdbDatabaseLike {
   readonly objectStoreNames: { contains(name: string): boolean }
   createObjectStore(name: string): unknown
   transaction(store: string, mode: 'readonly' | 'readwrite', options?: { durability?: string }): IdbTransactionLike
   close(): void
 }
-interface IdbTransactionLike {
+/** The part of `IDBTransaction` that {@link indexedDbStorage} uses. */
+export interface IdbTransactionLike {
   objectStore(name: string): IdbObjectStoreLike
   oncomplete: ((this: unknown, ev: unknown) => unknown) | null
   onerror: ((this: unknown, ev: unknown) => unknown) | null
   onabort: ((this: unknown, ev: unknown) => unknown) | null
   error: unknown
 }
-interface IdbObjectStoreLike {
+/** The part of `IDBObjectStore` that {@link indexedDbStorage} uses. */
+export interface IdbObjectStoreLike {
   get(key: string): IdbRequestLike<unknown>
   put(value: unknown, key: string): IdbRequestLike<unknown>
 }

@@ -8,9 +8,16 @@
 // with `browser: true`) applies the condition. Importing fileStorage in a browser build fails at
 // bundle time ("No matching export"), not at run time.
 
+export type { EventMap, TypedEmitter } from './_emitter.js'
 export type { FreshnessEvent, FreshnessStats } from './_freshness.js'
+export type { KeySource } from './_key-lifecycle.js'
 export type {
+  IdbDatabaseLike,
   IdbFactoryLike,
+  IdbObjectStoreLike,
+  IdbOpenRequestLike,
+  IdbRequestLike,
+  IdbTransactionLike,
   IndexedDbOptions,
   LocalStorageOptions,
   WebStorageLike,
@@ -26,6 +33,7 @@ export type { HeldEpoch, HeldGroup, SealingKey } from './keyring.js'
 export { Keyring } from './keyring.js'
 export type {
   MessageInfo,
+  PublishCallback,
   PublishProperties,
   SecureClientEvents,
   SecureClientStats,

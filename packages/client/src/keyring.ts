@@ -258,7 +258,10 @@ export class Keyring implements EnvelopeKeys {
    */
   sealingKey(topic: string, kid: number): SealingKey {
     const group = this.groupOf(topic)
-    if (!group) throw new SmqttError('ERR_NO_KEY_GROUP', `no key group of this client holds topic ${topic}`)
+    if (!group)
+      throw new SmqttError('ERR_NO_KEY_GROUP', `no key group of this client holds topic ${topic}`, {
+        details: { topic },
+      })
     if (!group.writers.has(kid))
       throw new SmqttError('ERR_FORBIDDEN', `this principal is not a writer of key group ${group.name}`)
     const now = this.#now()
@@ -266,7 +269,9 @@ export class Keyring implements EnvelopeKeys {
       const epoch = group.epochs[i] as HeldEpoch
       if (epoch.activatesAt <= now && epoch.retiresAt > now) return { group, epochKey: epoch.key }
     }
-    throw new SmqttError('ERR_UNKNOWN_EPOCH', `no active epoch held for key group ${group.name}`)
+    throw new SmqttError('ERR_UNKNOWN_EPOCH', `no active epoch held for key group ${group.name}`, {
+      details: { group: group.group, topic },
+    })
   }
 }
 

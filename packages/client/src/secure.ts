@@ -12,6 +12,7 @@ import {
   type ReplayWindowOptions,
   type SequenceCounter,
   type SmqttErrorCode,
+  type SmqttErrorDetails,
   sealEnvelope,
   sealEnvelopeAsync,
   topicMatches,
@@ -112,7 +113,7 @@ export interface SecureOptions {
   }
 }
 
-/** {@link SecureClient.publish} options: mqtt.js's, plus SMQTT's. */
+/** Options of `publish` and {@link SecureClient.publishAsync}: mqtt.js's, plus SMQTT's. */
 export interface SecurePublishOptions extends IClientPublishOptions {
   /**
    * Bind the MQTT 5 properties in `properties` into the envelope's signature: content type,
@@ -169,6 +170,8 @@ export interface SecurityErrorEvent {
   readonly code: SmqttErrorCode
   readonly topic: string
   readonly message: string
+  /** The error's `details` (group, epoch, sender key id), for the codes that carry them (docs/errors.md). */
+  readonly details?: SmqttErrorDetails
 }
 
 /** Counters, for metrics. */
@@ -217,7 +220,8 @@ export interface SecureClientEvents {
   disconnect: (packet: IDisconnectPacket) => void
 }
 
-type PublishCallback = PacketCallback
+/** Called once a publish is done: mqtt.js's callback, with the packet sent or the error. */
+export type PublishCallback = PacketCallback
 
 const FORWARDED = ['connect', 'close', 'end', 'reconnect', 'offline', 'disconnect', 'error'] as const
 /**

@@ -1,8 +1,9 @@
 // Attacks injected by a raw mqtt.js client on a broker without the SMQTT plugin, so they reach
 // the subscriber: each must be refused with the right code and never delivered.
 import { createEnvelopeSigner, generateIdentity, type Identity, sealEnvelope } from '@smqtt/core'
+import { currentGroupKey, tap, waitUntil } from '@smqtt/test-kit/client'
+import { useStack } from '@smqtt/test-kit/use-stack'
 import { expect, test } from 'vitest'
-import { currentGroupKey, tap, useStack, waitUntil } from './_stack.js'
 
 const stack = useStack()
 

@@ -4,9 +4,11 @@
 // MQTT 5 client that forwards an app's honestly sealed command with the properties changed,
 // as a broker that alters packets in transit would deliver it.
 import type { EnvelopeProperties } from '@smqtt/core'
+import { within } from '@smqtt/test-kit/client'
+import { useStack } from '@smqtt/test-kit/use-stack'
 import type { IClientPublishOptions, MqttClient } from 'mqtt'
 import { expect, test } from 'vitest'
-import { sealAs, useStack, within } from './_stack.js'
+import { sealAs } from './_seal-as.js'
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883'
 const TRACE = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'

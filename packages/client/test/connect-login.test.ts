@@ -5,11 +5,11 @@
 // key-proof password, and only once this process holds the identity's lock.
 import { createServer, type Server } from 'node:net'
 import { generateIdentity, isConnectPassword } from '@smqtt/core'
+import { waitUntil } from '@smqtt/test-kit/client'
 import { Aedes } from 'aedes'
 import mqtt from 'mqtt'
 import { afterEach, beforeEach, expect, test } from 'vitest'
 import { type ClientStorage, memoryStorage, type SecureClient, secure } from '../src/index.js'
-import { waitUntil } from './_stack.js'
 
 let broker: Aedes
 let server: Server

@@ -1,7 +1,7 @@
 // enroll() over a transport that loses the key server's first answer after the key server has
 // committed the enrollment: the one retry gets the same enrollment back. Real key server over
 // HTTPS with its SQLite store, the real node:https transport underneath.
-import { type Harness, startHarness } from '@smqtt/keyserver/testing'
+import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
 import {
   enroll,

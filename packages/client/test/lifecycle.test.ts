@@ -3,9 +3,10 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateIdentity, isSmqttError } from '@smqtt/core'
+import { startStack, tap, waitUntil } from '@smqtt/test-kit/client'
+import { useStack } from '@smqtt/test-kit/use-stack'
 import { afterAll, describe, expect, test } from 'vitest'
 import { enroll, fileStorage, loadEnrollment, memoryStorage, secureConnectAsync } from '../src/index.js'
-import { startStack, tap, useStack, waitUntil } from './_stack.js'
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883'
 

@@ -6,6 +6,8 @@
 import { webcrypto } from 'node:crypto'
 import { createServer } from 'node:net'
 import { type NonExtractableKeys, principalControlTopic, verifyConnectPassword, type WebCryptoKey } from '@smqtt/core'
+import { waitUntil, within } from '@smqtt/test-kit/client'
+import { useStack } from '@smqtt/test-kit/use-stack'
 import { Aedes } from 'aedes'
 import { describe, expect, test } from 'vitest'
 import {
@@ -16,7 +18,6 @@ import {
   memoryStorage,
   secureConnectAsync,
 } from '../src/index.js'
-import { useStack, waitUntil, within } from './_stack.js'
 
 const stack = useStack()
 

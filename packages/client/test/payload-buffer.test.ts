@@ -1,7 +1,7 @@
 // Issue 13, item 5: `message` hands over the payload as mqtt.js does, a Buffer on Node, so
 // `payload.toString()` is the text (it printed `50,49,46,53`: a Uint8Array's toString).
+import { useStack } from '@smqtt/test-kit/use-stack'
 import { expect, test } from 'vitest'
-import { useStack } from './_stack.js'
 
 const stack = useStack()
 

@@ -12,11 +12,11 @@ import {
   type ReplayWindowOptions,
   type ReplayWindowState,
 } from '@smqtt/core'
+import { now, type Stack, startStack, tap, waitUntil, within } from '@smqtt/test-kit/client'
 import mqtt from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { type Enrollment, fileStorage, type SecureClient, type SecurityErrorEvent, secure } from '../src/index.js'
 import type { ClientStorage } from '../src/storage.js'
-import { now, type Stack, startStack, tap, waitUntil, within } from './_stack.js'
 
 let stack: Stack
 let dir: string

@@ -1,6 +1,6 @@
 // Keys change under live traffic: immediate and scheduled rotations, pushed and pulled bundles.
+import { type Stack, startStack, tap, waitUntil } from '@smqtt/test-kit/client'
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
-import { type Stack, startStack, tap, waitUntil } from './_stack.js'
 
 let stack: Stack
 beforeAll(async () => {

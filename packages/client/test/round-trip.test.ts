@@ -1,7 +1,8 @@
 // Publish/subscribe through the full stack: key server, Aedes over TLS, two secure clients.
 import { isSmqttError, parseEnvelope } from '@smqtt/core'
+import { tap, within } from '@smqtt/test-kit/client'
+import { useStack } from '@smqtt/test-kit/use-stack'
 import { describe, expect, test } from 'vitest'
-import { tap, useStack, within } from './_stack.js'
 
 const stack = useStack()
 

@@ -10,11 +10,11 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseBrokerConfig, type RunningBroker, startBroker } from '@smqtt/broker-plugin'
 import { exportIdentity } from '@smqtt/core'
-import { freePort, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
+import { enrollThrough, now, within } from '@smqtt/test-kit/client'
+import { freePort, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import mqtt, { type MqttClient } from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { fileStorage, loadEnrollment } from '../src/index.js'
-import { enrollThrough, now, within } from './_stack.js'
 
 const clientDir = fileURLToPath(new URL('..', import.meta.url))
 const BIN = { pub: 'src/tools/smqtt-pub.ts', sub: 'src/tools/smqtt-sub.ts' } as const

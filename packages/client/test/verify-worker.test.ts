@@ -3,9 +3,10 @@
 // arrival order, and a worker that dies loses nothing (its envelopes are checked on the event
 // loop instead). Real broker over TLS, real key server, real worker thread.
 import { createEnvelopeSigner, sealEnvelope } from '@smqtt/core'
+import { currentGroupKey, waitUntil } from '@smqtt/test-kit/client'
+import { useStack } from '@smqtt/test-kit/use-stack'
 import { expect, onTestFinished, test } from 'vitest'
 import { sharedVerifyPool } from '../src/default-verifier.node.js'
-import { currentGroupKey, useStack, waitUntil } from './_stack.js'
 
 const stack = useStack()
 const text = (s: string) => new TextEncoder().encode(s)

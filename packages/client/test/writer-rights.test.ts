@@ -2,9 +2,10 @@
 // it themselves: through a third-party Mosquitto (no SMQTT plugin, so nothing in the broker
 // stops it), thermostat-1 signs an honest envelope for thermostat-2's topic. The subscriber
 // authenticates the sender, finds the topic outside its rights in the bundle and refuses it.
-import { SMART_HOME_POLICY } from '@smqtt/keyserver/testing'
+import { SMART_HOME_POLICY } from '@smqtt/test-kit/keyserver'
+import { useStack } from '@smqtt/test-kit/use-stack'
 import { expect, test } from 'vitest'
-import { sealAs, useStack } from './_stack.js'
+import { sealAs } from './_seal-as.js'
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883'
 

@@ -638,7 +638,7 @@ export class PolicyEvaluator {
   }
 
   /**
-   * The groups `principal` reads (is in {@link readersOf}), in policy order, found through the
+   * The groups `principal` reads (is in {@link PolicyEvaluator.readersOf}), in policy order, found through the
    * group index instead of trying every group.
    *
    * @example
@@ -651,7 +651,7 @@ export class PolicyEvaluator {
   }
 
   /**
-   * The groups `principal` writes (is in {@link writersOf}), in policy order.
+   * The groups `principal` writes (is in {@link PolicyEvaluator.writersOf}), in policy order.
    *
    * @example
    * ```ts

@@ -37,7 +37,10 @@ function invalid(at: string, expected: string): SmqttError {
  * ```
  */
 export const configField = {
-  invalid,
+  /** The `ERR_CONFIG_INVALID` to throw for field `at`: names it and what it must be. */
+  invalid(at: string, expected: string): SmqttError {
+    return invalid(at, expected)
+  },
   /** Absent fields take the default; an explicit `null` is a wrong type, not "use the default". */
   orDefault(value: unknown, fallback: unknown): unknown {
     return value === undefined ? fallback : value

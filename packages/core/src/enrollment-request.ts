@@ -70,8 +70,11 @@ export async function createEnrollmentRequestAsync(
   return enrollmentRequest(identity, token, proof, options)
 }
 
-interface EnrollmentRequestOptions {
+/** Options of {@link createEnrollmentRequest} and {@link createEnrollmentRequestAsync}. */
+export interface EnrollmentRequestOptions {
+  /** If given, must equal the roles the token grants (a mismatch is refused, not merged). */
   roles?: readonly string[]
+  /** DER SPKI of the device's P-256 TLS key, to receive a client certificate. */
   tlsPublicKey?: Uint8Array
   backend?: CryptoBackend
 }

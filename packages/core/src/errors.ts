@@ -82,6 +82,23 @@ export const ERROR_CODES = {
 export type SmqttErrorCode = keyof typeof ERROR_CODES
 
 /**
+ * What an error is about, for a caller that acts on it: refresh the keys of `group`, drop the
+ * state of sender `kid`, skip `topic`. Only identifiers the caller already handles (numbers from
+ * the envelope header, a topic name), never key material or plaintext. Which codes carry which
+ * fields is listed in `docs/errors.md`; any other error has none.
+ */
+export interface SmqttErrorDetails {
+  /** The key group's number (as in the envelope header). */
+  readonly group?: number
+  /** The epoch number (as in the envelope header). */
+  readonly epoch?: number
+  /** The sender key id (the envelope header's `sender`). */
+  readonly kid?: number
+  /** The MQTT topic the error is about. */
+  readonly topic?: string
+}
+
+/**
  * Marks SmqttErrors across copies of this package: two versions of @smqtt/core installed side
  * by side (a client and a plugin each bringing its own) have two SmqttError classes, and
  * `instanceof` against one fails for the other's errors. `Symbol.for` is shared by all copies.
@@ -96,6 +113,7 @@ const SMQTT_ERROR = Symbol.for('@smqtt/core:SmqttError')
  * ```ts
  * try { openEnvelope(bytes, topic, options) } catch (err) {
  *   if (isSmqttError(err, 'ERR_REPLAY')) return
+ *   if (isSmqttError(err, 'ERR_UNKNOWN_EPOCH')) return refetchKeys(err.details?.group)
  *   throw err
  * }
  * ```
@@ -103,10 +121,20 @@ const SMQTT_ERROR = Symbol.for('@smqtt/core:SmqttError')
 export class SmqttError extends Error {
   override readonly name = 'SmqttError'
   readonly code: SmqttErrorCode
+  /**
+   * What the error is about (group, epoch, sender, topic), where the code carries it; frozen.
+   * Absent (not even an own property) on errors without details.
+   */
+  declare readonly details?: SmqttErrorDetails
 
-  constructor(code: SmqttErrorCode, message: string = ERROR_CODES[code], options?: { cause?: unknown }) {
-    super(message, options)
+  constructor(
+    code: SmqttErrorCode,
+    message: string = ERROR_CODES[code],
+    options?: { readonly cause?: unknown; readonly details?: SmqttErrorDetails },
+  ) {
+    super(message, options !== undefined && 'cause' in options ? { cause: options.cause } : undefined)
     this.code = code
+    if (options?.details !== undefined) this.details = Object.freeze({ ...options.details })
   }
 
   /** @internal */

@@ -36,6 +36,7 @@ export {
   MAX_BOUND_PROPERTY_BYTES,
   MAX_BOUND_USER_PROPERTIES,
 } from './envelope/bound-properties.js'
+export type { SenderKey } from './envelope/epoch-key.js'
 export { EpochKey } from './envelope/epoch-key.js'
 export type { EnvelopeHeader, ParsedEnvelope } from './envelope/header.js'
 export { parseEnvelope } from './envelope/header.js'
@@ -49,7 +50,7 @@ export type { SuiteId } from './envelope/suites.js'
 export { DEFAULT_SUITE, SUITES } from './envelope/suites.js'
 export type { VerifyEnvelopeOptions, WriterLookup } from './envelope/verify.js'
 export { verifyEnvelope } from './envelope/verify.js'
-export type { SmqttErrorCode } from './errors.js'
+export type { SmqttErrorCode, SmqttErrorDetails } from './errors.js'
 export { ERROR_CODES, isSmqttError, SmqttError } from './errors.js'
 export type { Identity, IdentityJson, PublicIdentity, PublicIdentityJson } from './identity.js'
 export {
@@ -140,7 +141,7 @@ export {
   isControlTopic,
   principalControlTopic,
 } from './control-topics.js'
-export type { EnrollmentRequest } from './enrollment-request.js'
+export type { EnrollmentRequest, EnrollmentRequestOptions } from './enrollment-request.js'
 export { createEnrollmentRequest, createEnrollmentRequestAsync, verifyEnrollmentProof } from './enrollment-request.js'
 export type { PrincipalRecord } from './principal-record.js'
 export { createPrincipalRecord, openPrincipalRecord } from './principal-record.js'

@@ -15,7 +15,7 @@
 
 import { auint } from './_bytes.js'
 import { isPlainObject, objectProblem } from './_strict-json.js'
-import { SmqttError } from './errors.js'
+import { SmqttError, type SmqttErrorDetails } from './errors.js'
 
 /** Tuning for {@link ReplayWindow}. */
 export interface ReplayWindowOptions {
@@ -189,9 +189,9 @@ export class ReplayWindow {
   }
 
   /**
-   * {@link check}, then records the sequence number so it is refused from now on.
+   * {@link ReplayWindow.check}, then records the sequence number so it is refused from now on.
    *
-   * @throws the same errors as {@link check}; nothing is recorded when it throws.
+   * @throws the same errors as {@link ReplayWindow.check}; nothing is recorded when it throws.
    * @example
    * ```ts
    * replay.accept({ group: 1, epoch: 3, sender: 7, seq: 42, sentAt, now })
@@ -222,7 +222,7 @@ export class ReplayWindow {
   }
 
   /**
-   * Everything the window remembers, for {@link restoreState} after a restart. Windows and floors
+   * Everything the window remembers, for {@link ReplayWindow.restoreState} after a restart. Windows and floors
    * of epochs `keep` rejects are left out (e.g. retired epochs: their envelopes no longer open).
    *
    * @example
@@ -246,7 +246,7 @@ export class ReplayWindow {
 
   /**
    * The entries changed since the previous call (all of them on the first call), for one
-   * consumer that keeps its own copy of {@link exportState} (unfiltered: apply `keep` yourself).
+   * consumer that keeps its own copy of {@link ReplayWindow.exportState} (unfiltered: apply `keep` yourself).
    * Changes are tracked from the first call on, at the cost of an array push per accept.
    *
    * @example
@@ -282,7 +282,7 @@ export class ReplayWindow {
   }
 
   /**
-   * Replaces the window's memory with a saved {@link exportState}. Parsed strictly and applied
+   * Replaces the window's memory with a saved {@link ReplayWindow.exportState}. Parsed strictly and applied
    * only when all of it is valid. A window saved under another `windowSize` comes back as a floor
    * (everything at or below its highest counts as seen); beyond `maxSenders`, the usual eviction.
    * `now` (unix seconds) bounds when the saved messages were recorded, for floors made here.
@@ -376,27 +376,27 @@ export class ReplayWindow {
     if (!Number.isFinite(now)) throw new TypeError('now must be a finite number')
 
     const maxAge = input.retained === true ? this.#retainedMaxAge : this.#maxAge
-    if (sentAt < now - maxAge) throw new SmqttError('ERR_STALE', 'the message was sent too long ago')
-    if (sentAt > now + this.#maxSkew) throw new SmqttError('ERR_STALE', 'the message was sent in the future')
+    if (sentAt < now - maxAge) throw stale('the message was sent too long ago', input)
+    if (sentAt > now + this.#maxSkew) throw stale('the message was sent in the future', input)
     if (input.retained === true) return undefined
 
     const key = `${group}/${epoch}/${sender}`
     const window = this.#windows.get(key)
     if (window !== undefined) {
-      if (sentAt <= window.notBefore) throw replay('sent before this window could remember')
+      if (sentAt <= window.notBefore) throw replay('sent before this window could remember', input)
       if (seq > window.highest) return { key, window, floor: undefined }
       const age = window.highest - seq
-      if (age >= this.#windowSize) throw replay('older than the replay window')
-      if (((window.seen[age >>> 5] as number) >>> (age & 31)) & 1) throw replay('already seen')
+      if (age >= this.#windowSize) throw replay('older than the replay window', input)
+      if (((window.seen[age >>> 5] as number) >>> (age & 31)) & 1) throw replay('already seen', input)
       return { key, window, floor: undefined }
     }
     const floor = this.#floors.get(key)
     if (floor !== undefined) {
-      if (sentAt <= floor.notBefore) throw replay('sent before this window could remember')
-      if (seq <= floor.highest) throw replay('at or below the floor of an evicted window')
+      if (sentAt <= floor.notBefore) throw replay('sent before this window could remember', input)
+      if (seq <= floor.highest) throw replay('at or below the floor of an evicted window', input)
       return { key, window: undefined, floor }
     }
-    if (sentAt <= this.#notBefore) throw replay('sent before an evicted window was forgotten')
+    if (sentAt <= this.#notBefore) throw replay('sent before an evicted window was forgotten', input)
     return { key, window: undefined, floor: undefined }
   }
 
@@ -465,9 +465,15 @@ export class ReplayWindow {
   }
 }
 
-function replay(reason: string): SmqttError {
-  return new SmqttError('ERR_REPLAY', `replayed or too old sequence number: ${reason}`)
+function replay(reason: string, input: ReplayCheckInput): SmqttError {
+  return new SmqttError('ERR_REPLAY', `replayed or too old sequence number: ${reason}`, { details: detailsOf(input) })
 }
+
+function stale(reason: string, input: ReplayCheckInput): SmqttError {
+  return new SmqttError('ERR_STALE', reason, { details: detailsOf(input) })
+}
+
+const detailsOf = ({ group, epoch, sender }: ReplayCheckInput): SmqttErrorDetails => ({ group, epoch, kid: sender })
 
 function invalidState(reason: string): SmqttError {
   return new SmqttError('ERR_REPLAY_STATE_INVALID', `invalid saved replay state: ${reason}`)

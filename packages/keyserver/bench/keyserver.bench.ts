@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process'
 import type { Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { exportIdentity } from '@smqtt/core'
-import { type Harness, startHarness } from '../src/testing.js'
+import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 
 const quick = process.argv.includes('--quick')
 const PRINCIPALS = quick ? 50 : 500

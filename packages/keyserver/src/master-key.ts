@@ -23,7 +23,7 @@ const SECRET_FILE_MODE = 0o600
 const textEncoder = new TextEncoder()
 
 export interface MasterKeySource {
-  /** Where to look for {@link MASTER_KEY_ENV}; defaults to `process.env`. An empty value counts as unset. */
+  /** Where to look for `SMQTT_MASTER_KEY`; defaults to `process.env`. An empty value counts as unset. */
   readonly env?: Readonly<Record<string, string | undefined>>
   /** A file holding the key as base64url, optionally followed by one newline; must be mode 0600 or stricter. */
   readonly file?: string

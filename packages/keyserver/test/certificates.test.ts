@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { createEnrollmentRequest, generateIdentity } from '@smqtt/core'
+import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { loadKeyServerConfig } from '../src/config.js'
 import { MasterKey } from '../src/master-key.js'
@@ -20,7 +21,6 @@ import { CA_VALIDITY_DAYS, createDevPkiMaterial, SERVER_VALIDITY_DAYS } from '..
 import { renewServerCertificate } from '../src/pki/server-certificate-renewal.js'
 import { initKeyServer, renewDeploymentCertificate, startKeyServer, upgradeDeploymentPki } from '../src/server.js'
 import { openStore } from '../src/store/open-store.js'
-import { type Harness, startHarness } from '../src/testing.js'
 
 const DAY_MS = 86_400_000
 const dirs: string[] = []

@@ -4,11 +4,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePort } from '@smqtt/test-kit/keyserver'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { main } from '../src/cli.js'
 import { loadKeyServerConfig } from '../src/config.js'
 import { type RunningKeyServer, startKeyServer } from '../src/server.js'
-import { freePort } from '../src/testing.js'
 import { runCli } from './_cli.js'
 
 let dir: string

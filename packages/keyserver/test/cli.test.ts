@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { freePort } from '@smqtt/test-kit/keyserver'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { main } from '../src/cli.js'
 import { loadKeyServerConfig } from '../src/config.js'
 import { type RunningKeyServer, startKeyServer } from '../src/server.js'
-import { freePort } from '../src/testing.js'
 import { runCli } from './_cli.js'
 
 let dir: string

@@ -2,9 +2,9 @@
 // enrollment or a revocation re-derives one principal instead of re-reading the fleet, and a
 // second key server process sharing the store sees each kind of change another one makes.
 import { openKeyBundle, type SignedDocument } from '@smqtt/core'
+import { addWriters, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, expect, test } from 'vitest'
 import { KeyServer } from '../src/service/key-server.js'
-import { addWriters, type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness | undefined
 afterEach(async () => {

@@ -12,11 +12,11 @@ import {
   type Identity,
   openPrincipalRecord,
 } from '@smqtt/core'
+import { type Harness, type Response, startHarness } from '@smqtt/test-kit/keyserver'
 import pg from 'pg'
 import { afterAll, afterEach, beforeEach, describe, expect, test } from 'vitest'
 import { principalIdFromCertificate } from '../src/pki/certificate-authority.js'
 import { ensureDevPki } from '../src/pki/dev-pki.js'
-import { type Harness, type Response, startHarness } from '../src/testing.js'
 
 const POSTGRES_URL = process.env.SMQTT_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const schemas: string[] = []

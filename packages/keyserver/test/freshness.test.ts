@@ -3,8 +3,8 @@
 // list version and the caller's bundle tag, an ETag made of both, 304 while nothing changed;
 // the tag moves with what the caller's bundle holds, and only with that.
 import { type Identity, signRequest } from '@smqtt/core'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness
 beforeEach(async () => {

@@ -4,6 +4,7 @@
 // groups change is pinned here, in this process and in another one sharing the store, and the
 // index is checked against the brute-force answer on random fleets and policies.
 import { generateIdentity, type Policy, SmqttError } from '@smqtt/core'
+import { addPrincipals, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import fc from 'fast-check'
 import { afterEach, expect, test } from 'vitest'
 import { MasterKey } from '../src/master-key.js'
@@ -11,7 +12,6 @@ import { KeyServer } from '../src/service/key-server.js'
 import { EMPTY_POLICY, PolicyState, principalContext } from '../src/service/policy-state.js'
 import type { KeyStore, PrincipalRecord } from '../src/store/key-store.js'
 import { openStore } from '../src/store/open-store.js'
-import { addPrincipals, type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness | undefined
 afterEach(async () => {

@@ -7,8 +7,8 @@ import {
   openPrincipalRecord,
   RevocationList,
 } from '@smqtt/core'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness
 beforeEach(async () => {

@@ -1,10 +1,10 @@
 // Push over a third-party broker (the Mosquitto on 127.0.0.1:1883): bundles and snapshots
 // arrive on the control topics, signed and sealed, and open only for their recipient.
 import { BROKER_CONTROL_TOPIC, openBrokerSnapshot, openKeyBundle, principalControlTopic } from '@smqtt/core'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import mqtt, { type MqttClient } from 'mqtt'
 import { afterEach, beforeEach, expect, test } from 'vitest'
 import { type MqttPush, startMqttPush } from '../src/service/mqtt-push.js'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883'
 let h: Harness

@@ -1,7 +1,7 @@
 // What the key server tells the operator about a policy: warnings only about real problems, one
 // principal's rights with the rules behind them, and the policy format as a JSON Schema.
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness
 beforeEach(async () => {

@@ -3,8 +3,8 @@
 // does not grow with the rotations of the last minutes; the new epoch opens for each holder
 // alone, and the revoked principal never gets it.
 import { openKeyBundle, type SignedDocument } from '@smqtt/core'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, expect, test } from 'vitest'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness | undefined
 afterEach(async () => {

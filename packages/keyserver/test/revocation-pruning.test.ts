@@ -3,8 +3,8 @@
 // and a burst of revocations past the 512 KiB cap moves the watermark forward instead of growing
 // the list past what a client accepts.
 import { RevocationList } from '@smqtt/core'
+import { addRevokedFleet, type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, expect, test } from 'vitest'
-import { addRevokedFleet, type Harness, startHarness } from '../src/testing.js'
 
 let h: Harness | undefined
 afterEach(async () => {

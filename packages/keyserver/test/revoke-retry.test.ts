@@ -3,9 +3,9 @@
 // and the revocation list and the re-keying of its groups never happened. Revoking is now safe
 // to repeat: a repeat finishes whatever is missing and re-keys once more.
 import { RevocationList } from '@smqtt/core'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, expect, test } from 'vitest'
 import { StoreUnavailableError } from '../src/store/key-store.js'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness
 beforeEach(async () => {

@@ -1,8 +1,8 @@
 // POST /v1/sequence: each run of a device gets sequence numbers no other run was given, so a
 // second copy or a restored backup never reuses a nonce (issue 12, item 1; the store's part is
 // in the conformance suite).
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, expect, test } from 'vitest'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness
 beforeEach(async () => {

@@ -2,9 +2,9 @@
 // while it is small, past `maxInlineBytes` a signed notice whose ETag and issuedAt a pull made
 // after it honours (the same content, stamped no earlier).
 import { openBrokerSnapshot, openBrokerSnapshotNotice } from '@smqtt/core'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, expect, test } from 'vitest'
 import { KeyServer, snapshotChangesByTimeAt } from '../src/service/key-server.js'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness
 beforeEach(async () => {

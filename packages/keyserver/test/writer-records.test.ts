@@ -3,8 +3,8 @@
 // lists at most `bundleInlineWriters` writers per group (and past it only the recipient itself),
 // and a reader fetches the others' signed records by key id (`POST /v1/writers`).
 import { type Identity, openKeyBundle, openWriterRecord } from '@smqtt/core'
+import { addWriters, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, expect, test } from 'vitest'
-import { addWriters, type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 const WRITERS = 3_000
 

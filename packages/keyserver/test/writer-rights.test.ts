@@ -2,8 +2,8 @@
 // publish rules with `%c`/`%u` substituted for that writer, so subscribers can refuse a writer's
 // honestly signed message on another writer's topic.
 import { type Identity, openKeyBundle } from '@smqtt/core'
+import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '../src/testing.js'
 
 let h: Harness
 beforeEach(async () => {

@@ -67,7 +67,7 @@ export class EpochKey {
     return derived
   }
 
-  /** How many senders' keys are cached now (at most {@link MAX_CACHED_SENDER_KEYS}). */
+  /** How many senders' keys are cached now (at most 1,024, the least recently used dropped first). */
   get cachedSenderKeys(): number {
     return this.#senders.size
   }

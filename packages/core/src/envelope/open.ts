@@ -113,7 +113,7 @@ export function beginOpenEnvelope(bytes: Uint8Array, topic: string, options: Ope
     throw new SmqttError('ERR_ENVELOPE_TOO_LARGE', `envelope of ${bytes.length} bytes exceeds the limit`)
   const parsed = parseEnvelope(bytes)
   const { header } = parsed
-  if (options.isRevoked?.(header.sender)) throw new SmqttError('ERR_SENDER_REVOKED')
+  if (options.isRevoked?.(header.sender)) throw revoked(header)
   // Only a message the sender itself marked retained gets the retained rules: a broker that
   // sets the retain flag on a captured live message does not get around the replay window.
   const replayInput: ReplayCheckInput = {
@@ -127,7 +127,10 @@ export function beginOpenEnvelope(bytes: Uint8Array, topic: string, options: Ope
   }
   options.replay?.check(replayInput)
   const epochKey = options.keys.epochKey(header.group, header.epoch)
-  if (!epochKey) throw new SmqttError('ERR_UNKNOWN_EPOCH', `no key for group ${header.group} epoch ${header.epoch}`)
+  if (!epochKey)
+    throw new SmqttError('ERR_UNKNOWN_EPOCH', `no key for group ${header.group} epoch ${header.epoch}`, {
+      details: { group: header.group, epoch: header.epoch },
+    })
   // A group's suite is fixed by the key server; an envelope may not pick a different one.
   if (epochKey.suite !== header.suite)
     throw new SmqttError('ERR_ENVELOPE_UNSUPPORTED', `suite ${header.suite} is not the suite of group ${header.group}`)
@@ -191,12 +194,18 @@ function finish(
   // After the signature, so the sender is authenticated: a writer signing honestly on a topic
   // the policy does not give it (which only a broker that skips the ACL would deliver).
   if (options.keys.writerMayPublish?.(header.group, header.sender, topic) === false)
-    throw new SmqttError('ERR_SENDER_NOT_PERMITTED', `sender ${header.sender} may not publish on ${topic}`)
+    throw new SmqttError('ERR_SENDER_NOT_PERMITTED', `sender ${header.sender} may not publish on ${topic}`, {
+      details: { group: header.group, kid: header.sender, topic },
+    })
   const { key, iv } = epochKey.senderKey(header.sender)
   const backend = options.backend ?? defaultBackend
   const payload = backend.aeadOpen(SUITES[header.suite].aead, key, senderNonce(iv, header.seq), parsed.ciphertext, aad)
   if (!payload) throw new SmqttError('ERR_ENVELOPE_DECRYPTION_FAILED')
-  if (options.isRevoked?.(header.sender)) throw new SmqttError('ERR_SENDER_REVOKED')
+  if (options.isRevoked?.(header.sender)) throw revoked(header)
   options.replay?.accept(replayInput) // checks again: a copy may have been accepted meanwhile
   return { header, payload, properties: propertyVerdict(header.properties, properties) }
+}
+
+function revoked({ group, sender }: EnvelopeHeader): SmqttError {
+  return new SmqttError('ERR_SENDER_REVOKED', undefined, { details: { group, kid: sender } })
 }

@@ -46,7 +46,10 @@ export function verifyEnvelope(bytes: Uint8Array, topic: string, options: Verify
 export function senderKeyOf(parsed: ParsedEnvelope, writerKey: WriterLookup): Uint8Array {
   const { group, sender } = parsed.header
   const publicKey = writerKey(group, sender)
-  if (!publicKey) throw new SmqttError('ERR_UNKNOWN_SENDER', `sender ${sender} is not a writer of group ${group}`)
+  if (!publicKey)
+    throw new SmqttError('ERR_UNKNOWN_SENDER', `sender ${sender} is not a writer of group ${group}`, {
+      details: { group, kid: sender },
+    })
   return publicKey
 }
 

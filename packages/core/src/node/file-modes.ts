@@ -12,14 +12,14 @@
 // POSIX only: Windows reports synthetic modes, and its ACLs are the operator's to set.
 import { statSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { SmqttError, type SmqttErrorCode } from '../errors.js'
+import { SmqttError } from '../errors.js'
 
 /** What a file is, which decides the bits it may not have. */
 export type DeploymentFileKind = 'secret' | 'config' | 'directory'
 
 export interface DeploymentFileCheck {
-  /** The error code to throw (default `ERR_CONFIG_INVALID`). */
-  readonly code?: SmqttErrorCode
+  /** The error code to throw (default `ERR_CONFIG_INVALID`; the master key's file: `ERR_MASTER_KEY_INVALID`). */
+  readonly code?: 'ERR_CONFIG_INVALID' | 'ERR_MASTER_KEY_INVALID'
   /** Names the file in the message, e.g. `config $.tls.keyFile:` or `master key file`. */
   readonly label?: string
   /** The file's mode if the caller has already stat()ed it. */
@@ -31,7 +31,7 @@ const WRITABLE_FORBIDDEN = 0o022
 const STICKY = 0o1000
 
 /**
- * Throws a typed {@link SmqttError} naming `path`, its mode and the `chmod` that fixes it when
+ * Throws a typed `SmqttError` naming `path`, its mode and the `chmod` that fixes it when
  * `path` (or, for a file, the folder that holds it) is more open than its kind allows. A path
  * that does not exist passes: the read that follows reports it.
  *

@@ -11,31 +11,20 @@
 // enforcing the one it has), and the next snapshot starts a new one.
 import type { Worker } from 'node:worker_threads'
 import type { BrokerSnapshot, SnapshotPrincipal } from '../broker-snapshot.js'
-import { SmqttError, type SmqttErrorCode } from '../errors.js'
+import { SmqttError } from '../errors.js'
+import type { SnapshotWorkerReply, SnapshotWorkerRequest } from './_snapshot-protocol.js'
 import { startWorker } from './start-worker.js'
+
+// The types this entry point's signatures use, so `@smqtt/core/snapshot-opener` reads on its own
+// (the same types as the main entry's).
+export type { AclAction, AclRule, KeyGroupPolicy, Policy } from '../acl.js'
+export type { BrokerSnapshot, SnapshotEpoch, SnapshotPrincipal } from '../broker-snapshot.js'
 
 /** Principals per message from the worker: a few ms to take in on the event loop. */
 export const PRINCIPALS_PER_PART = 2_000
 
 /** Payload bytes encoded per event-loop turn (~3 ms). */
 const ENCODE_SLICE = 1 << 20
-
-export type SnapshotWorkerRequest =
-  | {
-      readonly type: 'open'
-      readonly id: number
-      /** The signed document, its payload moved to `payload` when it is a string. */
-      readonly signed: unknown
-      readonly payload: Uint8Array | undefined
-      readonly keyServerPublicKey: Uint8Array
-    }
-  | { readonly type: 'next'; readonly id: number }
-
-export type SnapshotWorkerReply =
-  | { readonly id: number; readonly type: 'head'; readonly snapshot: Omit<BrokerSnapshot, 'principals'> }
-  | { readonly id: number; readonly type: 'principals'; readonly principals: readonly SnapshotPrincipal[] }
-  | { readonly id: number; readonly type: 'done' }
-  | { readonly id: number; readonly type: 'refused'; readonly code: SmqttErrorCode; readonly message: string }
 
 interface Opening {
   head?: Omit<BrokerSnapshot, 'principals'>

@@ -3,7 +3,8 @@
 import { parentPort } from 'node:worker_threads'
 import { openBrokerSnapshot, type SnapshotPrincipal } from '../broker-snapshot.js'
 import { isSmqttError } from '../errors.js'
-import { PRINCIPALS_PER_PART, type SnapshotWorkerReply, type SnapshotWorkerRequest } from './snapshot-opener.js'
+import type { SnapshotWorkerReply, SnapshotWorkerRequest } from './_snapshot-protocol.js'
+import { PRINCIPALS_PER_PART } from './snapshot-opener.js'
 
 const port = parentPort
 if (!port) throw new Error('snapshot-worker runs as a worker thread of snapshot-opener')

@@ -16,6 +16,9 @@ import type { EnvelopeProperties } from '../envelope/bound-properties.js'
 import { verifyEnvelope } from '../envelope/verify.js'
 import { startWorker } from './start-worker.js'
 
+// The type this entry point's signatures use (the main entry's `EnvelopeProperties`).
+export type { EnvelopeProperties } from '../envelope/bound-properties.js'
+
 export const SIGNING_KEY_BYTES = 32
 
 /** A batch for the worker: per envelope, its signing key then its bytes, back to back in `bytes`. */

@@ -187,14 +187,14 @@ export interface KeyStore {
    * Atomically marks the token used and returns it, if it exists, is unused and
    * `now < expiresAt`; otherwise returns undefined and changes nothing. Two concurrent calls
    * with the same hash: exactly one gets the record. (Burns a token without enrolling: a
-   * refused redemption. Enrollment is {@link enrollPrincipal}.)
+   * refused redemption. Enrollment is {@link KeyStore.enrollPrincipal}.)
    */
   consumeEnrollmentToken(tokenHash: Uint8Array, now: UnixSeconds): Promise<EnrollmentTokenRecord | undefined>
   /** Tokens not yet used, ordered by creation. */
   listPendingEnrollmentTokens(now: UnixSeconds): Promise<EnrollmentTokenRecord[]>
   /**
    * Enrolls in one transaction: redeems the token, creates the principal (next kid), records
-   * on the token what it enrolled (see {@link getTokenEnrollment}), appends the audit entry.
+   * on the token what it enrolled (see {@link KeyStore.getTokenEnrollment}), appends the audit entry.
    * All or nothing: if any step fails (connection lost, disk full, duplicate id as
    * StoreConflictError) nothing is written, the token stays unused and the kid is not taken,
    * so the device can retry with the same token. Returns undefined, changing nothing,
@@ -203,9 +203,9 @@ export interface KeyStore {
    */
   enrollPrincipal(enrollment: Enrollment): Promise<EnrolledPrincipal | undefined>
   /**
-   * The enrollment that redeemed this token (recorded by {@link enrollPrincipal} in its
+   * The enrollment that redeemed this token (recorded by {@link KeyStore.enrollPrincipal} in its
    * transaction), or undefined if the token is unknown, unused, or was burnt by
-   * {@link consumeEnrollmentToken} without enrolling anyone.
+   * {@link KeyStore.consumeEnrollmentToken} without enrolling anyone.
    */
   getTokenEnrollment(tokenHash: Uint8Array): Promise<TokenEnrollment | undefined>
 

@@ -1,6 +1,6 @@
-// A real key server for tests of this and other packages (import '@smqtt/keyserver/testing').
-// Runs the real key server for tests: dev PKI, master key, SQLite file (or the given store),
-// HTTPS on an ephemeral loopback port. Devices talk to it over real TLS.
+// A real key server for the tests of every workspace (`@smqtt/test-kit/keyserver`): dev PKI,
+// master key, SQLite file (or the given store), HTTPS on an ephemeral loopback port. Devices talk
+// to it over real TLS. Built on @smqtt/keyserver's public API only.
 import { mkdtempSync, rmSync } from 'node:fs'
 import type { IncomingHttpHeaders } from 'node:http'
 import { request as httpsRequest } from 'node:https'
@@ -8,13 +8,16 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createEnrollmentRequest, generateIdentity, type Identity, sha256, signRequest } from '@smqtt/core'
+import {
+  buildApp,
+  ensureDevPki,
+  KeyServer,
+  type KeyServerSettings,
+  type KeyStore,
+  MasterKey,
+  openStore,
+} from '@smqtt/keyserver'
 import type { FastifyInstance } from 'fastify'
-import { buildApp } from './http/app.js'
-import { MasterKey } from './master-key.js'
-import { ensureDevPki } from './pki/dev-pki.js'
-import { KeyServer, type KeyServerSettings } from './service/key-server.js'
-import type { KeyStore } from './store/key-store.js'
-import { openStore } from './store/open-store.js'
 
 /**
  * A TCP port free on 127.0.0.1 right now (the OS picks it, the probe lets it go): for servers

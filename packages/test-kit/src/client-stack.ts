@@ -1,34 +1,25 @@
-// The full stack for tests, all real: key server over HTTPS (SQLite, dev PKI), a plain Aedes
-// broker over TLS with the same PKI, mqtt.js clients. No mocks.
+// The client stack for tests (`@smqtt/test-kit/client`), all real: key server over HTTPS (SQLite,
+// dev PKI), a plain Aedes broker over TLS with the same PKI, mqtt.js clients. No mocks, and no
+// vitest here, so benches and scripts outside the runner can import it (`useStack` is in
+// `@smqtt/test-kit/use-stack`).
 import { join } from 'node:path'
 import { createServer, type Server } from 'node:tls'
 import {
-  createEnvelopeSigner,
-  type EnvelopeProperties,
-  EpochKey,
-  type Identity,
-  openKeyBundle,
-  parseEnvelope,
-  type SuiteId,
-  sealEnvelope,
-} from '@smqtt/core'
-import { ensureDevPki } from '@smqtt/keyserver'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/keyserver/testing'
-import { Aedes } from 'aedes'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import { afterAll, afterEach, beforeAll } from 'vitest'
-import {
   type ClientStorage,
   type Enrollment,
+  type EnrollOptions,
+  enroll,
   type MessageInfo,
+  memoryStorage,
   type SecureClient,
   type SecurityErrorEvent,
   secure,
-} from '../src/index.js'
-import { Keyring } from '../src/keyring.js'
-import { enrollThrough } from './_enroll.js'
-
-export { enrollThrough }
+} from '@smqtt/client'
+import { EpochKey, type Identity, openKeyBundle, parseEnvelope, type SuiteId } from '@smqtt/core'
+import { ensureDevPki } from '@smqtt/keyserver'
+import { Aedes } from 'aedes'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { type Harness, SMART_HOME_POLICY, startHarness } from './keyserver-harness.js'
 
 export interface Stack {
   readonly h: Harness
@@ -74,6 +65,33 @@ export interface Recorder {
   waitForErrors(count: number, timeoutMs?: number): Promise<SecurityErrorEvent[]>
 }
 
+/** Enrolls `id` through the client's own enroll(), with a fresh one-time token from the harness's operator. */
+export async function enrollThrough(
+  h: Harness,
+  id: string,
+  roles: string[],
+  storage: ClientStorage = memoryStorage(),
+  extra: Pick<EnrollOptions, 'clientCertificate'> = {},
+): Promise<Enrollment<Identity> & { storage: ClientStorage }> {
+  const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
+  if (token.status !== 201) throw new Error(`token: ${token.text}`)
+  const enrollment = await enroll({
+    keyServerUrl: h.url,
+    ca: h.caPem,
+    token: (token.body as { token: string }).token,
+    id,
+    storage,
+    ...extra,
+  })
+  return { ...enrollment, identity: rawIdentity(enrollment.identity), storage }
+}
+
+/** The identity of an enrollment into a storage without CryptoKeys (Node): raw keys, which tests sign with directly. */
+function rawIdentity(identity: Enrollment['identity']): Identity {
+  if (!('signingSeed' in identity)) throw new Error('expected an identity with raw keys')
+  return identity
+}
+
 export const now = () => Math.floor(Date.now() / 1000)
 
 /** Polls until `check` holds, or fails after `timeoutMs`. */
@@ -111,24 +129,6 @@ export async function tap(raw: MqttClient, filter: string) {
   return seen
 }
 
-/**
- * The stack a test file shares: started before its first test, its clients closed after each
- * test, everything closed after the last. Use it at the top level of the file.
- */
-export function useStack(): Stack {
-  const stack = {} as Stack
-  beforeAll(async () => {
-    Object.assign(stack, await startStack())
-  })
-  afterEach(async () => {
-    await stack.closeClients()
-  })
-  afterAll(async () => {
-    await stack.close?.()
-  })
-  return stack
-}
-
 /** The newest key of `group` as `identity` holds it (a reader or writer of the group): what an attacker who is a member has. */
 export async function currentGroupKey(stack: Stack, identity: Identity, group: number): Promise<EpochKey> {
   const response = await stack.h.device(identity, 'GET', '/v1/bundle')
@@ -141,36 +141,6 @@ export async function currentGroupKey(stack: Stack, identity: Identity, group: n
   const epoch = held?.epochs.at(-1)
   if (!held || !epoch) throw new Error(`no group ${group} key`)
   return new EpochKey({ group, epoch: epoch.epoch, suite: held.suite as SuiteId, key: epoch.key })
-}
-
-/**
- * What a writer can do with its own keys, outside the client: seal and sign an envelope for any
- * topic, with its current epoch key of the topic's group (compromised firmware, or a message a
- * test then tampers with in transit).
- */
-export async function sealAs(
-  stack: Stack,
-  writer: Awaited<ReturnType<Stack['enroll']>>,
-  sealed: { topic: string; text: string; seq: number; properties?: EnvelopeProperties },
-): Promise<Buffer> {
-  const response = await stack.h.device(writer.identity, 'GET', '/v1/bundle')
-  const keyring = new Keyring(now)
-  keyring.apply(
-    openKeyBundle((response.body as { bundle: unknown }).bundle, {
-      keyServerPublicKey: stack.h.keyServer.publicKey,
-      recipient: writer.identity,
-      now: now(),
-    }),
-  )
-  const envelope = sealEnvelope({
-    topic: sealed.topic,
-    payload: new TextEncoder().encode(sealed.text),
-    epochKey: keyring.sealingKey(sealed.topic, writer.kid).epochKey,
-    signer: createEnvelopeSigner({ kid: writer.kid, seed: writer.identity.signingSeed }),
-    seq: sealed.seq,
-    ...(sealed.properties === undefined ? {} : { properties: sealed.properties }),
-  })
-  return Buffer.from(envelope)
 }
 
 export async function startStack(harnessOptions: Parameters<typeof startHarness>[0] = {}): Promise<Stack> {

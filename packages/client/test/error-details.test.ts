@@ -1,0 +1,165 @@
+// SmqttError.details in the client (issue 16): the keyring's refusals to seal name the topic
+// (and group), and a refused message's `securityError` event passes core's details on.
+import {
+  createEnvelopeSigner,
+  createKeyBundle,
+  type EnvelopeKeys,
+  EpochKey,
+  generateIdentity,
+  isSmqttError,
+  openKeyBundle,
+  ReplayWindow,
+  type SmqttError,
+  type SmqttErrorCode,
+  sealEnvelope,
+} from '@smqtt/core'
+import type { IPublishPacket } from 'mqtt'
+import { describe, expect, test } from 'vitest'
+import { ReceiveLine } from '../src/_receive-line.js'
+import { replayKey, SavedReplayWindow } from '../src/_replay-state.js'
+import { Keyring } from '../src/keyring.js'
+import type { SecurityErrorEvent } from '../src/secure.js'
+import { memoryStorage } from '../src/storage.js'
+
+const NOW = 1_790_000_000
+
+function thrown(code: SmqttErrorCode, fn: () => unknown): SmqttError {
+  try {
+    fn()
+  } catch (err) {
+    if (isSmqttError(err, code)) return err
+    throw err
+  }
+  throw new Error(`expected ${code}, nothing was thrown`)
+}
+
+describe('keyring: sealing refusals', () => {
+  const keyServer = generateIdentity('keyserver')
+  const device = generateIdentity('app-1')
+  const signed = createKeyBundle({
+    recipient: device,
+    groups: [
+      {
+        group: 4,
+        name: 'home',
+        filter: 'home/#',
+        suite: 1,
+        epochs: [{ epoch: 2, key: new Uint8Array(32).fill(9), activatesAt: NOW - 60, retiresAt: NOW + 3600 }],
+        writers: [
+          { kid: 1000, principal: 'app-1', signingKey: device.signingKey, publish: { allow: ['home/#'], deny: [] } },
+        ],
+      },
+    ],
+    validity: { notBefore: NOW - 60, notAfter: NOW + 3600 },
+    issuedAt: NOW,
+    keyServer,
+  })
+  const bundle = openKeyBundle(signed, { keyServerPublicKey: keyServer.signingKey, recipient: device, now: NOW })
+
+  test('ERR_NO_KEY_GROUP names the topic', () => {
+    const keyring = new Keyring(() => NOW)
+    keyring.apply(bundle)
+    expect(thrown('ERR_NO_KEY_GROUP', () => keyring.sealingKey('garden/tap', 1000)).details).toEqual({
+      topic: 'garden/tap',
+    })
+  })
+
+  test('ERR_UNKNOWN_EPOCH (every epoch held has retired) names the group and the topic', () => {
+    let now = NOW
+    const keyring = new Keyring(() => now)
+    keyring.apply(bundle)
+    expect(keyring.sealingKey('home/hall', 1000).group.group).toBe(4)
+    now = NOW + 7200
+    expect(thrown('ERR_UNKNOWN_EPOCH', () => keyring.sealingKey('home/hall', 1000)).details).toEqual({
+      group: 4,
+      topic: 'home/hall',
+    })
+  })
+})
+
+describe('receive line: securityError events carry the details', () => {
+  const TOPIC = 'home/hall/thermostat/temp'
+  const epochKey = new EpochKey({ group: 7, epoch: 300, suite: 1, key: new Uint8Array(32).fill(0x42) })
+  const thermostat = createEnvelopeSigner({ kid: 1000, seed: new Uint8Array(32).fill(1) })
+  const keys: EnvelopeKeys = {
+    epochKey: (group, epoch) => (group === 7 && epoch === 300 ? epochKey : undefined),
+    writerKey: (group, kid) => (group === 7 && kid === thermostat.kid ? thermostat.publicKey : undefined),
+  }
+  const envelope = (seq: number, key = epochKey): Buffer =>
+    Buffer.from(
+      sealEnvelope({ topic: TOPIC, payload: new Uint8Array([1]), epochKey: key, signer: thermostat, seq, sentAt: NOW }),
+    )
+  const packet = (payload: Buffer): IPublishPacket => ({
+    cmd: 'publish',
+    topic: TOPIC,
+    payload,
+    qos: 0,
+    dup: false,
+    retain: false,
+  })
+
+  function line(): { line: ReceiveLine; rejected: SecurityErrorEvent[]; delivered: number[] } {
+    const replay = new SavedReplayWindow(new ReplayWindow(), {
+      storage: memoryStorage(),
+      key: replayKey('reader-1'),
+      keep: () => true,
+      onError: (err) => {
+        throw err
+      },
+    })
+    const rejected: SecurityErrorEvent[] = []
+    const delivered: number[] = []
+    const receiveLine = new ReceiveLine({
+      openOptions: { keys, replay: replay.window },
+      replay,
+      verifier: undefined,
+      now: () => NOW,
+      isPlaintext: () => false,
+      writerPrincipal: () => 'thermostat-1',
+      refreshForEpoch: () => undefined,
+      unknownSenders: { holding: () => false, hold: () => false },
+      deliver: (_topic, payload) => delivered.push(payload.length),
+      reject: (event) => rejected.push(event),
+    })
+    return { line: receiveLine, rejected, delivered }
+  }
+
+  async function drained(receiveLine: ReceiveLine): Promise<void> {
+    await receiveLine.verifiedAll()
+    while (receiveLine.delivering) await receiveLine.delivering
+  }
+
+  test('a replay: code, topic and { group, epoch, kid }', async () => {
+    const t = line()
+    const once = envelope(5)
+    t.line.receive(TOPIC, once, packet(once))
+    t.line.receive(TOPIC, once, packet(once))
+    await drained(t.line)
+    expect(t.delivered).toEqual([1])
+    expect(t.rejected).toEqual([
+      { code: 'ERR_REPLAY', topic: TOPIC, message: expect.any(String), details: { group: 7, epoch: 300, kid: 1000 } },
+    ])
+  })
+
+  test('an unknown epoch (no refresh may run): { group, epoch }', async () => {
+    const t = line()
+    const other = new EpochKey({ group: 7, epoch: 301, suite: 1, key: new Uint8Array(32).fill(0x43) })
+    const unknown = envelope(6, other)
+    t.line.receive(TOPIC, unknown, packet(unknown))
+    await drained(t.line)
+    expect(t.rejected).toEqual([
+      { code: 'ERR_UNKNOWN_EPOCH', topic: TOPIC, message: expect.any(String), details: { group: 7, epoch: 301 } },
+    ])
+  })
+
+  test('a decryption failure: no details', async () => {
+    const t = line()
+    const wrong = new EpochKey({ group: 7, epoch: 300, suite: 1, key: new Uint8Array(32).fill(0x44) })
+    const undecryptable = envelope(7, wrong)
+    t.line.receive(TOPIC, undecryptable, packet(undecryptable))
+    await drained(t.line)
+    expect(t.rejected).toHaveLength(1)
+    expect(t.rejected[0]?.code).toBe('ERR_ENVELOPE_DECRYPTION_FAILED')
+    expect(t.rejected[0]).not.toHaveProperty('details')
+  })
+})
