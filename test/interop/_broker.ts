@@ -84,6 +84,11 @@ export interface InteropStack {
    * accepted CONNECTs as `login:method`, other events as `event:reason` (`session-closed:revoked`).
    */
   newAudit(atLeast?: number): Promise<string[]>
+  /**
+   * {@link newAudit} read until `entry` is among what arrived (or 15 s passed): for an entry that
+   * follows others still unread, which `newAudit()` alone may return without it.
+   */
+  auditUntil(entry: string): Promise<string[]>
   close(): Promise<void>
 }
 
@@ -188,6 +193,20 @@ export async function startInteropStack(): Promise<InteropStack> {
     }
     let seq = 0
     let auditSeen = 0
+    const newAudit: InteropStack['newAudit'] = async (atLeast = 1) => {
+      const deadline = Date.now() + 3_000
+      let entries = readAuditLog(auditLog).slice(auditSeen)
+      while (entries.length < atLeast && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20))
+        entries = readAuditLog(auditLog).slice(auditSeen)
+      }
+      auditSeen += entries.length
+      return entries.map((entry) => {
+        if (entry.event === 'authenticated') return `login:${entry.method}`
+        if (entry.event === 'refused') return `${entry.hook}:${entry.reason}`
+        return `${entry.event}:${entry.reason}`
+      })
+    }
 
     return {
       h: harness,
@@ -220,20 +239,12 @@ export async function startInteropStack(): Promise<InteropStack> {
         const bytes = new Uint8Array(Buffer.from(payloadHex, 'hex'))
         return new TextDecoder().decode(openEnvelope(bytes, topic, { keys }).payload)
       },
-      async newAudit(atLeast = 1) {
-        const deadline = Date.now() + 3_000
-        let entries = readAuditLog(auditLog).slice(auditSeen)
-        while (entries.length < atLeast && Date.now() < deadline) {
-          await new Promise((resolve) => setTimeout(resolve, 20))
-          entries = readAuditLog(auditLog).slice(auditSeen)
-        }
-        auditSeen += entries.length
-        return entries.map((entry) => {
-          if (entry.event === 'authenticated') return `login:${entry.method}`
-          if (entry.event === 'refused') return `${entry.hook}:${entry.reason}`
-          return `${entry.event}:${entry.reason}`
-        })
+      async auditUntil(entry) {
+        const audit: string[] = []
+        for (let i = 0; i < 5 && !audit.includes(entry); i++) audit.push(...(await newAudit()))
+        return audit
       },
+      newAudit,
       close,
     }
   } catch (err) {

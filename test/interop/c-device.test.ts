@@ -224,7 +224,7 @@ describe.runIf(program !== undefined)('the Linux reference device (libsmqtt + li
       payload: '{"setpoint":19.5}',
       sender: ts.kid, // verified: the app's signature, listed in the device's key bundle
     })
-    expect(await stack.newAudit()).toContain('login:connect-password')
+    expect(await stack.auditUntil('login:connect-password')).toContain('login:connect-password')
     await waitFor(() => wire.length >= 3, 'the first run on the wire')
     const before = [...wire]
 
@@ -289,7 +289,7 @@ describe.runIf(program !== undefined)('the Linux reference device (libsmqtt + li
       }
     }
     expect(refused).toMatchObject({ event: 'connect-refused', reason: 5 }) // not authorised
-    expect(await stack.newAudit()).toContain('connect:principal-inactive')
+    expect(await stack.auditUntil('connect:principal-inactive')).toContain('connect:principal-inactive')
   }, 90_000)
 
   test('enrolls with a TLS key, logs in with the client certificate (mTLS), takes sequence ranges from the key server, and refuses a rolled-back bundle', async () => {
@@ -335,7 +335,7 @@ describe.runIf(program !== undefined)('the Linux reference device (libsmqtt + li
     expect(ran.stderr).toBe('')
     expect(ran.code).toBe(0)
     expect(events(ran.stdout).map((e) => e.event)).toEqual(['connected', 'keys', 'subscribed', 'published', 'done'])
-    expect(await stack.newAudit()).toContain('login:certificate')
+    expect(await stack.auditUntil('login:certificate')).toContain('login:certificate')
     expect(existsSync(join(dir, 'sequence'))).toBe(false)
     const again = await start(program as string, runArgs).exited
     const seqs = [ran, again].map((r) => events(r.stdout).find((e) => e.event === 'published')?.seq as number)

@@ -18,18 +18,21 @@ export function objectProblem(
   required: readonly string[],
   optional: readonly string[] = [],
 ): ObjectProblem | undefined {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { kind: 'not-an-object' }
-  const proto = Object.getPrototypeOf(value)
-  if (proto !== Object.prototype && proto !== null) return { kind: 'not-plain' }
-  for (const key of Object.keys(value))
+  const shape = shapeOf(value)
+  if (shape !== 'plain') return { kind: shape }
+  for (const key of Object.keys(value as object))
     if (!required.includes(key) && !optional.includes(key)) return { kind: 'unknown-field', key }
-  for (const key of required) if (!Object.hasOwn(value, key)) return { kind: 'missing-field', key }
+  for (const key of required) if (!Object.hasOwn(value as object, key)) return { kind: 'missing-field', key }
   return undefined
 }
 
 /** True for a plain JSON object (see {@link objectProblem}), whatever its keys. */
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  return shapeOf(value) === 'plain'
+}
+
+function shapeOf(value: unknown): 'plain' | 'not-plain' | 'not-an-object' {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not-an-object'
   const proto = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
+  return proto === Object.prototype || proto === null ? 'plain' : 'not-plain'
 }

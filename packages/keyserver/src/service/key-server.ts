@@ -5,15 +5,7 @@
 // authentication, policy updates, rotation, bundles, broker snapshots, revocation, service
 // principals), and they share one KeyServerContext (store, master key, identity, clock, policy,
 // directory, change listeners).
-import {
-  type EnrollmentRequest,
-  exportIdentity,
-  generateIdentity,
-  type Identity,
-  importIdentity,
-  type SignedDocument,
-  SmqttError,
-} from '@smqtt/core'
+import type { EnrollmentRequest, Identity, SignedDocument } from '@smqtt/core'
 import { type Logger, pino } from 'pino'
 import type { MasterKey } from '../master-key.js'
 import type { CertificateAuthority } from '../pki/certificate-authority.js'
@@ -30,6 +22,7 @@ import { getPrincipal, principalsHoldingKeys, reserveSequence } from './principa
 import { RequestAuthentication } from './request-authentication.js'
 import { Revocation } from './revocation.js'
 import { Rotation } from './rotation.js'
+import { sealedIdentity } from './sealed-identity.js'
 import { ServicePrincipals } from './service-principals.js'
 import { DEFAULT_SETTINGS, type KeyServerSettings } from './settings.js'
 
@@ -109,16 +102,7 @@ export class KeyServer {
   /** Loads (or on first start creates) the key server's signing identity and the policy. */
   static async open(options: KeyServerOptions): Promise<KeyServer> {
     const { store, masterKey } = options
-    let sealed = await store.getSecret(IDENTITY_SECRET)
-    if (!sealed) {
-      const created = generateIdentity('keyserver')
-      const json = new TextEncoder().encode(JSON.stringify(exportIdentity(created)))
-      await store.insertSecret(IDENTITY_SECRET, masterKey.seal(IDENTITY_SECRET, json))
-      sealed = await store.getSecret(IDENTITY_SECRET) // another process may have won the race
-      if (!sealed)
-        throw new SmqttError('ERR_STORE_UNAVAILABLE', 'the key server identity was written but cannot be read back')
-    }
-    const identity = importIdentity(JSON.parse(new TextDecoder().decode(masterKey.open(IDENTITY_SECRET, sealed))))
+    const identity = await sealedIdentity(store, masterKey, IDENTITY_SECRET, 'keyserver')
     const stored = await store.getPolicy()
     const policy = stored ? PolicyState.fromDocument(stored.version, stored.document) : new PolicyState(0, EMPTY_POLICY)
     const server = new KeyServer(options, identity, policy)

@@ -1,10 +1,11 @@
 // The key server's own principals (e.g. the push client): created on first use, their private
 // keys sealed in the store so every process of a deployment uses the same ones.
-import { exportIdentity, generateIdentity, type Identity, importIdentity, SmqttError } from '@smqtt/core'
+import type { Identity } from '@smqtt/core'
 import type { PrincipalRecord } from '../store/key-store.js'
 import { StoreConflictError } from '../store/key-store.js'
 import type { KeyServerContext } from './context.js'
 import { getPrincipal } from './principals.js'
+import { sealedIdentity } from './sealed-identity.js'
 
 export class ServicePrincipals {
   readonly #ctx: KeyServerContext
@@ -22,16 +23,7 @@ export class ServicePrincipals {
     id: string,
     roles: readonly string[],
   ): Promise<{ identity: Identity; principal: PrincipalRecord }> {
-    const secretName = `service-principal:${id}`
-    if (!(await this.#ctx.store.getSecret(secretName))) {
-      const created = generateIdentity(id)
-      const json = new TextEncoder().encode(JSON.stringify(exportIdentity(created)))
-      await this.#ctx.store.insertSecret(secretName, this.#ctx.masterKey.seal(secretName, json))
-    }
-    const sealed = await this.#ctx.store.getSecret(secretName)
-    if (!sealed)
-      throw new SmqttError('ERR_STORE_UNAVAILABLE', `service principal ${id} was written but cannot be read back`)
-    const identity = importIdentity(JSON.parse(new TextDecoder().decode(this.#ctx.masterKey.open(secretName, sealed))))
+    const identity = await sealedIdentity(this.#ctx.store, this.#ctx.masterKey, `service-principal:${id}`, id)
     let principal = await this.#ctx.store.getPrincipal(id)
     if (!principal) {
       try {
