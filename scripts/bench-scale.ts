@@ -18,6 +18,7 @@ if (selected.length === 0)
 console.log(`# SMQTT fleet-scale curves (${values.quick ? 'quick' : 'full'} run, Node ${process.version})\n`)
 for (const curve of selected) {
   const points: ScalePoint[] = []
-  for (const size of sizes ?? (values.quick ? curve.quickSizes : curve.sizes)) points.push(await curve.measure(size))
+  for (const size of sizes ?? (values.quick ? curve.axis.quickSizes : curve.axis.sizes))
+    points.push({ size, ...(await curve.measure(size)) })
   console.log(`${curveTable(curve, points)}\n`)
 }

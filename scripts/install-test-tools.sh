@@ -4,7 +4,8 @@
 #   playwright-core), mosquitto-clients and Python paho-mqtt (interop with MQTT clients no one
 #   here wrote), sslscan (the TLS scan of every listener);
 # - the C library's build (libsmqtt/): a compiler, CMake, libsodium and cJSON; clang for its
-#   fuzz run; libcurl and libmosquitto for its reference device program;
+#   fuzz run (with libclang-rt-dev: its sanitizer and libFuzzer runtimes, which clang only
+#   recommends); libcurl and libmosquitto for its reference device program;
 # - the Python library (python/): PyNaCl, paho-mqtt, pytest, mypy, and `build` for its packaging check.
 # Idempotent; needs root or sudo. Without apt-get it says what to install and stops, so the
 # tests never run half-equipped.
@@ -12,7 +13,7 @@ set -euo pipefail
 
 packages=(
   chromium mosquitto-clients sslscan
-  gcc clang cmake make pkg-config libsodium-dev libcjson-dev libcurl4-openssl-dev libmosquitto-dev
+  gcc clang libclang-rt-dev cmake make pkg-config libsodium-dev libcjson-dev libcurl4-openssl-dev libmosquitto-dev
   python3 python3-venv python3-nacl python3-paho-mqtt python3-pytest python3-build python3-setuptools mypy
 )
 

@@ -19,4 +19,5 @@ exec npx vitest run "$@" \
   packages/keyserver/test/request-limits.test.ts \
   packages/keyserver/test/sealed-key-cache.test.ts \
   packages/broker-plugin/test/bounds.test.ts \
-  packages/broker-plugin/test/cli-paths.test.ts
+  packages/broker-plugin/test/cli-paths.test.ts \
+  packages/broker-plugin/test/patched-map.test.ts

@@ -9,11 +9,11 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { enroll, fileStorage, loadEnrollment, type MessageInfo, secure } from '@smqtt/client'
+import { KEYSERVER_ROLE, PUSH_PRINCIPAL_ID, startMqttPush } from '@smqtt/keyserver'
 import { within } from '@smqtt/test-kit/broker'
 import { waitUntil } from '@smqtt/test-kit/client'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest'
-import { KEYSERVER_ROLE, PUSH_PRINCIPAL_ID, startMqttPush } from '../packages/keyserver/src/service/mqtt-push.js'
 import { type AttackStack, type Recorder, startAttackStack } from './attacks/_stack.js'
 
 let s: AttackStack

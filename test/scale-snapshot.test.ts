@@ -8,17 +8,12 @@
 // `packet-refused oversize`, and the broker stayed behind until its next scheduled pull.)
 import { memoryStorage } from '@smqtt/client'
 import { BROKER_CONTROL_TOPIC } from '@smqtt/core'
+import { KEYSERVER_ROLE, type MqttPush, PUSH_PRINCIPAL_ID, startMqttPush } from '@smqtt/keyserver'
 import { within } from '@smqtt/test-kit/broker'
 import { enrollThrough, waitUntil } from '@smqtt/test-kit/client'
 import { addFleet } from '@smqtt/test-kit/keyserver'
 import type { AedesPublishPacket } from 'aedes'
 import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest'
-import {
-  KEYSERVER_ROLE,
-  type MqttPush,
-  PUSH_PRINCIPAL_ID,
-  startMqttPush,
-} from '../packages/keyserver/src/service/mqtt-push.js'
 import { type AttackStack, deliveredTo, type Recorder, startAttackStack } from './attacks/_stack.js'
 
 const FLEET = 4_000

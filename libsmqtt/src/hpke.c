@@ -61,9 +61,12 @@ static void kem_shared_secret(uint8_t shared[32], const uint8_t dh[32], const ui
     sodium_memzero(prk, sizeof prk);
 }
 
-/* KeySchedule for mode_base with an empty PSK */
-static void key_schedule(smqtt_hpke_context *ctx, const uint8_t shared[32], const uint8_t *info, size_t info_len) {
-    uint8_t context[65], secret[32];
+/* KeySchedule for mode_base with an empty PSK, from the KEM's shared secret, which Encap and
+ * Decap both derive from their DH result, enc and the recipient's public key */
+static void key_schedule(smqtt_hpke_context *ctx, const uint8_t dh[32], const uint8_t enc[32], const uint8_t pk_r[32],
+                         const uint8_t *info, size_t info_len) {
+    uint8_t shared[32], context[65], secret[32];
+    kem_shared_secret(shared, dh, enc, pk_r);
     context[0] = 0x00; /* mode_base */
     labeled_extract(context + 1, NULL, 0, HPKE_SUITE, sizeof HPKE_SUITE, "psk_id_hash", NULL, 0);
     labeled_extract(context + 33, NULL, 0, HPKE_SUITE, sizeof HPKE_SUITE, "info_hash", info, info_len);
@@ -72,6 +75,7 @@ static void key_schedule(smqtt_hpke_context *ctx, const uint8_t shared[32], cons
     labeled_expand(ctx->base_nonce, 12, secret, HPKE_SUITE, sizeof HPKE_SUITE, "base_nonce", context, sizeof context);
     labeled_expand(ctx->exporter_secret, 32, secret, HPKE_SUITE, sizeof HPKE_SUITE, "exp", context, sizeof context);
     ctx->seq = 0;
+    sodium_memzero(shared, sizeof shared);
     sodium_memzero(secret, sizeof secret);
 }
 
@@ -79,13 +83,11 @@ smqtt_err smqtt_hpke_setup_base_r(smqtt_hpke_context *ctx, const uint8_t enc[32]
                                   const uint8_t pk_r[32], const uint8_t *info, size_t info_len) {
     if (ctx == NULL || enc == NULL || sk_r == NULL || pk_r == NULL || (info == NULL && info_len > 0))
         return SMQTT_ERR_INVALID_ARGUMENT;
-    uint8_t dh[32], shared[32];
+    uint8_t dh[32];
     /* libsodium refuses an all-zero result (a small-order enc): RFC 9180 §7.1.4 */
     if (crypto_scalarmult(dh, sk_r, enc) != 0) return SMQTT_ERR_HPKE_OPEN_FAILED;
-    kem_shared_secret(shared, dh, enc, pk_r);
-    key_schedule(ctx, shared, info, info_len);
+    key_schedule(ctx, dh, enc, pk_r, info, info_len);
     sodium_memzero(dh, sizeof dh);
-    sodium_memzero(shared, sizeof shared);
     return SMQTT_OK;
 }
 
@@ -93,13 +95,11 @@ smqtt_err smqtt_hpke_setup_base_s(smqtt_hpke_context *ctx, uint8_t enc[32], cons
                                   const uint8_t pk_r[32], const uint8_t *info, size_t info_len) {
     if (ctx == NULL || enc == NULL || sk_e == NULL || pk_r == NULL || (info == NULL && info_len > 0))
         return SMQTT_ERR_INVALID_ARGUMENT;
-    uint8_t dh[32], shared[32];
+    uint8_t dh[32];
     if (crypto_scalarmult_base(enc, sk_e) != 0) return SMQTT_ERR_KEY_INVALID;
     if (crypto_scalarmult(dh, sk_e, pk_r) != 0) return SMQTT_ERR_KEY_INVALID;
-    kem_shared_secret(shared, dh, enc, pk_r);
-    key_schedule(ctx, shared, info, info_len);
+    key_schedule(ctx, dh, enc, pk_r, info, info_len);
     sodium_memzero(dh, sizeof dh);
-    sodium_memzero(shared, sizeof shared);
     return SMQTT_OK;
 }
 

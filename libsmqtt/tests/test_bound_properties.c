@@ -9,25 +9,6 @@
 
 #include "testutil.h"
 
-typedef struct keys_state {
-    uint32_t group, epoch, sender;
-    uint8_t suite, epoch_key[32], public_key[32];
-} keys_state;
-
-static int epoch_key_cb(void *ctx, uint32_t group, uint32_t epoch, uint8_t key[32], uint8_t *suite) {
-    keys_state *k = ctx;
-    if (group != k->group || epoch != k->epoch) return -1;
-    memcpy(key, k->epoch_key, 32);
-    *suite = k->suite;
-    return 0;
-}
-static int writer_key_cb(void *ctx, uint32_t group, uint32_t sender, uint8_t pk[32]) {
-    keys_state *k = ctx;
-    if (group != k->group || sender != k->sender) return -1;
-    memcpy(pk, k->public_key, 32);
-    return 0;
-}
-
 static uint8_t work[1 << 15];
 
 static int same(const uint8_t *a, size_t al, const uint8_t *b, size_t bl) {
@@ -75,16 +56,9 @@ int main(int argc, char **argv) {
     const cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(json, "cases")) {
         const char *name = tu_str(c, "name");
-        keys_state ks;
-        memset(&ks, 0, sizeof ks);
-        ks.group = (uint32_t)tu_u64(c, "group");
-        ks.epoch = (uint32_t)tu_u64(c, "epoch");
-        ks.sender = (uint32_t)tu_u64(c, "kid");
-        ks.suite = (uint8_t)tu_u64(c, "suite");
-        uint8_t seed[32], sk[64];
-        CHECK(tu_hex_into(ks.epoch_key, 32, tu_str(c, "epochKey")) == 0, "%s", name);
-        CHECK(tu_hex_into(seed, 32, tu_str(c, "signingSeed")) == 0, "%s", name);
-        crypto_sign_seed_keypair(ks.public_key, sk, seed);
+        tu_keys ks;
+        uint8_t sk[64];
+        CHECK(tu_keys_from_case(&ks, sk, c) == 0, "%s: keys", name);
         size_t payload_len, env_len, bound_len;
         uint8_t *payload = tu_hex(tu_str(c, "payload"), &payload_len);
         uint8_t *env = tu_hex(tu_str(c, "envelope"), &env_len);
@@ -138,7 +112,7 @@ int main(int argc, char **argv) {
             const char *result = tu_str(check, "result");
             tu_props got;
             CHECK(tu_props_from_json(&got, cJSON_GetObjectItemCaseSensitive(check, "received")) == 0, "%s", check_name);
-            smqtt_keyring keys = {epoch_key_cb, writer_key_cb, NULL, NULL, &ks};
+            smqtt_keyring keys = tu_keyring(&ks, 0);
             smqtt_open_options o;
             memset(&o, 0, sizeof o);
             o.keys = &keys;
@@ -170,7 +144,7 @@ int main(int argc, char **argv) {
         }
         /* Given no properties at all, an envelope binding present ones fails the signature. */
         {
-            smqtt_keyring keys = {epoch_key_cb, writer_key_cb, NULL, NULL, &ks};
+            smqtt_keyring keys = tu_keyring(&ks, 0);
             smqtt_open_options o;
             memset(&o, 0, sizeof o);
             o.keys = &keys;

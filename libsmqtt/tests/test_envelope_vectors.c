@@ -9,40 +9,12 @@
 
 #include "testutil.h"
 
-typedef struct keyring_state {
-    uint32_t group, epoch, sender;
-    uint8_t suite;
-    uint8_t epoch_key[32];
-    uint8_t public_key[32];
-    int revoked;
-    int forbid;
-} keyring_state;
-
-static int epoch_key_cb(void *ctx, uint32_t group, uint32_t epoch, uint8_t key[32], uint8_t *suite) {
-    keyring_state *k = ctx;
-    if (group != k->group || epoch != k->epoch) return -1;
-    memcpy(key, k->epoch_key, 32);
-    *suite = k->suite;
-    return 0;
-}
-static int writer_key_cb(void *ctx, uint32_t group, uint32_t sender, uint8_t pk[32]) {
-    keyring_state *k = ctx;
-    if (group != k->group || sender != k->sender) return -1;
-    memcpy(pk, k->public_key, 32);
-    return 0;
-}
-static int revoked_cb(void *ctx, uint32_t sender) { return ((keyring_state *)ctx)->revoked && sender == ((keyring_state *)ctx)->sender; }
-static int may_publish_cb(void *ctx, uint32_t group, uint32_t sender, const uint8_t *topic, size_t topic_len) {
-    (void)group, (void)sender, (void)topic, (void)topic_len;
-    return !((keyring_state *)ctx)->forbid;
-}
-
 static uint8_t work[1 << 16];
 static uint8_t plain[1 << 15];
 
-static smqtt_err open_with(const uint8_t *env, size_t len, const char *topic, keyring_state *ks, smqtt_replay *replay,
+static smqtt_err open_with(const uint8_t *env, size_t len, const char *topic, tu_keys *ks, smqtt_replay *replay,
                            int64_t now, size_t *pt_len) {
-    smqtt_keyring keys = {epoch_key_cb, writer_key_cb, may_publish_cb, revoked_cb, ks};
+    smqtt_keyring keys = tu_keyring(ks, 1);
     smqtt_open_options o;
     memset(&o, 0, sizeof o);
     o.keys = &keys;
@@ -74,18 +46,18 @@ static size_t resign(uint8_t *env, size_t len, const char *topic, const uint8_t 
     return len;
 }
 
-static void refusals(const cJSON *c, const uint8_t *env, size_t env_len, keyring_state base, const uint8_t sk[64]) {
+static void refusals(const cJSON *c, const uint8_t *env, size_t env_len, tu_keys base, const uint8_t sk[64]) {
     const char *topic = tu_str(c, "topic");
     int64_t now = (int64_t)tu_u64(c, "sentAt");
     uint8_t buf[4096];
-    keyring_state ks;
+    tu_keys ks;
     smqtt_replay_entry entries[4];
     smqtt_replay_floor floors[2];
     smqtt_replay replay;
 
     /* 1. size limit before structure */
     {
-        smqtt_keyring keys = {epoch_key_cb, writer_key_cb, NULL, NULL, &ks};
+        smqtt_keyring keys = tu_keyring(&ks, 0);
         smqtt_open_options o;
         memset(&o, 0, sizeof o);
         ks = base;
@@ -202,7 +174,7 @@ static void refusals(const cJSON *c, const uint8_t *env, size_t env_len, keyring
     /* buffers */
     ks = base;
     {
-        smqtt_keyring keys = {epoch_key_cb, writer_key_cb, NULL, NULL, &ks};
+        smqtt_keyring keys = tu_keyring(&ks, 0);
         smqtt_open_options o;
         memset(&o, 0, sizeof o);
         o.keys = &keys;
@@ -224,20 +196,12 @@ int main(int argc, char **argv) {
     const cJSON *c;
     cJSON_ArrayForEach(c, cases) {
         const char *name = tu_str(c, "name");
-        keyring_state ks;
-        memset(&ks, 0, sizeof ks);
-        ks.group = (uint32_t)tu_u64(c, "group");
-        ks.epoch = (uint32_t)tu_u64(c, "epoch");
-        ks.sender = (uint32_t)tu_u64(c, "kid");
-        ks.suite = (uint8_t)tu_u64(c, "suite");
-        uint8_t seed[32], sk[64], key[32], iv[12], want_key[32], want_iv[12];
-        CHECK(tu_hex_into(ks.epoch_key, 32, tu_str(c, "epochKey")) == 0, "%s: epochKey", name);
-        CHECK(tu_hex_into(ks.public_key, 32, tu_str(c, "signingPublicKey")) == 0, "%s: public key", name);
-        CHECK(tu_hex_into(seed, 32, tu_str(c, "signingSeed")) == 0, "%s: seed", name);
+        tu_keys ks;
+        uint8_t sk[64], pk[32], key[32], iv[12], want_key[32], want_iv[12];
+        CHECK(tu_keys_from_case(&ks, sk, c) == 0, "%s: keys", name);
+        CHECK(tu_hex_into(pk, 32, tu_str(c, "signingPublicKey")) == 0, "%s: public key", name);
         CHECK(tu_hex_into(want_key, 32, tu_str(c, "senderKey")) == 0, "%s: senderKey", name);
         CHECK(tu_hex_into(want_iv, 12, tu_str(c, "senderIv")) == 0, "%s: senderIv", name);
-        uint8_t pk[32];
-        crypto_sign_seed_keypair(pk, sk, seed);
         CHECK(memcmp(pk, ks.public_key, 32) == 0, "%s: public key from seed", name);
         CHECK_ERR(smqtt_sender_key(key, iv, ks.epoch_key, ks.suite, ks.group, ks.epoch, ks.sender), SMQTT_OK, name);
         CHECK(memcmp(key, want_key, 32) == 0 && memcmp(iv, want_iv, 12) == 0, "%s: sender key and iv", name);
@@ -277,7 +241,7 @@ int main(int argc, char **argv) {
 
         size_t pt_len = 0;
         smqtt_envelope_header h;
-        smqtt_keyring keys = {epoch_key_cb, writer_key_cb, NULL, NULL, &ks};
+        smqtt_keyring keys = tu_keyring(&ks, 0);
         smqtt_open_options o;
         memset(&o, 0, sizeof o);
         o.keys = &keys;

@@ -42,6 +42,14 @@ int tu_hex_into(uint8_t *out, size_t n, const char *hex) {
     return 0;
 }
 
+int tu_hex_equals(const uint8_t *bytes, size_t n, const char *hex) {
+    size_t len = 0;
+    uint8_t *want = hex != NULL ? tu_hex(hex, &len) : NULL;
+    int equal = want != NULL && len == n && (n == 0 || memcmp(bytes, want, n) == 0);
+    free(want);
+    return equal;
+}
+
 char *tu_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (f == NULL) return NULL;
@@ -134,4 +142,48 @@ int tu_props_from_json(tu_props *out, const cJSON *obj) {
 void tu_props_free(tu_props *p) {
     free(p->correlation);
     p->correlation = NULL;
+}
+
+int tu_keys_from_case(tu_keys *k, uint8_t sk[64], const cJSON *c) {
+    uint8_t seed[32];
+    memset(k, 0, sizeof *k);
+    k->group = (uint32_t)tu_u64(c, "group");
+    k->epoch = (uint32_t)tu_u64(c, "epoch");
+    k->sender = (uint32_t)tu_u64(c, "kid");
+    k->suite = (uint8_t)tu_u64(c, "suite");
+    if (tu_hex_into(k->epoch_key, 32, tu_str(c, "epochKey")) != 0 || tu_hex_into(seed, 32, tu_str(c, "signingSeed")) != 0)
+        return -1;
+    crypto_sign_seed_keypair(k->public_key, sk, seed);
+    return 0;
+}
+
+static int keys_epoch_key(void *ctx, uint32_t group, uint32_t epoch, uint8_t key[32], uint8_t *suite) {
+    const tu_keys *k = ctx;
+    if (group != k->group || epoch != k->epoch) return -1;
+    memcpy(key, k->epoch_key, 32);
+    *suite = k->suite;
+    return 0;
+}
+
+static int keys_writer_key(void *ctx, uint32_t group, uint32_t sender, uint8_t pk[32]) {
+    const tu_keys *k = ctx;
+    if (group != k->group || sender != k->sender) return -1;
+    memcpy(pk, k->public_key, 32);
+    return 0;
+}
+
+static int keys_may_publish(void *ctx, uint32_t group, uint32_t sender, const uint8_t *topic, size_t topic_len) {
+    (void)group, (void)sender, (void)topic, (void)topic_len;
+    return !((const tu_keys *)ctx)->forbid;
+}
+
+static int keys_is_revoked(void *ctx, uint32_t sender) {
+    const tu_keys *k = ctx;
+    return k->revoked && sender == k->sender;
+}
+
+smqtt_keyring tu_keyring(tu_keys *k, int checks) {
+    smqtt_keyring ring = {keys_epoch_key, keys_writer_key, NULL, NULL, k};
+    if (checks) ring.writer_may_publish = keys_may_publish, ring.is_revoked = keys_is_revoked;
+    return ring;
 }

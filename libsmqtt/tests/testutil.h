@@ -32,6 +32,8 @@ extern int tu_checks;
 uint8_t *tu_hex(const char *hex, size_t *len);
 /* Decodes exactly `n` bytes of hex into out; 0 on success. */
 int tu_hex_into(uint8_t *out, size_t n, const char *hex);
+/* 1 when the `n` bytes are what `hex` (of exactly n bytes) says, else 0. */
+int tu_hex_equals(const uint8_t *bytes, size_t n, const char *hex);
 /* Reads a whole file (NUL-terminated); NULL on error. */
 char *tu_read_file(const char *path, size_t *len);
 /* Parses a JSON file under the repository root: root/relative. Exits on failure. */
@@ -54,3 +56,17 @@ typedef struct tu_props {
 /* Fills `out` from `obj` (NULL obj: no properties). 0 on success. */
 int tu_props_from_json(tu_props *out, const cJSON *obj);
 void tu_props_free(tu_props *p);
+
+/* A receiver holding one epoch key and one writer, as an envelope vector describes them. */
+typedef struct tu_keys {
+    uint32_t group, epoch, sender;
+    uint8_t suite, epoch_key[32], public_key[32];
+    int revoked; /* with checks: the sender is on the revocation list */
+    int forbid;  /* with checks: the sender may not publish on the topic */
+} tu_keys;
+/* From a vector case: group, epoch, kid (the sender), suite, epochKey, and the writer's key pair
+ * from signingSeed (its secret key in sk). 0 on success. */
+int tu_keys_from_case(tu_keys *k, uint8_t sk[64], const cJSON *c);
+/* An smqtt_keyring over `k` (which must outlive it); with `checks`, also writer_may_publish and
+ * is_revoked, answering from k->forbid and k->revoked. */
+smqtt_keyring tu_keyring(tu_keys *k, int checks);

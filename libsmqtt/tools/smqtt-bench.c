@@ -9,9 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <sodium.h>
-
-#include "smqtt/smqtt.h"
+#include "../tests/testutil.h"
 
 static double now_us(void) {
     struct timespec t;
@@ -19,32 +17,19 @@ static double now_us(void) {
     return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
-static uint8_t epoch_key_bytes[32] = {7};
-static uint8_t public_key[32];
-
-static int epoch_key(void *ctx, uint32_t g, uint32_t e, uint8_t key[32], uint8_t *suite) {
-    (void)ctx, (void)g, (void)e;
-    memcpy(key, epoch_key_bytes, 32);
-    *suite = 1;
-    return 0;
-}
-static int writer_key(void *ctx, uint32_t g, uint32_t s, uint8_t pk[32]) {
-    (void)ctx, (void)g, (void)s;
-    memcpy(pk, public_key, 32);
-    return 0;
-}
-
 int main(int argc, char **argv) {
     if (smqtt_init() != SMQTT_OK) return 1;
     int n = argc > 1 ? atoi(argv[1]) : 2000;
     uint8_t seed[32] = {1}, sk[64], payload[64] = {0}, env[256], work[512], plain[128];
-    crypto_sign_seed_keypair(public_key, sk, seed);
+    /* the receiver holds the one epoch key and the one writer */
+    tu_keys k = {.group = 7, .epoch = 300, .sender = 1000, .suite = 1, .epoch_key = {7}};
+    crypto_sign_seed_keypair(k.public_key, sk, seed);
     const char *topic = "home/hall/thermostat/temp";
     size_t tl = strlen(topic), env_len = 0, pl = 0;
     smqtt_seal_params p;
     memset(&p, 0, sizeof p);
-    p.suite = 1, p.group = 7, p.epoch = 300, p.sender = 1000, p.sent_at = 1790000000;
-    p.epoch_key = epoch_key_bytes, p.signing_key = sk;
+    p.suite = k.suite, p.group = k.group, p.epoch = k.epoch, p.sender = k.sender, p.sent_at = 1790000000;
+    p.epoch_key = k.epoch_key, p.signing_key = sk;
     double t0 = now_us();
     for (int i = 0; i < n; i++) {
         p.seq = (uint64_t)i + 100000;
@@ -53,7 +38,7 @@ int main(int argc, char **argv) {
             return 1;
     }
     double seal = (now_us() - t0) / n;
-    smqtt_keyring keys = {epoch_key, writer_key, NULL, NULL, NULL};
+    smqtt_keyring keys = tu_keyring(&k, 0);
     smqtt_open_options o;
     memset(&o, 0, sizeof o);
     o.keys = &keys;

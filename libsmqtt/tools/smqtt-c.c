@@ -73,16 +73,28 @@ static int bad_job(const char *why) {
     return 2;
 }
 
+/* The job's "topic" and its hex field `name` ("payload", "envelope"), decoded into *bytes
+ * (malloc): 0, or the exit status of a bad job. */
+static int topic_and_bytes(const cJSON *job, const char *name, const char **topic, uint8_t **bytes, size_t *len) {
+    char why[64];
+    const char *hex = tu_str(job, name);
+    *topic = tu_str(job, "topic");
+    *len = 0;
+    if (*topic == NULL || hex == NULL) return snprintf(why, sizeof why, "topic, %s", name), bad_job(why);
+    *bytes = tu_hex(hex, len);
+    if (*bytes == NULL) return snprintf(why, sizeof why, "%s hex", name), bad_job(why);
+    return 0;
+}
+
 static int seal(const cJSON *job) {
     uint8_t epoch_key[32], seed[32], pk[32], sk[64];
     if (tu_hex_into(epoch_key, 32, tu_str(job, "epochKey")) != 0) return bad_job("epochKey");
     if (tu_hex_into(seed, 32, tu_str(job, "signingSeed")) != 0) return bad_job("signingSeed");
-    const char *topic = tu_str(job, "topic");
-    const char *payload_hex = tu_str(job, "payload");
-    if (topic == NULL || payload_hex == NULL) return bad_job("topic, payload");
-    size_t payload_len = 0;
-    uint8_t *payload = tu_hex(payload_hex, &payload_len);
-    if (payload == NULL) return bad_job("payload hex");
+    const char *topic;
+    uint8_t *payload;
+    size_t payload_len;
+    int status = topic_and_bytes(job, "payload", &topic, &payload, &payload_len);
+    if (status != 0) return status;
     crypto_sign_seed_keypair(pk, sk, seed);
     tu_props props;
     const cJSON *props_json = cJSON_GetObjectItemCaseSensitive(job, "properties");
@@ -106,7 +118,6 @@ static int seal(const cJSON *job) {
     size_t out_len = 0;
     smqtt_err err = smqtt_envelope_seal(out, out_cap, &out_len, &p, (const uint8_t *)topic, topic_len, payload,
                                         payload_len, work, work_cap);
-    int status = 0;
     if (err != SMQTT_OK) {
         status = refused(err);
     } else {
@@ -137,12 +148,11 @@ static int open_or_verify(const cJSON *job, int open) {
         entry->kid = (uint32_t)tu_u64(w, "kid");
         if (tu_hex_into(entry->public_key, 32, tu_str(w, "publicKey")) != 0) return bad_job("writer publicKey");
     }
-    const char *topic = tu_str(job, "topic");
-    const char *env_hex = tu_str(job, "envelope");
-    if (topic == NULL || env_hex == NULL) return bad_job("topic, envelope");
-    size_t env_len = 0;
-    uint8_t *env = tu_hex(env_hex, &env_len);
-    if (env == NULL) return bad_job("envelope hex");
+    const char *topic;
+    uint8_t *env;
+    size_t env_len;
+    int status = topic_and_bytes(job, "envelope", &topic, &env, &env_len);
+    if (status != 0) return status;
     tu_props props;
     const cJSON *props_json = cJSON_GetObjectItemCaseSensitive(job, "properties");
     if (tu_props_from_json(&props, props_json) != 0) return bad_job("properties");
@@ -168,7 +178,6 @@ static int open_or_verify(const cJSON *job, int open) {
     smqtt_err err = open ? smqtt_envelope_open(plain, env_len, &plain_len, &h, env, env_len, (const uint8_t *)topic,
                                                topic_len, &o, work, work_cap)
                          : smqtt_envelope_verify(&h, env, env_len, (const uint8_t *)topic, topic_len, &o, work, work_cap);
-    int status = 0;
     if (err != SMQTT_OK) {
         status = refused(err);
     } else {
@@ -221,8 +230,10 @@ typedef struct device_state {
     smqtt_key_bundle bundle;
 } device_state;
 
-/* Opens the job's "bundle" (a signed document object) as the job's "id" with its X25519 keys. */
-static smqtt_err open_device_bundle(device_state *d, const cJSON *job) {
+/* Opens the job's "bundle" (a signed document object) as the job's "id" with its X25519 keys:
+ * 0, or the exit status once the answer (a bad job or the refusal) is printed. */
+static int open_device_bundle(device_state *d, const cJSON *job) {
+    const char *needs = "keyServerPublicKey, agreementSecret, agreementKey, id, bundle";
     uint8_t ks[32], sk[32], pk[32];
     memset(d, 0, sizeof *d);
     d->bundle.groups = d->groups, d->bundle.group_cap = 16;
@@ -231,9 +242,9 @@ static smqtt_err open_device_bundle(device_state *d, const cJSON *job) {
     d->bundle.strings = d->strings, d->bundle.strings_cap = sizeof d->strings;
     if (tu_hex_into(ks, 32, tu_str(job, "keyServerPublicKey")) != 0 || tu_hex_into(sk, 32, tu_str(job, "agreementSecret")) != 0 ||
         tu_hex_into(pk, 32, tu_str(job, "agreementKey")) != 0 || tu_str(job, "id") == NULL)
-        return SMQTT_ERR_INVALID_ARGUMENT;
+        return bad_job(needs);
     char *text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(job, "bundle"));
-    if (text == NULL) return SMQTT_ERR_INVALID_ARGUMENT;
+    if (text == NULL) return bad_job(needs);
     size_t work_cap = SMQTT_DOCUMENT_WORK_BYTES(strlen(text));
     uint8_t *work = malloc(work_cap);
     smqtt_err err = smqtt_key_bundle_open(&d->bundle, text, strlen(text), ks, tu_str(job, "id"), sk, pk,
@@ -241,14 +252,14 @@ static smqtt_err open_device_bundle(device_state *d, const cJSON *job) {
     free(work);
     cJSON_free(text);
     sodium_memzero(sk, sizeof sk);
-    return err;
+    if (err == SMQTT_ERR_INVALID_ARGUMENT) return bad_job(needs);
+    return err == SMQTT_OK ? 0 : refused(err);
 }
 
 static int device_seal(const cJSON *job) {
     static device_state d;
-    smqtt_err err = open_device_bundle(&d, job);
-    if (err == SMQTT_ERR_INVALID_ARGUMENT) return bad_job("keyServerPublicKey, agreementSecret, agreementKey, id, bundle");
-    if (err != SMQTT_OK) return refused(err);
+    int status = open_device_bundle(&d, job);
+    if (status != 0) return status;
     const char *topic = tu_str(job, "topic"), *payload_hex = tu_str(job, "payload");
     uint8_t seed[32], pk[32], sk[64];
     if (topic == NULL || payload_hex == NULL || tu_hex_into(seed, 32, tu_str(job, "signingSeed")) != 0)
@@ -272,9 +283,8 @@ static int device_seal(const cJSON *job) {
     size_t out_cap = SMQTT_SEALED_MAX_BYTES(payload_len), work_cap = SMQTT_SEAL_WORK_BYTES(payload_len, strlen(topic), 0);
     uint8_t *out = malloc(out_cap), *work = malloc(work_cap);
     size_t out_len = 0;
-    err = smqtt_envelope_seal(out, out_cap, &out_len, &p, (const uint8_t *)topic, strlen(topic), payload, payload_len, work,
-                              work_cap);
-    int status = 0;
+    smqtt_err err = smqtt_envelope_seal(out, out_cap, &out_len, &p, (const uint8_t *)topic, strlen(topic), payload,
+                                        payload_len, work, work_cap);
     if (err != SMQTT_OK) status = refused(err);
     else printf("{\"ok\":true,"), print_hex("envelope", out, out_len), printf("}\n");
     free(out), free(work), free(payload);
@@ -284,14 +294,13 @@ static int device_seal(const cJSON *job) {
 
 static int device_open(const cJSON *job) {
     static device_state d;
-    smqtt_err err = open_device_bundle(&d, job);
-    if (err == SMQTT_ERR_INVALID_ARGUMENT) return bad_job("keyServerPublicKey, agreementSecret, agreementKey, id, bundle");
-    if (err != SMQTT_OK) return refused(err);
-    const char *topic = tu_str(job, "topic"), *env_hex = tu_str(job, "envelope");
-    if (topic == NULL || env_hex == NULL) return bad_job("topic, envelope");
-    size_t env_len = 0;
-    uint8_t *env = tu_hex(env_hex, &env_len);
-    if (env == NULL) return bad_job("envelope hex");
+    int status = open_device_bundle(&d, job);
+    if (status != 0) return status;
+    const char *topic;
+    uint8_t *env;
+    size_t env_len;
+    status = topic_and_bytes(job, "envelope", &topic, &env, &env_len);
+    if (status != 0) return status;
     smqtt_device_keys keys = {&d.bundle, NULL};
     smqtt_keyring ring;
     smqtt_device_keyring(&ring, &keys);
@@ -304,9 +313,8 @@ static int device_open(const cJSON *job) {
     size_t work_cap = SMQTT_OPEN_WORK_BYTES(env_len, strlen(topic), 0), plain_len = 0;
     uint8_t *work = malloc(work_cap), *plain = malloc(env_len);
     smqtt_envelope_header h;
-    err = smqtt_envelope_open(plain, env_len, &plain_len, &h, env, env_len, (const uint8_t *)topic, strlen(topic), &o, work,
-                              work_cap);
-    int status = 0;
+    smqtt_err err = smqtt_envelope_open(plain, env_len, &plain_len, &h, env, env_len, (const uint8_t *)topic, strlen(topic),
+                                        &o, work, work_cap);
     if (err != SMQTT_OK) {
         status = refused(err);
     } else {

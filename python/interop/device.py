@@ -14,6 +14,7 @@ the plan says, printing one JSON line per event on stdout:
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -21,30 +22,11 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from smqtt import EnvelopeProperties, FileStorage, SecureClient, SecureMessage, SecurityErrorEvent, enroll, load_enrollment, secure
+from smqtt import FileStorage, SecureClient, SecureMessage, SecurityErrorEvent, enroll, load_enrollment, secure
 
-
-def properties_of(json_: dict[str, Any]) -> EnvelopeProperties:
-    correlation = json_.get("correlationData")
-    return EnvelopeProperties(
-        content_type=json_.get("contentType"),
-        response_topic=json_.get("responseTopic"),
-        correlation_data=None if correlation is None else bytes.fromhex(correlation),
-        user_properties=tuple((k, v) for k, v in json_.get("userProperties", [])),
-    )
-
-
-def properties_json(p: EnvelopeProperties) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if p.content_type is not None:
-        out["contentType"] = p.content_type
-    if p.response_topic is not None:
-        out["responseTopic"] = p.response_topic
-    if p.correlation_data is not None:
-        out["correlationData"] = p.correlation_data.hex()
-    if p.user_properties:
-        out["userProperties"] = [list(pair) for pair in p.user_properties]
-    return out
+# test/interop/_python.ts runs this file by path (runpy), which does not put its folder on sys.path.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from properties_json import properties_from_json, properties_to_json  # noqa: E402
 
 
 def emit(**event: Any) -> None:
@@ -103,8 +85,8 @@ def main(plan: dict[str, Any]) -> int:
             event="message", topic=message.topic, payload=message.payload.decode("utf-8", "replace"),
             sender=message.sender, kid=message.kid, group=message.group, epoch=message.epoch,
             seq=message.seq, sentAt=message.sent_at,
-            verified=properties_json(message.properties.verified),
-            unsigned=properties_json(message.properties.unsigned),
+            verified=properties_to_json(message.properties.verified),
+            unsigned=properties_to_json(message.properties.unsigned),
         )
 
     def on_security_error(_: SecureClient, event: SecurityErrorEvent) -> None:
@@ -143,12 +125,11 @@ def main(plan: dict[str, Any]) -> int:
     while len(received) < publish_after and time.time() < wait_until:
         time.sleep(0.02)
     for item in plan.get("publish", []):
-        properties = item.get("properties")
         info = sc.publish(
             item["topic"],
             item["payload"].encode("utf-8"),
             qos=item.get("qos", 1),
-            properties=None if properties is None else properties_of(properties),
+            properties=properties_from_json(item.get("properties")),
         )
         info.wait_for_publish(10)
         emit(event="published", topic=item["topic"], mid=info.mid)

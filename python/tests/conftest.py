@@ -8,6 +8,7 @@ from typing import Any
 REPOSITORY = Path(__file__).resolve().parents[2]
 VECTORS = REPOSITORY / "packages" / "core" / "vectors"
 sys.path.insert(0, str(REPOSITORY / "python" / "src"))
+sys.path.insert(0, str(REPOSITORY / "python" / "interop"))  # properties_json, shared with the interop device
 
 
 def vectors(name: str) -> Any:

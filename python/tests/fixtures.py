@@ -55,15 +55,7 @@ def bundle(
                         "kem": "x25519",
                     }
                 ],
-                "writers": [
-                    {
-                        "kid": kid,
-                        "principal": who.id,
-                        "signingKey": to_base64url(who.signing_key),
-                        "publish": {"allow": [allow], "deny": []},
-                    }
-                    for kid, who, allow in writers
-                ],
+                "writers": writers_json(writers),
             }
         ],
     }
@@ -79,3 +71,31 @@ def revocations(version: int, kids: list[int], seed: bytes = KEY_SERVER_SEED) ->
         "entries": [{"principal": f"p-{kid}", "kid": kid, "revokedAt": NOW} for kid in kids],
     }
     return sign_document("smqtt.revocations", body, seed)
+
+
+def writer_record(writers: list[tuple[int, Identity, str]]) -> dict[str, str]:
+    """The key server's answer to ``POST /v1/writers`` from app-1: writers of the group."""
+    body = {
+        "type": "smqtt.writer-record",
+        "v": 1,
+        "reader": "app-1",
+        "group": GROUP,
+        "filter": FILTER,
+        "issuedAt": NOW,
+        "notAfter": NOW + 300,
+        "writers": writers_json(writers),
+    }
+    return sign_document("smqtt.writer-record", body, KEY_SERVER_SEED)
+
+
+def writers_json(writers: list[tuple[int, Identity, str]]) -> list[dict[str, Any]]:
+    """(kid, identity, the one filter it may publish to) as a bundle or writer record lists them."""
+    return [
+        {
+            "kid": kid,
+            "principal": who.id,
+            "signingKey": to_base64url(who.signing_key),
+            "publish": {"allow": [allow], "deny": []},
+        }
+        for kid, who, allow in writers
+    ]

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 from conftest import vectors
+from properties_json import properties_from_json, properties_to_json
 
 from smqtt import _crypto
 from smqtt.envelope import (
-    EnvelopeProperties,
     EnvelopeSigner,
     EpochKey,
     StaticKeys,
@@ -38,31 +38,6 @@ def keys_of(case: dict[str, Any]) -> tuple[EpochKey, EnvelopeSigner, StaticKeys]
     assert signer.public_key.hex() == case["signingPublicKey"]
     keys = StaticKeys([epoch_key], {(case["group"], case["kid"]): signer.public_key})
     return epoch_key, signer, keys
-
-
-def props(json: dict[str, Any] | None) -> EnvelopeProperties | None:
-    if json is None:
-        return None
-    cd = json.get("correlationData")
-    return EnvelopeProperties(
-        content_type=json.get("contentType"),
-        response_topic=json.get("responseTopic"),
-        correlation_data=None if cd is None else bytes.fromhex(cd),
-        user_properties=tuple((k, v) for k, v in json.get("userProperties", [])),
-    )
-
-
-def props_json(p: EnvelopeProperties) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if p.content_type is not None:
-        out["contentType"] = p.content_type
-    if p.response_topic is not None:
-        out["responseTopic"] = p.response_topic
-    if p.correlation_data is not None:
-        out["correlationData"] = p.correlation_data.hex()
-    if p.user_properties:
-        out["userProperties"] = [list(pair) for pair in p.user_properties]
-    return out
 
 
 @pytest.mark.parametrize("case", PLAIN, ids=[c["name"] for c in PLAIN])
@@ -98,7 +73,7 @@ def test_envelope_v1(case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("case", BOUND, ids=[c["name"] for c in BOUND])
 def test_envelope_v1_bound_properties(case: dict[str, Any]) -> None:
     epoch_key, signer, keys = keys_of(case)
-    sent = props(case["properties"])
+    sent = properties_from_json(case["properties"])
     assert sent is not None
     binding = parse_envelope(bytes.fromhex(case["envelope"])).header.properties
     assert binding is not None
@@ -116,12 +91,12 @@ def test_envelope_v1_bound_properties(case: dict[str, Any]) -> None:
         assert sealed.hex() == case["envelope"]
     envelope = bytes.fromhex(case["envelope"])
     for check in case["checks"]:
-        received = props(check["received"])
+        received = properties_from_json(check["received"])
         if check["result"] == "opened":
             opened = open_envelope(envelope, case["topic"], keys=keys, now=case["sentAt"], properties=received)
             assert opened.payload.hex() == case["payload"], check["name"]
-            assert props_json(opened.properties.verified) == check["verified"], check["name"]
-            assert props_json(opened.properties.unsigned) == check["unsigned"], check["name"]
+            assert properties_to_json(opened.properties.verified) == check["verified"], check["name"]
+            assert properties_to_json(opened.properties.unsigned) == check["unsigned"], check["name"]
             verify_envelope(envelope, case["topic"], writer_key=keys.writer_key, properties=received)
         else:
             for run in (

@@ -8,27 +8,16 @@ from typing import Any
 
 import pytest
 
-from fixtures import EPOCH, KEY_SERVER_SEED, NOW, bundle, identity
+from fixtures import EPOCH, NOW, bundle, identity, writer_record
 from test_secure_client import KS, ME, TOPIC, WRITER, WRITERS, deliver, from_writer, started
 
-from smqtt.documents import open_key_bundle, sign_document
+from smqtt.documents import open_key_bundle
 from smqtt.envelope import EnvelopeSigner, parse_envelope, seal_envelope
 from smqtt.errors import SmqttError
 from smqtt.keyring import Keyring
 
 STRANGER = identity("thermostat-9")
 STRANGER_TOPIC = "home/h1/thermostat/thermostat-9/temp"
-
-
-def stranger_record() -> Any:
-    return sign_document(
-        "smqtt.writer-record",
-        {"type": "smqtt.writer-record", "v": 1, "reader": "app-1", "group": 7, "filter": "home/+/thermostat/#",
-         "issuedAt": NOW, "notAfter": NOW + 300,
-         "writers": [{"kid": 1009, "principal": STRANGER.id, "signingKey": STRANGER.public_json()["signingKey"],
-                      "publish": {"allow": ["home/+/thermostat/thermostat-9/#"], "deny": []}}]},
-        KEY_SERVER_SEED,
-    )
 
 
 def from_stranger(seq: int) -> bytes:
@@ -56,7 +45,7 @@ class GatedWriters:
 
 def test_held_envelopes_keep_each_senders_order_and_share_one_refresh_off_the_delivering_thread() -> None:
     sc, paho, _, messages, errors = started()
-    writers = GatedWriters(stranger_record())
+    writers = GatedWriters(writer_record([(1009, STRANGER, "home/+/thermostat/thermostat-9/#")]))
     sc._key_server.writers = writers  # type: ignore[method-assign]
     for seq in (1, 2, 3):
         deliver(paho, STRANGER_TOPIC, from_stranger(seq))  # returns at once: the refresh waits at the gate
@@ -80,7 +69,7 @@ def test_held_envelopes_keep_each_senders_order_and_share_one_refresh_off_the_de
 def test_beyond_the_bound_an_unknown_sender_is_refused_at_once() -> None:
     sc, paho, _, messages, errors = started()
     sc._held._max_held = 2
-    writers = GatedWriters(stranger_record())
+    writers = GatedWriters(writer_record([(1009, STRANGER, "home/+/thermostat/thermostat-9/#")]))
     sc._key_server.writers = writers  # type: ignore[method-assign]
     for seq in (1, 2, 3, 4):
         deliver(paho, STRANGER_TOPIC, from_stranger(seq))
@@ -97,12 +86,7 @@ def test_a_sender_still_unknown_after_a_refresh_is_refused_and_goes_quiet() -> N
 
     def no_such_writer(group: int, kids: list[int]) -> Any:
         calls.append(threading.get_ident())
-        return sign_document(  # the key server answers: not a writer
-            "smqtt.writer-record",
-            {"type": "smqtt.writer-record", "v": 1, "reader": "app-1", "group": 7, "filter": "home/+/thermostat/#",
-             "issuedAt": NOW, "notAfter": NOW + 300, "writers": []},
-            KEY_SERVER_SEED,
-        )
+        return writer_record([])  # the key server answers: not a writer
 
     sc._key_server.writers = no_such_writer  # type: ignore[method-assign]
     deliver(paho, STRANGER_TOPIC, from_stranger(1))

@@ -6,7 +6,7 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
-from fixtures import KEY_SERVER_SEED, NOW, bundle, identity, revocations
+from fixtures import KEY_SERVER_SEED, NOW, bundle, identity, revocations, writer_record
 
 from smqtt import _crypto
 from smqtt.documents import open_principal_record, sign_document
@@ -174,14 +174,7 @@ def test_pushed_bundles_apply_and_forged_pushes_are_ignored() -> None:
 def test_a_writer_the_bundle_does_not_list_is_learned_from_a_writer_record() -> None:
     sc, paho, _, messages, errors = started()
     stranger = identity("thermostat-9")
-    record = sign_document(
-        "smqtt.writer-record",
-        {"type": "smqtt.writer-record", "v": 1, "reader": "app-1", "group": 7, "filter": "home/+/thermostat/#",
-         "issuedAt": NOW, "notAfter": NOW + 300,
-         "writers": [{"kid": 1009, "principal": stranger.id, "signingKey": stranger.public_json()["signingKey"],
-                      "publish": {"allow": ["home/+/thermostat/thermostat-9/#"], "deny": []}}]},
-        KEY_SERVER_SEED,
-    )
+    record = writer_record([(1009, stranger, "home/+/thermostat/thermostat-9/#")])
     asked: list[tuple[int, list[int]]] = []
 
     def writers(group: int, kids: list[int]) -> Any:

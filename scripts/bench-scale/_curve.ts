@@ -2,12 +2,25 @@
 // and prints it with its ratio to the smallest point, and that ratio divided by the size ratio,
 // so a cliff shows as a number that keeps climbing instead of a flat ~1.
 
-/** One measured point: the fleet size (principals, groups, writers, revocations, ...) and the value there. */
-export interface ScalePoint {
-  readonly size: number
+/** What a curve measured at one size. */
+export interface Measurement {
   readonly value: number
   /** Anything else worth a column (e.g. bytes beside milliseconds). */
   readonly note?: string
+}
+
+/** One measured point: the fleet size (principals, groups, writers, revocations, ...) and what was measured there. */
+export interface ScalePoint extends Measurement {
+  readonly size: number
+}
+
+/** The sizes a curve is measured at, and what they count. */
+export interface ScaleAxis {
+  /** What the size counts: the table's first column. */
+  readonly label: string
+  /** Sizes for the full run (100 → 100,000 or further) and for `--quick` (CI-sized). */
+  readonly sizes: readonly number[]
+  readonly quickSizes: readonly number[]
 }
 
 export interface ScaleCurve {
@@ -16,13 +29,30 @@ export interface ScaleCurve {
   /** What is measured, and in which unit, for the table's title. */
   readonly title: string
   readonly unit: string
-  /** What the size counts. */
-  readonly sizeLabel: string
-  /** Sizes for the full run (100 → 100,000 or further) and for `--quick` (CI-sized). */
-  readonly sizes: readonly number[]
-  readonly quickSizes: readonly number[]
+  readonly axis: ScaleAxis
   /** Measures one point; may take seconds at the largest sizes. */
-  measure(size: number): Promise<ScalePoint>
+  measure(size: number): Promise<Measurement>
+}
+
+/** The snapshot curves' axis: one, so that their tables compare row by row. */
+export const SNAPSHOT_PRINCIPALS: ScaleAxis = {
+  label: 'principals',
+  sizes: [100, 1_000, 10_000, 100_000],
+  quickSizes: [100, 2_000],
+}
+
+/** The axis of the curves of an active fleet (scripts/bench-scale/_active-fleet.ts). */
+export const ACTIVE_PRINCIPALS: ScaleAxis = {
+  label: 'active principals',
+  sizes: [100, 1_000, 10_000, 100_000],
+  quickSizes: [100, 3_000],
+}
+
+/** `work`'s result and the milliseconds it took. */
+export async function timed<T>(work: () => Promise<T> | T): Promise<{ result: T; ms: number }> {
+  const started = performance.now()
+  const result = await work()
+  return { result, ms: performance.now() - started }
 }
 
 /** Bytes as KiB for a note: one decimal below 10 KiB. */
@@ -50,7 +80,7 @@ export function curveTable(curve: ScaleCurve, points: readonly ScalePoint[]): st
   const lines = [
     `### ${curve.title}`,
     '',
-    `| ${curve.sizeLabel} | ${curve.unit} | × smallest | ÷ size ratio | note |`,
+    `| ${curve.axis.label} | ${curve.unit} | × smallest | ÷ size ratio | note |`,
     '| ---: | ---: | ---: | ---: | --- |',
   ]
   for (const point of points) {

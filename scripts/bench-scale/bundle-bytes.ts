@@ -3,24 +3,19 @@
 // group; note: what it weighed when it listed every writer (before: the listed bundle's size at
 // the smallest points, then the same per-writer bytes times N), and the bytes of one writer's
 // record (`POST /v1/writers`), which a subscriber fetches once per writer it hears from.
-import { addWriters, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
+import { addWriters, SMART_HOME_POLICY } from '@smqtt/test-kit/keyserver'
 import { kib, type ScaleCurve } from './_curve.js'
+import { spendKeepAliveReset, withKeyServer } from './_key-server.js'
 
 export const bundleBytes: ScaleCurve = {
   name: 'bundle-bytes',
   title: 'Bytes of a reader’s key bundle by writers in its group (listing every writer in the note)',
   unit: 'bundle bytes',
-  sizeLabel: 'writers',
-  sizes: [10, 100, 1_000, 10_000, 100_000],
-  quickSizes: [10, 3_000],
-  async measure(size) {
-    const h = await startHarness()
-    try {
-      h.clock.now = Math.floor(Date.now() / 1000)
-      await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
+  axis: { label: 'writers', sizes: [10, 100, 1_000, 10_000, 100_000], quickSizes: [10, 3_000] },
+  measure: (size) =>
+    withKeyServer({ policy: SMART_HOME_POLICY }, async (h) => {
       const kids = await addWriters(h, size)
-      // A keep-alive socket the server closed while the store filled: spend the reset here.
-      await h.request('GET', '/v1/health').catch(() => {})
+      await spendKeepAliveReset(h)
       const reader = await h.enroll('bench-reader', ['app']) // the change: a new reader
       const bundle = await h.device(reader.identity, 'GET', '/v1/bundle')
       const bundleBytes = Buffer.byteLength(bundle.text)
@@ -30,13 +25,6 @@ export const bundleBytes: ScaleCurve = {
       // A writer entry in base64url JSON: what one more record entry weighs, as a bundle's did.
       const perWriter = Math.ceil(((recordBytes - Buffer.byteLength(empty.text)) * 3) / 4)
       const listed = size <= 64 ? bundleBytes : bundleBytes + Math.ceil((size * perWriter * 4) / 3)
-      return {
-        size,
-        value: bundleBytes,
-        note: `listing every writer: ${kib(listed)}; one writer's record ${recordBytes} B`,
-      }
-    } finally {
-      await h.close()
-    }
-  },
+      return { value: bundleBytes, note: `listing every writer: ${kib(listed)}; one writer's record ${recordBytes} B` }
+    }),
 }

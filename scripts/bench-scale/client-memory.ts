@@ -27,10 +27,11 @@ import {
   type SuiteId,
   sealEnvelope,
 } from '@smqtt/core'
-import { addPrincipals, fleetId, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
+import { addPrincipals, fleetId, type Harness, SMART_HOME_POLICY } from '@smqtt/test-kit/keyserver'
 import mqtt, { type IPublishPacket } from 'mqtt'
 import { kib, type ScaleCurve } from './_curve.js'
 import { heapAfterGc } from './_heap.js'
+import { spendKeepAliveReset, withKeyServer } from './_key-server.js'
 
 const GROUP = 1 // the thermostats' group of SMART_HOME_POLICY
 const WARM_UP = 32
@@ -163,92 +164,83 @@ export async function subscriberHeap(
   probe?: (phase: 'baseline' | 'end') => void,
 ): Promise<SubscriberHeap> {
   // Record requests come ~2 per batch here, not one per 5 s: past the default 5 a second per principal.
-  const h = await startHarness({ settings: { principalRequestsPerSecond: 1_000, principalRequestBurst: 1_000 } })
-  h.clock.now = now()
-  const clock = setInterval(() => {
-    h.clock.now = now()
-  }, 500)
-  clock.unref()
-  let subscriber: SecureClient | undefined
-  const counts = { keyServerErrors: 0, retried: 0 }
-  try {
-    await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
-    const warmUp = await addSenders(h, WARM_UP, 'warm-')
-    const senders = await addSenders(h, size, 'sender-')
-    await h.request('GET', '/v1/health').catch(() => {}) // spend a keep-alive reset here
-    const key = await groupKey(h, (warmUp[0] as Sender).identity)
+  const settings = { principalRequestsPerSecond: 1_000, principalRequestBurst: 1_000 }
+  return withKeyServer({ settings, policy: SMART_HOME_POLICY, followWallClock: true }, async (h) => {
+    let subscriber: SecureClient | undefined
+    const counts = { keyServerErrors: 0, retried: 0 }
+    try {
+      const warmUp = await addSenders(h, WARM_UP, 'warm-')
+      const senders = await addSenders(h, size, 'sender-')
+      await spendKeepAliveReset(h)
+      const key = await groupKey(h, (warmUp[0] as Sender).identity)
 
-    const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: 'app-1', roles: ['app'] })
-    const { storage, saved } = storageWithoutReplayState()
-    const enrolled = await enroll({
-      keyServerUrl: h.url,
-      ca: h.caPem,
-      token: (token.body as { token: string }).token,
-      id: 'app-1',
-      storage,
-    })
-    subscriber = secure(mqtt.connect('mqtts://127.0.0.1:1', { manualConnect: true }), {
-      identity: enrolled.identity,
-      kid: enrolled.kid,
-      storage,
-      keyServer: { url: h.url, ca: h.caPem, keyServerPublicKey: enrolled.keyServerPublicKey },
-      verifyOnWorker: false, // the same state either way; one thread keeps the run simple
-      // Not the defaults (5 s, 60 s): one refresh per batch of 256 without waiting, and a sender
-      // refused after a failed record request may be tried again at once.
-      unknownSenders: { refreshIntervalSeconds: 0.01, quietSeconds: 0.01 },
-    })
-    await subscriber.ready
-    const deliver = deliverer(subscriber, counts)
-    /** Each sender's envelope number `seq`, BATCH at a time, each batch delivered before the next. */
-    const hear = async (from: readonly Sender[], seq: number) => {
-      for (let i = 0; i < from.length; i += BATCH) {
-        // A fresh EpochKey per batch: its cache of derived sender keys is the senders', not the subscriber's.
-        const epochKey = new EpochKey({ group: GROUP, ...key })
-        const envelopes = from.slice(i, i + BATCH).map(({ identity, kid, topic }) => {
-          const signer = createEnvelopeSigner({ kid, seed: identity.signingSeed })
-          const sealed = sealEnvelope({ topic, payload: PAYLOAD, epochKey, signer, seq, sentAt: now() })
-          return { topic, wire: Buffer.from(sealed) }
-        })
-        await deliver(envelopes)
+      const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: 'app-1', roles: ['app'] })
+      const { storage, saved } = storageWithoutReplayState()
+      const enrolled = await enroll({
+        keyServerUrl: h.url,
+        ca: h.caPem,
+        token: (token.body as { token: string }).token,
+        id: 'app-1',
+        storage,
+      })
+      subscriber = secure(mqtt.connect('mqtts://127.0.0.1:1', { manualConnect: true }), {
+        identity: enrolled.identity,
+        kid: enrolled.kid,
+        storage,
+        keyServer: { url: h.url, ca: h.caPem, keyServerPublicKey: enrolled.keyServerPublicKey },
+        verifyOnWorker: false, // the same state either way; one thread keeps the run simple
+        // Not the defaults (5 s, 60 s): one refresh per batch of 256 without waiting, and a sender
+        // refused after a failed record request may be tried again at once.
+        unknownSenders: { refreshIntervalSeconds: 0.01, quietSeconds: 0.01 },
+      })
+      await subscriber.ready
+      const deliver = deliverer(subscriber, counts)
+      /** Each sender's envelope number `seq`, BATCH at a time, each batch delivered before the next. */
+      const hear = async (from: readonly Sender[], seq: number) => {
+        for (let i = 0; i < from.length; i += BATCH) {
+          // A fresh EpochKey per batch: its cache of derived sender keys is the senders', not the subscriber's.
+          const epochKey = new EpochKey({ group: GROUP, ...key })
+          const envelopes = from.slice(i, i + BATCH).map(({ identity, kid, topic }) => {
+            const signer = createEnvelopeSigner({ kid, seed: identity.signingSeed })
+            const sealed = sealEnvelope({ topic, payload: PAYLOAD, epochKey, signer, seq, sentAt: now() })
+            return { topic, wire: Buffer.from(sealed) }
+          })
+          await deliver(envelopes)
+        }
       }
+      await hear(warmUp, 1)
+      await hear(warmUp, 2)
+      await new Promise((resolve) => setTimeout(resolve, 20)) // the last save
+      const baseline = heapAfterGc()
+      const arrayBuffersBefore = process.memoryUsage().arrayBuffers
+      probe?.('baseline')
+      await hear(senders, 1)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      const afterFirst = heapAfterGc()
+      await hear(senders, 2)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      const afterSecond = heapAfterGc()
+      const arrayBuffers = process.memoryUsage().arrayBuffers - arrayBuffersBefore
+      probe?.('end')
+      if (subscriber.stats.delivered !== 2 * (WARM_UP + size))
+        throw new Error(`delivered ${subscriber.stats.delivered} of ${2 * (WARM_UP + size)}`)
+      return { baseline, afterFirst, afterSecond, arrayBuffers, savedReplayBytes: saved.bytes, ...counts }
+    } finally {
+      // Stops its timers first; mqtt.js then fails to end a client that never connected.
+      await subscriber?.endAsync().catch(() => {})
     }
-    await hear(warmUp, 1)
-    await hear(warmUp, 2)
-    await new Promise((resolve) => setTimeout(resolve, 20)) // the last save
-    const baseline = heapAfterGc()
-    const arrayBuffersBefore = process.memoryUsage().arrayBuffers
-    probe?.('baseline')
-    await hear(senders, 1)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-    const afterFirst = heapAfterGc()
-    await hear(senders, 2)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-    const afterSecond = heapAfterGc()
-    const arrayBuffers = process.memoryUsage().arrayBuffers - arrayBuffersBefore
-    probe?.('end')
-    if (subscriber.stats.delivered !== 2 * (WARM_UP + size))
-      throw new Error(`delivered ${subscriber.stats.delivered} of ${2 * (WARM_UP + size)}`)
-    return { baseline, afterFirst, afterSecond, arrayBuffers, savedReplayBytes: saved.bytes, ...counts }
-  } finally {
-    clearInterval(clock)
-    // Stops its timers first; mqtt.js then fails to end a client that never connected.
-    await subscriber?.endAsync().catch(() => {})
-    await h.close()
-  }
+  })
 }
 
 export const clientMemory: ScaleCurve = {
   name: 'client-memory',
   title: 'A subscriber’s heap per sender heard, two envelopes each (after the first alone in the note)',
   unit: 'B/sender',
-  sizeLabel: 'senders',
-  sizes: [100, 1_000, 10_000],
-  quickSizes: [100, 1_000],
+  axis: { label: 'senders', sizes: [100, 1_000, 10_000], quickSizes: [100, 1_000] },
   async measure(size) {
     const heap = await subscriberHeap(size)
     const perSender = (heap.afterSecond - heap.baseline) / size
     return {
-      size,
       value: perSender,
       note: `after the first envelope ${((heap.afterFirst - heap.baseline) / size).toFixed(0)} B; ArrayBuffers ${(heap.arrayBuffers / size).toFixed(0)} B; replay state saved ${kib(heap.savedReplayBytes)}${heap.retried > 0 ? `; ${heap.retried} handed over again after ${heap.keyServerErrors} key server errors` : ''}`,
     }

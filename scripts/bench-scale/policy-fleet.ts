@@ -2,7 +2,8 @@
 // the home's app), one key group per home (`home/h<n>/#`), a rule per home granting its app the
 // home, and a few fleet-wide rules with `%c` (devices' own topics, a substituted deny) and a
 // support role reading every home. Groups = principals / 10.
-import type { Policy, SnapshotPrincipal } from '@smqtt/core'
+import { type BrokerSnapshot, generateIdentity, type Policy, type SnapshotPrincipal } from '@smqtt/core'
+import type { ScaleAxis } from './_curve.js'
 
 export const PRINCIPALS_PER_HOME = 10
 
@@ -38,9 +39,12 @@ export function fleetPrincipals(count: number): SnapshotPrincipal[] {
   return out
 }
 
-/** The longest stretch the event loop was held while `work` ran, in ms (a setImmediate ticker). */
-export async function longestBlockDuring<T>(work: () => Promise<T> | T): Promise<{ result: T; blockMs: number }> {
-  let last = performance.now()
+/** How long `work` took and the longest stretch the event loop was held meanwhile, in ms (a setImmediate ticker). */
+export async function longestBlockDuring<T>(
+  work: () => Promise<T> | T,
+): Promise<{ result: T; ms: number; blockMs: number }> {
+  const started = performance.now()
+  let last = started
   let longest = 0
   let running = true
   const tick = () => {
@@ -50,9 +54,27 @@ export async function longestBlockDuring<T>(work: () => Promise<T> | T): Promise
     if (running) setImmediate(tick)
   }
   setImmediate(tick)
-  last = performance.now()
   const result = await work()
   tick()
   running = false
-  return { result, blockMs: longest }
+  return { result, ms: performance.now() - started, blockMs: longest }
+}
+
+/** The key server whose key signs the fleet's snapshots and deltas. */
+export const fleetKeyServer = generateIdentity('smqtt-keyserver')
+
+/** The axis of the curves in which a broker applies what the key server signed. */
+export const APPLIED_PRINCIPALS: ScaleAxis = {
+  label: 'principals',
+  sizes: [100, 1_000, 10_000, 30_000, 100_000],
+  quickSizes: [100, 1_000, 10_000],
+}
+
+/** The snapshot of a fleet of `size` principals, one key group per home (with one epoch each when `withEpochs`). */
+export function fleetSnapshot(size: number, issuedAt: number, withEpochs = false): BrokerSnapshot {
+  const homes = size / PRINCIPALS_PER_HOME
+  const epochs = withEpochs
+    ? Array.from({ length: homes }, (_, h) => ({ group: h + 1, epoch: 1, activatesAt: issuedAt - 60 }))
+    : []
+  return { issuedAt, policy: fleetPolicy(homes), principals: fleetPrincipals(size), epochs, revocationListVersion: 1 }
 }

@@ -10,9 +10,7 @@ export const forwardCheck: ScaleCurve = {
   name: 'forward-check',
   title: 'First-use forward / publish check at N rules, few of which can match the topic (µs)',
   unit: 'µs',
-  sizeLabel: 'rules',
-  sizes: [100, 1_000, 3_000, 10_000],
-  quickSizes: [100, 1_000],
+  axis: { label: 'rules', sizes: [100, 1_000, 3_000, 10_000], quickSizes: [100, 1_000] },
   async measure(size) {
     const homes = size - 5 // fleetPolicy has 5 fleet-wide rules and one per home
     const acl = new PolicyEvaluator(fleetPolicy(homes))
@@ -33,6 +31,6 @@ export const forwardCheck: ScaleCurve = {
     }
     const us = ((performance.now() - start) * 1000) / (2 * checks)
     if (allowed !== 2 * checks) throw new Error(`expected every check to pass, ${allowed} did`)
-    return { size, value: us, note: `${acl.policy.rules.length} rules` }
+    return { value: us, note: `${acl.policy.rules.length} rules` }
   },
 }

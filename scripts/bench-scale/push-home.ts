@@ -8,8 +8,9 @@
 // or a reconnect). Before the directory's index of holders: 7 s per push at 100,000 on a loaded
 // 2-core machine, even for a home of 10 (docs/benchmarks.md, "Push after a home's re-key").
 import { generateIdentity, type Policy } from '@smqtt/core'
-import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
+import type { Harness } from '@smqtt/test-kit/keyserver'
 import { median, type ScaleCurve } from './_curve.js'
+import { withKeyServer } from './_key-server.js'
 
 const PER_HOME = 10
 const ROUNDS = 3
@@ -52,14 +53,10 @@ export const pushHome: ScaleCurve = {
   title:
     'Push after revoking one device of one home: ms until the home’s 9 remaining members have new bundles (holders alone, and every tag, in the note)',
   unit: 'ms',
-  sizeLabel: 'principals',
-  sizes: [1_000, 10_000, 100_000],
-  quickSizes: [1_000, 10_000],
-  async measure(size) {
-    const homes = Math.ceil(size / PER_HOME)
-    const h = await startHarness()
-    try {
-      h.clock.now = Math.floor(Date.now() / 1000)
+  axis: { label: 'principals', sizes: [1_000, 10_000, 100_000], quickSizes: [1_000, 10_000] },
+  measure: (size) =>
+    withKeyServer({}, async (h) => {
+      const homes = Math.ceil(size / PER_HOME)
       await h.keyServer.setPolicy(homePolicy(homes), 'bench') // first: its review of the fleet is then quick
       await addHomes(h, homes)
       const ks = h.keyServer
@@ -98,12 +95,8 @@ export const pushHome: ScaleCurve = {
       const bruteMs = performance.now() - started
       if (brute.length !== PER_HOME - 2) throw new Error(`home 0: ${brute.length} holders by brute force`)
       return {
-        size,
         value: median(totals),
         note: `holders alone ${median(holders).toFixed(1)} ms (every principal evaluated: ${bruteMs.toFixed(0)} ms); every active principal's tag ${everyoneMs.toFixed(0)} ms`,
       }
-    } finally {
-      await h.close()
-    }
-  },
+    }),
 }

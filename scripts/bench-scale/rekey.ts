@@ -7,9 +7,10 @@
 // the same revocation (a model with the real primitives: 2·⌈log2 N⌉ key wraps and one
 // signature, its broadcast bytes) — see docs/decisions.md, "re-key after revocation".
 import { cryptoBackend } from '@smqtt/core'
-import { addPrincipals, startHarness } from '@smqtt/test-kit/keyserver'
-import type { ScaleCurve } from './_curve.js'
+import { addPrincipals, fleetId } from '@smqtt/test-kit/keyserver'
+import { type ScaleCurve, timed } from './_curve.js'
 import { heapAfterGc } from './_heap.js'
+import { withKeyServer } from './_key-server.js'
 
 const ROUNDS = 5
 const READER_POLICY = {
@@ -55,14 +56,9 @@ export const rekey: ScaleCurve = {
   title:
     'Re-key after a revocation: ms until every remaining reader’s new bundle is built (5th re-key in the grace period, LKH model in the note)',
   unit: 'ms',
-  sizeLabel: 'readers',
-  sizes: [100, 1_000, 10_000, 100_000],
-  quickSizes: [100, 1_000],
-  async measure(size) {
-    const h = await startHarness()
-    try {
-      h.clock.now = Math.floor(Date.now() / 1000)
-      await h.admin('PUT', '/v1/admin/policy', { policy: READER_POLICY })
+  axis: { label: 'readers', sizes: [100, 1_000, 10_000, 100_000], quickSizes: [100, 1_000] },
+  measure: (size) =>
+    withKeyServer({ policy: READER_POLICY }, async (h) => {
       await addPrincipals(h, size + ROUNDS, { prefix: 'reader-', roles: ['reader'], signing: true })
       const buildAll = async () => {
         for (const reader of await h.keyServer.principalsHoldingKeys([1])) await h.keyServer.bundleFor(reader)
@@ -72,21 +68,18 @@ export const rekey: ScaleCurve = {
       const times: number[] = []
       for (let round = 0; round < ROUNDS; round++) {
         h.clock.now += 10 // all within the 600 s grace period
-        const started = performance.now()
-        await h.keyServer.revokePrincipal(`reader-${String(round).padStart(7, '0')}`, 'bench')
-        await buildAll()
-        times.push(performance.now() - started)
+        const { ms } = await timed(async () => {
+          await h.keyServer.revokePrincipal(fleetId('reader-', round), 'bench')
+          await buildAll()
+        })
+        times.push(ms)
       }
       const heapPerReader = (heapAfterGc() - heapBefore) / size
       const [first = 0, last = 0] = [times[0], times.at(-1)]
       const lkh = lkhModel(size)
       return {
-        size,
         value: first,
         note: `5th re-key ${last.toFixed(0)} ms; ${((first * 1000) / size).toFixed(0)} µs/reader; heap +${heapPerReader.toFixed(0)} B/reader after 5; LKH model ${lkh.ms.toFixed(2)} ms, ${lkh.bytes} B broadcast`,
       }
-    } finally {
-      await h.close()
-    }
-  },
+    }),
 }

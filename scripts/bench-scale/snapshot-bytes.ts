@@ -3,21 +3,18 @@
 // notice); note: bytes each broker then pulls over HTTPS (the whole snapshot, today), and what a
 // delta carrying the one changed principal would weigh (the plan, not implemented).
 // Before: the push was the whole snapshot at every size, refused by brokers past 256 KiB.
-import { addFleet, startHarness } from '@smqtt/test-kit/keyserver'
-import { DEFAULT_MAX_INLINE_SNAPSHOT_BYTES } from '../../packages/keyserver/src/service/mqtt-push.js'
-import { kib, type ScaleCurve } from './_curve.js'
+import { DEFAULT_MAX_INLINE_SNAPSHOT_BYTES } from '@smqtt/keyserver'
+import { addFleet } from '@smqtt/test-kit/keyserver'
+import { kib, type ScaleCurve, SNAPSHOT_PRINCIPALS } from './_curve.js'
+import { withKeyServer } from './_key-server.js'
 
 export const snapshotBytes: ScaleCurve = {
   name: 'snapshot-bytes',
   title: 'Bytes pushed over MQTT per change (pulled per broker in the note)',
   unit: 'bytes pushed',
-  sizeLabel: 'principals',
-  sizes: [100, 1_000, 10_000, 100_000],
-  quickSizes: [100, 2_000],
-  async measure(size) {
-    const h = await startHarness()
-    try {
-      h.clock.now = Math.floor(Date.now() / 1000)
+  axis: SNAPSHOT_PRINCIPALS,
+  measure: (size) =>
+    withKeyServer({}, async (h) => {
       await addFleet(h, size)
       await h.enroll('bench-new', ['thermostat']) // the change
       const pushed = await h.keyServer.brokerSnapshotPush(DEFAULT_MAX_INLINE_SNAPSHOT_BYTES)
@@ -36,12 +33,8 @@ export const snapshotBytes: ScaleCurve = {
       const entry = JSON.stringify(body.principals.find((p) => p.id === 'bench-new'))
       const deltaBytes = Math.ceil(((Buffer.byteLength(entry) + 80) * 4) / 3) + snapshot.signature.length + 40
       return {
-        size,
         value: pushedBytes,
         note: `${'snapshot' in pushed ? 'snapshot' : 'notice'}; pulled ${kib(pulledBytes)} (${(pulledBytes / (size + 3)).toFixed(0)} B/principal); a delta ~${deltaBytes} B`,
       }
-    } finally {
-      await h.close()
-    }
-  },
+    }),
 }

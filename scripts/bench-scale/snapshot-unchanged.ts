@@ -5,8 +5,9 @@
 // server's ms per such answer, and the whole snapshot's bytes and ms: what every scheduled pull
 // fetched, and every broker verified and indexed again, before.
 import { signRequest } from '@smqtt/core'
-import { addFleet, startHarness } from '@smqtt/test-kit/keyserver'
-import { kib, median, type ScaleCurve } from './_curve.js'
+import { addFleet } from '@smqtt/test-kit/keyserver'
+import { kib, median, type ScaleCurve, SNAPSHOT_PRINCIPALS, timed } from './_curve.js'
+import { withKeyServer } from './_key-server.js'
 
 const PATH = '/v1/broker/snapshot'
 
@@ -14,13 +15,9 @@ export const snapshotUnchanged: ScaleCurve = {
   name: 'snapshot-unchanged',
   title: 'Bytes of a scheduled snapshot pull when nothing changed (the whole snapshot in the note)',
   unit: 'bytes',
-  sizeLabel: 'principals',
-  sizes: [100, 1_000, 10_000, 100_000],
-  quickSizes: [100, 2_000],
-  async measure(size) {
-    const h = await startHarness()
-    try {
-      h.clock.now = Math.floor(Date.now() / 1000)
+  axis: SNAPSHOT_PRINCIPALS,
+  measure: (size) =>
+    withKeyServer({}, async (h) => {
       await addFleet(h, size)
       const { identity } = await h.enroll('bench-broker', ['broker'])
       const pull = async (tag?: string) => {
@@ -30,11 +27,9 @@ export const snapshotUnchanged: ScaleCurve = {
           { method: 'GET', path: PATH, body: new Uint8Array() },
           { now: h.clock.now },
         )
-        const started = performance.now()
-        const response = await h.request('GET', PATH, {
-          headers: { ...headers, ...(tag ? { 'if-none-match': `"${tag}"` } : {}) },
-        })
-        const ms = performance.now() - started
+        const { result: response, ms } = await timed(() =>
+          h.request('GET', PATH, { headers: { ...headers, ...(tag ? { 'if-none-match': `"${tag}"` } : {}) } }),
+        )
         const headerBytes = Object.entries(response.headers).reduce(
           (sum, [k, v]) => sum + k.length + String(v).length + 4,
           17,
@@ -51,12 +46,8 @@ export const snapshotUnchanged: ScaleCurve = {
       }
       if (unchanged.some((u) => u.status !== 304)) throw new Error(`expected 304s at ${size}`)
       return {
-        size,
         value: median(unchanged.map((u) => u.bytes)),
         note: `304 + signed notice in ${median(unchanged.map((u) => u.ms)).toFixed(0)} ms (median of 5); the whole snapshot: ${kib(full.bytes)} in ${full.ms.toFixed(0)} ms`,
       }
-    } finally {
-      await h.close()
-    }
-  },
+    }),
 }

@@ -23,7 +23,19 @@ import {
   type SecurityErrorEvent,
   secure,
 } from '@smqtt/client'
-import { createConnectPassword, exportIdentity, type Identity } from '@smqtt/core'
+import {
+  createConnectPassword,
+  createEnvelopeSigner,
+  EpochKey,
+  exportIdentity,
+  type Identity,
+  type OpenedKeyBundle,
+  type OpenedKeyGroup,
+  openEnvelope,
+  type SuiteId,
+  sealEnvelope,
+  topicMatches,
+} from '@smqtt/core'
 import { closed, connected, TEST_POLICY, within } from '@smqtt/test-kit/broker'
 import { enrollThrough, waitUntil } from '@smqtt/test-kit/client'
 import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
@@ -261,4 +273,49 @@ export function publishOutcome(client: MqttClient, topic: string, payload: Uint8
   const acked = client.publishAsync(topic, Buffer.from(payload), { qos: 1 }).then(() => 'acked' as const)
   const gone = closed(client).then(() => 'closed' as const)
   return within(Promise.race([acked, gone]), `the outcome of PUBLISH ${topic}`)
+}
+
+/**
+ * An envelope for `topic` sealed with the newest key `bundle` holds for it (as whoever holds the
+ * bundle can), signed with `signer`'s key and naming `kid` as its sender.
+ */
+export function sealWithBundle(
+  bundle: OpenedKeyBundle,
+  topic: string,
+  options: { signer: Identity; kid: number; text: string; seq: number; suite?: SuiteId | undefined },
+): Uint8Array {
+  const group = bundle.groups.find((g) => topicMatches(g.filter, topic))
+  const epoch = group?.epochs.at(-1)
+  if (!group || !epoch) throw new Error(`no key for ${topic}`)
+  const suite = options.suite ?? (group.suite as SuiteId)
+  return sealEnvelope({
+    topic,
+    payload: new TextEncoder().encode(options.text),
+    epochKey: new EpochKey({ group: group.group, epoch: epoch.epoch, suite, key: epoch.key }),
+    signer: createEnvelopeSigner({ kid: options.kid, seed: options.signer.signingSeed }),
+    seq: options.seq,
+  })
+}
+
+/** What opening `envelope` with only the epochs in `held` (one group of a bundle) throws; undefined when it opens. */
+export function openWithHeld(
+  envelope: Uint8Array,
+  topic: string,
+  held: OpenedKeyGroup | undefined,
+  writerKey: Uint8Array | undefined,
+): unknown {
+  try {
+    openEnvelope(envelope, topic, {
+      keys: {
+        epochKey: (group, epoch) => {
+          const key = held?.epochs.find((e) => e.epoch === epoch)?.key
+          return key && new EpochKey({ group, epoch, suite: held?.suite as SuiteId, key })
+        },
+        writerKey: () => writerKey,
+      },
+    })
+    return undefined
+  } catch (err) {
+    return err
+  }
 }

@@ -4,17 +4,7 @@
 // holds thermostat-1's stolen legacy MQTT login (not its keys), the strongest position short of
 // stealing keys: it can publish as thermostat-1 wherever thermostat-1 may.
 // Attacks on access, TLS and slow-loris are in access.test.ts, CONNECT floods in connect.test.ts.
-import {
-  createEnvelopeSigner,
-  EpochKey,
-  isSmqttError,
-  type OpenedKeyBundle,
-  openEnvelope,
-  parseEnvelope,
-  type SuiteId,
-  sealEnvelope,
-  topicMatches,
-} from '@smqtt/core'
+import { EpochKey, isSmqttError, type OpenedKeyBundle, openEnvelope, parseEnvelope, type SuiteId } from '@smqtt/core'
 import { openBundleOf, within } from '@smqtt/test-kit/broker'
 import { tap, waitUntil } from '@smqtt/test-kit/client'
 import type { AedesPublishPacket } from 'aedes'
@@ -23,10 +13,12 @@ import {
   type AttackStack,
   deliveredTo,
   type Member,
+  openWithHeld,
   publishOutcome,
   type Recorder,
   refusedBy,
   STOLEN_LOGIN,
+  sealWithBundle,
   startAttackStack,
 } from './_stack.js'
 
@@ -94,17 +86,9 @@ async function sealAs(
 ) {
   const topic = options.topic ?? TOPIC
   const bundle = options.bundle ?? (await openBundleOf(s.h, signerOf))
-  const group = bundle.groups.find((g) => topicMatches(g.filter, topic))
-  const epoch = group?.epochs.at(-1)
-  if (!group || !epoch) throw new Error(`no key for ${topic}`)
-  const suite = options.suite ?? (group.suite as SuiteId)
-  return sealEnvelope({
-    topic,
-    payload: new TextEncoder().encode('forged 99.9'),
-    epochKey: new EpochKey({ group: group.group, epoch: epoch.epoch, suite, key: epoch.key }),
-    signer: createEnvelopeSigner({ kid: (options.sender ?? thermostat).kid, seed: signerOf.identity.signingSeed }),
-    seq: options.seq,
-  })
+  const { seq, suite } = options
+  const kid = (options.sender ?? thermostat).kid
+  return sealWithBundle(bundle, topic, { signer: signerOf.identity, kid, text: 'forged 99.9', seq, suite })
 }
 
 describe('attacks on messages', () => {
@@ -286,20 +270,7 @@ describe('attacks on keys', () => {
     const { header } = parseEnvelope(envelope)
     const held = oldBundle.groups.find((g) => g.group === header.group)
     expect(held?.epochs.map((e) => e.epoch)).not.toContain(header.epoch)
-    let error: unknown
-    try {
-      openEnvelope(envelope, TOPIC, {
-        keys: {
-          epochKey: (group, epoch) => {
-            const key = held?.epochs.find((e) => e.epoch === epoch)?.key
-            return key && new EpochKey({ group, epoch, suite: held?.suite as SuiteId, key })
-          },
-          writerKey: () => thermostat.identity.signingKey,
-        },
-      })
-    } catch (err) {
-      error = err
-    }
+    const error = openWithHeld(envelope, TOPIC, held, thermostat.identity.signingKey)
     expect(isSmqttError(error, 'ERR_UNKNOWN_EPOCH')).toBe(true)
     const refused = await s.h.device(leaver.identity, 'GET', '/v1/bundle')
     expect(refused.status).toBe(403)

@@ -4,15 +4,15 @@
 // some bound to another loopback address (127.0.0.2, 127.0.0.3) so that "per address" is real.
 // Each test asserts the refusal and its code, and what the honest parties still get.
 import { spawnSync } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { request as httpsRequest } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Identity, signRequest } from '@smqtt/core'
 import { openBundleOf } from '@smqtt/test-kit/broker'
 import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
-import Database from 'better-sqlite3'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { fillDiskUnderStore, mountSmallDisk } from '../faults/_full-disk.js'
 
 let h: Harness
 let thermostat: { identity: Identity; kid: number }
@@ -239,7 +239,7 @@ describe('attacks on key groups', () => {
 // test/faults/sqlite-full.test.ts; mounting needs root, without it the test is skipped.
 describe('a full audit store', () => {
   const dir = mkdtempSync(join(tmpdir(), 'smqtt-attack-full-'))
-  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir], { stdio: 'ignore' }).status === 0
+  const mounted = mountSmallDisk(dir)
   let full: Harness | undefined
   afterAll(async () => {
     await full?.close({ keepFiles: true })
@@ -254,21 +254,7 @@ describe('a full audit store', () => {
       full.clock.now = Math.floor(Date.now() / 1000)
       expect((await full.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })).status).toBe(200)
       const stolen = await full.enroll('thermostat-1', ['thermostat'])
-      // Empty the write-ahead log, so the next write must grow a file; then fill the disk.
-      const side = new Database(join(dir, 'keyserver.db'))
-      side.pragma('wal_checkpoint(TRUNCATE)')
-      side.close()
-      const ballast = join(dir, 'ballast')
-      const fd = openSync(ballast, 'w')
-      for (const size of [65_536, 4_096, 512, 1])
-        for (;;) {
-          try {
-            writeSync(fd, Buffer.alloc(size))
-          } catch {
-            break
-          }
-        }
-      closeSync(fd)
+      const ballast = fillDiskUnderStore(dir)
 
       const refused = await full.admin('POST', '/v1/admin/principals/thermostat-1/revoke')
       expect([refused.status, codeOf(refused)]).toEqual([503, 'ERR_STORE_UNAVAILABLE'])

@@ -7,29 +7,21 @@
 // it cannot confirm it (`freshness` event, `stats.freshness`). Against the full real stack of
 // _stack.ts, with the key server's push running and the broker dropping all of it.
 import { nodeHttpsTransport, type SecureClient } from '@smqtt/client'
-import {
-  createEnvelopeSigner,
-  EpochKey,
-  isControlTopic,
-  isSmqttError,
-  type OpenedKeyBundle,
-  openEnvelope,
-  parseEnvelope,
-  type SuiteId,
-  sealEnvelope,
-  topicMatches,
-} from '@smqtt/core'
+import { isControlTopic, isSmqttError, type OpenedKeyBundle, parseEnvelope } from '@smqtt/core'
+import { KEYSERVER_ROLE, type MqttPush, PUSH_PRINCIPAL_ID, startMqttPush } from '@smqtt/keyserver'
 import { openBundleOf, within } from '@smqtt/test-kit/broker'
 import { waitUntil } from '@smqtt/test-kit/client'
 import type { AedesPublishPacket, Client } from 'aedes'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import {
-  KEYSERVER_ROLE,
-  type MqttPush,
-  PUSH_PRINCIPAL_ID,
-  startMqttPush,
-} from '../../packages/keyserver/src/service/mqtt-push.js'
-import { type AttackStack, deliveredTo, type Member, refusedBy, startAttackStack } from './_stack.js'
+  type AttackStack,
+  deliveredTo,
+  type Member,
+  openWithHeld,
+  refusedBy,
+  sealWithBundle,
+  startAttackStack,
+} from './_stack.js'
 
 /** The poll interval the clients here use, so the test runs in seconds rather than the default 30 s. */
 const INTERVAL_SECONDS = 1
@@ -69,19 +61,13 @@ afterAll(async () => {
 const GROUP_TOPIC = (id: string) => `home/h1/thermostat/${id}/temp`
 
 /** An envelope sealed with keys a thief took from `member` (its bundle as fetched before the revocation). */
-function sealWithStolen(member: Member, bundle: OpenedKeyBundle, seq: number): Uint8Array {
-  const topic = GROUP_TOPIC(member.identity.id)
-  const group = bundle.groups.find((g) => topicMatches(g.filter, topic))
-  const epoch = group?.epochs.at(-1)
-  if (!group || !epoch) throw new Error(`no key for ${topic}`)
-  return sealEnvelope({
-    topic,
-    payload: new TextEncoder().encode(`stolen ${seq}`),
-    epochKey: new EpochKey({ group: group.group, epoch: epoch.epoch, suite: group.suite as SuiteId, key: epoch.key }),
-    signer: createEnvelopeSigner({ kid: member.kid, seed: member.identity.signingSeed }),
+const sealWithStolen = (member: Member, bundle: OpenedKeyBundle, seq: number): Uint8Array =>
+  sealWithBundle(bundle, GROUP_TOPIC(member.identity.id), {
+    signer: member.identity,
+    kid: member.kid,
+    text: `stolen ${seq}`,
     seq,
   })
-}
 
 /** The compromised broker delivers `bytes` on `topic` to every subscriber (no publisher's ACL in the way). */
 function relay(topic: string, bytes: Uint8Array): Promise<void> {
@@ -156,20 +142,7 @@ test('revocation suppressed by a broker that drops control messages: honest writ
     expect(held?.epochs.map((e) => e.epoch)).not.toContain(after)
     expect(writer.client.stats.control.applied).toBe(0)
     // The revoked reader's keys open nothing sealed after the bound.
-    let error: unknown
-    try {
-      openEnvelope(sent[1] as Uint8Array, topic, {
-        keys: {
-          epochKey: (group, epoch) => {
-            const key = held?.epochs.find((e) => e.epoch === epoch)?.key
-            return key && new EpochKey({ group, epoch, suite: held?.suite as SuiteId, key })
-          },
-          writerKey: () => undefined,
-        },
-      })
-    } catch (err) {
-      error = err
-    }
+    const error = openWithHeld(sent[1] as Uint8Array, topic, held, undefined)
     expect(isSmqttError(error, 'ERR_UNKNOWN_EPOCH')).toBe(true)
   } finally {
     s.broker.broker.off('publish', onPublish)

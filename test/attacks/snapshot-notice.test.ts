@@ -6,15 +6,10 @@
 // applied and every notice already acted on. Against the full stack, with the key server's push
 // running and sending notices only (`maxInlineSnapshotBytes: 0`).
 import { BROKER_CONTROL_TOPIC, createBrokerSnapshotNotice, generateIdentity } from '@smqtt/core'
+import { KEYSERVER_ROLE, type MqttPush, PUSH_PRINCIPAL_ID, startMqttPush } from '@smqtt/keyserver'
 import { waitUntil } from '@smqtt/test-kit/client'
 import type { AedesPublishPacket } from 'aedes'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import {
-  KEYSERVER_ROLE,
-  type MqttPush,
-  PUSH_PRINCIPAL_ID,
-  startMqttPush,
-} from '../../packages/keyserver/src/service/mqtt-push.js'
 import { type AttackStack, startAttackStack } from './_stack.js'
 
 let s: AttackStack

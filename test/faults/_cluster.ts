@@ -4,7 +4,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
-import { connect as netConnect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,14 +11,12 @@ import type { BrokerConfigDocument } from '@smqtt/broker-plugin'
 import { type Enrollment, enroll, memoryStorage, type SecureClient, secureConnectAsync } from '@smqtt/client'
 import { createConnectPasswordAsync, exportIdentity, type Identity } from '@smqtt/core'
 import { initKeyServer } from '@smqtt/keyserver'
+import { redisCommand } from '@smqtt/test-kit/broker'
 import { freePort, SMART_HOME_POLICY } from '@smqtt/test-kit/keyserver'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { afterAll, beforeAll } from 'vitest'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-// `node --import tsx` rather than the tsx binary: tsx runs the script in a child process of its
-// own, so a signal sent to the tsx wrapper would not reach the server.
-const TS_NODE = [process.execPath, ['--import', 'tsx', '--conditions=smqtt-source']] as const
 const BOUND_MS = 20_000
 /** A process start transpiles the sources (tsx): slow on a loaded 2-core machine. */
 const PROCESS_START_MS = 60_000
@@ -105,6 +102,14 @@ function spawnProcess(command: string, args: string[]): Proc {
   return proc
 }
 
+/**
+ * `<bin> start --config <configFile>`, one of this repository's programs run from source.
+ * `node --import tsx` rather than the tsx binary: tsx runs the script in a child process of its
+ * own, so a signal sent to the tsx wrapper would not reach the server.
+ */
+const startFromSource = (bin: string, configFile: string): Proc =>
+  spawnProcess(process.execPath, ['--import', 'tsx', '--conditions=smqtt-source', bin, 'start', '--config', configFile])
+
 /** Kills every process this module started and that is still running. */
 export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((p) => p.kill()))
@@ -112,27 +117,8 @@ export async function stopAll(): Promise<void> {
 
 // ---- Redis --------------------------------------------------------------------------------------
 
-/** One Redis command over RESP, answered with the raw reply. */
-function redisCommand(port: number, ...args: string[]): Promise<string> {
-  const command = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`
-  return new Promise((resolve, reject) => {
-    const socket = netConnect({ host: '127.0.0.1', port }, () => socket.write(command))
-    let reply = ''
-    const timer = setTimeout(() => socket.destroy(new Error('no Redis reply within 5 s')), 5_000)
-    socket.on('data', (chunk) => {
-      reply += chunk
-      if (reply.endsWith('\r\n')) socket.end()
-    })
-    socket.on('close', () => {
-      clearTimeout(timer)
-      resolve(reply)
-    })
-    socket.on('error', (err) => {
-      clearTimeout(timer)
-      reject(err)
-    })
-  })
-}
+/** One Redis command to the private redis-server on `port`, answered with the raw reply. */
+const redisCommandOn = (port: number, ...args: string[]) => redisCommand(`redis://127.0.0.1:${port}`, ...args)
 
 /** A private redis-server (never the shared one): it may be killed and restarted on its port. */
 export interface PrivateRedis {
@@ -148,7 +134,7 @@ async function privateRedis(dir: string): Promise<PrivateRedis> {
   const port = await freePort()
   let proc: Proc | undefined
   const ping = () =>
-    redisCommand(port, 'PING').then(
+    redisCommandOn(port, 'PING').then(
       (reply) => reply.startsWith('+PONG'),
       () => false,
     )
@@ -171,7 +157,7 @@ async function privateRedis(dir: string): Promise<PrivateRedis> {
       await until(ping, `redis-server on port ${port}`)
     },
     async shutdown() {
-      await redisCommand(port, 'SHUTDOWN', 'SAVE').catch(() => '')
+      await redisCommandOn(port, 'SHUTDOWN', 'SAVE').catch(() => '')
       await until(() => !proc?.alive, 'redis-server to exit')
       await proc?.kill()
     },
@@ -229,13 +215,7 @@ export async function keyServerProcess(dir: string): Promise<KeyServerProcess> {
     caPem,
     publicKey: keyServerPublicKey,
     async start() {
-      const proc = spawnProcess(TS_NODE[0], [
-        ...TS_NODE[1],
-        'packages/keyserver/src/bin.ts',
-        'start',
-        '--config',
-        configFile,
-      ])
+      const proc = startFromSource('packages/keyserver/src/bin.ts', configFile)
       await proc.logged('key server listening', PROCESS_START_MS)
       return proc
     },
@@ -303,13 +283,7 @@ export async function brokerConfig(
 
 /** `smqtt-broker start` as a child process; resolves with its mqtts:// URL once it listens. */
 async function brokerProcess(configFile: string): Promise<Proc & { readonly mqtts: string }> {
-  const proc = spawnProcess(TS_NODE[0], [
-    ...TS_NODE[1],
-    'packages/broker-plugin/src/bin.ts',
-    'start',
-    '--config',
-    configFile,
-  ])
+  const proc = startFromSource('packages/broker-plugin/src/bin.ts', configFile)
   const listening = await proc.logged('smqtt-broker listening', PROCESS_START_MS)
   return Object.assign(proc, { mqtts: String(listening.mqtts) })
 }
@@ -369,6 +343,25 @@ export function tally(client: SecureClient): { seen: Map<number, number>; delive
     seen.set(n, (seen.get(n) ?? 0) + 1)
   })
   return { seen, deliveries: () => deliveries }
+}
+
+/**
+ * The app's persistent session on `subscriberUrl`, subscribed to every thermostat (what it receives
+ * is tallied), and the thermostat publishing on `publisherUrl`; both closed after the tests.
+ */
+export async function subscriberAndPublisher(
+  run: ReturnType<typeof useCluster>,
+  subscriberUrl: string,
+  publisherUrl: string,
+  subscriberOptions: IClientOptions = {},
+) {
+  const { cluster, clients } = run
+  const subscriber = await secureClient(cluster.ks, cluster.app, subscriberUrl, { clean: false, ...subscriberOptions })
+  const publisher = await secureClient(cluster.ks, cluster.thermostat, publisherUrl)
+  clients.push(subscriber, publisher)
+  const received = tally(subscriber)
+  await subscriber.subscribeAsync('home/+/thermostat/#', { qos: 1 })
+  return { subscriber, publisher, ...received }
 }
 
 /** One line per fault for docs/reliability.md: what was sent, what arrived, what was lost. */

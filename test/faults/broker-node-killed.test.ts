@@ -6,12 +6,11 @@
 import { expect, test } from 'vitest'
 import {
   report,
-  secureClient,
   serversOf,
   settled,
   sleep,
+  subscriberAndPublisher,
   THERMOSTAT_TOPIC,
-  tally,
   until,
   useCluster,
 } from './_cluster.js'
@@ -22,21 +21,15 @@ const KILL_AFTER = 100
 const run = useCluster('smqtt-fault-node-')
 
 test('the subscriber’s node is killed mid-traffic: it resumes on the other node, every acknowledged QoS 1 message arrives', async () => {
-  const { cluster, clients } = run
-  const [nodeA, nodeB] = cluster.nodes
-  const subscriber = await secureClient(cluster.ks, cluster.app, nodeA.mqtts, {
-    clean: false,
+  const [nodeA, nodeB] = run.cluster.nodes
+  const { subscriber, publisher, seen, deliveries } = await subscriberAndPublisher(run, nodeA.mqtts, nodeB.mqtts, {
     servers: serversOf(nodeA.mqtts, nodeB.mqtts),
     reconnectPeriod: 1_000, // mqtt.js' default; well under the broker's CONNECT rate limit
   })
-  const publisher = await secureClient(cluster.ks, cluster.thermostat, nodeB.mqtts)
-  clients.push(subscriber, publisher)
-  const { seen, deliveries } = tally(subscriber)
   let connects = 0
   subscriber.on('connect', () => connects++)
   const errors = new Set<string>()
   subscriber.on('error', (err) => errors.add(err.message))
-  await subscriber.subscribeAsync('home/+/thermostat/#', { qos: 1 })
 
   const acked = new Set<number>()
   const publishes: Promise<unknown>[] = []

@@ -6,7 +6,7 @@
 // Every QoS 1 message arrives (duplicates allowed); the nodes stay up. QoS 0 still flows, best
 // effort: what arrives of it is reported, not asserted (see docs/reliability.md, Faults).
 import { expect, test } from 'vitest'
-import { report, secureClient, settled, sleep, THERMOSTAT_TOPIC, tally, until, useCluster } from './_cluster.js'
+import { report, settled, sleep, subscriberAndPublisher, THERMOSTAT_TOPIC, until, useCluster } from './_cluster.js'
 
 const BATCH = 50
 /** QoS 0 messages are numbered from here, apart from the QoS 1 ones. */
@@ -18,16 +18,12 @@ const PUBLISH_EVERY_MS = 100
 const run = useCluster('smqtt-fault-redis-')
 
 test('Redis away for 10 s under two nodes: no crash, every QoS 1 message delivered, refused meanwhile as bus-unavailable', async () => {
-  const { cluster, clients } = run
+  const { cluster } = run
   const [nodeA, nodeB] = cluster.nodes
-  const subscriber = await secureClient(cluster.ks, cluster.app, nodeB.mqtts, { clean: false })
-  const publisher = await secureClient(cluster.ks, cluster.thermostat, nodeA.mqtts)
-  clients.push(subscriber, publisher)
-  const { seen } = tally(subscriber)
+  const { subscriber, publisher, seen } = await subscriberAndPublisher(run, nodeB.mqtts, nodeA.mqtts)
   const reconnects = { publisher: 0, subscriber: 0 }
   publisher.on('reconnect', () => reconnects.publisher++)
   subscriber.on('reconnect', () => reconnects.subscriber++)
-  await subscriber.subscribeAsync('home/+/thermostat/#', { qos: 1 })
 
   let next = 0
   const acked = new Map<number, number>() // message → when its PUBACK came (ms)

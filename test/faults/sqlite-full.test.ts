@@ -9,7 +9,7 @@
 // connection is private to its store. Why not a read-only remount under the running server:
 // Linux refuses it (EBUSY) while the file is open for writing.
 import { spawnSync } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createEnrollmentRequest, generateIdentity } from '@smqtt/core'
@@ -17,12 +17,12 @@ import { type Harness, type Response, startHarness } from '@smqtt/test-kit/keyse
 import Database from 'better-sqlite3'
 import { afterAll, expect, test } from 'vitest'
 import { report } from './_cluster.js'
+import { fillDiskUnderStore, mountSmallDisk } from './_full-disk.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'smqtt-fault-sqlite-'))
 const run = (...args: string[]) => spawnSync(args[0] as string, args.slice(1), { stdio: 'ignore' }).status === 0
 /** Mounting needs root with CAP_SYS_ADMIN; without it the test is skipped (and says so). */
-const mounted = run('mount', '-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir)
-const ballast = join(dir, 'ballast')
+const mounted = mountSmallDisk(dir)
 let h: Harness | undefined
 
 afterAll(async () => {
@@ -30,23 +30,6 @@ afterAll(async () => {
   if (mounted) run('umount', dir)
   rmSync(dir, { recursive: true, force: true })
 })
-
-/** Writes until the file system is full, down to the last block. */
-function fillDisk(): void {
-  const fd = openSync(ballast, 'w')
-  try {
-    for (const size of [65_536, 4_096, 512, 1])
-      for (;;) {
-        try {
-          writeSync(fd, Buffer.alloc(size))
-        } catch {
-          break
-        }
-      }
-  } finally {
-    closeSync(fd)
-  }
-}
 
 const unavailable = (r: Response) =>
   r.status === 503 && (r.body as { error?: { code?: string } }).error?.code === 'ERR_STORE_UNAVAILABLE'
@@ -67,11 +50,7 @@ test.runIf(mounted)(
     const principalsBefore = (await keyServer.admin('GET', '/v1/admin/principals')).body
     const auditBefore = (await keyServer.admin('GET', '/v1/admin/audit?limit=1000')).body as { entries: unknown[] }
 
-    // Empty the write-ahead log first, so the next write must grow a file.
-    const side = new Database(join(dir, 'keyserver.db'))
-    side.pragma('wal_checkpoint(TRUNCATE)')
-    side.close()
-    fillDisk()
+    const ballast = fillDiskUnderStore(dir)
 
     const answers: Response[] = []
     for (let i = 0; i < 5; i++) answers.push(await enroll(`full-${i}`))

@@ -9,6 +9,7 @@ import { runInNewContext } from 'node:vm'
 import { createEnrollmentRequest, ERROR_CODES, generateIdentity, type Identity, signRequest } from '@smqtt/core'
 import { ADMIN_TOKEN, type Harness, SMART_HOME_POLICY } from '@smqtt/test-kit/keyserver'
 import fc from 'fast-check'
+import { memoryTable } from './_campaign.js'
 
 /** The enrolled principal that signs the device requests; generated ids never name it. */
 /**
@@ -634,8 +635,6 @@ export function describeRequest(request: HostileRequest): string {
   return `${request.method} ${request.path.slice(0, 200)} [${request.auth}] ${JSON.stringify(request.headers).slice(0, 200)}${body}`
 }
 
-const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`
-
 /** The report as markdown: one row per route (requests, statuses, codes, time), then memory. */
 export function markdownReport(report: CampaignReport): string {
   const rows = [...report.byRoute].sort(([a], [b]) => a.localeCompare(b))
@@ -657,11 +656,11 @@ export function markdownReport(report: CampaignReport): string {
     '',
     `Answers breaking the contract (5xx, untyped 4xx, 2xx without authorization, no answer): ${report.problemCount}.`,
     '',
-    '| requests sent | RSS (key server and sender, one process) | V8 heap used after gc |',
-    '| ---: | ---: | ---: |',
-    ...[0, 0.25, 0.5, 0.75, 1]
-      .map((at) => report.memory[Math.round(at * (report.memory.length - 1))] as MemorySample)
-      .map((m) => `| ${m.requests} | ${mib(m.rss)} | ${mib(m.heapUsed)} |`),
+    ...memoryTable(
+      '| requests sent | RSS (key server and sender, one process) | V8 heap used after gc |',
+      report.memory,
+      (m) => m.requests,
+    ),
     '',
     `/v1/health answered 200 after each of the ${report.healthChecks} batches. Duration ${report.seconds.toFixed(0)} s.`,
   ].join('\n')

@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { fileURLToPath } from 'node:url'
-import type { BrokerConfigDocument } from '@smqtt/broker-plugin'
 import { type ClientStorage, memoryStorage, type SecureClient, secureConnectAsync } from '@smqtt/client'
 import { createConnectPassword, exportIdentity, type Identity } from '@smqtt/core'
-import { TEST_POLICY, within } from '@smqtt/test-kit/broker'
+import { brokerConfigFor, TEST_POLICY, within } from '@smqtt/test-kit/broker'
 import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
+import { memoryTable } from './_campaign.js'
 import { connectPacket, type HostileInput } from './_mqtt-packets.js'
 
 /** How one input ended. */
@@ -60,18 +60,13 @@ export async function startBrokerProcess(workers: number): Promise<BrokerProcess
     const sender = await h.enroll('thermostat-1', ['thermostat'])
     const reader = await h.enroll('app-1', ['app'])
     writeFileSync(join(dir, 'identity.json'), JSON.stringify(exportIdentity(broker.identity)), { mode: 0o600 })
-    const config: BrokerConfigDocument = {
+    const config = brokerConfigFor(h, {
       listeners: { mqtts: { host: '127.0.0.1', port: 0 } },
-      tls: { certFile: `${h.dir}/pki/server.pem`, keyFile: `${h.dir}/pki/server.key`, caFile: `${h.dir}/pki/ca.pem` },
-      keyServer: {
-        url: h.url,
-        publicKey: Buffer.from(h.keyServer.publicKey).toString('base64url'),
-        identityFile: 'identity.json',
-      },
+      keyServer: { identityFile: 'identity.json' },
       metrics: { host: '127.0.0.1', port: 0 },
       connectLimits: { perAddress: 1_000_000, perClientId: 1_000_000, failuresBeforeBan: 1_000_000 },
       logLevel: 'info',
-    }
+    })
     writeFileSync(join(dir, 'broker.json'), JSON.stringify(config))
 
     const spawned = spawn(
@@ -323,8 +318,6 @@ function assertHealthy(broker: BrokerProcess): void {
   if (broker.stderr() !== '') throw new Error(`the broker process wrote on stderr: ${broker.stderr()}`)
 }
 
-const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`
-
 /** The report as markdown tables (inputs by kind and outcome, broker memory, duration). */
 export function markdownReport(report: CampaignReport, broker: BrokerProcess): string {
   const rows = [...report.byKind].sort(([a], [b]) => a.localeCompare(b))
@@ -342,11 +335,7 @@ export function markdownReport(report: CampaignReport, broker: BrokerProcess): s
       report.notClosed.size === 0 ? 'none' : [...report.notClosed].map(([k, n]) => `${k} (${n})`).join(', ')
     }.`,
     '',
-    '| inputs sent | broker RSS | V8 heap used |',
-    '| ---: | ---: | ---: |',
-    ...[0, 0.25, 0.5, 0.75, 1]
-      .map((at) => report.memory[Math.round(at * (report.memory.length - 1))] as MemorySample)
-      .map((m) => `| ${m.inputs} | ${mib(m.rss)} | ${mib(m.heapUsed)} |`),
+    ...memoryTable('| inputs sent | broker RSS | V8 heap used |', report.memory, (m) => m.inputs),
     '',
     `Secure round trips after each batch: ${report.roundTrips}, all delivered. Process still up, nothing on stderr. Duration ${report.seconds.toFixed(0)} s.`,
     '',

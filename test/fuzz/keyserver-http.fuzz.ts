@@ -5,35 +5,18 @@
 // polluted, or a legitimate enrollment and bundle fetch failed at the end.
 import { createEnrollmentRequest, generateIdentity } from '@smqtt/core'
 import { startHarness } from '@smqtt/test-kit/keyserver'
-import fc from 'fast-check'
-import {
-  FUZZ_DEVICE,
-  FUZZ_SETTINGS,
-  type HostileRequest,
-  hostileRequest,
-  markdownReport,
-  runCampaign,
-} from './_http-requests.js'
+import { fuzzSettings, lazyBatches, runToExitCode } from './_campaign.js'
+import { FUZZ_DEVICE, FUZZ_SETTINGS, hostileRequest, markdownReport, runCampaign } from './_http-requests.js'
 
-const runs = Number(process.env.FUZZ_RUNS ?? 20_000)
-const seed = process.env.FUZZ_SEED === undefined ? Date.now() : Number(process.env.FUZZ_SEED)
-const concurrency = Number(process.env.FUZZ_CONCURRENCY ?? 8)
-const BATCH = 500
-
-/** Batches generated lazily (seed + batch index), so the requests never sit in memory at once. */
-function* batches(): Generator<HostileRequest[]> {
-  for (let done = 0, i = 0; done < runs; done += BATCH, i++)
-    yield fc.sample(hostileRequest, { numRuns: Math.min(BATCH, runs - done), seed: seed + i })
-}
+const { runs, seed, concurrency } = fuzzSettings({ runs: 20_000, concurrency: 8 })
 
 console.log(`key server HTTP API: ${runs} requests, seed ${seed}, ${concurrency} at a time`)
 const h = await startHarness({ settings: FUZZ_SETTINGS })
 h.clock.now = Math.floor(Date.now() / 1000)
-let failed = false
-try {
+await runToExitCode(h, async () => {
   const { identity } = await h.enroll(FUZZ_DEVICE, ['thermostat'])
   const principalsBefore = (await h.store.listPrincipals()).length
-  const report = await runCampaign({ h, device: identity }, batches(), {
+  const report = await runCampaign({ h, device: identity }, lazyBatches(hostileRequest, runs, seed, 500), {
     concurrency,
     onBatch: (done) => process.stderr.write(`\r${done}/${runs}`),
   })
@@ -53,16 +36,11 @@ try {
     `\nAfterwards: Object.prototype polluted: ${polluted ? 'YES' : 'no'}; legitimate enrollment ${enrolled.status}, ` +
       `bundle fetch ${bundle.status}; principals ${principalsBefore} before, ${principalsAfter} after (one enrolled since).`,
   )
-  failed =
+  return (
     report.problemCount > 0 ||
     polluted ||
     enrolled.status !== 200 ||
     bundle.status !== 200 ||
     principalsAfter !== principalsBefore + 1
-} catch (err) {
-  console.error(err)
-  failed = true
-} finally {
-  await h.close()
-}
-process.exitCode = failed ? 1 : 0
+  )
+})

@@ -21,9 +21,9 @@ import {
   verifyConnectPassword,
 } from '@smqtt/core'
 import fc from 'fast-check'
+import { fuzzSettings } from './_campaign.js'
 
-const runs = Number(process.env.FUZZ_RUNS ?? 100_000)
-const seed = process.env.FUZZ_SEED === undefined ? Date.now() : Number(process.env.FUZZ_SEED)
+const { runs, seed } = fuzzSettings({ runs: 100_000 })
 const keyServer = generateIdentity('keyserver')
 const device = generateIdentity('device-1')
 const NOW = 1_790_000_000

@@ -308,12 +308,16 @@ async function startBrokerProcess(config: string): Promise<{ child: ChildProcess
   }
 }
 
-/** SIGTERM, then SIGKILL if the process is still there after 5 s. */
-async function stopProcess(child: ChildProcess | undefined): Promise<void> {
+/** `signal`, then SIGKILL if the process is still there after `graceMs`. */
+export async function stopProcess(
+  child: ChildProcess | undefined,
+  signal: NodeJS.Signals = 'SIGTERM',
+  graceMs = 5_000,
+): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return
   const exited = new Promise((resolve) => child.once('exit', resolve))
-  child.kill('SIGTERM')
-  const force = setTimeout(() => child.kill('SIGKILL'), 5_000)
+  child.kill(signal)
+  const force = setTimeout(() => child.kill('SIGKILL'), graceMs)
   await exited
   clearTimeout(force)
 }

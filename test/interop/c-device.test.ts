@@ -17,7 +17,8 @@ import { parseEnvelope } from '@smqtt/core'
 import { p256Pems, within } from '@smqtt/test-kit/broker'
 import mqtt from 'mqtt'
 import { afterAll, describe, expect, test } from 'vitest'
-import { type InteropStack, useInteropStack } from './_broker.js'
+import { useInteropStack } from './_broker.js'
+import { cDeviceArgs, cThermostatArgs, events as deviceEvents, succeeded, token, waitFor } from './_devices.js'
 import { start } from './_run.js'
 
 const LIBRARY = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'libsmqtt')
@@ -58,17 +59,7 @@ interface DeviceEvent {
   readonly what?: string
 }
 
-const events = (stdout: string): DeviceEvent[] =>
-  stdout
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as DeviceEvent)
-
-async function token(stack: InteropStack, id: string, roles: string[]): Promise<string> {
-  const response = await stack.h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
-  if (response.status !== 201) throw new Error(`token: ${response.text}`)
-  return (response.body as { token: string }).token
-}
+const events = (stdout: string) => deviceEvents<DeviceEvent>(stdout)
 
 describe.runIf(program !== undefined)('the Linux reference device (libsmqtt + libcurl + libmosquitto)', () => {
   const stack = useInteropStack()
@@ -86,25 +77,11 @@ describe.runIf(program !== undefined)('the Linux reference device (libsmqtt + li
   const id = 'c-device-1'
   const temperatureTopic = `home/h1/thermostat/${id}/temp`
   const commandTopic = `home/h1/lock/${id}/cmd`
-  const deviceArgs = (command: 'enroll' | 'run', args: string[]) => [
-    command,
-    '--dir',
-    storage,
-    '--key-server',
-    stack.h.url,
-    '--ca',
-    stack.caFile,
-    ...args,
-  ]
+  const deviceArgs = (command: 'enroll' | 'run', args: string[]) => cDeviceArgs(stack, command, storage, args)
   const device = (command: 'enroll' | 'run', args: string[], timeoutMs = 30_000) =>
     start(program as string, deviceArgs(command, args), timeoutMs)
   const runArgs = (args: string[]) => [
-    '--broker',
-    `${stack.host}:${stack.port}`,
-    '--publish',
-    temperatureTopic,
-    '--commands',
-    commandTopic,
+    ...cThermostatArgs(stack, temperatureTopic, commandTopic),
     '--interval-ms',
     '50',
     '--seconds',
@@ -168,25 +145,15 @@ describe.runIf(program !== undefined)('the Linux reference device (libsmqtt + li
     return seqs
   }
 
-  const waitFor = (check: () => boolean, what: string, ms = 10_000) =>
-    within(
-      (async () => {
-        while (!check()) await new Promise((resolve) => setTimeout(resolve, 20))
-      })(),
-      what,
-      ms,
-    )
-
   test('enrolls, logs in with its CONNECT password, seals temperatures, verifies a command, restarts without reusing a seq, and is refused after revoke', async () => {
     const ts = await app()
     await ts.client.subscribeAsync('home/+/thermostat/#', { qos: 1 })
     const wire = await wireTap()
 
     // 1. Enrollment: one-time token, proof of possession; the key server's key is pinned.
-    const enrolled = await device('enroll', ['--id', id, '--token', await token(stack, id, ['thermostat', 'lock'])])
-      .exited
-    expect(enrolled.stderr).toBe('')
-    expect(enrolled.code).toBe(0)
+    const enrolled = await succeeded(
+      device('enroll', ['--id', id, '--token', await token(stack, id, ['thermostat', 'lock'])]),
+    )
     const [record] = events(enrolled.stdout)
     expect(record).toMatchObject({ event: 'enrolled', id })
     expect(readFileSync(join(storage, 'key-server.key'), 'utf8').trim()).toBe(
@@ -205,9 +172,7 @@ describe.runIf(program !== undefined)('the Linux reference device (libsmqtt + li
       })),
     )
     await ts.client.publishAsync(commandTopic, '{"setpoint":19.5}', { qos: 1 })
-    const firstRun = await first.exited
-    expect(firstRun.stderr).toBe('')
-    expect(firstRun.code).toBe(0)
+    const firstRun = await succeeded(first)
     const out = events(firstRun.stdout)
     expect(out.map((e) => e.event)).toEqual([
       'connected',
@@ -253,9 +218,7 @@ describe.runIf(program !== undefined)('the Linux reference device (libsmqtt + li
     expect(crashErr).toBe('')
     await waitFor(() => wire.length > before.length, 'the crashed run on the wire')
     const beforeRestart = wire.length
-    const restarted = await run(['--readings', '2']).exited
-    expect(restarted.stderr).toBe('')
-    expect(restarted.code).toBe(0)
+    const restarted = await succeeded(run(['--readings', '2']))
     expect(events(restarted.stdout).filter((e) => e.event === 'published')).toHaveLength(2)
     await waitFor(() => wire.length >= beforeRestart + 2, 'the restarted run on the wire')
     const afterCrash = wire.slice(before.length, beforeRestart)
@@ -299,41 +262,32 @@ describe.runIf(program !== undefined)('the Linux reference device (libsmqtt + li
     const tls = await p256Pems()
     writeFileSync(join(dir, 'tls.der'), tls.spki)
     writeFileSync(join(dir, 'tls.key'), tls.keyPem, { mode: 0o600 })
-    const common = ['--dir', dir, '--key-server', stack.h.url, '--ca', stack.caFile]
-    const enrolled = await start(program as string, [
-      'enroll',
-      ...common,
-      '--id',
-      certId,
-      '--token',
-      await token(stack, certId, ['thermostat', 'lock']),
-      '--tls-public-key',
-      join(dir, 'tls.der'),
-    ]).exited
-    expect(enrolled.stderr).toBe('')
-    expect(enrolled.code).toBe(0)
+    await succeeded(
+      start(
+        program as string,
+        cDeviceArgs(stack, 'enroll', dir, [
+          '--id',
+          certId,
+          '--token',
+          await token(stack, certId, ['thermostat', 'lock']),
+          '--tls-public-key',
+          join(dir, 'tls.der'),
+        ]),
+      ),
+    )
     expect(readFileSync(join(dir, 'certificate.pem'), 'utf8')).toMatch(/^-----BEGIN CERTIFICATE-----/)
 
     await stack.newAudit(0) // what came before
-    const runArgs = [
-      'run',
-      ...common,
-      '--broker',
-      `${stack.host}:${stack.port}`,
-      '--publish',
-      `home/h1/thermostat/${certId}/temp`,
-      '--commands',
-      `home/h1/lock/${certId}/cmd`,
+    const runArgs = cDeviceArgs(stack, 'run', dir, [
+      ...cThermostatArgs(stack, `home/h1/thermostat/${certId}/temp`, `home/h1/lock/${certId}/cmd`),
       '--readings',
       '1',
       '--tls-key',
       join(dir, 'tls.key'),
       '--sequence',
       'key-server', // ranges from POST /v1/sequence instead of the file `sequence`
-    ]
-    const ran = await start(program as string, runArgs).exited
-    expect(ran.stderr).toBe('')
-    expect(ran.code).toBe(0)
+    ])
+    const ran = await succeeded(start(program as string, runArgs))
     expect(events(ran.stdout).map((e) => e.event)).toEqual(['connected', 'keys', 'subscribed', 'published', 'done'])
     expect(await stack.auditUntil('login:certificate')).toContain('login:certificate')
     expect(existsSync(join(dir, 'sequence'))).toBe(false)

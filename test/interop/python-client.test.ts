@@ -24,8 +24,9 @@ import { openBundleOf, sealingKeys, within } from '@smqtt/test-kit/broker'
 import mqtt from 'mqtt'
 import { afterAll, describe, expect, test } from 'vitest'
 import { type InteropStack, useInteropStack } from './_broker.js'
+import { cDeviceArgs, cThermostatArgs, events as deviceEvents, succeeded, token, waitFor } from './_devices.js'
 import { mosquittoAvailable, pythonAvailable, pythonDevice } from './_python.js'
-import { start } from './_run.js'
+import { type Running, start } from './_run.js'
 
 interface DeviceEvent {
   readonly event: string
@@ -39,6 +40,8 @@ interface DeviceEvent {
 }
 
 const scratch = mkdtempSync(join(tmpdir(), 'smqtt-python-'))
+/** Every tsClient(), ended after the tests. */
+const clients: SecureClient[] = []
 
 /** The C library's Linux reference device, where it was built (libsmqtt/ci.sh, or c-device.test.ts under CI). */
 const cDevice = ['build/examples/linux-device/smqtt-device', 'build/interop-device/examples/linux-device/smqtt-device']
@@ -49,10 +52,27 @@ if (cDevice === undefined && process.env.CI) throw new Error('the C reference de
 if (cDevice === undefined) console.warn('skipping Python ↔ C: the C reference device is not built (run libsmqtt/ci.sh)')
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
 
-async function token(stack: InteropStack, id: string, roles: string[]): Promise<string> {
-  const response = await stack.h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
-  if (response.status !== 201) throw new Error(`token: ${response.text}`)
-  return (response.body as { token: string }).token
+/**
+ * Starts python/interop/device.py: it enrolls `id` with a fresh token (storage under the scratch
+ * folder), connects to the stack's broker unless `plan` names another, then does what `plan` says.
+ */
+async function startPython(
+  stack: InteropStack,
+  id: string,
+  roles: string[],
+  timeoutMs: number,
+  plan: Record<string, unknown>,
+): Promise<Running> {
+  const enrolling = {
+    keyServerUrl: stack.h.url,
+    ca: stack.caFile,
+    token: await token(stack, id, roles),
+    id,
+    storage: join(scratch, id),
+    host: stack.host,
+    port: stack.port,
+  }
+  return start(...pythonDevice({ ...enrolling, ...plan }), timeoutMs)
 }
 
 /** A TypeScript SecureClient enrolled through @smqtt/client's enroll(), on the smqtt-broker. */
@@ -91,6 +111,7 @@ async function tsClient(
       connectPassword: through.connectPassword,
     },
   )
+  clients.push(client)
   client.on('error', () => {})
   client.on('keyServerError', () => {})
   const messages: { topic: string; text: string; sender: string | undefined; encrypted: boolean }[] = []
@@ -109,52 +130,28 @@ async function tsClient(
   return { client, messages, verified, enrollment }
 }
 
-const events = (stdout: string): DeviceEvent[] =>
-  stdout
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as DeviceEvent)
+const events = (stdout: string) => deviceEvents<DeviceEvent>(stdout)
 
 describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the TypeScript client', () => {
   const stack = useInteropStack()
-  const clients: SecureClient[] = []
   afterAll(async () => {
     await Promise.all(clients.map((c) => within(c.endAsync(true), 'end secure client', 5_000)))
   })
 
   test('Python → TypeScript: a Python device enrolls, logs in, seals; SecureClient verifies plaintext and sender', async () => {
     const app = await tsClient(stack, 'app-ts', ['app'])
-    clients.push(app.client)
     await app.client.subscribeAsync('home/+/thermostat/#', { qos: 1 })
 
     const topic = 'home/h1/thermostat/thermostat-py/temp'
-    const device = start(
-      ...pythonDevice({
-        keyServerUrl: stack.h.url,
-        ca: stack.caFile,
-        token: await token(stack, 'thermostat-py', ['thermostat']),
-        id: 'thermostat-py',
-        storage: join(scratch, 'thermostat-py'),
-        host: stack.host,
-        port: stack.port,
-        publish: ['21.5', '21.6', '{"celsius":21.7}'].map((payload) => ({ topic, payload, qos: 1 })),
-        seconds: 5,
-      }),
-      40_000,
-    )
-    const finished = await device.exited
-    expect(finished.stderr).toBe('')
-    expect(finished.code).toBe(0)
+    const device = await startPython(stack, 'thermostat-py', ['thermostat'], 40_000, {
+      publish: ['21.5', '21.6', '{"celsius":21.7}'].map((payload) => ({ topic, payload, qos: 1 })),
+      seconds: 5,
+    })
+    const finished = await succeeded(device)
     const out = events(finished.stdout)
     expect(out.map((e) => e.event)).toEqual(['enrolled', 'connected', 'published', 'published', 'published', 'done'])
 
-    await within(
-      (async () => {
-        while (app.messages.length < 3) await new Promise((resolve) => setTimeout(resolve, 20))
-      })(),
-      'three messages from Python',
-      10_000,
-    )
+    await waitFor(() => app.messages.length >= 3, 'three messages from Python')
     expect(app.messages).toEqual([
       { topic, text: '21.5', sender: 'thermostat-py', encrypted: true },
       { topic, text: '21.6', sender: 'thermostat-py', encrypted: true },
@@ -166,36 +163,17 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
 
   test('mutual TLS: a Python device enrolls with a P-256 key made in Python and logs in with the issued certificate', async () => {
     const app = await tsClient(stack, 'app-ts-mtls', ['app'])
-    clients.push(app.client)
     await app.client.subscribeAsync('home/+/thermostat/thermostat-py-mtls/#', { qos: 1 })
     const topic = 'home/h1/thermostat/thermostat-py-mtls/temp'
-    const device = start(
-      ...pythonDevice({
-        keyServerUrl: stack.h.url,
-        ca: stack.caFile,
-        token: await token(stack, 'thermostat-py-mtls', ['thermostat']),
-        id: 'thermostat-py-mtls',
-        storage: join(scratch, 'thermostat-py-mtls'),
-        host: stack.host,
-        port: stack.port,
-        clientCertificate: true,
-        connectPassword: false,
-        publish: [{ topic, payload: '20.5', qos: 1 }],
-        seconds: 5,
-      }),
-      40_000,
-    )
-    const finished = await device.exited
-    expect(finished.stderr).toBe('')
-    expect(finished.code).toBe(0)
+    const device = await startPython(stack, 'thermostat-py-mtls', ['thermostat'], 40_000, {
+      clientCertificate: true,
+      connectPassword: false,
+      publish: [{ topic, payload: '20.5', qos: 1 }],
+      seconds: 5,
+    })
+    const finished = await succeeded(device)
     expect(events(finished.stdout)[0]).toMatchObject({ event: 'enrolled', certificate: true })
-    await within(
-      (async () => {
-        while (app.messages.length < 1) await new Promise((resolve) => setTimeout(resolve, 20))
-      })(),
-      'the message from the certificate-authenticated Python device',
-      10_000,
-    )
+    await waitFor(() => app.messages.length >= 1, 'the message from the certificate-authenticated Python device')
     expect(app.messages).toEqual([{ topic, text: '20.5', sender: 'thermostat-py-mtls', encrypted: true }])
     // No CONNECT password was sent: the broker authenticated the device by its certificate.
     expect(await stack.newAudit()).toContain('login:certificate')
@@ -203,29 +181,16 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
 
   test('post-quantum: a Python device with an X-Wing key opens what a SecureClient sealed (epoch keys sealed by the key server with ML-KEM-768 + X25519)', async () => {
     const thermostat = await tsClient(stack, 'thermostat-ts-pq', ['thermostat'])
-    clients.push(thermostat.client)
-    const device = start(
-      ...pythonDevice({
-        keyServerUrl: stack.h.url,
-        ca: stack.caFile,
-        token: await token(stack, 'app-py-pq', ['app']),
-        id: 'app-py-pq',
-        storage: join(scratch, 'app-py-pq'),
-        host: stack.host,
-        port: stack.port,
-        postQuantum: true,
-        subscribe: ['home/+/thermostat/thermostat-ts-pq/#'],
-        receive: 1,
-        seconds: 20,
-      }),
-      45_000,
-    )
+    const device = await startPython(stack, 'app-py-pq', ['app'], 45_000, {
+      postQuantum: true,
+      subscribe: ['home/+/thermostat/thermostat-ts-pq/#'],
+      receive: 1,
+      seconds: 20,
+    })
     await device.line(/"subscribed"/, 'the X-Wing Python device to subscribe', 30_000)
     const topic = 'home/h1/thermostat/thermostat-ts-pq/temp'
     await thermostat.client.publishAsync(topic, '18.5', { qos: 1 })
-    const finished = await device.exited
-    expect(finished.stderr).toBe('')
-    expect(finished.code).toBe(0)
+    const finished = await succeeded(device)
     const out = events(finished.stdout)
     expect(out[0]).toMatchObject({ event: 'enrolled', kem: 'xwing' })
     expect(
@@ -235,27 +200,16 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
 
   test('TypeScript → Python: the device opens what a SecureClient sealed and refuses an envelope that does not open', async () => {
     const thermostat = await tsClient(stack, 'thermostat-ts', ['thermostat'])
-    clients.push(thermostat.client)
     // A listed writer that signs ciphertext made under a key that is not the group's: the broker
     // (signature, replay) forwards it; only a reader with the group key can tell.
     const forger = await stack.h.enroll('thermostat-forger', ['thermostat'])
 
-    const device = start(
-      ...pythonDevice({
-        keyServerUrl: stack.h.url,
-        ca: stack.caFile,
-        token: await token(stack, 'app-py', ['app']),
-        id: 'app-py',
-        storage: join(scratch, 'app-py'),
-        host: stack.host,
-        port: stack.port,
-        subscribe: ['home/+/thermostat/#'],
-        receive: 2,
-        errors: 1,
-        seconds: 20,
-      }),
-      45_000,
-    )
+    const device = await startPython(stack, 'app-py', ['app'], 45_000, {
+      subscribe: ['home/+/thermostat/#'],
+      receive: 2,
+      errors: 1,
+      seconds: 20,
+    })
     await device.line(/"subscribed"/, 'the Python device to subscribe', 30_000)
 
     const topic = 'home/h1/thermostat/thermostat-ts/temp'
@@ -319,8 +273,7 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
       const commandTopic = `home/h1/lock/${id}/cmd`
       const cStorage = join(scratch, 'c-device')
       mkdirSync(cStorage, { recursive: true })
-      const cArgs = (command: 'enroll' | 'run', args: string[]) =>
-        [command, '--dir', cStorage, '--key-server', stack.h.url, '--ca', stack.caFile, ...args] as string[]
+      const cArgs = (command: 'enroll' | 'run', args: string[]) => cDeviceArgs(stack, command, cStorage, args)
       const enrolled = await start(
         cDevice as string,
         cArgs('enroll', ['--id', id, '--token', await token(stack, id, ['thermostat', 'lock'])]),
@@ -328,34 +281,19 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
       ).exited
       expect(enrolled.code, enrolled.stdout + enrolled.stderr).toBe(0)
 
-      const python = start(
-        ...pythonDevice({
-          keyServerUrl: stack.h.url,
-          ca: stack.caFile,
-          token: await token(stack, 'app-py-c', ['app']),
-          id: 'app-py-c',
-          storage: join(scratch, 'app-py-c'),
-          host: stack.host,
-          port: stack.port,
-          subscribe: [temperatureTopic],
-          receive: 3,
-          publishAfter: 3,
-          publish: [{ topic: commandTopic, payload: '{"command":"lock"}', qos: 1 }],
-          seconds: 25,
-        }),
-        45_000,
-      )
+      const python = await startPython(stack, 'app-py-c', ['app'], 45_000, {
+        subscribe: [temperatureTopic],
+        receive: 3,
+        publishAfter: 3,
+        publish: [{ topic: commandTopic, payload: '{"command":"lock"}', qos: 1 }],
+        seconds: 25,
+      })
       const pythonEnrolled = await python.line(/"enrolled"/, 'the Python app to enroll', 30_000)
       await python.line(/"subscribed"/, 'the Python app to subscribe', 30_000)
       const device = start(
         cDevice as string,
         cArgs('run', [
-          '--broker',
-          `${stack.host}:${stack.port}`,
-          '--publish',
-          temperatureTopic,
-          '--commands',
-          commandTopic,
+          ...cThermostatArgs(stack, temperatureTopic, commandTopic),
           '--interval-ms',
           '50',
           '--seconds',
@@ -367,9 +305,7 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
         ]),
         40_000,
       )
-      const [fromPython, fromC] = await Promise.all([python.exited, device.exited])
-      expect(fromPython.stderr).toBe('')
-      expect(fromPython.code).toBe(0)
+      const [fromPython, fromC] = await Promise.all([succeeded(python), succeeded(device)])
       expect(
         events(fromPython.stdout)
           .filter((e) => e.event === 'message')
@@ -377,8 +313,6 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
       ).toEqual(
         ['21.0', '21.1', '21.2'].map((c) => ({ topic: temperatureTopic, payload: `{"celsius":${c}}`, sender: id })),
       )
-      expect(fromC.stderr).toBe('')
-      expect(fromC.code).toBe(0)
       const command = events(fromC.stdout).find((e) => e.event === 'command') as unknown as Record<string, unknown>
       expect(command).toMatchObject({
         topic: commandTopic,
@@ -397,7 +331,6 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
     test('bound MQTT 5 properties both ways; a replayed and a topic-swapped envelope refused by Python', async () => {
       const app = await tsClient(stack, `app-ts5-${run}`, ['app'], mosquitto)
       const thermostat = await tsClient(stack, `thermostat-ts5-${run}`, ['thermostat'], mosquitto)
-      clients.push(app.client, thermostat.client)
       await app.client.subscribeAsync(`home/${run}/thermostat/#`, { qos: 1 })
 
       const pyTopic = `home/${run}/thermostat/thermostat-py5-${run}/temp`
@@ -410,36 +343,28 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
       tap.on('message', (topic, payload, packet) => captured.set(topic, { payload, properties: packet.properties }))
       await within(new Promise((resolve, reject) => tap.once('connect', resolve).once('error', reject)), 'tap connect')
       await tap.subscribeAsync([tsTopic, pressureTopic], { qos: 1 })
-      const device = start(
-        ...pythonDevice({
-          keyServerUrl: stack.h.url,
-          ca: stack.caFile,
-          token: await token(stack, `thermostat-py5-${run}`, ['thermostat']),
-          id: `thermostat-py5-${run}`,
-          storage: join(scratch, 'thermostat-py5'),
-          host: '127.0.0.1',
-          port: 1883,
-          tls: false,
-          connectPassword: false,
-          mqtt: 5,
-          subscribe: [tsTopic, humidityTopic],
-          receive: 1,
-          errors: 2,
-          publish: [
-            {
-              topic: pyTopic,
-              payload: '22.0',
-              properties: {
-                contentType: 'text/plain',
-                correlationData: '0102030405',
-                userProperties: [['traceparent', traceparent]],
-              },
+      const device = await startPython(stack, `thermostat-py5-${run}`, ['thermostat'], 40_000, {
+        host: '127.0.0.1',
+        port: 1883,
+        tls: false,
+        connectPassword: false,
+        mqtt: 5,
+        subscribe: [tsTopic, humidityTopic],
+        receive: 1,
+        errors: 2,
+        publish: [
+          {
+            topic: pyTopic,
+            payload: '22.0',
+            properties: {
+              contentType: 'text/plain',
+              correlationData: '0102030405',
+              userProperties: [['traceparent', traceparent]],
             },
-          ],
-          seconds: 15,
-        }),
-        40_000,
-      )
+          },
+        ],
+        seconds: 15,
+      })
       await device.line(/"published"/, 'the Python device to publish', 30_000)
       await thermostat.client.publishAsync(tsTopic, '{"celsius":19}', {
         qos: 1,
@@ -451,12 +376,7 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
         },
       })
       await thermostat.client.publishAsync(pressureTopic, '1013 hPa', { qos: 1 })
-      await within(
-        (async () => {
-          while (captured.size < 2) await new Promise((resolve) => setTimeout(resolve, 20))
-        })(),
-        'the tap to capture both envelopes',
-      )
+      await waitFor(() => captured.size >= 2, 'the tap to capture both envelopes', 5_000)
       const temp = captured.get(tsTopic) as { payload: Buffer; properties: Record<string, unknown> }
       try {
         await tap.publishAsync(tsTopic, temp.payload, { qos: 1, properties: temp.properties }) // replayed
@@ -465,9 +385,7 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
         await tap.endAsync(true)
       }
 
-      const finished = await device.exited
-      expect(finished.stderr).toBe('')
-      expect(finished.code).toBe(0)
+      const finished = await succeeded(device)
       const fromTs = events(finished.stdout).filter((e) => e.event === 'message')
       expect(fromTs).toMatchObject([
         {
@@ -487,13 +405,7 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
         { event: 'securityError', code: 'ERR_ENVELOPE_SIGNATURE_INVALID', topic: humidityTopic },
       ])
 
-      await within(
-        (async () => {
-          while (!app.messages.some((m) => m.topic === pyTopic)) await new Promise((resolve) => setTimeout(resolve, 20))
-        })(),
-        'the message from Python',
-        10_000,
-      )
+      await waitFor(() => app.messages.some((m) => m.topic === pyTopic), 'the message from Python')
       const index = app.messages.findIndex((m) => m.topic === pyTopic)
       expect(app.messages[index]).toEqual({
         topic: pyTopic,
@@ -513,31 +425,20 @@ describe.runIf(pythonAvailable())('the Python library (paho-mqtt) against the Ty
       // Mosquitto pushes no bundle: the device learns the new writer only by asking the key server.
       const late = `thermostat-late-${run}`
       const topic = `home/${run}/thermostat/${late}/temp`
-      const device = start(
-        ...pythonDevice({
-          keyServerUrl: stack.h.url,
-          ca: stack.caFile,
-          token: await token(stack, `app-py-late-${run}`, ['app']),
-          id: `app-py-late-${run}`,
-          storage: join(scratch, 'app-py-late'),
-          host: '127.0.0.1',
-          port: 1883,
-          tls: false,
-          connectPassword: false,
-          subscribe: [`home/${run}/thermostat/${late}/#`],
-          receive: 3,
-          seconds: 20,
-        }),
-        45_000,
-      )
+      const device = await startPython(stack, `app-py-late-${run}`, ['app'], 45_000, {
+        host: '127.0.0.1',
+        port: 1883,
+        tls: false,
+        connectPassword: false,
+        subscribe: [`home/${run}/thermostat/${late}/#`],
+        receive: 3,
+        seconds: 20,
+      })
       await device.line(/"subscribed"/, 'the Python device to subscribe', 30_000)
       const thermostat = await tsClient(stack, late, ['thermostat'], { ...mosquitto, protocolVersion: 4 })
-      clients.push(thermostat.client)
       for (const text of ['1', '2', '3']) await thermostat.client.publishAsync(topic, text, { qos: 1 })
 
-      const finished = await device.exited
-      expect(finished.stderr).toBe('')
-      expect(finished.code).toBe(0)
+      const finished = await succeeded(device)
       const out = events(finished.stdout)
       expect(
         out.filter((e) => e.event === 'message').map(({ topic, payload, sender }) => ({ topic, payload, sender })),

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { freePort } from '@smqtt/test-kit/keyserver'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { SSLSCAN, toolAvailable } from '../_tools.js'
+import { stopProcess } from './_broker.js'
 import { run } from './_run.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -71,12 +72,7 @@ class NpmStart {
   async stop(): Promise<void> {
     const child = this.child
     this.child = undefined
-    if (!child || child.exitCode !== null || child.signalCode !== null) return
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    child.kill('SIGINT')
-    const force = setTimeout(() => child.kill('SIGKILL'), 10_000)
-    await exited
-    clearTimeout(force)
+    await stopProcess(child, 'SIGINT', 10_000)
   }
 }
 

@@ -2,6 +2,7 @@
 // irrigation valves. A valve obeys only commands the controller signed, never the same command
 // twice, and never one sealed under a key that rotation retired.
 import { waitUntil } from '@smqtt/example-smart-home/wait'
+import { commands, reports } from './policy.js'
 import {
   BOUND_MS,
   captured,
@@ -20,10 +21,8 @@ import {
 export const AGRICULTURE_POLICY = {
   version: 1,
   rules: [
-    { effect: 'allow', actions: ['publish'], topics: ['farm/1/soil/%c/#'], roles: ['soil-sensor'] },
-    { effect: 'allow', actions: ['subscribe'], topics: ['farm/1/soil/#'], roles: ['farm-controller'] },
-    { effect: 'allow', actions: ['publish'], topics: ['farm/1/valve/+/cmd'], roles: ['farm-controller'] },
-    { effect: 'allow', actions: ['subscribe'], topics: ['farm/1/valve/%c/cmd'], roles: ['valve'] },
+    ...reports('farm/1/soil', 'soil-sensor', 'farm-controller'),
+    ...commands('farm/1/valve', 'farm-controller', 'valve'),
   ],
   groups: [
     { id: 1, name: 'soil-readings', filter: 'farm/1/soil/#' },

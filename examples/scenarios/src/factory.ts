@@ -1,6 +1,8 @@
 // Smart factory: line sensors publish on their own line's topics only, the line controller reads
 // them and commands the line's press. A compromised sensor can neither write on another line,
 // nor pass for another sensor, nor command the press.
+
+import { commands, reports } from './policy.js'
 import {
   captured,
   check,
@@ -16,24 +18,11 @@ import {
   sealWithKeys,
 } from './stage.js'
 
-const lineRules = (line: string) =>
-  [
-    // `%c` is the authenticated sensor's id: a sensor writes under its own name, on its own line.
-    { effect: 'allow', actions: ['publish'], topics: [`factory/${line}/sensor/%c/#`], roles: [`${line}-sensor`] },
-    { effect: 'allow', actions: ['subscribe'], topics: [`factory/${line}/sensor/#`], roles: [`${line}-controller`] },
-    {
-      effect: 'allow',
-      actions: ['publish'],
-      topics: [`factory/${line}/actuator/+/cmd`],
-      roles: [`${line}-controller`],
-    },
-    {
-      effect: 'allow',
-      actions: ['subscribe'],
-      topics: [`factory/${line}/actuator/%c/cmd`],
-      roles: [`${line}-actuator`],
-    },
-  ] as const
+// A sensor writes under its own name, on its own line; the line's controller commands its actuators.
+const lineRules = (line: string) => [
+  ...reports(`factory/${line}/sensor`, `${line}-sensor`, `${line}-controller`),
+  ...commands(`factory/${line}/actuator`, `${line}-controller`, `${line}-actuator`),
+]
 
 export const FACTORY_POLICY = {
   version: 1,

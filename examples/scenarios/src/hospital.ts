@@ -1,9 +1,8 @@
 // Hospital: wearables publish their patients' heart rates; only the nurse station of the same
 // ward reads them. Another ward's station can neither subscribe nor decrypt, a lost wearable is
 // cut off, and a visitor's phone cannot raise a false alarm.
-import { createConnectPassword, isSmqttError } from '@smqtt/core'
-import { refusedConnect } from '@smqtt/example-smart-home/attacks'
-import { waitUntil, within } from '@smqtt/example-smart-home/wait'
+import { waitUntil } from '@smqtt/example-smart-home/wait'
+import { reports } from './policy.js'
 import {
   BOUND_MS,
   captured,
@@ -17,19 +16,16 @@ import {
   refusedByBroker,
   refusedByDevice,
   refusedSubscribe,
+  revokeConnected,
   runStage,
   type ScenarioOptions,
   sealWithKeys,
   tryOpen,
 } from './stage.js'
 
-const wardRules = (ward: string) =>
-  [
-    // A wearable publishes its own patient's vitals and alarms, in its own ward only.
-    { effect: 'allow', actions: ['publish'], topics: [`hospital/${ward}/wearable/%c/#`], roles: [`${ward}-wearable`] },
-    // The ward's nurse station reads every wearable of the ward.
-    { effect: 'allow', actions: ['subscribe'], topics: [`hospital/${ward}/wearable/#`], roles: [`${ward}-station`] },
-  ] as const
+// A wearable publishes its own patient's vitals and alarms, in its own ward only; the ward's nurse
+// station reads every wearable of the ward.
+const wardRules = (ward: string) => reports(`hospital/${ward}/wearable`, `${ward}-wearable`, `${ward}-station`)
 
 export const HOSPITAL_POLICY = {
   version: 1,
@@ -118,24 +114,7 @@ export function runHospital(options: ScenarioOptions = {}): Promise<DefenceResul
     const oldReading = captured(deployment, heartRate(bed7.id))
     const oldEpoch = newestEpoch(stationA, 1)
     await stage.defend('a lost wearable is revoked', async () => {
-      const session = bed8.client.mqttClient
-      check(session.connected, 'the wearable should be connected before the revocation')
-      const closed = new Promise<void>((resolve) => session.once('close', () => resolve()))
-      const revokedAt = Date.now()
-      const revoked = await deployment.admin('POST', `/v1/admin/principals/${bed8.id}/revoke`)
-      check(revoked.status === 200, `revocation failed: ${JSON.stringify(revoked.body)}`)
-      await within(closed, BOUND_MS, 'the broker to close the lost wearable session')
-      const closedMs = Date.now() - revokedAt
-      const connack = await refusedConnect(deployment, {
-        clientId: bed8.id,
-        username: bed8.id,
-        password: createConnectPassword(bed8.enrollment.identity, bed8.id),
-      })
-      const keyServer = await imageKeys(deployment, bed8).then(
-        () => 'answered',
-        (err: unknown) => (isSmqttError(err) ? err.code : String(err)),
-      )
-      check(keyServer === 'ERR_PRINCIPAL_REVOKED', `the key server ${keyServer} the revoked wearable's bundle request`)
+      const { closedMs, connack, keyServer } = await revokeConnected(deployment, bed8)
       return `session closed ${closedMs} ms after the revoke call; CONNECT again: CONNACK ${connack}; key server: ${keyServer}`
     })
 

@@ -1,31 +1,29 @@
 // What every scenario shares: the smart-home example's real deployment (key server, Aedes with
 // the SMQTT plugin over TLS, devices enrolled with one-time tokens), run with the scenario's own
-// policy, plus the attacker's moves the scenarios have in common. Each defence is a real attempt
-// whose refusal is observed (a SUBACK or CONNACK code, the plugin's refusal counter, a device's
-// security error), returned as data and printed as one line.
+// policy, plus the attacker's moves (most of them the smart-home example's own, re-exported here).
+// Each defence is a real attempt whose refusal is observed (a SUBACK or CONNACK code, the
+// plugin's refusal counter, a device's security error), returned as data and printed as one line.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type ClientStorage, type Enrollment, Keyring, KeyServerClient } from '@smqtt/client'
-import {
-  createEnvelopeSigner,
-  cryptoBackend,
-  type EnvelopeHeader,
-  EpochKey,
-  type Identity,
-  isSmqttError,
-  openEnvelope,
-  openKeyBundle,
-  parseEnvelope,
-  type SuiteId,
-  sealEnvelope,
-} from '@smqtt/core'
-import { attempt, check, type DefenceResult, injectIntoBroker, refusals } from '@smqtt/example-smart-home/attacks'
+import type { ClientStorage, Enrollment, Keyring } from '@smqtt/client'
+import { createEnvelopeSigner, type EnvelopeHeader, type Identity, parseEnvelope, sealEnvelope } from '@smqtt/core'
+import { attempt, check, type DefenceResult } from '@smqtt/example-smart-home/attacks'
 import { type Deployment, type DeploymentOptions, startDeployment } from '@smqtt/example-smart-home/deployment'
 import { connectDevice, type Device, enrollDevice, type Received } from '@smqtt/example-smart-home/devices'
-import { within } from '@smqtt/example-smart-home/wait'
 
-export { check, type DefenceResult } from '@smqtt/example-smart-home/attacks'
+export {
+  check,
+  type DefenceResult,
+  forgeWithMadeUpKey,
+  imageKeys,
+  newestEpoch,
+  refusedByBroker,
+  refusedByDevice,
+  refusedSubscribe,
+  revokeConnected,
+  tryOpen,
+} from '@smqtt/example-smart-home/attacks'
 export type { Device } from '@smqtt/example-smart-home/devices'
 
 /** How long a device gets to refuse (or the broker to close) before the attempt counts as failed. */
@@ -143,41 +141,7 @@ export function captured(deployment: Deployment, topic: string): Uint8Array {
   return new Uint8Array(routed.payload)
 }
 
-/**
- * The best forgery of a device that lacks a group's key: the group and epoch of a captured
- * envelope (they travel in the clear), a made-up key, and the device's own signature.
- */
-export function forgeWithMadeUpKey(device: Device, like: EnvelopeHeader, topic: string, text: string): Uint8Array {
-  return sealEnvelope({
-    topic,
-    payload: bytes(text),
-    epochKey: new EpochKey({
-      group: like.group,
-      epoch: like.epoch,
-      suite: like.suite as SuiteId,
-      key: cryptoBackend.randomBytes(32),
-    }),
-    signer: createEnvelopeSigner({ kid: device.enrollment.kid, seed: device.enrollment.identity.signingSeed }),
-    seq: 1_000_000,
-  })
-}
-
 export const headerOf = (envelope: Uint8Array): EnvelopeHeader => parseEnvelope(envelope).header
-
-/**
- * The keys a device holds, as someone who images it (or the device itself, compromised) gets
- * them: its identity fetches its current bundle from the key server.
- */
-export async function imageKeys(deployment: Deployment, device: Device): Promise<Keyring> {
-  const { identity } = device.enrollment
-  const signed = await new KeyServerClient({ url: deployment.keyServerUrl, ca: deployment.ca }, identity).bundle()
-  const now = () => Math.floor(Date.now() / 1000)
-  const keyring = new Keyring(now)
-  keyring.apply(
-    openKeyBundle(signed, { keyServerPublicKey: deployment.keyServerPublicKey, recipient: identity, now: now() }),
-  )
-  return keyring
-}
 
 /**
  * An envelope sealed with keys from `keyring` (a group key `device` really holds) and signed
@@ -199,73 +163,3 @@ export function sealWithKeys(
     seq: 2_000_000,
   })
 }
-
-/** Opens `envelope` with `keyring` alone; returns the plaintext, or the error code. */
-export function tryOpen(keyring: Keyring, topic: string, envelope: Uint8Array): string {
-  try {
-    return new TextDecoder().decode(openEnvelope(envelope, topic, { keys: keyring }).payload)
-  } catch (err) {
-    return isSmqttError(err) ? err.code : String(err)
-  }
-}
-
-/**
- * The device publishes `payload` raw on its own authenticated session (past @smqtt/client's
- * checks, as compromised firmware would): the broker must refuse it for `reason` and close the
- * session. The device then reboots; the caller re-subscribes what it needs.
- */
-export async function refusedByBroker(
-  deployment: Deployment,
-  device: Device,
-  topic: string,
-  payload: Uint8Array,
-  reason: string,
-): Promise<void> {
-  const before = await refusals(deployment, 'publish', reason)
-  const session = device.client.mqttClient
-  const closed = new Promise<void>((resolve) => session.once('close', () => resolve()))
-  session.publish(topic, Buffer.from(payload), { qos: 1 }, () => {})
-  await within(closed, BOUND_MS, `the broker to close ${device.id}'s session`)
-  check((await refusals(deployment, 'publish', reason)) === before + 1, `the broker did not refuse it as ${reason}`)
-  await device.connect()
-}
-
-/**
- * A compromised broker delivers `payload` on `topic` past the plugin's checks: `receiver` must
- * refuse it with one of `codes`, and its code must never see it. Returns the code.
- */
-export async function refusedByDevice(
-  deployment: Deployment,
-  receiver: Device,
-  topic: string,
-  payload: Uint8Array,
-  codes: readonly string[],
-): Promise<string> {
-  const since = receiver.refused.length
-  const delivered = receiver.messages.length
-  await injectIntoBroker(deployment, topic, payload)
-  const refusal = await receiver.waitForRefusal(since, BOUND_MS, `the message injected on ${topic}`)
-  check(codes.includes(refusal.code), `${receiver.id} refused it, but with ${refusal.code}: ${refusal.message}`)
-  check(receiver.messages.length === delivered, `the injected message reached ${receiver.id}'s code`)
-  return refusal.code
-}
-
-/** Subscribes on the device's own session; the broker must answer SUBACK 0x80 (refused). */
-export async function refusedSubscribe(device: Device, filter: string): Promise<void> {
-  type Grant = number | { qos?: number } | undefined
-  // mqtt.js rejects a refused subscription and attaches the SUBACK to the error.
-  const grants: Grant[] = await within(
-    device.client
-      .subscribeAsync(filter, { qos: 1 })
-      .catch((err: { packet?: { granted?: Grant[] } }) => err.packet?.granted ?? []),
-    BOUND_MS,
-    `the SUBACK for ${filter}`,
-  )
-  const first = grants[0]
-  const code = typeof first === 'number' ? first : first?.qos
-  check(code === 0x80, `the broker granted ${device.id} the subscription ${filter}`)
-}
-
-/** The newest epoch `device` holds for `group` (0 when none). */
-export const newestEpoch = (device: Device, group: number): number =>
-  Math.max(0, ...(device.client.keys.groups.find((g) => g.group === group)?.epochs ?? []))

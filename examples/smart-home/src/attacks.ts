@@ -5,13 +5,15 @@
 // Two attacker positions are used. A device or outsider talks to the honest broker, where the
 // SMQTT plugin is the first line. A compromised broker (or anyone who can write into it) is
 // played by publishing straight into Aedes, past the plugin's publish checks: whatever it
-// injects must still be refused by the receiving device, end to end.
+// injects must still be refused by the receiving device, end to end. The moves are exported:
+// the smaller scenarios (examples/scenarios) make them too.
 
 import { Keyring, KeyServerClient } from '@smqtt/client'
 import {
   createConnectPassword,
   createEnvelopeSigner,
   cryptoBackend,
+  type EnvelopeHeader,
   EpochKey,
   generateIdentity,
   isSmqttError,
@@ -109,6 +111,140 @@ export async function refusedConnect(deployment: Deployment, options: IClientOpt
   throw new DefenceBroken(`the broker accepted CONNECT as ${options.clientId}`)
 }
 
+/**
+ * The operator revokes `device` while it is connected. Returns how long the broker took to close
+ * its session, the CONNACK code of its next CONNECT, and the key server's answer to its bundle
+ * request (which must be ERR_PRINCIPAL_REVOKED).
+ */
+export async function revokeConnected(
+  deployment: Deployment,
+  device: Device,
+): Promise<{ closedMs: number; connack: number; keyServer: string }> {
+  const session = device.client.mqttClient
+  check(session.connected, `${device.id} should be connected before the revocation`)
+  const closed = new Promise<void>((resolve) => session.once('close', () => resolve()))
+  const revokedAt = Date.now()
+  const revoked = await deployment.admin('POST', `/v1/admin/principals/${device.id}/revoke`)
+  check(revoked.status === 200, `revocation failed: ${JSON.stringify(revoked.body)}`)
+  await within(closed, BOUND_MS, `the broker to close the session of ${device.id}`)
+  const closedMs = Date.now() - revokedAt
+  const connack = await refusedConnect(deployment, {
+    clientId: device.id,
+    username: device.id,
+    password: createConnectPassword(device.enrollment.identity, device.id),
+  })
+  const keyServer = await imageKeys(deployment, device).then(
+    () => 'answered',
+    (err: unknown) => (isSmqttError(err) ? err.code : String(err)),
+  )
+  check(keyServer === 'ERR_PRINCIPAL_REVOKED', `the key server ${keyServer} the bundle request of revoked ${device.id}`)
+  return { closedMs, connack, keyServer }
+}
+
+/**
+ * The best forgery of a device that lacks a group's key: the group and epoch of a captured
+ * envelope (they travel in the clear), a made-up key, and the device's own signature.
+ */
+export function forgeWithMadeUpKey(device: Device, like: EnvelopeHeader, topic: string, text: string): Uint8Array {
+  return sealEnvelope({
+    topic,
+    payload: new TextEncoder().encode(text),
+    epochKey: new EpochKey({
+      group: like.group,
+      epoch: like.epoch,
+      suite: like.suite as SuiteId,
+      key: cryptoBackend.randomBytes(32),
+    }),
+    signer: createEnvelopeSigner({ kid: device.enrollment.kid, seed: device.enrollment.identity.signingSeed }),
+    seq: 1_000_000,
+  })
+}
+
+/**
+ * The keys a device holds, as someone who images it (or the device itself, compromised) gets
+ * them: its identity fetches its current bundle from the key server.
+ */
+export async function imageKeys(deployment: Deployment, device: Device): Promise<Keyring> {
+  const { identity } = device.enrollment
+  const signed = await new KeyServerClient({ url: deployment.keyServerUrl, ca: deployment.ca }, identity).bundle()
+  const now = () => Math.floor(Date.now() / 1000)
+  const keyring = new Keyring(now)
+  keyring.apply(
+    openKeyBundle(signed, { keyServerPublicKey: deployment.keyServerPublicKey, recipient: identity, now: now() }),
+  )
+  return keyring
+}
+
+/** Opens `envelope` with `keyring` alone; returns the plaintext, or the error code. */
+export function tryOpen(keyring: Keyring, topic: string, envelope: Uint8Array): string {
+  try {
+    return new TextDecoder().decode(openEnvelope(envelope, topic, { keys: keyring }).payload)
+  } catch (err) {
+    return isSmqttError(err) ? err.code : String(err)
+  }
+}
+
+/**
+ * The device publishes `payload` raw on its own authenticated session (past @smqtt/client's
+ * checks, as compromised firmware would): the broker must refuse it for `reason` and close the
+ * session. The device then reboots; the caller re-subscribes what it needs.
+ */
+export async function refusedByBroker(
+  deployment: Deployment,
+  device: Device,
+  topic: string,
+  payload: Uint8Array,
+  reason: string,
+): Promise<void> {
+  const before = await refusals(deployment, 'publish', reason)
+  const session = device.client.mqttClient
+  const closed = new Promise<void>((resolve) => session.once('close', () => resolve()))
+  session.publish(topic, Buffer.from(payload), { qos: 1 }, () => {})
+  await within(closed, BOUND_MS, `the broker to close ${device.id}'s session`)
+  check((await refusals(deployment, 'publish', reason)) === before + 1, `the broker did not refuse it as ${reason}`)
+  await device.connect()
+}
+
+/**
+ * A compromised broker delivers `payload` on `topic` past the plugin's checks: `receiver` must
+ * refuse it with one of `codes`, and its code must never see it. Returns the code.
+ */
+export async function refusedByDevice(
+  deployment: Deployment,
+  receiver: Device,
+  topic: string,
+  payload: Uint8Array,
+  codes: readonly string[],
+): Promise<string> {
+  const since = receiver.refused.length
+  const delivered = receiver.messages.length
+  await injectIntoBroker(deployment, topic, payload)
+  const refusal = await receiver.waitForRefusal(since, BOUND_MS, `the message injected on ${topic}`)
+  check(codes.includes(refusal.code), `${receiver.id} refused it, but with ${refusal.code}: ${refusal.message}`)
+  check(receiver.messages.length === delivered, `the injected message reached ${receiver.id}'s code`)
+  return refusal.code
+}
+
+/** Subscribes on the device's own session; the broker must answer SUBACK 0x80 (refused). */
+export async function refusedSubscribe(device: Device, filter: string): Promise<void> {
+  type Grant = number | { qos?: number } | undefined
+  // mqtt.js rejects a refused subscription and attaches the SUBACK to the error.
+  const grants: Grant[] = await within(
+    device.client
+      .subscribeAsync(filter, { qos: 1 })
+      .catch((err: { packet?: { granted?: Grant[] } }) => err.packet?.granted ?? []),
+    BOUND_MS,
+    `the SUBACK for ${filter}`,
+  )
+  const first = grants[0]
+  const code = typeof first === 'number' ? first : first?.qos
+  check(code === 0x80, `the broker granted ${device.id} the subscription ${filter}`)
+}
+
+/** The newest epoch `device` holds for `group` (0 when none). */
+export const newestEpoch = (device: Device, group: number): number =>
+  Math.max(0, ...(device.client.keys.groups.find((g) => g.group === group)?.epochs ?? []))
+
 const containsAny = (haystack: Buffer, needles: readonly string[]) =>
   needles.filter((needle) => haystack.includes(Buffer.from(needle, 'utf8')))
 
@@ -161,16 +297,7 @@ export async function runAttacks(home: Home, report: (result: DefenceResult) => 
   await record('subscribing beyond one’s rights', async () => {
     // The thermostat's own, authenticated session asks for the lock commands.
     const filter = 'home/+/lock/+/cmd'
-    const answer = await within(
-      thermostat.client.subscribeAsync(filter, { qos: 1 }).then(
-        (granted) => granted[0]?.qos,
-        // mqtt.js rejects a refused subscription, with the SUBACK attached.
-        (err: { packet?: { granted?: unknown[] } }) => err.packet?.granted?.[0],
-      ),
-      BOUND_MS,
-      'a SUBACK',
-    )
-    check(answer === 0x80, `the broker granted ${thermostat.id} the subscription ${filter}`)
+    await refusedSubscribe(thermostat, filter)
     return `${thermostat.id} subscribing to ${filter}: SUBACK 0x80 (refused by the broker ACL)`
   })
 
@@ -195,61 +322,29 @@ export async function runAttacks(home: Home, report: (result: DefenceResult) => 
     // A compromised thermostat: it has its own keys and session, not the lock-command key.
     // Its best forgery: a lock-command header (group and epoch are visible on the wire),
     // a made-up key, and its own signature.
-    const seen = parseEnvelope(capturedUnlock(home)).header
-    const forged = sealEnvelope({
-      topic: topics.lockCommand(frontDoor.id),
-      payload: new TextEncoder().encode(JSON.stringify({ command: 'unlock' })),
-      epochKey: new EpochKey({
-        group: seen.group,
-        epoch: seen.epoch,
-        suite: seen.suite as SuiteId,
-        key: cryptoBackend.randomBytes(32),
-      }),
-      signer: createEnvelopeSigner({
-        kid: thermostat.enrollment.kid,
-        seed: thermostat.enrollment.identity.signingSeed,
-      }),
-      seq: 1_000_000,
-    })
     const topic = topics.lockCommand(frontDoor.id)
-    const before = {
-      door: home.lockState(frontDoor),
-      refusals: frontDoor.refused.length,
-      messages: frontDoor.messages.length,
-    }
+    const seen = parseEnvelope(capturedUnlock(home)).header
+    const forged = forgeWithMadeUpKey(thermostat, seen, topic, JSON.stringify({ command: 'unlock' }))
+    const before = { door: home.lockState(frontDoor), messages: frontDoor.messages.length }
 
-    // 1. Through the honest broker, on the thermostat's own authenticated session.
-    const denied = await refusals(deployment, 'publish', 'acl-denied')
-    const session = thermostat.client.mqttClient
-    const closed = new Promise<void>((resolve) => session.once('close', () => resolve()))
-    session.publish(topic, Buffer.from(forged), { qos: 1 }, () => {})
-    await within(closed, BOUND_MS, 'the broker to close the thermostat session')
-    check((await refusals(deployment, 'publish', 'acl-denied')) === denied + 1, 'the broker did not refuse it')
+    // 1. Through the honest broker, on the thermostat's own authenticated session (it then
+    //    reboots, and the story goes on).
+    await refusedByBroker(deployment, thermostat, topic, forged, 'acl-denied')
     await sleep(QUIET_MS)
     check(frontDoor.messages.length === before.messages, 'the front door received the forged command')
 
     // 2. Forced through by a compromised broker: the lock itself must refuse it.
-    await injectIntoBroker(deployment, topic, forged)
-    const refusal = await frontDoor.waitForRefusal(before.refusals, BOUND_MS, 'the forged unlock')
-    check(
-      refusal.code === 'ERR_UNKNOWN_SENDER' || refusal.code === 'ERR_NO_KEY_GROUP',
-      `the lock refused it, but with ${refusal.code}`,
-    )
+    const code = await refusedByDevice(deployment, frontDoor, topic, forged, ['ERR_UNKNOWN_SENDER', 'ERR_NO_KEY_GROUP'])
     check(home.lockState(frontDoor) === before.door, 'the front door changed state')
-    check(frontDoor.messages.length === before.messages, 'the forged command reached the lock firmware')
 
-    await thermostat.connect() // the thermostat reboots; the story goes on
-    return `broker refused the PUBLISH (acl-denied) and closed the session; forced through, the lock refused it (${refusal.code}); door stays ${home.lockState(frontDoor)}`
+    return `broker refused the PUBLISH (acl-denied) and closed the session; forced through, the lock refused it (${code}); door stays ${home.lockState(frontDoor)}`
   })
 
   await record('a replayed "unlock"', async () => {
     // The homeowner's real unlock, captured earlier; the door has been locked since.
     const topic = topics.lockCommand(frontDoor.id)
-    const since = frontDoor.refused.length
     check(home.lockState(frontDoor) === 'locked', 'the front door should be locked before the replay')
-    await injectIntoBroker(deployment, topic, capturedUnlock(home))
-    const refusal = await frontDoor.waitForRefusal(since, BOUND_MS, 'the replayed unlock')
-    check(refusal.code === 'ERR_REPLAY', `the lock refused it, but with ${refusal.code}`)
+    await refusedByDevice(deployment, frontDoor, topic, capturedUnlock(home), ['ERR_REPLAY'])
     check(home.lockState(frontDoor) === 'locked', 'the replay unlocked the front door')
     return `the front door refused it (ERR_REPLAY) and stays locked`
   })
@@ -258,54 +353,28 @@ export async function runAttacks(home: Home, report: (result: DefenceResult) => 
     // The front door's unlock, delivered to the back door: same key group, same key, and the
     // back door never saw it (so its replay window cannot be what stops it).
     const topic = topics.lockCommand(backDoor.id)
-    const since = backDoor.refused.length
-    await injectIntoBroker(deployment, topic, capturedUnlock(home))
-    const refusal = await backDoor.waitForRefusal(since, BOUND_MS, 'the moved unlock')
-    check(refusal.code === 'ERR_ENVELOPE_SIGNATURE_INVALID', `the lock refused it, but with ${refusal.code}`)
+    const code = await refusedByDevice(deployment, backDoor, topic, capturedUnlock(home), [
+      'ERR_ENVELOPE_SIGNATURE_INVALID',
+    ])
     check(home.lockState(backDoor) === 'locked', 'the back door unlocked')
-    return `the front door's "unlock" delivered on ${backDoor.id}'s command topic: refused (${refusal.code}, the topic is signed), back door stays locked`
+    return `the front door's "unlock" delivered on ${backDoor.id}'s command topic: refused (${code}, the topic is signed), back door stays locked`
   })
 
   // The old tablet is stolen. The thief has everything it held: its identity and its latest key
   // bundle (fetched here with the tablet's identity, as the tablet itself does).
-  const tabletKeys = new KeyServerClient(
-    { url: deployment.keyServerUrl, ca: deployment.ca },
-    tablet.enrollment.identity,
-  )
-  const imagedBundle = await tabletKeys.bundle().catch(() => undefined)
-  const oldEpoch = Math.max(...(tablet.client.keys.groups.find((g) => g.group === 1)?.epochs ?? [0]))
+  const imagedKeys = await imageKeys(deployment, tablet).catch(() => undefined)
+  const oldEpoch = newestEpoch(tablet, 1)
 
   await record('a revoked app keeps its session', async () => {
-    const session = tablet.client.mqttClient
-    check(session.connected, 'the tablet should be connected before the revocation')
-    const closed = new Promise<void>((resolve) => session.once('close', () => resolve()))
-    const revokedAt = Date.now()
-    const revoked = await deployment.admin('POST', `/v1/admin/principals/${tablet.id}/revoke`)
-    check(revoked.status === 200, `revocation failed: ${JSON.stringify(revoked.body)}`)
-    await within(closed, BOUND_MS, 'the broker to close the revoked tablet session')
-    const disconnectedMs = Date.now() - revokedAt
-    const connack = await refusedConnect(deployment, {
-      clientId: tablet.id,
-      username: tablet.id,
-      password: createConnectPassword(tablet.enrollment.identity, tablet.id),
-    })
-    const keyServer = await tabletKeys.bundle().then(
-      () => 'answered',
-      (err: unknown) => (isSmqttError(err) ? err.code : String(err)),
-    )
-    check(keyServer === 'ERR_PRINCIPAL_REVOKED', `the key server ${keyServer} the revoked tablet's bundle request`)
-    return `disconnected ${disconnectedMs} ms after the revoke call; CONNECT again: CONNACK ${connack}; key server: ${keyServer}`
+    const { closedMs, connack, keyServer } = await revokeConnected(deployment, tablet)
+    return `disconnected ${closedMs} ms after the revoke call; CONNECT again: CONNACK ${connack}; key server: ${keyServer}`
   })
 
   await record('a revoked app reads new messages', async () => {
-    check(imagedBundle !== undefined, 'the thief could not image the tablet bundle before revocation')
+    check(imagedKeys !== undefined, 'the thief could not image the tablet bundle before revocation')
     // Revocation re-keyed every group the tablet could read; the thermostat gets the new
     // epoch by push. Then it publishes as usual.
-    await waitUntil(
-      () => Math.max(...(thermostat.client.keys.groups.find((g) => g.group === 1)?.epochs ?? [0])) > oldEpoch,
-      BOUND_MS,
-      'the thermostat to receive the new epoch',
-    )
+    await waitUntil(() => newestEpoch(thermostat, 1) > oldEpoch, BOUND_MS, 'the thermostat to receive the new epoch')
     const tabletBefore = tablet.messages.length
     const text = await home.publishReading(20.9)
     const delivered = await app.waitForMessage((m) => m.text === text, BOUND_MS, 'the reading after re-keying')
@@ -321,26 +390,11 @@ export async function runAttacks(home: Home, report: (result: DefenceResult) => 
     const readings = deployment.routed.filter((m) => m.topic === topics.temperature(thermostat.id))
     const [first, latest] = [readings[0], readings.at(-1)]
     check(first && latest && first !== latest, 'the readings were not captured')
-    const keyring = new Keyring(() => Math.floor(Date.now() / 1000))
-    keyring.apply(
-      openKeyBundle(imagedBundle, {
-        keyServerPublicKey: deployment.keyServerPublicKey,
-        recipient: tablet.enrollment.identity,
-        now: Math.floor(Date.now() / 1000),
-      }),
-    )
-    const tryOpen = (message: { topic: string; payload: Buffer }) => {
-      try {
-        return new TextDecoder().decode(
-          openEnvelope(new Uint8Array(message.payload), message.topic, { keys: keyring }).payload,
-        )
-      } catch (err) {
-        return isSmqttError(err) ? err.code : String(err)
-      }
-    }
-    const old = tryOpen(first)
+    const withImagedKeys = (message: { topic: string; payload: Buffer }) =>
+      tryOpen(imagedKeys, message.topic, new Uint8Array(message.payload))
+    const old = withImagedKeys(first)
     check(old === home.plaintexts[0], `control failed: the imaged keys do not open an old reading (${old})`)
-    const outcome = tryOpen(latest)
+    const outcome = withImagedKeys(latest)
     check(outcome === 'ERR_UNKNOWN_EPOCH', `the stolen keys on the new reading: ${outcome}`)
     return `group re-keyed (epoch ${oldEpoch} → ${newEpoch}); the homeowner app reads the next reading; the tablet's imaged keys still open old readings, not this one (${outcome})`
   })

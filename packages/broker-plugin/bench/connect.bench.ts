@@ -28,6 +28,7 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type TLSSocket, connect as tlsConnect } from 'node:tls'
 import { createConnectPassword, exportIdentity, generateIdentity, type Identity } from '@smqtt/core'
+import { remainingLength } from '@smqtt/test-kit/broker'
 import { addPrincipals, fleetId, freePort, type Harness } from '@smqtt/test-kit/keyserver'
 import type { BrokerConfigDocument } from '../src/config.js'
 import { BrokerProcess, startBenchKeyServer, within } from './_broker-process.js'
@@ -82,15 +83,7 @@ const mqttString = (text: string) => {
 function connectPacket(clientId: string, username: string, password: string): Buffer {
   const variable = Buffer.concat([mqttString('MQTT'), Buffer.from([4, 0x80 | 0x40 | 0x02, 600 >> 8, 600 & 0xff])])
   const body = Buffer.concat([variable, mqttString(clientId), mqttString(username), mqttString(password)])
-  const length: number[] = []
-  let rest = body.length
-  do {
-    let byte = rest % 128
-    rest = Math.floor(rest / 128)
-    if (rest > 0) byte |= 0x80
-    length.push(byte)
-  } while (rest > 0)
-  return Buffer.concat([Buffer.from([0x10, ...length]), body])
+  return Buffer.concat([Buffer.from([0x10, ...remainingLength(body.length)]), body])
 }
 
 const CONNACK_ACCEPTED = Buffer.from([0x20, 0x02, 0x00, 0x00])

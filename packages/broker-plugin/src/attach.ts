@@ -4,8 +4,10 @@
 import type { Duplex } from 'node:stream'
 import {
   type BrokerSnapshot,
+  type BrokerSnapshotDelta,
   isSmqttError,
   openBrokerSnapshot,
+  openBrokerSnapshotDelta,
   ReplayWindow,
   type ReplayWindowOptions,
   type SignedDocument,
@@ -23,7 +25,14 @@ import { createAuthorizeForwardHook } from './authorize-forward.js'
 import { createAuthorizePublishHook } from './authorize-publish.js'
 import { createAuthorizeSubscribeHook } from './authorize-subscribe.js'
 import { ClusterLimits } from './cluster-limits.js'
-import { type EnforcedSnapshot, enforceSnapshotInSlices, type SlicedBuild, sameSerial } from './enforced-snapshot.js'
+import {
+  type EnforcedSnapshot,
+  enforceDeltaSteps,
+  enforceInSlices,
+  enforceSnapshotSteps,
+  type SlicedBuild,
+  sameSerial,
+} from './enforced-snapshot.js'
 import {
   ConnectGuard,
   type ConnectLimits,
@@ -35,7 +44,12 @@ import { type BrokerMetrics, createBrokerMetrics } from './metrics.js'
 import type { EnforcementMode, LegacyUser, PluginContext } from './plugin-context.js'
 import { DEFAULT_PUBLISH_RATE, type PublishRate, PublishRateLimiter } from './publish-rate.js'
 import { addressOf, type Session, sessionOf, setConnectInfo } from './session.js'
-import { type BrokerKeyServerOptions, type SnapshotSync, startSnapshotSync } from './snapshot-sync.js'
+import {
+  type BrokerKeyServerOptions,
+  type DeltaOutcome,
+  type SnapshotSync,
+  startSnapshotSync,
+} from './snapshot-sync.js'
 
 /**
  * How long applying a snapshot may hold the event loop at a time: a large one (a fleet of
@@ -44,6 +58,9 @@ import { type BrokerKeyServerOptions, type SnapshotSync, startSnapshotSync } fro
 const SNAPSHOT_SLICE_MS = 4
 /** A signed snapshot payload above this (~1,400 principals) is opened on a worker thread. */
 const OPEN_IN_WORKER_BYTES = 256 * 1024
+
+/** What judging a snapshot reads of the newest one taken (a delta's carries only this). */
+type SnapshotHead = Pick<BrokerSnapshot, 'issuedAt' | 'revocationListVersion' | 'tag'>
 
 /** Where a snapshot came from: pulled from the key server, pushed over MQTT, or handed in by the application. */
 export type SnapshotSource = 'pull' | 'push' | 'api'
@@ -130,6 +147,13 @@ export interface SmqttPlugin {
    * {@link SmqttPlugin.snapshotSettled}).
    */
   applySnapshot(signed: unknown, source?: SnapshotSource): boolean
+  /**
+   * Verifies a signed snapshot delta (what the key server answers a pull from a recent content)
+   * and applies it to the content enforced; resolves true once it is enforced, false when it is
+   * refused (signature, form, not newer) or made for other content. The plugin's own pulls take
+   * deltas by themselves; this is for an application that carries them another way.
+   */
+  applySnapshotDelta(signed: unknown): Promise<boolean>
   /** Resolves once the newest accepted snapshot is enforced (at once when none is being indexed). */
   snapshotSettled(): Promise<void>
   /** Pulls a snapshot from the key server now (never rejects). */
@@ -168,7 +192,7 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   let enforcedPayload: string | undefined
   let lastSyncAt: number | undefined
   /** A newer snapshot accepted and being indexed in slices; `enforced` stays in force until it is done. */
-  let pending: { snapshot: BrokerSnapshot; payload: string; build: SlicedBuild } | undefined
+  let pending: { snapshot: SnapshotHead; payload: string; build: SlicedBuild } | undefined
   const snapshotSettled = async (): Promise<void> => {
     while (pending || openingCount > 0) {
       await openings
@@ -250,11 +274,15 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
     closeSession,
   }
 
-  /** Closes every live session the snapshot no longer allows (revoked, disabled, removed, re-certified). */
-  const enforceOnSessions = () => {
-    for (const [principalId, clients] of sessions) {
+  /**
+   * Closes every live session the snapshot no longer allows (revoked, disabled, removed,
+   * re-certified): of every principal, or of those named (a delta's).
+   */
+  const enforceOnSessions = (changed?: readonly string[]) => {
+    const affected = changed === undefined ? sessions.keys() : changed.filter((id) => sessions.has(id))
+    for (const principalId of affected) {
       const principal = enforced?.principals.get(principalId)
-      for (const client of clients) {
+      for (const client of sessions.get(principalId) ?? []) {
         const session = sessionOf(client) as Session
         if (principal?.status !== 'active') closeSession(client, 'revoked')
         else if (
@@ -275,9 +303,11 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   const { persistence } = broker as unknown as {
     persistence: { cleanSubscriptions(client: { id: string }): Promise<unknown> }
   }
-  const forgetRevokedSessions = () => {
-    for (const principal of enforced?.principals.values() ?? []) {
-      if (principal.status !== 'revoked' || forgotten.has(principal.id)) continue
+  const forgetRevokedSessions = (changed?: readonly string[]) => {
+    const principals = enforced?.principals
+    const candidates = changed === undefined ? principals?.values() : changed.map((id) => principals?.get(id))
+    for (const principal of candidates ?? []) {
+      if (principal?.status !== 'revoked' || forgotten.has(principal.id)) continue
       forgotten.add(principal.id)
       persistence.cleanSubscriptions({ id: principal.id }).then(
         () => log.info({ principal: principal.id }, 'revoked principal: persistent session removed'),
@@ -397,6 +427,68 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
       !current || snapshot.issuedAt > currentAt || snapshot.revocationListVersion > current.revocationListVersion
     // The same snapshot as the one being indexed: it will be enforced when that is done.
     if (pending && payload === pending.payload) return true
+    enforceNext(snapshot, payload, source, newer, enforceSnapshotSteps(snapshot))
+    return true
+  }
+
+  /**
+   * A verified delta from the key server (pulled): applied when its base is the content enforced
+   * and it is newer than anything that vouched for that content. Waits for what is being opened
+   * or indexed first, so its base is judged against the newest content taken.
+   */
+  const applyDelta = async (signed: unknown, source: SnapshotSource): Promise<DeltaOutcome> => {
+    await snapshotSettled()
+    let delta: BrokerSnapshotDelta
+    try {
+      delta = openBrokerSnapshotDelta(signed, options.keyServerPublicKey)
+    } catch (err) {
+      if (!isSmqttError(err)) throw err
+      refuseSnapshot(err, source)
+      metrics.snapshotDeltas.inc({ outcome: 'refused' })
+      return 'refused'
+    }
+    const base = enforced
+    if (pending || openingCount > 0 || base === undefined || base.snapshot.tag !== delta.baseTag) {
+      metrics.snapshotDeltas.inc({ outcome: 'not-applicable' })
+      log.info(
+        { base: delta.baseTag, held: base?.snapshot.tag },
+        'snapshot delta for other content: pulling the snapshot',
+      )
+      return 'not-applicable'
+    }
+    // The key server stamps changed content after everything it signed for the content before,
+    // so an older delta (replayed, or overtaken) is refused like an older snapshot.
+    if (delta.issuedAt <= (heldIssuedAt() ?? 0)) {
+      metrics.snapshotDeltas.inc({ outcome: 'refused' })
+      metrics.snapshotErrors.inc({ source })
+      log.info({ source, issuedAt: delta.issuedAt, current: heldIssuedAt() }, 'older snapshot delta ignored')
+      return 'refused'
+    }
+    const changed = [...delta.principals.map((p) => p.id), ...delta.removedPrincipals]
+    const head = {
+      issuedAt: delta.issuedAt,
+      revocationListVersion: delta.revocationListVersion,
+      tag: delta.tag,
+    }
+    enforceNext(head, (signed as SignedDocument).payload, source, true, enforceDeltaSteps(base, delta), changed)
+    metrics.snapshotDeltas.inc({ outcome: 'applied' })
+    await snapshotSettled()
+    return 'applied'
+  }
+
+  /**
+   * Indexes the content `head` names (a snapshot, or a delta on the one enforced) in slices and
+   * then enforces it, replacing whatever was being indexed. `changed`: the principals a delta
+   * touched (sessions of others need no look).
+   */
+  const enforceNext = (
+    head: SnapshotHead,
+    payload: string,
+    source: SnapshotSource,
+    newer: boolean,
+    steps: Generator<undefined, EnforcedSnapshot>,
+    changed?: readonly string[],
+  ) => {
     pending?.build.cancel()
     pending = undefined
     vouchedAt = undefined // vouched for the content this one replaces
@@ -405,16 +497,13 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
       enforcedPayload = payload
       if (newer) lastSyncAt = now()
       metrics.snapshotsApplied.inc({ source })
-      log.info({ source, issuedAt: snapshot.issuedAt, principals: snapshot.principals.length }, 'snapshot applied')
-      enforceOnSessions()
-      forgetRevokedSessions()
+      log.info({ source, issuedAt: head.issuedAt, principals: built.principals.size }, 'snapshot applied')
+      enforceOnSessions(changed)
+      forgetRevokedSessions(changed)
     }
-    const build = enforceSnapshotInSlices(snapshot, SNAPSHOT_SLICE_MS)
-    if ('enforced' in build) {
-      swapIn(build.enforced)
-      return true
-    }
-    const mine = { snapshot, payload, build }
+    const build = enforceInSlices(steps, SNAPSHOT_SLICE_MS)
+    if ('enforced' in build) return swapIn(build.enforced)
+    const mine = { snapshot: head, payload, build }
     pending = mine
     build.done.then(
       (built) => {
@@ -432,7 +521,6 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
         audit.log.error({ event: 'snapshot-refused', source, err: err.message }, 'snapshot could not be indexed')
       },
     )
-    return true
   }
 
   // Wrap the hooks that are there (Aedes has one slot per hook).
@@ -539,6 +627,7 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
       issuedAt: heldIssuedAt,
       tag: () => newest()?.tag,
       vouch,
+      applyDelta: (signed) => applyDelta(signed, 'pull'),
       now,
     },
   )
@@ -547,6 +636,7 @@ export async function attachSmqtt(broker: Aedes, options: SmqttPluginOptions): P
   const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES
   const plugin: SmqttPlugin = {
     applySnapshot,
+    applySnapshotDelta: async (signed) => (await applyDelta(signed, 'api')) === 'applied',
     snapshotSettled,
     pull: () => started.pull(),
     handle(stream) {

@@ -5,10 +5,9 @@
 //
 // A plain-MQTT listener exists only behind `insecurePlainListener: true`: loading such a config
 // logs nothing; the flag stays in the result so the broker can warn loudly when it listens.
-import { readFileSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
-import { configField, parseConfigText, SmqttError } from '@smqtt/core'
-import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
+import { resolve } from 'node:path'
+import { configField, parseConfigText } from '@smqtt/core'
+import { loadConfigFile } from '@smqtt/core/file-modes'
 import { TLS_PROFILES, type TlsProfile } from '@smqtt/core/tls'
 import { defaultVerifyWorkers } from '@smqtt/core/verify-pool'
 import type { ConnectLimits } from './limits.js'
@@ -168,16 +167,7 @@ export const BROKER_CONFIG_DEFAULTS = {
  * ```
  */
 export function loadBrokerConfig(path: string): BrokerConfig {
-  const absolute = resolve(path)
-  // Whoever can write the config (or its folder) can point the broker at their own key server.
-  assertDeploymentFileMode(absolute, 'config', { label: 'config file' })
-  let text: string
-  try {
-    text = readFileSync(absolute, 'utf8')
-  } catch (cause) {
-    throw new SmqttError('ERR_CONFIG_INVALID', `config file ${absolute} cannot be read`, { cause })
-  }
-  return parseBrokerConfig(parseConfigText(text, `config file ${absolute}`), dirname(absolute))
+  return loadConfigFile(path, parseBrokerConfig)
 }
 
 /**

@@ -2,11 +2,13 @@
 // compiled once, and the epochs per group. Built once per snapshot, read on every packet.
 import {
   type BrokerSnapshot,
+  type BrokerSnapshotDelta,
   PolicyEvaluator,
   type PrincipalContext,
   type SnapshotEpoch,
   type SnapshotPrincipal,
 } from '@smqtt/core'
+import { compactInSlices, PatchedMap } from './patched-map.js'
 
 /** The snapshot the hooks enforce, with its lookups. Immutable: a new snapshot builds a new one. */
 export interface EnforcedSnapshot {
@@ -17,8 +19,8 @@ export interface EnforcedSnapshot {
 }
 
 /**
- * Indexes a verified snapshot, in one go (tests and small snapshots; the plugin uses
- * {@link enforceSnapshotInSlices}).
+ * Indexes a verified snapshot, in one go (tests and small snapshots; the plugin runs
+ * {@link enforceSnapshotSteps} through {@link enforceInSlices}).
  *
  * @example
  * ```ts
@@ -64,24 +66,83 @@ export interface SlicedBuild {
 }
 
 /**
- * Indexes `snapshot` without holding the event loop for more than about `sliceMs` at a time:
- * runs slices until the budget is spent, then gives the loop a turn (setImmediate) and goes on.
- * A small snapshot is done within its first slice, synchronously: `{ enforced }` comes back.
- * Otherwise the build goes on in later turns; its `done` resolves with the result (undefined
- * when cancelled) and rejects if the policy is invalid.
+ * {@link enforceSnapshotSteps} for a delta on `base` (whose tag is the delta's base): the policy
+ * compiled again only when the delta carries one, the indexes patched (see PatchedMap), so the
+ * cost is the delta's, not the fleet's; now and then the patches are folded into new indexes, in
+ * slices.
+ */
+export function* enforceDeltaSteps(
+  base: EnforcedSnapshot,
+  delta: BrokerSnapshotDelta,
+): Generator<undefined, EnforcedSnapshot> {
+  const acl = delta.policy === undefined ? base.acl : yield* PolicyEvaluator.inSteps(delta.policy)
+  const principals = yield* compactedWhenDue(
+    PatchedMap.patched(
+      base.principals,
+      delta.principals.map((p) => [p.id, p]),
+      delta.removedPrincipals,
+    ),
+  )
+  const replaced = new Map<number, SnapshotEpoch[]>()
+  for (const epoch of delta.epochs) replaced.set(epoch.group, [...(replaced.get(epoch.group) ?? []), epoch])
+  const emptied = delta.epochGroups.filter((group) => !replaced.has(group))
+  const epochs = yield* compactedWhenDue(PatchedMap.patched(base.epochs, replaced, emptied))
+  const snapshot = snapshotOfIndex(
+    {
+      issuedAt: delta.issuedAt,
+      policy: delta.policy ?? base.snapshot.policy,
+      revocationListVersion: delta.revocationListVersion,
+      tag: delta.tag,
+    },
+    principals,
+    epochs,
+  )
+  return { snapshot, acl, principals, epochs }
+}
+
+function* compactedWhenDue<K, V>(map: PatchedMap<K, V>): Generator<undefined, ReadonlyMap<K, V>> {
+  return map.wantsCompaction ? yield* compactInSlices(map, SLICE) : map
+}
+
+/** A snapshot whose lists are read from the index on first use (nothing on the packet path reads them). */
+function snapshotOfIndex(
+  head: Omit<BrokerSnapshot, 'principals' | 'epochs'>,
+  principals: ReadonlyMap<string, SnapshotPrincipal>,
+  epochs: ReadonlyMap<number, readonly SnapshotEpoch[]>,
+): BrokerSnapshot {
+  let principalList: readonly SnapshotPrincipal[] | undefined
+  let epochList: readonly SnapshotEpoch[] | undefined
+  return {
+    ...head,
+    get principals() {
+      principalList ??= [...principals.values()]
+      return principalList
+    },
+    get epochs() {
+      epochList ??= [...epochs.values()].flat()
+      return epochList
+    },
+  }
+}
+
+/**
+ * Runs the steps of an index build (a snapshot's, or a delta's) without holding the event loop
+ * for more than about `sliceMs` at a time: runs steps until the budget is spent, then gives the
+ * loop a turn (setImmediate) and goes on. A small build is done within its first slice,
+ * synchronously: `{ enforced }` comes back. Otherwise the build goes on in later turns; its
+ * `done` resolves with the result (undefined when cancelled) and rejects if the policy is invalid.
  *
  * @example
  * ```ts
- * const build = enforceSnapshotInSlices(snapshot, 4)
+ * const build = enforceInSlices(enforceSnapshotSteps(snapshot), 4)
  * if ('enforced' in build) swapIn(build.enforced)
  * else build.done.then((built) => built && swapIn(built))
  * ```
  */
-export function enforceSnapshotInSlices(
-  snapshot: BrokerSnapshot,
+export function enforceInSlices(
+  steps: Generator<undefined, EnforcedSnapshot>,
   sliceMs: number,
 ): { readonly enforced: EnforcedSnapshot } | SlicedBuild {
-  const steps = enforceSnapshotSteps(snapshot)
   const runSlice = (): EnforcedSnapshot | undefined => {
     const until = performance.now() + sliceMs
     do {

@@ -17,6 +17,8 @@ export interface BrokerMetrics {
   readonly snapshotsApplied: Counter<'source'>
   /** Signed notices (on a 304, or pushed) that vouched the content held still current: syncs that fetched nothing. */
   readonly snapshotsVouched: Counter<'source'>
+  /** Pulled deltas, by outcome: applied, not-applicable (the whole snapshot pulled instead), refused. */
+  readonly snapshotDeltas: Counter<'outcome'>
   /** Snapshots refused or pulls failed, by source. */
   readonly snapshotErrors: Counter<'source'>
   /**
@@ -91,6 +93,12 @@ export function createBrokerMetrics(
       name: 'smqtt_broker_snapshots_applied_total',
       help: 'Verified snapshots accepted, by source.',
       labelNames: ['source'],
+      registers,
+    }),
+    snapshotDeltas: new Counter({
+      name: 'smqtt_broker_snapshot_deltas_total',
+      help: 'Snapshot deltas pulled, by outcome (applied; not-applicable: the whole snapshot was pulled instead; refused).',
+      labelNames: ['outcome'],
       registers,
     }),
     snapshotsVouched: new Counter({

@@ -11,6 +11,12 @@
 // it so far counts as a sync, as a new snapshot would; a 304 without one does not (TLS alone
 // vouches for it), so the snapshot grows stale and the failure is counted.
 //
+// Deltas (issue 14): pulls say the broker takes deltas (`Smqtt-Accept-Delta: 1`). When the
+// content held is one of the key server's last few and the change is small, the answer is a
+// signed delta from it, applied to the index in place of the whole snapshot; one that does not
+// apply (the content held moved meanwhile) or is refused is followed at once by a pull of the
+// whole snapshot, so a delta can delay the snapshot by one round trip, never withhold it.
+//
 // On demand: a CONNECT naming a principal the snapshot does not know (a device that enrolled a
 // moment ago) asks for one more pull. Those pulls are coalesced and spaced (at most one a second
 // by default), so a flood of unknown client ids costs the key server one 304 a second at most.
@@ -30,6 +36,7 @@ import {
   isSmqttError,
   openBrokerSnapshotNotice,
   type SignedDocument,
+  SNAPSHOT_ACCEPT_DELTA_HEADER,
   SNAPSHOT_NOTICE_HEADER,
   signRequest,
 } from '@smqtt/core'
@@ -71,23 +78,26 @@ const MAX_RESPONSE_BYTES = 64 * 1024 * 1024
  * ```
  */
 export async function fetchBrokerSnapshot(connection: BrokerKeyServerOptions): Promise<SignedDocument> {
-  const fetched = await fetchSnapshotIfChanged(connection, undefined)
+  const fetched = await fetchSnapshotIfChanged(connection, undefined, false)
   if (!('snapshot' in fetched)) throw new Error('key server answered 304 to an unconditional request')
   return fetched.snapshot
 }
 
 /**
  * {@link fetchBrokerSnapshot} with `If-None-Match: "tag"`: on 304, the notice the key server sent
- * with it (unverified, as parsed from its header; undefined without one).
+ * with it (unverified, as parsed from its header; undefined without one); with `deltas`, maybe a
+ * delta from the content `tag` (unverified).
  */
 function fetchSnapshotIfChanged(
   connection: BrokerKeyServerOptions,
   tag: string | undefined,
-): Promise<{ snapshot: SignedDocument } | { unchanged: { notice: unknown } }> {
+  deltas: boolean,
+): Promise<{ snapshot: SignedDocument } | { delta: unknown } | { unchanged: { notice: unknown } }> {
   const { identity } = connection
   const headers: Record<string, string> = {
     ...signRequest(identity.id, identity, { method: 'GET', path: SNAPSHOT_PATH, body: new Uint8Array() }),
     ...(tag === undefined ? {} : { 'if-none-match': `"${tag}"` }),
+    ...(tag !== undefined && deltas ? { [SNAPSHOT_ACCEPT_DELTA_HEADER]: '1' } : {}),
   }
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
@@ -113,9 +123,10 @@ function fetchSnapshotIfChanged(
           if (res.statusCode !== 200)
             return reject(new Error(`key server answered ${res.statusCode}: ${text.slice(0, 200)}`))
           try {
-            const body = JSON.parse(text) as { snapshot?: SignedDocument }
-            if (body.snapshot === undefined) throw new Error('no snapshot in the response')
-            resolve({ snapshot: body.snapshot })
+            const body = JSON.parse(text) as { snapshot?: SignedDocument; delta?: unknown }
+            if (body.snapshot !== undefined) resolve({ snapshot: body.snapshot })
+            else if (body.delta !== undefined && deltas) resolve({ delta: body.delta })
+            else throw new Error('no snapshot in the response')
           } catch (err) {
             reject(err)
           }
@@ -159,9 +170,17 @@ export interface HeldSnapshot {
   readonly tag: () => string | undefined
   /** A verified notice named the content held at `issuedAt`: true when newer than `issuedAt()` (a sync). */
   readonly vouch: (issuedAt: number, source: 'pull' | 'push') => boolean
+  /** Verifies a pulled delta and applies it to the content held; resolves once it is enforced. */
+  readonly applyDelta: (signed: unknown) => Promise<DeltaOutcome>
   /** Clock, unix seconds. */
   readonly now: () => number
 }
+
+/**
+ * How a pulled delta was taken: enforced; not for the content held (it moved meanwhile); or
+ * refused (its signature, form, or an issuedAt no newer than the content held).
+ */
+export type DeltaOutcome = 'applied' | 'not-applicable' | 'refused'
 
 /**
  * How a pushed notice was taken: it started a pull, vouched for the content held (a sync),
@@ -226,7 +245,12 @@ export async function startSnapshotSync(
   const fetchAndApply = async (): Promise<OnDemandPullResult> => {
     if (!connection || closed) return 'failed'
     try {
-      const fetched = await fetchSnapshotIfChanged(connection, held.tag())
+      let fetched = await fetchSnapshotIfChanged(connection, held.tag(), true)
+      if ('delta' in fetched) {
+        if ((await held.applyDelta(fetched.delta)) === 'applied') return 'applied'
+        fetched = await fetchSnapshotIfChanged(connection, held.tag(), false)
+      }
+      if ('delta' in fetched) throw new Error('key server answered a delta to a pull that takes none')
       if ('snapshot' in fetched) return (await sink(fetched.snapshot, 'pull')) ? 'applied' : 'unchanged'
       // 304: the content held is current, if the key server signed so, no earlier than what
       // vouched for it so far (the same second again is current, but no new sync).

@@ -3,7 +3,16 @@
 // QoS 0 still flows. Real Aedes, real mqtt.js; the bus state is a switch here, a real Redis outage
 // in test/faults/redis-restart.test.ts.
 import { createConnectPassword } from '@smqtt/core'
-import { closed, type Deployment, type Enrolled, inbox, sleep, startDeployment, within } from '@smqtt/test-kit/broker'
+import {
+  closed,
+  type Deployment,
+  type Enrolled,
+  firstMessage,
+  inbox,
+  sleep,
+  startDeployment,
+  within,
+} from '@smqtt/test-kit/broker'
 import { afterEach, beforeEach, expect, test } from 'vitest'
 
 const TOPIC = 'home/hall/thermostat/thermostat-1/temp'
@@ -33,12 +42,7 @@ test('bus down: QoS 1 is refused without PUBACK and audited; QoS 0 still arrives
   busUp = false
 
   publisher.publish(TOPIC, Buffer.from(await d.seal(thermostat, TOPIC, 1)), { qos: 0 })
-  await within(
-    (async () => {
-      while (received.length === 0) await sleep(10)
-    })(),
-    'the QoS 0 message',
-  )
+  await firstMessage(received, 'the QoS 0 message')
   let acked = false
   publisher.publishAsync(TOPIC, Buffer.from(await d.seal(thermostat, TOPIC, 2)), { qos: 1 }).then(
     () => {
@@ -79,12 +83,7 @@ test('the refused QoS 1 message is re-sent by mqtt.js after reconnecting and del
   )
   busUp = true
   await within(acked, 'the PUBACK once the bus is back')
-  await within(
-    (async () => {
-      while (received.length === 0) await sleep(10)
-    })(),
-    'delivery',
-  )
-  expect(new Uint8Array(received[0]?.payload ?? [])).toEqual(envelope)
+  const delivered = await firstMessage(received, 'delivery')
+  expect(new Uint8Array(delivered.payload)).toEqual(envelope)
   expect(new Set(refusals())).toEqual(new Set(['publish/bus-unavailable']))
 })

@@ -12,13 +12,21 @@ import { fileURLToPath } from 'node:url'
 import {
   createConnectPassword,
   createEnrollmentRequest,
-  exportIdentity,
   generateIdentity,
   type Identity,
   isSmqttError,
 } from '@smqtt/core'
-import { closed, connected, p256Pems, TEST_POLICY, within } from '@smqtt/test-kit/broker'
-import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
+import {
+  BROKER_IDENTITY_FILE,
+  brokerConfigFor,
+  brokerFolder,
+  closed,
+  connected,
+  p256Pems,
+  startTestKeyServer,
+  within,
+} from '@smqtt/test-kit/broker'
+import type { Harness } from '@smqtt/test-kit/keyserver'
 import type { Client } from 'aedes'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
@@ -167,18 +175,13 @@ const LEGACY_PASSWORD = 'correct horse battery staple'
 
 /** Writes a config (with the broker identity and the key server's PKI) and returns its path. */
 function writeConfig(name: string, extra: Partial<BrokerConfigDocument> = {}): string {
-  const doc: BrokerConfigDocument = {
+  const doc = brokerConfigFor(h, {
     listeners: { mqtts: { port: 0 }, wss: { port: 0, path: '/mqtt', clientCertificates: true } },
-    tls: { certFile: `${h.dir}/pki/server.pem`, keyFile: `${h.dir}/pki/server.key`, caFile: `${h.dir}/pki/ca.pem` },
-    keyServer: {
-      url: h.url,
-      publicKey: Buffer.from(h.keyServer.publicKey).toString('base64url'),
-      identityFile: 'broker-identity.json',
-    },
+    keyServer: { identityFile: BROKER_IDENTITY_FILE },
     metrics: { port: 0 },
     legacyUsers: [{ username: 'old-device', principal: 'device-1', hash: legacyHash }],
     ...extra,
-  }
+  })
   const file = join(dir, `${name}.json`)
   writeFileSync(file, JSON.stringify(doc, null, 2))
   return file
@@ -233,14 +236,9 @@ function refused(url: string): Promise<boolean> {
 }
 
 beforeAll(async () => {
-  h = await startHarness()
-  h.clock.now = Math.floor(Date.now() / 1000)
-  const put = await h.admin('PUT', '/v1/admin/policy', { policy: TEST_POLICY })
-  if (put.status !== 200) throw new Error(`policy: ${put.text}`)
-  const broker = await h.enroll('broker-1', ['broker'])
+  h = await startTestKeyServer()
+  dir = await brokerFolder(h, 'smqtt-broker-cli-')
   device = await h.enroll('device-1', ['thermostat'])
-  dir = mkdtempSync(join(tmpdir(), 'smqtt-broker-cli-'))
-  writeFileSync(join(dir, 'broker-identity.json'), JSON.stringify(exportIdentity(broker.identity)), { mode: 0o600 })
   legacyHash = await hashLegacyPassword(LEGACY_PASSWORD)
 })
 
@@ -358,7 +356,7 @@ describe('startBroker', () => {
 describe('startBroker refuses', () => {
   test('an identity file others can read', async () => {
     const file = join(dir, 'loose-identity.json')
-    writeFileSync(file, readFileSync(join(dir, 'broker-identity.json')))
+    writeFileSync(file, readFileSync(join(dir, BROKER_IDENTITY_FILE)))
     chmodSync(file, 0o644)
     const config = loadBrokerConfig(writeConfig('loose', { keyServer: { ...baseKeyServer(), identityFile: file } }))
     await expect(startBroker(config, { logDestination: captureLog().stream })).rejects.toThrow(

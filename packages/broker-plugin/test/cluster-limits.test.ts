@@ -4,43 +4,34 @@
 // node, a flood hopping between nodes, failures and bans spread over nodes. Every test uses a
 // loopback source address of its own (127.0.x.y), so the address budgets of one cannot touch
 // another; the run's Redis keys carry a prefix of their own and are deleted afterwards.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { connect as netConnect } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { createConnectPassword, generateIdentity, sealEnvelope } from '@smqtt/core'
 import {
-  createConnectPassword,
-  createEnvelopeSigner,
-  exportIdentity,
-  generateIdentity,
-  type Identity,
-  sealEnvelope,
-} from '@smqtt/core'
-import {
+  brokerFolder,
+  closeClusterTest,
   closed,
   connected,
+  type Enrolled,
   openBundleOf,
+  passwordClient,
   sealingKeys,
   sleep,
   startClusterNode,
   startDeployment,
-  TEST_POLICY,
-  within,
+  startTestKeyServer,
+  testRedis,
 } from '@smqtt/test-kit/broker'
-import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
+import type { Harness } from '@smqtt/test-kit/keyserver'
 import { Redis } from 'ioredis'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import type { IClientOptions, MqttClient } from 'mqtt'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import type { RunningBroker } from '../src/index.js'
 
-const REDIS_URL = process.env.SMQTT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
-const PREFIX = `smqtt-test-limits-${process.pid}-${Date.now().toString(36)}:`
+const REDIS = testRedis('limits')
 
 /** Small budgets, so that an attack exhausts them in well under a second. */
 const RATE = { perSecond: 10, burst: 30 }
 const LIMITS = { perAddress: 6, perClientId: 10, failuresBeforeBan: 3, windowSeconds: 60, banSeconds: 60 }
 
-type Enrolled = { identity: Identity; kid: number }
 type Line = Record<string, unknown>
 
 let h: Harness
@@ -62,7 +53,7 @@ async function startNode(name: string): Promise<RunningBroker> {
     h,
     dir,
     name,
-    { url: REDIS_URL, prefix: PREFIX },
+    REDIS,
     // Sampled mode checking every envelope: a bad signature bans its principal.
     { mode: 'sampled', sampleRate: 1, banSeconds: 60, verifyWorkers: 0, publishRate: RATE, connectLimits: LIMITS },
     { logLevel: 'info', logDestination: { write: (line: string) => lines.push(JSON.parse(line)) } },
@@ -78,20 +69,9 @@ const connectRefusals = (node: RunningBroker, address: string) =>
   ) as { reason: string; detail?: string; principal?: string }[]
 
 function connect(node: RunningBroker, who: Enrolled, from: string, options: IClientOptions = {}): Promise<MqttClient> {
-  const id = who.identity.id
-  const client = mqtt.connect(node.urls.mqtts, {
-    ca: h.caPem,
-    servername: 'localhost',
-    localAddress: from,
-    clientId: id,
-    username: id,
-    password: createConnectPassword(who.identity, id),
-    reconnectPeriod: 0,
-    connectTimeout: 5_000,
-    ...options,
-  } as IClientOptions)
+  const client = passwordClient(node.urls.mqtts, h.caPem, who, { localAddress: from, ...options } as IClientOptions)
   clients.add(client)
-  return connected(client, `CONNACK for ${id} from ${from}`)
+  return connected(client, `CONNACK for ${who.identity.id} from ${from}`)
 }
 
 /** Tries to connect; true when accepted (the connection is then closed). */
@@ -111,49 +91,18 @@ async function enroll(id: string, roles: string[]): Promise<Enrolled> {
 }
 
 beforeAll(async () => {
-  h = await startHarness()
-  h.clock.now = Math.floor(Date.now() / 1000)
-  const put = await h.admin('PUT', '/v1/admin/policy', { policy: TEST_POLICY })
-  if (put.status !== 200) throw new Error(`policy: ${put.text}`)
-  const broker = await h.enroll('broker-1', ['broker'])
+  h = await startTestKeyServer()
+  dir = await brokerFolder(h, 'smqtt-broker-cluster-limits-')
   app1 = await enroll('app-1', ['app'])
   app2 = await enroll('app-2', ['app'])
   flooder = await enroll('thermostat-1', ['thermostat'])
   forger = await enroll('thermostat-2', ['thermostat'])
   for (let i = 0; i < 2 * LIMITS.perAddress; i++) site.push(await enroll(`site-device-${i}`, ['app']))
-  dir = mkdtempSync(join(tmpdir(), 'smqtt-broker-cluster-limits-'))
-  writeFileSync(join(dir, 'broker-identity.json'), JSON.stringify(exportIdentity(broker.identity)), { mode: 0o600 })
   nodeA = await startNode('node-a')
   nodeB = await startNode('node-b')
 })
 
-afterAll(async () => {
-  for (const client of clients) client.end(true)
-  await nodeA?.close()
-  await nodeB?.close()
-  await h?.close()
-  if (dir) rmSync(dir, { recursive: true, force: true })
-  await deleteKeys().catch(() => {})
-})
-
-/** Deletes this run's Redis keys (one EVAL over RESP). */
-function deleteKeys(): Promise<void> {
-  const { hostname, port } = new URL(REDIS_URL)
-  const lua = "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 0"
-  const args = ['EVAL', lua, '0', `${PREFIX}*`]
-  const command = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`
-  return within(
-    new Promise<void>((resolve, reject) => {
-      const socket = netConnect({ host: hostname, port: Number(port || 6379) }, () => socket.write(command))
-      socket.on('data', () => {
-        socket.end()
-        resolve()
-      })
-      socket.on('error', reject)
-    }),
-    'Redis',
-  )
-}
+afterAll(() => closeClusterTest({ clients, nodes: [nodeA, nodeB], h, dir, redis: REDIS }))
 
 describe('cluster-wide abuse budgets (two nodes, one Redis)', () => {
   test('CONNECT password replayed to another node within its window: refused', async () => {
@@ -215,14 +164,10 @@ describe('cluster-wide abuse budgets (two nodes, one Redis)', () => {
   test('a principal banned on one node for a forged signature (sampled mode) is banned on all', async () => {
     const topic = 'home/hall/thermostat/thermostat-2/temp'
     const onA = await connect(nodeA, forger, '127.0.5.1')
-    const { epochKey } = sealingKeys(await openBundleOf(h, forger), forger, topic)
-    const forged = sealEnvelope({
-      topic,
-      payload: new TextEncoder().encode('99'),
-      epochKey,
-      signer: createEnvelopeSigner({ kid: forger.kid, seed: generateIdentity('x').signingSeed }),
-      seq: 1,
-    })
+    // The forger's own group key, and a signature under its kid by a key that is not its own.
+    const impostor = { identity: generateIdentity('x'), kid: forger.kid }
+    const { epochKey, signer } = sealingKeys(await openBundleOf(h, forger), impostor, topic)
+    const forged = sealEnvelope({ topic, payload: new TextEncoder().encode('99'), epochKey, signer, seq: 1 })
     const gone = closed(onA)
     onA.publish(topic, Buffer.from(forged), { qos: 0 })
     await gone

@@ -4,63 +4,31 @@
 // through node B closes a revoked principal's sessions on both nodes within 1 s, and the revoked
 // principals cannot reconnect on either. Each run uses a key / channel prefix of its own and
 // deletes its keys afterwards.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { connect as netConnect } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { BROKER_CONTROL_TOPIC, isSmqttError, sealEnvelope } from '@smqtt/core'
 import {
-  BROKER_CONTROL_TOPIC,
-  createConnectPassword,
-  exportIdentity,
-  type Identity,
-  isSmqttError,
-  sealEnvelope,
-} from '@smqtt/core'
-import {
+  brokerFolder,
+  closeClusterTest,
   closed,
   connected,
+  countRedisKeys,
+  type Enrolled,
+  firstMessage,
   inbox,
   openBundleOf,
+  passwordClient,
   sealingKeys,
-  sleep,
   startClusterNode,
-  TEST_POLICY,
+  startTestKeyServer,
+  testRedis,
   within,
 } from '@smqtt/test-kit/broker'
-import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
-import mqtt, { type MqttClient } from 'mqtt'
+import type { Harness } from '@smqtt/test-kit/keyserver'
+import type { MqttClient } from 'mqtt'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { parseBrokerConfig, type RunningBroker } from '../src/index.js'
 
-const REDIS_URL = process.env.SMQTT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
-const PREFIX = `smqtt-test-${process.pid}-${Date.now().toString(36)}:`
+const REDIS = testRedis('cluster')
 const TOPIC = 'home/hall/thermostat/thermostat-1/temp'
-
-type Enrolled = { identity: Identity; kid: number }
-
-/** One Redis command over RESP; resolves with the integer reply (enough for EVAL … return n). */
-function redisInteger(...args: string[]): Promise<number> {
-  const { hostname, port } = new URL(REDIS_URL)
-  const command = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`
-  return within(
-    new Promise<number>((resolve, reject) => {
-      const socket = netConnect({ host: hostname, port: Number(port || 6379) }, () => socket.write(command))
-      let reply = ''
-      socket.on('data', (chunk) => {
-        reply += chunk
-        if (!reply.endsWith('\r\n')) return
-        socket.end()
-        if (reply.startsWith(':')) resolve(Number(reply.slice(1, -2)))
-        else reject(new Error(`redis: ${reply.trim()}`))
-      })
-      socket.on('error', reject)
-    }),
-    'a Redis reply',
-  )
-}
-const KEYS_LUA = "return #redis.call('KEYS', ARGV[1])"
-const DEL_LUA =
-  "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) n = n + 1 end return n"
 
 let h: Harness
 let dir: string
@@ -72,22 +40,12 @@ let app2: Enrolled
 let pusher: Enrolled
 const clients = new Set<MqttClient>()
 
-const startNode = (name: string) => startClusterNode(h, dir, name, { url: REDIS_URL, prefix: PREFIX })
+const startNode = (name: string) => startClusterNode(h, dir, name, REDIS)
 
 function connect(node: RunningBroker, who: Enrolled, options: { clean?: boolean } = {}): Promise<MqttClient> {
-  const id = who.identity.id
-  const client = mqtt.connect(node.urls.mqtts, {
-    ca: h.caPem,
-    servername: 'localhost',
-    clientId: id,
-    username: id,
-    password: createConnectPassword(who.identity, id),
-    reconnectPeriod: 0,
-    connectTimeout: 5_000,
-    ...options,
-  })
+  const client = passwordClient(node.urls.mqtts, h.caPem, who, options)
   clients.add(client)
-  return connected(client, `CONNACK for ${id}`)
+  return connected(client, `CONNACK for ${who.identity.id}`)
 }
 
 async function seal(sender: Enrolled, seq: number): Promise<Uint8Array> {
@@ -96,30 +54,18 @@ async function seal(sender: Enrolled, seq: number): Promise<Uint8Array> {
 }
 
 beforeAll(async () => {
-  h = await startHarness()
-  h.clock.now = Math.floor(Date.now() / 1000)
-  const put = await h.admin('PUT', '/v1/admin/policy', { policy: TEST_POLICY })
-  if (put.status !== 200) throw new Error(`policy: ${put.text}`)
-  const broker = await h.enroll('broker-1', ['broker'])
+  h = await startTestKeyServer()
+  // Both nodes run as the same broker principal (one identity file, as a deployment may do).
+  dir = await brokerFolder(h, 'smqtt-broker-cluster-')
   thermostat = await h.enroll('thermostat-1', ['thermostat'])
   app1 = await h.enroll('app-1', ['app'])
   app2 = await h.enroll('app-2', ['app'])
   pusher = await h.enroll('smqtt-keyserver', ['keyserver'])
-  dir = mkdtempSync(join(tmpdir(), 'smqtt-broker-cluster-'))
-  // Both nodes run as the same broker principal (one identity file, as a deployment may do).
-  writeFileSync(join(dir, 'broker-identity.json'), JSON.stringify(exportIdentity(broker.identity)), { mode: 0o600 })
   nodeA = await startNode('node-a')
   nodeB = await startNode('node-b')
 })
 
-afterAll(async () => {
-  for (const client of clients) client.end(true)
-  await nodeA?.close()
-  await nodeB?.close()
-  await h?.close()
-  if (dir) rmSync(dir, { recursive: true, force: true })
-  await redisInteger('EVAL', DEL_LUA, '0', `${PREFIX}*`).catch(() => {})
-})
+afterAll(() => closeClusterTest({ clients, nodes: [nodeA, nodeB], h, dir, redis: REDIS }))
 
 describe('redis config', () => {
   const minimal = { keyServer: { url: 'https://127.0.0.1:8443', publicKey: Buffer.alloc(32, 7).toString('base64url') } }
@@ -167,16 +113,11 @@ describe('two broker nodes sharing Redis', () => {
     const publisher = await connect(nodeB, thermostat)
     const envelope = await seal(thermostat, 1)
     await within(publisher.publishAsync(TOPIC, Buffer.from(envelope), { qos: 1 }), 'PUBACK from node B')
-    await within(
-      (async () => {
-        while (received.length === 0) await sleep(10)
-      })(),
-      'delivery on node A',
-    )
-    expect(received[0]?.topic).toBe(TOPIC)
-    expect(new Uint8Array(received[0]?.payload ?? [])).toEqual(envelope)
+    const delivered = await firstMessage(received, 'delivery on node A')
+    expect(delivered.topic).toBe(TOPIC)
+    expect(new Uint8Array(delivered.payload)).toEqual(envelope)
     // The nodes share nothing else: the message went through Redis; the session is stored there.
-    expect(await redisInteger('EVAL', KEYS_LUA, '0', `${PREFIX}*`)).toBeGreaterThan(0)
+    expect(await countRedisKeys(REDIS)).toBeGreaterThan(0)
     subscriber.end(true)
     publisher.end(true)
   })

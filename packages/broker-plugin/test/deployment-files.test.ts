@@ -1,10 +1,10 @@
 // Deployment files of the broker (issue 19): loose modes refused like identity.json already is,
 // and the one-time enrollment token taken from a file or stdin, never from the command line.
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { basename, join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
-import { exportIdentity, isSmqttError } from '@smqtt/core'
+import { isSmqttError } from '@smqtt/core'
+import { BROKER_IDENTITY_FILE, brokerConfigFor, brokerFolder } from '@smqtt/test-kit/broker'
 import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { main } from '../src/cli.js'
@@ -16,18 +16,12 @@ let dir: string
 
 /** Writes a broker config in `folder` (default: the test folder) and returns its path. */
 function writeConfig(name: string, extra: Partial<BrokerConfigDocument> = {}, folder = dir): string {
-  const doc: BrokerConfigDocument = {
+  const doc = brokerConfigFor(h, {
     listeners: { mqtts: { host: '127.0.0.1', port: 0 } },
-    tls: { certFile: `${h.dir}/pki/server.pem`, keyFile: `${h.dir}/pki/server.key`, caFile: `${h.dir}/pki/ca.pem` },
-    keyServer: {
-      url: h.url,
-      publicKey: Buffer.from(h.keyServer.publicKey).toString('base64url'),
-      caFile: `${h.dir}/pki/ca.pem`,
-      identityFile: join(dir, 'identity.json'),
-    },
+    keyServer: { caFile: `${h.dir}/pki/ca.pem`, identityFile: join(dir, BROKER_IDENTITY_FILE) },
     metrics: false,
     ...extra,
-  }
+  })
   const file = join(folder, `${name}.json`)
   writeFileSync(file, JSON.stringify(doc, null, 2), { mode: 0o644 })
   return file
@@ -53,9 +47,7 @@ const token = async (id: string) =>
 beforeAll(async () => {
   h = await startHarness()
   h.clock.now = Math.floor(Date.now() / 1000)
-  dir = mkdtempSync(join(tmpdir(), 'smqtt-broker-files-'))
-  const broker = await h.enroll('broker-1', ['broker'])
-  writeFileSync(join(dir, 'identity.json'), JSON.stringify(exportIdentity(broker.identity)), { mode: 0o600 })
+  dir = await brokerFolder(h, 'smqtt-broker-files-')
 })
 
 afterAll(async () => {
@@ -82,29 +74,29 @@ describe.skipIf(!posix)('broker deployment file modes', () => {
     expect(err.message).toContain(`folder ${folder} is writable by group or others (mode 777)`)
   })
 
+  /** A config whose TLS `file` is a copy of the dev PKI's, in mode `mode`; returns the copy's path too. */
+  function withLooseTlsFile(file: 'keyFile' | 'caFile', mode: number) {
+    const pki = {
+      certFile: `${h.dir}/pki/server.pem`,
+      keyFile: `${h.dir}/pki/server.key`,
+      caFile: `${h.dir}/pki/ca.pem`,
+    }
+    const original = pki[file]
+    const copy = join(dir, `loose-${basename(original)}`)
+    copyFileSync(original, copy)
+    chmodSync(copy, mode)
+    return { copy, config: loadBrokerConfig(writeConfig(`loose-${file}`, { tls: { ...pki, [file]: copy } })) }
+  }
+
   test('a TLS private key readable by others (0644) is refused', async () => {
-    const key = join(dir, 'loose-server.key')
-    copyFileSync(`${h.dir}/pki/server.key`, key)
-    chmodSync(key, 0o644)
-    const config = loadBrokerConfig(
-      writeConfig('loose-key', {
-        tls: { certFile: `${h.dir}/pki/server.pem`, keyFile: key, caFile: `${h.dir}/pki/ca.pem` },
-      }),
-    )
+    const { copy: key, config } = withLooseTlsFile('keyFile', 0o644)
     await expect(startBroker(config)).rejects.toThrow(
       `config $.tls.keyFile: ${key} is a secret but is readable or writable by group or others (mode 644); run: chmod 600 ${key}`,
     )
   })
 
   test('a trust anchor (CA file) writable by others (0666) is refused', async () => {
-    const ca = join(dir, 'loose-ca.pem')
-    copyFileSync(`${h.dir}/pki/ca.pem`, ca)
-    chmodSync(ca, 0o666)
-    const config = loadBrokerConfig(
-      writeConfig('loose-ca', {
-        tls: { certFile: `${h.dir}/pki/server.pem`, keyFile: `${h.dir}/pki/server.key`, caFile: ca },
-      }),
-    )
+    const { copy: ca, config } = withLooseTlsFile('caFile', 0o666)
     await expect(startBroker(config)).rejects.toThrow(`config $.tls.caFile: ${ca} is writable by group or others`)
   })
 })

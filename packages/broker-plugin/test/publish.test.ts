@@ -1,4 +1,12 @@
-import { closed, type Deployment, type Enrolled, inbox, sleep, startDeployment, within } from '@smqtt/test-kit/broker'
+import {
+  closed,
+  type Deployment,
+  type Enrolled,
+  firstMessage,
+  inbox,
+  startDeployment,
+  within,
+} from '@smqtt/test-kit/broker'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
 
 let d: Deployment
@@ -33,14 +41,9 @@ describe('publish', () => {
     const publisher = await d.connectAs(thermostat)
     const envelope = await d.seal(thermostat, TOPIC, 1)
     expect(await publishOutcome(publisher, TOPIC, envelope)).toBe('acked')
-    await within(
-      (async () => {
-        while (received.length === 0) await sleep(10)
-      })(),
-      'delivery',
-    )
-    expect(received[0]?.topic).toBe(TOPIC)
-    expect(new Uint8Array(received[0]?.payload ?? [])).toEqual(envelope)
+    const delivered = await firstMessage(received, 'delivery')
+    expect(delivered.topic).toBe(TOPIC)
+    expect(new Uint8Array(delivered.payload)).toEqual(envelope)
   })
 
   test('plaintext on a plaintext topic needs only the ACL', async () => {

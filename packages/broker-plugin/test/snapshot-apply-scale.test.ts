@@ -16,12 +16,10 @@ import {
   type SnapshotPrincipal,
   sealEnvelope,
 } from '@smqtt/core'
-import { Aedes } from 'aedes'
+import { startBareBroker } from '@smqtt/test-kit/broker'
 import mqtt from 'mqtt'
-import { pino } from 'pino'
-import { Registry } from 'prom-client'
 import { afterEach, expect, test } from 'vitest'
-import { attachSmqtt, type SmqttPlugin } from '../src/index.js'
+import type { SmqttPlugin } from '../src/index.js'
 
 const keyServer = generateIdentity('smqtt-keyserver')
 const newcomer = generateIdentity('newcomer-1')
@@ -50,26 +48,19 @@ function fleet(homes: number): { policy: Policy; principals: SnapshotPrincipal[]
   return { policy: { version: 1, rules, groups, plaintext: [] }, principals }
 }
 
-const running: { broker: Aedes; plugin: SmqttPlugin; server: Server }[] = []
+const running: { close(): Promise<void>; server: Server }[] = []
 afterEach(async () => {
-  for (const { broker, plugin, server } of running.splice(0)) {
-    await plugin.close()
+  for (const { close, server } of running.splice(0)) {
+    await close()
     server.close()
-    await new Promise<void>((resolve) => broker.close(() => resolve()))
   }
 })
 
 async function startPlugin(): Promise<{ plugin: SmqttPlugin; port: number }> {
-  const broker = await Aedes.createBroker()
-  const plugin = await attachSmqtt(broker, {
-    keyServerPublicKey: keyServer.signingKey,
-    logger: pino({ level: 'silent' }),
-    registry: new Registry(),
-    verifyWorkers: 0,
-  })
+  const { plugin, close } = await startBareBroker(keyServer.signingKey)
   const server = createServer((socket) => plugin.handle(socket))
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  running.push({ broker, plugin, server })
+  running.push({ close, server })
   return { plugin, port: (server.address() as AddressInfo).port }
 }
 

@@ -5,18 +5,16 @@
 // staleness forever. Node A here is a real Aedes with the plugin on a real Redis; node B a bare
 // Aedes on the same bus: the compromised node. The run uses a prefix of its own, deleted after.
 import { BROKER_CONTROL_TOPIC, createBrokerSnapshot, generateIdentity, parsePolicy } from '@smqtt/core'
-import { sleep, within } from '@smqtt/test-kit/broker'
+import { deleteRedisKeys, sleep, testRedis, within } from '@smqtt/test-kit/broker'
 import { SMART_HOME_POLICY } from '@smqtt/test-kit/keyserver'
 import { Aedes } from 'aedes'
-import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { attachSmqtt, type SmqttPlugin } from '../src/index.js'
 import { createRedisBackends, type RedisBackends } from '../src/redis.js'
 
-const REDIS_URL = process.env.SMQTT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
-const PREFIX = `smqtt-test-replay-${process.pid}-${Date.now().toString(36)}:`
+const REDIS = testRedis('replay')
 const T = 1_800_000_000
 const keyServer = generateIdentity('smqtt-keyserver')
 const policy = parsePolicy(SMART_HOME_POLICY)
@@ -28,7 +26,7 @@ let plugin: SmqttPlugin
 const nodes: { broker: Aedes; redis: RedisBackends }[] = []
 
 async function node(): Promise<Aedes> {
-  const redis = createRedisBackends({ url: REDIS_URL, prefix: PREFIX })
+  const redis = createRedisBackends(REDIS)
   redis.onError(() => {})
   const broker = await Aedes.createBroker({ mq: redis.mq, persistence: redis.persistence } as never)
   nodes.push({ broker, redis })
@@ -77,10 +75,7 @@ afterAll(async () => {
     await new Promise<void>((resolve) => broker.close(() => resolve()))
     await redis.destroyPersistence()
   }
-  const redis = new Redis(REDIS_URL)
-  const keys = await redis.keys(`${PREFIX}*`)
-  if (keys.length > 0) await redis.del(...keys)
-  redis.disconnect()
+  await deleteRedisKeys(REDIS)
 })
 
 test('stale snapshot replay: re-pushing an older (or the same) snapshot through the bus does not reset staleness', async () => {

@@ -1,7 +1,7 @@
 // The signature verification worker pool through the plugin, with real worker threads started
 // from the TypeScript sources (real Aedes over TLS, real mqtt.js clients, the real key server).
 // The pool on its own is tested in core (packages/core/test/verify-pool.test.ts).
-import { closed, type Deployment, inbox, sleep, startDeployment, within } from '@smqtt/test-kit/broker'
+import { closed, type Deployment, type Enrolled, inbox, sleep, startDeployment, within } from '@smqtt/test-kit/broker'
 import type { MqttClient } from 'mqtt'
 import { afterEach, describe, expect, test } from 'vitest'
 import { verifyPoolOf } from '../src/attach.js'
@@ -27,6 +27,14 @@ async function deploy(options: Partial<SmqttPluginOptions> = {}) {
   return { d, thermostat, app, pool }
 }
 
+/** `app` subscribed to every thermostat (its messages collected in `received`), and `thermostat` connected to publish. */
+async function connectBoth(deployment: Deployment, thermostat: Enrolled, app: Enrolled) {
+  const subscriber = await deployment.connectAs(app)
+  const received = inbox(subscriber)
+  await subscriber.subscribeAsync('home/+/thermostat/#', { qos: 1 })
+  return { received, publisher: await deployment.connectAs(thermostat) }
+}
+
 const auditOf = (deployment: Deployment, reason: string) =>
   deployment.logs.filter((l) => l.audit && l.event === 'refused' && l.reason === reason)
 
@@ -50,10 +58,7 @@ describe('verification pool in the plugin', () => {
   test('valid envelopes are verified on the worker and delivered in order', async () => {
     const { d, thermostat, app, pool } = await deploy()
     expect(pool.workers).toHaveLength(1)
-    const subscriber = await d.connectAs(app)
-    const received = inbox(subscriber)
-    await subscriber.subscribeAsync('home/+/thermostat/#', { qos: 1 })
-    const publisher = await d.connectAs(thermostat)
+    const { received, publisher } = await connectBoth(d, thermostat, app)
     const envelopes = await Promise.all(
       Array.from({ length: 30 }, (_, i) => d.seal(thermostat, TOPIC, i + 1, { payload: `m${i + 1}` })),
     )
@@ -90,10 +95,7 @@ describe('verification pool in the plugin', () => {
     let draws = 0
     const random = () => (draws++ % 2 === 0 ? 0 : 0.99) // every other envelope is sampled
     const { d, thermostat, app, pool } = await deploy({ mode: 'sampled', sampleRate: 0.5, random })
-    const subscriber = await d.connectAs(app)
-    const received = inbox(subscriber)
-    await subscriber.subscribeAsync('home/+/thermostat/#', { qos: 1 })
-    const publisher = await d.connectAs(thermostat)
+    const { received, publisher } = await connectBoth(d, thermostat, app)
     const envelopes = await Promise.all(Array.from({ length: 10 }, (_, i) => d.seal(thermostat, TOPIC, i + 1)))
     pool.pause(300) // the sampled ones wait on the worker; the others must not overtake them
     await Promise.all(envelopes.map((e) => publisher.publishAsync(TOPIC, Buffer.from(e), { qos: 1 })))
@@ -106,10 +108,7 @@ describe('verification pool in the plugin', () => {
 
   test('one sequence number being verified cannot pass a second time', async () => {
     const { d, thermostat, app, pool } = await deploy()
-    const subscriber = await d.connectAs(app)
-    const received = inbox(subscriber)
-    await subscriber.subscribeAsync('home/+/thermostat/#', { qos: 1 })
-    const publisher = await d.connectAs(thermostat)
+    const { received, publisher } = await connectBoth(d, thermostat, app)
     const envelope = await d.seal(thermostat, TOPIC, 7)
     pool.pause(1_000) // the first copy waits on the worker while the second arrives
     publisher.publish(TOPIC, Buffer.from(envelope), { qos: 0 })
@@ -123,10 +122,7 @@ describe('verification pool in the plugin', () => {
 
   test('a killed worker fails closed: its pending publishes are refused, then the pool recovers', async () => {
     const { d, thermostat, app, pool } = await deploy()
-    const subscriber = await d.connectAs(app)
-    const received = inbox(subscriber)
-    await subscriber.subscribeAsync('home/+/thermostat/#', { qos: 1 })
-    const publisher = await d.connectAs(thermostat)
+    const { received, publisher } = await connectBoth(d, thermostat, app)
     const [worker] = pool.workers
     pool.pause(10_000)
     const refused = outcome(publisher, await d.seal(thermostat, TOPIC, 1))

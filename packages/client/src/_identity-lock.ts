@@ -1,3 +1,4 @@
+import { perStorage } from './_per-storage.js'
 import type { ClientStorage } from './storage.js'
 
 interface Held {
@@ -8,7 +9,7 @@ interface Held {
 // Clients of one identity in one process share the storage lock: the lock keeps out other
 // processes (and tabs), which would reserve their own sequence ranges and fight over the broker
 // session; clients in this process already share one sequence counter.
-const held = new WeakMap<ClientStorage, Map<string, Held>>()
+const heldIn = perStorage<Held>()
 
 /**
  * Holds the lock of identity `id` in `storage` for one more client of this process and resolves
@@ -16,11 +17,7 @@ const held = new WeakMap<ClientStorage, Map<string, Held>>()
  * process or tab holds it; a storage without `lock` locks nothing.
  */
 export async function holdIdentity(storage: ClientStorage, id: string): Promise<() => Promise<void>> {
-  let byId = held.get(storage)
-  if (!byId) {
-    byId = new Map()
-    held.set(storage, byId)
-  }
+  const byId = heldIn(storage)
   let entry = byId.get(id)
   if (!entry) {
     const lock = storage.lock ? storage.lock(`identity:${id}`) : Promise.resolve(undefined)

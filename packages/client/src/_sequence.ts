@@ -1,4 +1,5 @@
 import { isSmqttError, SequenceCounter, type SequenceSource, SmqttError } from '@smqtt/core'
+import { perStorage } from './_per-storage.js'
 import type { KeyServerClient } from './key-server-client.js'
 import type { ClientStorage } from './storage.js'
 
@@ -43,15 +44,11 @@ function keyServerSequenceSource(storage: ClientStorage, id: string, keyServer: 
 
 // Clients of one identity over one storage in one process share a counter: each counter asks
 // for ranges of its own, so two would be safe, but they would also waste a range per client.
-const counters = new WeakMap<ClientStorage, Map<string, SequenceCounter>>()
+const countersIn = perStorage<SequenceCounter>()
 
 /** The one sequence counter of principal `id` in `storage`, made on first use. */
 export function sequenceCounterFor(storage: ClientStorage, id: string, keyServer: KeyServerClient): SequenceCounter {
-  let byId = counters.get(storage)
-  if (!byId) {
-    byId = new Map()
-    counters.set(storage, byId)
-  }
+  const byId = countersIn(storage)
   let counter = byId.get(id)
   if (!counter) {
     counter = new SequenceCounter(keyServerSequenceSource(storage, id, keyServer))

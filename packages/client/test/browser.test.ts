@@ -16,14 +16,15 @@ import { gzipSync } from 'node:zlib'
 import { parseBrokerConfig, type RunningBroker, startBroker } from '@smqtt/broker-plugin'
 import { createConnectPassword, exportIdentity, parseEnvelope } from '@smqtt/core'
 import { ensureDevPki } from '@smqtt/keyserver'
-import { enrollThrough, now, waitUntil, within } from '@smqtt/test-kit/client'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
+import { enrollThrough, waitUntil, within } from '@smqtt/test-kit/client'
+import type { Harness } from '@smqtt/test-kit/keyserver'
 import mqtt, { type MqttClient } from 'mqtt'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { bundleForBrowser, type HeadlessChromium, launchChromium } from '../../../test/_browser.js'
 import { CHROMIUM, toolAvailable } from '../../../test/_tools.js'
 import { type SecureClient, secureConnectAsync } from '../src/index.js'
+import { startLiveHarness } from './_live-harness.js'
 import type { PageApi } from './browser/page.js'
 
 const pageDir = join(dirname(fileURLToPath(import.meta.url)), 'browser')
@@ -58,7 +59,7 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
   let origin: string
   let chromium: HeadlessChromium
   let page: Page
-  let clockTimer: ReturnType<typeof setInterval> | undefined
+  let stopClock: (() => void) | undefined
   let bundleGzipBytes = 0
   const nodeClients: (SecureClient | MqttClient)[] = []
 
@@ -69,6 +70,22 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
   let lockClient: SecureClient
   /** What the Node lock received, with the sender it verified. */
   const commands: { text: string; sender: string | undefined }[] = []
+
+  /** The payloads the broker routes on `topic` from now on. */
+  async function captureOnBroker(topic: string): Promise<Uint8Array[]> {
+    const wire: Uint8Array[] = []
+    await new Promise<void>((resolve) =>
+      broker.broker.subscribe(
+        topic,
+        (packet, done) => {
+          wire.push(new Uint8Array(packet.payload as Buffer))
+          done()
+        },
+        resolve,
+      ),
+    )
+    return wire
+  }
 
   async function connectNode(device: Awaited<ReturnType<typeof nodeDevice>>): Promise<SecureClient> {
     const client = await secureConnectAsync(broker.urls.mqtts, {
@@ -89,13 +106,7 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
     bundleGzipBytes = gzipSync(script, { level: 9 }).length
     ;({ server: pageServer, origin } = await servePage({ key: pki.serverKeyPem, cert: pki.serverCertPem }, script))
 
-    h = await startHarness({ dir, corsOrigins: [origin] })
-    h.clock.now = now()
-    clockTimer = setInterval(() => {
-      h.clock.now = now()
-    }, 1_000)
-    const policy = await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
-    if (policy.status !== 200) throw new Error(`policy: ${policy.text}`)
+    ;({ h, stopClock } = await startLiveHarness({ dir, corsOrigins: [origin] }))
 
     const brokerPrincipal = await h.enroll('broker-1', ['broker'])
     const identityFile = join(dir, 'broker-identity.json')
@@ -127,7 +138,7 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
   }, 60_000)
 
   afterAll(async () => {
-    clearInterval(clockTimer)
+    stopClock?.()
     await page?.evaluate(() => smqtt.close()).catch(() => {})
     await chromium?.close()
     await Promise.all(nodeClients.map((c) => within(c.endAsync(true), 5_000, 'end node client').catch(() => {})))
@@ -200,17 +211,7 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
 
     // 5. Replay: the thermostat's own session resends its envelope as a QoS 1 DUP, which the
     //    broker must let through (a lost PUBACK looks the same). The page refuses it.
-    const wire: Uint8Array[] = []
-    await new Promise<void>((resolve) =>
-      broker.broker.subscribe(
-        THERMOSTAT_TOPIC,
-        (packet, done) => {
-          wire.push(new Uint8Array(packet.payload as Buffer))
-          done()
-        },
-        resolve,
-      ),
-    )
+    const wire = await captureOnBroker(THERMOSTAT_TOPIC)
     await thermostatClient.publishAsync(THERMOSTAT_TOPIC, '22.0', { qos: 1 })
     await page.waitForFunction(() => smqtt.received.length >= 2, undefined, { timeout: 10_000 })
     const captured = wire[0]
@@ -248,17 +249,7 @@ describe.runIf(toolAvailable(CHROMIUM))('@smqtt/client in headless Chromium, ove
     await expect(second.evaluate((args) => smqtt.connect(args), connect)).rejects.toThrow(/in use by another tab/)
     expect(await page.evaluate(() => smqtt.connected())).toBe(true)
 
-    const wire: Uint8Array[] = []
-    await new Promise<void>((resolve) =>
-      broker.broker.subscribe(
-        LOCK_TOPIC,
-        (packet, done) => {
-          wire.push(new Uint8Array(packet.payload as Buffer))
-          done()
-        },
-        resolve,
-      ),
-    )
+    const wire = await captureOnBroker(LOCK_TOPIC)
     const floor = await page.evaluate(() => smqtt.stored('seq:app-browser'))
     expect(floor).toMatch(/^\d+$/)
     await page.evaluate((topic) => smqtt.publishMany(topic, 5_000), LOCK_TOPIC)

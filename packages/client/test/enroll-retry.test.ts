@@ -4,6 +4,7 @@
 import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
 import {
+  type EnrollOptions,
   enroll,
   type KeyServerTransport,
   loadEnrollment,
@@ -12,6 +13,7 @@ import {
   type TransportRequest,
   type TransportResponse,
 } from '../src/index.js'
+import type { ClientStorage } from '../src/storage.js'
 
 let h: Harness
 beforeEach(async () => {
@@ -22,10 +24,15 @@ afterEach(async () => {
   await h.close()
 })
 
-async function token(principalId: string, roles: string[]): Promise<string> {
-  const response = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId, roles })
+/** enroll() of `id` with `roles` through the key server, with a fresh token. */
+async function enrollAs<S extends ClientStorage>(
+  id: string,
+  roles: string[],
+  options: Omit<EnrollOptions<S>, 'keyServerUrl' | 'token' | 'id'>,
+) {
+  const response = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
   expect(response.status, response.text).toBe(201)
-  return (response.body as { token: string }).token
+  return enroll({ keyServerUrl: h.url, token: (response.body as { token: string }).token, id, ...options })
 }
 
 const auditActions = async (subject: string) =>
@@ -69,14 +76,7 @@ describe('enroll() retries once when the answer is lost', () => {
       throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
     })
     const storage = memoryStorage()
-    const enrollment = await enroll({
-      keyServerUrl: h.url,
-      token: await token('thermostat-1', ['thermostat']),
-      id: 'thermostat-1',
-      storage,
-      clientCertificate: true,
-      transport,
-    })
+    const enrollment = await enrollAs('thermostat-1', ['thermostat'], { storage, clientCertificate: true, transport })
     expect(sent).toHaveLength(2)
     expect(sent[1]?.body).toEqual(sent[0]?.body) // the very same request
     expect(enrollment.kid).toBe(1)
@@ -93,13 +93,7 @@ describe('enroll() retries once when the answer is lost', () => {
       status: 503,
       body: { error: { code: 'ERR_STORE_UNAVAILABLE', message: 'the key store cannot serve now; retry later' } },
     }))
-    const enrollment = await enroll({
-      keyServerUrl: h.url,
-      token: await token('app-1', ['app']),
-      id: 'app-1',
-      storage: memoryStorage(),
-      transport,
-    })
+    const enrollment = await enrollAs('app-1', ['app'], { storage: memoryStorage(), transport })
     expect(sent).toHaveLength(2)
     expect(enrollment.kid).toBe(1)
   })
@@ -110,13 +104,7 @@ describe('enroll() retries once when the answer is lost', () => {
       throw new Error('socket hang up')
     })
     const storage = memoryStorage()
-    const refused = await enroll({
-      keyServerUrl: h.url,
-      token: await token('app-2', ['app']),
-      id: 'app-2',
-      storage,
-      transport,
-    }).catch((err: unknown) => err)
+    const refused = await enrollAs('app-2', ['app'], { storage, transport }).catch((err: unknown) => err)
     expect(sent).toHaveLength(2)
     expect(refused).toMatchObject({ code: 'ERR_ENROLLMENT_TOKEN_INVALID' })
     expect(await loadEnrollment(storage)).toBeUndefined()

@@ -6,15 +6,13 @@ import {
   type EnvelopeKeys,
   EpochKey,
   generateIdentity,
-  isSmqttError,
   openKeyBundle,
   ReplayWindow,
-  type SmqttError,
-  type SmqttErrorCode,
   sealEnvelope,
 } from '@smqtt/core'
 import type { IPublishPacket } from 'mqtt'
 import { describe, expect, test } from 'vitest'
+import { thrown } from '../../core/test/_fixtures.js'
 import { ReceiveLine } from '../src/_receive-line.js'
 import { replayKey, SavedReplayWindow } from '../src/_replay-state.js'
 import { Keyring } from '../src/keyring.js'
@@ -22,16 +20,6 @@ import type { SecurityErrorEvent } from '../src/secure.js'
 import { memoryStorage } from '../src/storage.js'
 
 const NOW = 1_790_000_000
-
-function thrown(code: SmqttErrorCode, fn: () => unknown): SmqttError {
-  try {
-    fn()
-  } catch (err) {
-    if (isSmqttError(err, code)) return err
-    throw err
-  }
-  throw new Error(`expected ${code}, nothing was thrown`)
-}
 
 describe('keyring: sealing refusals', () => {
   const keyServer = generateIdentity('keyserver')
@@ -98,7 +86,12 @@ describe('receive line: securityError events carry the details', () => {
     retain: false,
   })
 
-  function line(): { line: ReceiveLine; rejected: SecurityErrorEvent[]; delivered: number[] } {
+  /** A receive line; `receive` feeds it envelopes in order and waits until it has handled them. */
+  function line(): {
+    receive: (...envelopes: Buffer[]) => Promise<void>
+    rejected: SecurityErrorEvent[]
+    delivered: number[]
+  } {
     const replay = new SavedReplayWindow(new ReplayWindow(), {
       storage: memoryStorage(),
       key: replayKey('reader-1'),
@@ -121,20 +114,18 @@ describe('receive line: securityError events carry the details', () => {
       deliver: (_topic, payload) => delivered.push(payload.length),
       reject: (event) => rejected.push(event),
     })
-    return { line: receiveLine, rejected, delivered }
-  }
-
-  async function drained(receiveLine: ReceiveLine): Promise<void> {
-    await receiveLine.verifiedAll()
-    while (receiveLine.delivering) await receiveLine.delivering
+    const receive = async (...envelopes: Buffer[]) => {
+      for (const envelope of envelopes) receiveLine.receive(TOPIC, envelope, packet(envelope))
+      await receiveLine.verifiedAll()
+      while (receiveLine.delivering) await receiveLine.delivering
+    }
+    return { receive, rejected, delivered }
   }
 
   test('a replay: code, topic and { group, epoch, kid }', async () => {
     const t = line()
     const once = envelope(5)
-    t.line.receive(TOPIC, once, packet(once))
-    t.line.receive(TOPIC, once, packet(once))
-    await drained(t.line)
+    await t.receive(once, once)
     expect(t.delivered).toEqual([1])
     expect(t.rejected).toEqual([
       { code: 'ERR_REPLAY', topic: TOPIC, message: expect.any(String), details: { group: 7, epoch: 300, kid: 1000 } },
@@ -144,9 +135,7 @@ describe('receive line: securityError events carry the details', () => {
   test('an unknown epoch (no refresh may run): { group, epoch }', async () => {
     const t = line()
     const other = new EpochKey({ group: 7, epoch: 301, suite: 1, key: new Uint8Array(32).fill(0x43) })
-    const unknown = envelope(6, other)
-    t.line.receive(TOPIC, unknown, packet(unknown))
-    await drained(t.line)
+    await t.receive(envelope(6, other))
     expect(t.rejected).toEqual([
       { code: 'ERR_UNKNOWN_EPOCH', topic: TOPIC, message: expect.any(String), details: { group: 7, epoch: 301 } },
     ])
@@ -155,9 +144,7 @@ describe('receive line: securityError events carry the details', () => {
   test('a decryption failure: no details', async () => {
     const t = line()
     const wrong = new EpochKey({ group: 7, epoch: 300, suite: 1, key: new Uint8Array(32).fill(0x44) })
-    const undecryptable = envelope(7, wrong)
-    t.line.receive(TOPIC, undecryptable, packet(undecryptable))
-    await drained(t.line)
+    await t.receive(envelope(7, wrong))
     expect(t.rejected).toHaveLength(1)
     expect(t.rejected[0]?.code).toBe('ERR_ENVELOPE_DECRYPTION_FAILED')
     expect(t.rejected[0]).not.toHaveProperty('details')

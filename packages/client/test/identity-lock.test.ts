@@ -1,22 +1,15 @@
 // The storage lock that keeps a second running copy of an identity out (issue 12, item 1): a
 // lock file beside a fileStorage folder, shared by processes; stale locks are taken over.
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
-import { hostname, tmpdir } from 'node:os'
+import { readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, describe, expect, test } from 'vitest'
+import { describe, expect, test } from 'vitest'
 import { holdIdentity } from '../src/_identity-lock.js'
 import { fileStorage, memoryStorage } from '../src/index.js'
+import { tempDirs } from './_temp-dirs.js'
 
-const dirs: string[] = []
-const freshDir = () => {
-  const dir = mkdtempSync(join(tmpdir(), 'smqtt-lock-'))
-  dirs.push(dir)
-  return dir
-}
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
-})
+const freshDir = tempDirs('smqtt-lock-')
 
 const lockFileIn = (dir: string) => join(dir, readdirSync(dir).find((name) => name.endsWith('.lock')) as string)
 /** The pid of a process that has just exited: nothing runs under it now. */

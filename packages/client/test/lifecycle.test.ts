@@ -1,82 +1,63 @@
 // Enrollment, restarts, a key server outage, and a third-party broker.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { generateIdentity, isSmqttError } from '@smqtt/core'
 import { startStack, tap, waitUntil } from '@smqtt/test-kit/client'
 import { useStack } from '@smqtt/test-kit/use-stack'
-import { afterAll, describe, expect, test } from 'vitest'
-import { enroll, fileStorage, loadEnrollment, memoryStorage, secureConnectAsync } from '../src/index.js'
+import { describe, expect, test } from 'vitest'
+import {
+  type EnrollOptions,
+  enroll,
+  fileStorage,
+  loadEnrollment,
+  memoryStorage,
+  secureConnectAsync,
+} from '../src/index.js'
+import { tempDirs } from './_temp-dirs.js'
 
 const MOSQUITTO = 'mqtt://127.0.0.1:1883'
 
 const stack = useStack()
-const dirs: string[] = []
-const tempDir = () => {
-  const dir = mkdtempSync(join(tmpdir(), 'smqtt-client-'))
-  dirs.push(dir)
-  return dir
-}
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
-})
+const tempDir = tempDirs('smqtt-client-')
 
-async function token(id: string, roles: string[]): Promise<string> {
-  const response = await stack.h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
-  return (response.body as { token: string }).token
+/** enroll() of `id` as a thermostat through this stack's key server, with a fresh token. */
+async function enrollThermostat(id: string, options: Omit<EnrollOptions, 'keyServerUrl' | 'ca' | 'token' | 'id'>) {
+  const response = await stack.h.admin('POST', '/v1/admin/enrollment-tokens', {
+    principalId: id,
+    roles: ['thermostat'],
+  })
+  const token = (response.body as { token: string }).token
+  return enroll({ keyServerUrl: stack.h.url, ca: stack.ca, token, id, ...options })
 }
 
 describe('enroll', () => {
   test('stores identity, kid and the pinned key; loadEnrollment returns them; a second enroll is refused', async () => {
-    const storage = fileStorage(join(tempDir(), 'state'))
-    const enrolled = await enroll({
-      keyServerUrl: stack.h.url,
-      ca: stack.ca,
-      token: await token('device-enroll', ['thermostat']),
-      id: 'device-enroll',
-      storage,
-      clientCertificate: true,
-    })
+    const dir = tempDir()
+    const storage = fileStorage(join(dir, 'state'))
+    const enrolled = await enrollThermostat('device-enroll', { storage, clientCertificate: true })
     expect(enrolled.keyServerPublicKey).toEqual(stack.h.keyServer.publicKey)
     expect(enrolled.principal).toMatchObject({ id: 'device-enroll', kid: enrolled.kid, roles: ['thermostat'] })
     expect(enrolled.certificatePem).toContain('BEGIN CERTIFICATE')
     expect(enrolled.tlsPrivateKeyPem).toContain('BEGIN PRIVATE KEY')
 
-    const loaded = await loadEnrollment(fileStorage(join(dirs.at(-1) as string, 'state')))
+    const loaded = await loadEnrollment(fileStorage(join(dir, 'state')))
     expect(loaded?.kid).toBe(enrolled.kid)
     expect(loaded?.identity.signingKey).toEqual(enrolled.identity.signingKey)
     expect(await loadEnrollment(memoryStorage())).toBeUndefined()
 
-    const again = await enroll({
-      keyServerUrl: stack.h.url,
-      ca: stack.ca,
-      token: await token('device-enroll-2', ['thermostat']),
-      id: 'device-enroll-2',
-      storage,
-    }).catch((err: unknown) => err)
+    const again = await enrollThermostat('device-enroll-2', { storage }).catch((err: unknown) => err)
     expect(isSmqttError(again, 'ERR_CONFLICT')).toBe(true)
   })
 
   test('a key server key given out of band is pinned in storage too (regression: loadEnrollment found none)', async () => {
     const storage = memoryStorage()
-    await enroll({
-      keyServerUrl: stack.h.url,
-      ca: stack.ca,
-      token: await token('device-oob', ['thermostat']),
-      id: 'device-oob',
-      storage,
-      keyServerPublicKey: stack.h.keyServer.publicKey,
-    })
+    await enrollThermostat('device-oob', { storage, keyServerPublicKey: stack.h.keyServer.publicKey })
     const loaded = await loadEnrollment(storage)
     expect(loaded?.keyServerPublicKey).toEqual(stack.h.keyServer.publicKey)
   })
 
   test('a key server key other than the pinned one is refused', async () => {
-    const refused = await enroll({
-      keyServerUrl: stack.h.url,
-      ca: stack.ca,
-      token: await token('device-pin', ['thermostat']),
-      id: 'device-pin',
+    const refused = await enrollThermostat('device-pin', {
       storage: memoryStorage(),
       keyServerPublicKey: generateIdentity('impostor').signingKey,
     }).catch((err: unknown) => err)

@@ -10,11 +10,13 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseBrokerConfig, type RunningBroker, startBroker } from '@smqtt/broker-plugin'
 import { exportIdentity } from '@smqtt/core'
+import { brokerConfigFor } from '@smqtt/test-kit/broker'
 import { enrollThrough, now, within } from '@smqtt/test-kit/client'
-import { freePort, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
+import { freePort, type Harness } from '@smqtt/test-kit/keyserver'
 import mqtt, { type MqttClient } from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { fileStorage, loadEnrollment } from '../src/index.js'
+import { startLiveHarness } from './_live-harness.js'
 
 const clientDir = fileURLToPath(new URL('..', import.meta.url))
 const BIN = { pub: 'src/tools/smqtt-pub.ts', sub: 'src/tools/smqtt-sub.ts' } as const
@@ -117,18 +119,12 @@ describe('against the real stack', () => {
   let broker: RunningBroker
   let dir: string
   let caFile: string
-  let clock: ReturnType<typeof setInterval>
+  let stopClock: (() => void) | undefined
   const state: Record<string, string> = {}
   const others: MqttClient[] = []
 
   beforeAll(async () => {
-    h = await startHarness()
-    h.clock.now = now()
-    clock = setInterval(() => {
-      h.clock.now = now()
-    }, 500)
-    const put = await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })
-    if (put.status !== 200) throw new Error(`policy: ${put.text}`)
+    ;({ h, stopClock } = await startLiveHarness())
     dir = mkdtempSync(join(tmpdir(), 'smqtt-tools-'))
     caFile = join(dir, 'ca.pem')
     writeFileSync(caFile, h.caPem)
@@ -144,16 +140,11 @@ describe('against the real stack', () => {
     writeFileSync(identityFile, JSON.stringify(exportIdentity(brokerPrincipal.identity)), { mode: 0o600 })
     broker = await startBroker(
       parseBrokerConfig(
-        {
+        brokerConfigFor(h, {
           listeners: { mqtts: { host: '127.0.0.1', port: 0 } },
-          tls: {
-            certFile: `${h.dir}/pki/server.pem`,
-            keyFile: `${h.dir}/pki/server.key`,
-            caFile: `${h.dir}/pki/ca.pem`,
-          },
-          keyServer: { url: h.url, publicKey: Buffer.from(h.keyServer.publicKey).toString('base64url'), identityFile },
+          keyServer: { identityFile },
           metrics: false,
-        },
+        }),
         dir,
       ),
       { logLevel: 'silent' },
@@ -161,7 +152,7 @@ describe('against the real stack', () => {
   }, 60_000)
 
   afterAll(async () => {
-    clearInterval(clock)
+    stopClock?.()
     for (const client of others) await client.endAsync(true).catch(() => {})
     await broker?.close()
     await h?.close()
@@ -253,6 +244,9 @@ describe('against the real stack', () => {
     const run_ = `tools-${process.pid}-${Date.now()}`
     const topic = `home/${run_}/thermostat/thermostat-1/temp`
     const mosquitto = (who: string) => ['-L', MOSQUITTO, '--cafile', caFile, '--no-key-login', '-i', `${run_}-${who}`]
+    /** smqtt-pub as thermostat-1 on `topic` at QoS 1, with `message` (-m TEXT or -f FILE). */
+    const thermostatPub = (...message: string[]) =>
+      run('pub', [...as('thermostat-1'), ...mosquitto('pub'), '-t', topic, ...message, '-q', '1'])
 
     const raw = async () => {
       const client = await mqtt.connectAsync(MOSQUITTO, { clientId: `${run_}-raw`, reconnectPeriod: 0 })
@@ -266,16 +260,7 @@ describe('against the real stack', () => {
       attacker.on('message', (_topic, payload) => wire.push(payload))
       await attacker.subscribeAsync(topic, { qos: 1 })
       // An envelope the subscriber has not seen yet: sent before it starts, kept by the attacker.
-      const first = await run('pub', [
-        ...as('thermostat-1'),
-        ...mosquitto('pub'),
-        '-t',
-        topic,
-        '-m',
-        'first',
-        '-q',
-        '1',
-      ])
+      const first = await thermostatPub('-m', 'first')
       expect(first).toMatchObject({ code: 0, stderr: '' })
       await within(
         (async () => {
@@ -307,16 +292,7 @@ describe('against the real stack', () => {
       await attacker.publishAsync(topic, envelope, { qos: 1 }) // now a replay
       await refusals(3)
 
-      const second = await run('pub', [
-        ...as('thermostat-1'),
-        ...mosquitto('pub'),
-        '-t',
-        topic,
-        '-f',
-        caFile,
-        '-q',
-        '1',
-      ])
+      const second = await thermostatPub('-f', caFile)
       expect(second).toMatchObject({ code: 0, stderr: '' })
       const { code, stdout, stderr } = await sub.exited
       expect(code, stderr).toBe(0)

@@ -118,12 +118,22 @@ export { createWriterRecord, MAX_RECORD_WRITERS, openWriterRecord } from './writ
 import { defaultBackend } from '#crypto-backend'
 /** The backend this platform uses by default: `native` on Node with sodium-native, `noble` elsewhere. */
 export const cryptoBackend = defaultBackend
-export type { BrokerSnapshot, BrokerSnapshotNotice, SnapshotEpoch, SnapshotPrincipal } from './broker-snapshot.js'
+export type {
+  BrokerSnapshot,
+  BrokerSnapshotDelta,
+  BrokerSnapshotNotice,
+  SnapshotEpoch,
+  SnapshotPrincipal,
+} from './broker-snapshot.js'
 export {
+  applyBrokerSnapshotDelta,
   createBrokerSnapshot,
+  createBrokerSnapshotDelta,
   createBrokerSnapshotNotice,
   openBrokerSnapshot,
+  openBrokerSnapshotDelta,
   openBrokerSnapshotNotice,
+  SNAPSHOT_ACCEPT_DELTA_HEADER,
   SNAPSHOT_NOTICE_HEADER,
 } from './broker-snapshot.js'
 export { configField, parseConfigText } from './config-text.js'

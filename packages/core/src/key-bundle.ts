@@ -332,28 +332,15 @@ function checkedSlot(
   return sealed
 }
 
-interface SealedEpoch {
-  epoch: number
-  activatesAt: number
-  retiresAt: number
+// A bundle as parsed, before any epoch key is opened: an OpenedKeyBundle with sealed epochs.
+interface SealedEpoch extends Omit<OpenedEpochKey, 'key'> {
   kem: HpkeKem
   enc: Uint8Array
   sealedKey: Uint8Array
 }
 
-interface ParsedKeyBundle {
-  principal: string
-  issuedAt: number
-  notBefore: number
-  notAfter: number
-  groups: {
-    group: number
-    name: string
-    filter: string
-    suite: number
-    epochs: SealedEpoch[]
-    writers: Map<number, OpenedKeyGroupWriter>
-  }[]
+interface ParsedKeyBundle extends Omit<OpenedKeyBundle, 'groups'> {
+  groups: (Omit<OpenedKeyGroup, 'epochs'> & { epochs: SealedEpoch[] })[]
 }
 
 function parseKeyBundleBody(json: unknown, read: StrictJsonReader): ParsedKeyBundle {

@@ -1,4 +1,5 @@
-// Shared test fixtures: a deterministic group with writers and a reader-only member.
+// Shared test fixtures: a deterministic group with writers and a reader-only member, and the
+// two ways a test reads an SmqttError (its code, or the error itself for its details).
 import type { CryptoBackend } from '../src/crypto/backend.js'
 import { createNativeBackend, loadSodium } from '../src/crypto/native.js'
 import { nobleBackend } from '../src/crypto/noble.js'
@@ -6,6 +7,7 @@ import { EpochKey } from '../src/envelope/epoch-key.js'
 import type { EnvelopeKeys } from '../src/envelope/open.js'
 import { createEnvelopeSigner } from '../src/envelope/signer.js'
 import type { SuiteId } from '../src/envelope/suites.js'
+import { isSmqttError, type SmqttError, type SmqttErrorCode } from '../src/errors.js'
 
 const sodium = loadSodium()
 if (!sodium) throw new Error('sodium-native must be installed for the test suite')
@@ -39,4 +41,26 @@ export function makeGroup(suite: SuiteId = 1, backend: CryptoBackend = nativeBac
     writerKey: (group, kid) => (group === 7 ? writers.get(kid) : undefined),
   }
   return { epochKey, thermostat, app, readerOnly, keys }
+}
+
+/** The code of the SmqttError that `run` throws, or 'ok' when it returns; any other error is rethrown. */
+export function codeOf(run: () => unknown): SmqttErrorCode | 'ok' {
+  try {
+    run()
+    return 'ok'
+  } catch (err) {
+    if (isSmqttError(err)) return err.code
+    throw err
+  }
+}
+
+/** The SmqttError with `code` that `run` throws (to read its message or details); anything else fails. */
+export function thrown(code: SmqttErrorCode, run: () => unknown): SmqttError {
+  try {
+    run()
+  } catch (err) {
+    if (isSmqttError(err, code)) return err
+    throw err
+  }
+  throw new Error(`expected ${code}, nothing was thrown`)
 }

@@ -15,43 +15,18 @@ import { ENVELOPE_VERSION, encodeHeader } from '../src/envelope/header.js'
 import { openEnvelope } from '../src/envelope/open.js'
 import { sealEnvelope } from '../src/envelope/seal.js'
 import { createEnvelopeSigner } from '../src/envelope/signer.js'
-import { SUITES, type SuiteId } from '../src/envelope/suites.js'
+import { SUITES } from '../src/envelope/suites.js'
 import { verifyEnvelope } from '../src/envelope/verify.js'
 import { SmqttError } from '../src/errors.js'
+import { type EnvelopeCase, propertiesToJson } from './_envelope-vectors.js'
 import { nativeBackend } from './_fixtures.js'
 
 const FILE = fileURLToPath(new URL('../vectors/envelope-v1-bound-properties.json', import.meta.url))
 
-/** Properties as JSON: correlation data in hex, user properties as [key, value] pairs in packet order. */
-interface PropertiesJson {
-  contentType?: string
-  responseTopic?: string
-  correlationData?: string
-  userProperties?: [string, string][]
-}
-
-function toJson(p: EnvelopeProperties): PropertiesJson {
-  const out: PropertiesJson = {}
-  if (p.contentType !== undefined) out.contentType = p.contentType
-  if (p.responseTopic !== undefined) out.responseTopic = p.responseTopic
-  if (p.correlationData !== undefined) out.correlationData = toHex(p.correlationData)
-  if (p.userProperties !== undefined) out.userProperties = p.userProperties.map(([k, v]) => [k, v])
-  return out
-}
-
 const bytes = (n: number, step: number, start: number) =>
   Uint8Array.from({ length: n }, (_, i) => (start + i * step) & 0xff)
 
-interface CaseInput {
-  name: string
-  suite: SuiteId
-  group: number
-  epoch: number
-  kid: number
-  seq: number
-  sentAt: number
-  retain: boolean
-  topic: string
+interface CaseInput extends EnvelopeCase {
   payload: Uint8Array
   properties: EnvelopeProperties
   /** Bind only these (another implementation's sender); default: what sealEnvelope binds. */
@@ -317,14 +292,14 @@ const cases = inputs.map((c, i) => {
       verifyEnvelope(envelope, c.topic, { writerKey: keys.writerKey, ...options })
       return {
         name: check.name,
-        received: check.received ? toJson(check.received) : null,
+        received: check.received ? propertiesToJson(check.received) : null,
         result: 'opened',
-        verified: toJson(opened.properties.verified),
-        unsigned: toJson(opened.properties.unsigned),
+        verified: propertiesToJson(opened.properties.verified),
+        unsigned: propertiesToJson(opened.properties.unsigned),
       }
     } catch (err) {
       if (!(err instanceof SmqttError)) throw err
-      return { name: check.name, received: check.received ? toJson(check.received) : null, result: err.code }
+      return { name: check.name, received: check.received ? propertiesToJson(check.received) : null, result: err.code }
     }
   })
   return {
@@ -338,7 +313,7 @@ const cases = inputs.map((c, i) => {
     retain: c.retain,
     topic: c.topic,
     payload: toHex(c.payload),
-    properties: toJson(c.properties),
+    properties: propertiesToJson(c.properties),
     binding,
     boundProperties: toHex(encodeBoundProperties(binding, c.properties) as Uint8Array),
     epochKey: toHex(epochKeyBytes),

@@ -10,10 +10,9 @@
 // bytes (for the nonces of the CONNECT password and of request signatures).
 import { existsSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { concatBytes, fromUtf8, toBase64Url, toHex, utf8 } from '../src/_bytes.js'
+import { concatBytes, toBase64Url, toHex, utf8 } from '../src/_bytes.js'
 import { createConnectPassword, verifyConnectPassword } from '../src/connect-password.js'
 import { principalControlTopic } from '../src/control-topics.js'
-import type { CryptoBackend } from '../src/crypto/backend.js'
 import { hpkeSeal } from '../src/crypto/hpke.js'
 import { sha256 } from '../src/crypto/kdf.js'
 import { signedBytes, signWithContext } from '../src/crypto/signature.js'
@@ -32,7 +31,8 @@ import { parseRequestSignature, signRequest, verifyRequestSignature } from '../s
 import { createRevocationList, RevocationList } from '../src/revocation-list.js'
 import type { SignedDocument } from '../src/signed-document.js'
 import { createWriterRecord, openWriterRecord } from '../src/writer-record.js'
-import { nativeBackend } from './_fixtures.js'
+import { fixedRandom, groupKeyInfo, payloadText } from './_document-vectors.js'
+import { codeOf, nativeBackend } from './_fixtures.js'
 
 const FILE = fileURLToPath(new URL('../vectors/documents-v1.json', import.meta.url))
 if (existsSync(FILE) && !process.argv.includes('--force'))
@@ -41,14 +41,6 @@ if (existsSync(FILE) && !process.argv.includes('--force'))
 const backend = nativeBackend
 /** A 32-byte value named by a label: sha256("smqtt documents-v1 " + label). */
 const seed = (label: string) => sha256(utf8(`smqtt documents-v1 ${label}`))
-/** A backend whose randomBytes returns `bytes` (test-only: fixes a nonce). */
-const fixedRandom = (bytes: Uint8Array): CryptoBackend => ({
-  ...backend,
-  randomBytes: (length: number) => {
-    if (length !== bytes.length) throw new Error(`asked for ${length} random bytes, have ${bytes.length}`)
-    return bytes.slice()
-  },
-})
 
 function identity(id: string): Identity {
   return importIdentity(
@@ -83,17 +75,6 @@ const lock = identity('lock-1')
 
 const T = 1_796_000_000 // 2026-11-30T01:33:20Z
 
-// The HPKE info of a sealed epoch key, written out from docs/documents.md (not imported), so
-// the vectors check the documentation against the code.
-function groupKeyInfo(recipient: string, group: number, epoch: number, suite: number): Uint8Array {
-  const slot = new Uint8Array(12)
-  const view = new DataView(slot.buffer)
-  view.setUint32(0, group, false)
-  view.setUint32(4, epoch, false)
-  view.setUint32(8, suite, false)
-  return concatBytes(utf8('smqtt/v1 group-key'), new Uint8Array([0]), slot, utf8(recipient))
-}
-
 interface HpkeCase {
   name: string
   kem: 'x25519'
@@ -112,11 +93,11 @@ interface HpkeCase {
 }
 const hpkeCases: HpkeCase[] = []
 
-/** Seals `key` to `recipient` for a slot with a fixed ephemeral key, recording the HPKE case. */
-function seal(recipient: Identity, group: number, epoch: number, suite: number, key: Uint8Array): SealedEpochKey {
+/** HPKE-seals `key` to `recipient` for a slot, with an ephemeral key fixed by the slot. */
+function hpkeSealSlot(recipient: Identity, group: number, epoch: number, suite: number, key: Uint8Array) {
   const ephemeral = seed(`ephemeral ${recipient.id} ${group} ${epoch}`)
   const info = groupKeyInfo(recipient.id, group, epoch, suite)
-  const { enc, ciphertext } = hpkeSeal({
+  const sealed = hpkeSeal({
     kem: 'x25519',
     recipientPublicKey: recipient.agreementKey,
     info,
@@ -124,6 +105,12 @@ function seal(recipient: Identity, group: number, epoch: number, suite: number, 
     unsafeEphemeralSecret: ephemeral,
     backend,
   })
+  return { ephemeral, info, ...sealed }
+}
+
+/** The sealed epoch key of a bundle slot. */
+function seal(recipient: Identity, group: number, epoch: number, suite: number, key: Uint8Array): SealedEpochKey {
+  const { enc, ciphertext } = hpkeSealSlot(recipient, group, epoch, suite, key)
   return {
     recipient: recipient.id,
     group,
@@ -135,17 +122,9 @@ function seal(recipient: Identity, group: number, epoch: number, suite: number, 
   }
 }
 
+/** Records the HPKE case of a slot (the same sealing as `seal`). */
 function hpkeCase(name: string, recipient: Identity, group: number, epoch: number, suite: number, key: Uint8Array) {
-  const ephemeral = seed(`ephemeral ${recipient.id} ${group} ${epoch}`)
-  const info = groupKeyInfo(recipient.id, group, epoch, suite)
-  const { enc, ciphertext } = hpkeSeal({
-    kem: 'x25519',
-    recipientPublicKey: recipient.agreementKey,
-    info,
-    plaintext: key,
-    unsafeEphemeralSecret: ephemeral,
-    backend,
-  })
+  const { ephemeral, info, enc, ciphertext } = hpkeSealSlot(recipient, group, epoch, suite, key)
   hpkeCases.push({
     name,
     kem: 'x25519',
@@ -169,22 +148,11 @@ function signRaw(context: string, payloadText: string, signer = keyServer): Sign
   const payload = utf8(payloadText)
   return { payload: toBase64Url(payload), signature: toBase64Url(signWithContext(signer, context, payload, backend)) }
 }
-const payloadText = (doc: SignedDocument) => fromUtf8(Uint8Array.from(Buffer.from(doc.payload, 'base64url'))) as string
 /** Re-signs the payload JSON of `doc` after `edit` (the key server's signature stays valid). */
 function edited(context: string, doc: SignedDocument, edit: (body: Record<string, unknown>) => void): SignedDocument {
   const body = JSON.parse(payloadText(doc)) as Record<string, unknown>
   edit(body)
   return signRaw(context, JSON.stringify(body))
-}
-/** The error code `f` throws, or "ok". */
-function outcome(f: () => unknown): string {
-  try {
-    f()
-    return 'ok'
-  } catch (err) {
-    if (err instanceof SmqttError) return err.code
-    throw err
-  }
 }
 
 // ---- signature with context --------------------------------------------------------------
@@ -499,15 +467,15 @@ const keyBundle = {
   payloadText: payloadText(bundle),
   opened: openedJson(openBundle(bundle, T)),
   boundaries: [
-    { now: validity.notBefore, result: outcome(() => openBundle(bundle, validity.notBefore)) },
-    { now: validity.notAfter - 1, result: outcome(() => openBundle(bundle, validity.notAfter - 1)) },
+    { now: validity.notBefore, result: codeOf(() => openBundle(bundle, validity.notBefore)) },
+    { now: validity.notAfter - 1, result: codeOf(() => openBundle(bundle, validity.notAfter - 1)) },
   ],
   negative: bundleNegative.map((c) => ({
     name: c.name,
     now: c.now ?? T,
     recipient: c.name.includes('lock-1') ? lock.id : device.id,
     document: c.document,
-    error: outcome(() => openBundle(c.document, c.now ?? T, c.name.includes('lock-1') ? lock : device)),
+    error: codeOf(() => openBundle(c.document, c.now ?? T, c.name.includes('lock-1') ? lock : device)),
   })),
 }
 for (const c of keyBundle.negative) if (c.error === 'ok') throw new Error(`bundle case "${c.name}" opened`)
@@ -523,7 +491,7 @@ const accepted = [
   { name: 'a group name with \\u escapes', text: payloadText(bundle).replace('"thermostats"', '"\\u0074hermostats"') },
 ].map((c) => {
   const document = signRaw(B, c.text)
-  const result = outcome(() => openBundle(document, T))
+  const result = codeOf(() => openBundle(document, T))
   if (result !== 'ok') throw new Error(`accepted case ${c.name}: ${result}`)
   return { name: c.name, document, payloadText: c.text, error: result }
 })
@@ -587,7 +555,7 @@ const revocationsNext = createRevocationList({
   backend,
 })
 const acceptOne = (doc: unknown) =>
-  outcome(() => new RevocationList().accept(doc, { keyServerPublicKey: keyServer.signingKey, backend }))
+  codeOf(() => new RevocationList().accept(doc, { keyServerPublicKey: keyServer.signingKey, backend }))
 const revocationNegative = [
   { name: 'signature altered', document: { ...revocations, signature: alterFirstChar(revocations.signature) } },
   { name: 'signed under context smqtt.key-bundle', document: signRaw(B, payloadText(revocations)) },
@@ -679,7 +647,7 @@ const writerRecord = {
       publish: w.publish,
     })),
   },
-  boundaries: [T - 60, T + 299].map((now) => ({ now, result: outcome(() => openRecord(record, now)) })),
+  boundaries: [T - 60, T + 299].map((now) => ({ now, result: codeOf(() => openRecord(record, now)) })),
   negative: [
     {
       name: 'writer rights outside the record filter',
@@ -699,7 +667,7 @@ const writerRecord = {
     now: c.now ?? T,
     reader: c.reader ?? app.id,
     document: c.document,
-    error: outcome(() => openRecord(c.document, c.now ?? T, c.reader ?? app.id)),
+    error: codeOf(() => openRecord(c.document, c.now ?? T, c.reader ?? app.id)),
   })),
 }
 
@@ -718,7 +686,7 @@ const principal = createPrincipalRecord(
   backend,
 )
 const P = 'smqtt.principal'
-const openPrincipal = (doc: unknown) => outcome(() => openPrincipalRecord(doc, keyServer.signingKey, backend))
+const openPrincipal = (doc: unknown) => codeOf(() => openPrincipalRecord(doc, keyServer.signingKey, backend))
 const principalRecord = {
   document: principal,
   payloadText: payloadText(principal),
@@ -735,10 +703,10 @@ const principalRecord = {
 
 // ---- CONNECT password ---------------------------------------------------------------------
 const connectNonce = Uint8Array.from({ length: 16 }, (_, i) => i)
-const password = createConnectPassword(device, device.id, { now: T, backend: fixedRandom(connectNonce) })
+const password = createConnectPassword(device, device.id, { now: T, backend: fixedRandom(backend, connectNonce) })
 const nonceText = toBase64Url(connectNonce)
 const verifyPassword = (pw: string, clientId: string, now: number) =>
-  outcome(() => verifyConnectPassword(pw, { clientId, signingKey: device.signingKey, now, backend }))
+  codeOf(() => verifyConnectPassword(pw, { clientId, signingKey: device.signingKey, now, backend }))
 const [, , , signatureText] = password.split('.') as [string, string, string, string]
 const connectPassword = {
   signingSeed: toHex(device.signingSeed),
@@ -794,10 +762,10 @@ const requests = [
     device.id,
     device,
     { method: r.method, path: r.path, body },
-    { now: T, backend: fixedRandom(nonce) },
+    { now: T, backend: fixedRandom(backend, nonce) },
   )
   const message = `${r.method.toUpperCase()}\n${r.path}\n${T}\n${toBase64Url(nonce)}\n${toBase64Url(sha256(body))}`
-  const verified = outcome(() =>
+  const verified = codeOf(() =>
     verifyRequestSignature(
       parseRequestSignature(headers),
       device.signingKey,
@@ -821,7 +789,7 @@ const requests = [
 })
 const first = requests[2] as (typeof requests)[number]
 const verifyRequest = (headers: Record<string, string>, body: string, now: number) =>
-  outcome(() =>
+  codeOf(() =>
     verifyRequestSignature(
       parseRequestSignature(headers),
       device.signingKey,

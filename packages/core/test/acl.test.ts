@@ -12,17 +12,7 @@ import {
 } from '../src/acl.js'
 import { isSmqttError } from '../src/errors.js'
 import { filterCovers, isValidFilter, topicMatches } from '../src/topic-filter.js'
-
-function expectCode(fn: () => unknown, code: string, messagePart?: string): void {
-  try {
-    fn()
-  } catch (err) {
-    expect(isSmqttError(err) && err.code).toBe(code)
-    if (messagePart !== undefined) expect((err as Error).message).toContain(messagePart)
-    return
-  }
-  expect.unreachable(`expected ${code}`)
-}
+import { codeOf, thrown } from './_fixtures.js'
 
 const policyOf = (rules: AclRule[], groups: KeyGroupPolicy[] = [], plaintext: string[] = []): Policy => ({
   version: 1,
@@ -163,19 +153,19 @@ describe('%c and %u substitution', () => {
   })
 
   test.each(['', '+', '#', 'a/b', 'a/#', 'x+', '\u0000', '\ud800'])('a principal id %j is refused', (id) => {
-    expectCode(() => substitutePattern('devices/%c', who(id)), 'ERR_ACL_SUBSTITUTION_REFUSED')
+    expect(codeOf(() => substitutePattern('devices/%c', who(id)))).toBe('ERR_ACL_SUBSTITUTION_REFUSED')
   })
 
   test('a missing or unsafe username is refused', () => {
-    expectCode(() => substitutePattern('users/%u', who('x')), 'ERR_ACL_SUBSTITUTION_REFUSED')
-    expectCode(() => substitutePattern('users/%u', who('x', [], '')), 'ERR_ACL_SUBSTITUTION_REFUSED')
-    expectCode(() => substitutePattern('users/%u', who('x', [], 'a/b')), 'ERR_ACL_SUBSTITUTION_REFUSED')
+    expect(codeOf(() => substitutePattern('users/%u', who('x')))).toBe('ERR_ACL_SUBSTITUTION_REFUSED')
+    expect(codeOf(() => substitutePattern('users/%u', who('x', [], '')))).toBe('ERR_ACL_SUBSTITUTION_REFUSED')
+    expect(codeOf(() => substitutePattern('users/%u', who('x', [], 'a/b')))).toBe('ERR_ACL_SUBSTITUTION_REFUSED')
     // Only the values the pattern uses matter.
     expect(substitutePattern('devices/%c', who('x'))).toBe('devices/x')
   })
 
   test("a value may not turn a pattern into a '$' filter", () => {
-    expectCode(() => substitutePattern('%c/#', who('$SYS')), 'ERR_ACL_SUBSTITUTION_REFUSED')
+    expect(codeOf(() => substitutePattern('%c/#', who('$SYS')))).toBe('ERR_ACL_SUBSTITUTION_REFUSED')
     expect(substitutePattern('devices/%c', who('$x'))).toBe('devices/$x')
   })
 
@@ -451,12 +441,12 @@ describe('parsePolicy', () => {
     ['sparse array', (p) => (p.plaintext = [, 'a']), 'plaintext[0]'],
   ])('refuses %s', (name, change, path) => {
     const input = name === 'not an object' ? [valid] : withChange(change)
-    expectCode(() => parsePolicy(input), 'ERR_POLICY_INVALID', path)
+    expect(thrown('ERR_POLICY_INVALID', () => parsePolicy(input)).message).toContain(path)
   })
 
   test('PolicyEvaluator re-validates what it is given', () => {
     const bad = { ...valid, groups: [...valid.groups, { id: 9, name: 'all', filter: '#' }] } as unknown as Policy
-    expectCode(() => new PolicyEvaluator(bad), 'ERR_POLICY_INVALID', 'groups[2].filter')
+    expect(thrown('ERR_POLICY_INVALID', () => new PolicyEvaluator(bad)).message).toContain('groups[2].filter')
   })
 
   test('never throws anything but ERR_POLICY_INVALID on arbitrary input', () => {

@@ -12,7 +12,6 @@ import { hpkeOpen, hpkeSeal } from '../src/crypto/hpke.js'
 import { sha256 } from '../src/crypto/kdf.js'
 import { signedBytes, signWithContext, verifyWithContext } from '../src/crypto/signature.js'
 import { createEnrollmentRequest, verifyEnrollmentProof } from '../src/enrollment-request.js'
-import { SmqttError } from '../src/errors.js'
 import { type Identity, importIdentity } from '../src/identity.js'
 import { createKeyBundle, openKeyBundle } from '../src/key-bundle.js'
 import { createPrincipalRecord, openPrincipalRecord } from '../src/principal-record.js'
@@ -20,7 +19,8 @@ import { parseRequestSignature, signRequest, verifyRequestSignature } from '../s
 import { createRevocationList, RevocationList } from '../src/revocation-list.js'
 import type { SignedDocument } from '../src/signed-document.js'
 import { createWriterRecord, openWriterRecord } from '../src/writer-record.js'
-import { backends } from './_fixtures.js'
+import { fixedRandom, groupKeyInfo, payloadText } from './_document-vectors.js'
+import { backends, codeOf } from './_fixtures.js'
 
 interface IdentityHex {
   id: string
@@ -79,29 +79,6 @@ function identity(id: string, backend: CryptoBackend): Identity {
     { backend },
   )
 }
-const fixedRandom = (backend: CryptoBackend, bytes: Uint8Array): CryptoBackend => ({
-  ...backend,
-  randomBytes: () => bytes.slice(),
-})
-function outcome(f: () => unknown): string {
-  try {
-    f()
-    return 'ok'
-  } catch (err) {
-    if (err instanceof SmqttError) return err.code
-    throw err
-  }
-}
-const payloadOf = (doc: SignedDocument) => new TextDecoder().decode(fromBase64Url(doc.payload))
-// The HPKE info as docs/documents.md writes it.
-function groupKeyInfo(recipient: string, group: number, epoch: number, suite: number): Uint8Array {
-  const slot = new Uint8Array(12)
-  const view = new DataView(slot.buffer)
-  view.setUint32(0, group, false)
-  view.setUint32(4, epoch, false)
-  view.setUint32(8, suite, false)
-  return concatBytes(utf8('smqtt/v1 group-key\0'), slot, utf8(recipient))
-}
 const writerInput = (w: WriterJson) => ({ ...w, signingKey: fromHex(w.signingKey) })
 
 describe('document vectors v1', () => {
@@ -158,7 +135,7 @@ describe('document vectors v1', () => {
               backend,
             })
           expect(toHex(open(info))).toBe(c.plaintext)
-          expect(outcome(() => open(concatBytes(info, Uint8Array.of(0))))).toBe('ERR_HPKE_OPEN_FAILED')
+          expect(codeOf(() => open(concatBytes(info, Uint8Array.of(0))))).toBe('ERR_HPKE_OPEN_FAILED')
         }
       })
 
@@ -175,9 +152,9 @@ describe('document vectors v1', () => {
             writers: [...g.writers].map(([kid, w]) => ({ kid, ...w, signingKey: toHex(w.signingKey) })),
           })),
         }).toEqual(kb.opened)
-        expect(payloadOf(kb.document)).toBe(kb.payloadText)
+        expect(payloadText(kb.document)).toBe(kb.payloadText)
         for (const b of kb.boundaries)
-          expect(outcome(() => openKeyBundle(kb.document, { ...options, now: b.now }))).toBe(b.result)
+          expect(codeOf(() => openKeyBundle(kb.document, { ...options, now: b.now }))).toBe(b.result)
 
         // The same inputs, with the sealed keys of the document, give the same bytes.
         const body = JSON.parse(kb.payloadText)
@@ -219,14 +196,14 @@ describe('document vectors v1', () => {
       test('key bundle: every refusal with its code, other spellings accepted', () => {
         for (const c of V.keyBundle.negative as (NegativeCase & { recipient: string })[]) {
           const recipient = identity(c.recipient, backend)
-          const result = outcome(() =>
+          const result = codeOf(() =>
             openKeyBundle(c.document, { keyServerPublicKey: keyServer.signingKey, recipient, now: c.now, backend }),
           )
           expect(result, c.name).toBe(c.error)
         }
         const device = identity(V.keyBundle.recipient.id, backend)
         for (const c of V.keyBundleAccepted) {
-          expect(payloadOf(c.document)).toBe(c.payloadText)
+          expect(payloadText(c.document)).toBe(c.payloadText)
           const opened = openKeyBundle(c.document, {
             keyServerPublicKey: keyServer.signingKey,
             recipient: device,
@@ -243,7 +220,7 @@ describe('document vectors v1', () => {
         for (const v of V.revocationList.valid) {
           const list = new RevocationList()
           expect(accept(list, v.document)).toBe(true)
-          expect(payloadOf(v.document)).toBe(v.payloadText)
+          expect(payloadText(v.document)).toBe(v.payloadText)
           expect({ version: list.version, issuedAt: list.issuedAt, prunedBefore: list.prunedBefore }).toEqual({
             version: v.version,
             issuedAt: v.issuedAt,
@@ -262,14 +239,14 @@ describe('document vectors v1', () => {
         }
         for (const c of V.revocationList.negative)
           expect(
-            outcome(() => accept(new RevocationList(), c.document)),
+            codeOf(() => accept(new RevocationList(), c.document)),
             c.name,
           ).toBe(c.error)
         for (const s of V.revocationList.sequences) {
           const list = new RevocationList()
           const results = s.documents.map((d: SignedDocument) => {
             let changed = false
-            const r = outcome(() => {
+            const r = codeOf(() => {
               changed = accept(list, d)
             })
             return r !== 'ok' ? r : changed ? 'accepted' : 'unchanged'
@@ -288,8 +265,8 @@ describe('document vectors v1', () => {
           ...opened,
           writers: [...opened.writers].map(([kid, w]) => ({ kid, ...w, signingKey: toHex(w.signingKey) })),
         }).toEqual(wr.opened)
-        expect(payloadOf(wr.document)).toBe(wr.payloadText)
-        for (const b of wr.boundaries) expect(outcome(() => open(wr.document, wr.reader, b.now))).toBe(b.result)
+        expect(payloadText(wr.document)).toBe(wr.payloadText)
+        for (const b of wr.boundaries) expect(codeOf(() => open(wr.document, wr.reader, b.now))).toBe(b.result)
         const again = createWriterRecord({
           reader: wr.opened.reader,
           group: wr.opened.group,
@@ -303,7 +280,7 @@ describe('document vectors v1', () => {
         expect(again).toEqual(wr.document)
         for (const c of wr.negative as (NegativeCase & { reader: string })[])
           expect(
-            outcome(() => open(c.document, c.reader, c.now)),
+            codeOf(() => open(c.document, c.reader, c.now)),
             c.name,
           ).toBe(c.error)
       })
@@ -311,11 +288,11 @@ describe('document vectors v1', () => {
       test('principal record and enrollment', () => {
         const pr = V.principalRecord
         const record = openPrincipalRecord(pr.document, keyServer.signingKey, backend)
-        expect(payloadOf(pr.document)).toBe(pr.payloadText)
+        expect(payloadText(pr.document)).toBe(pr.payloadText)
         expect(createPrincipalRecord(record, keyServer, backend)).toEqual(pr.document)
         for (const c of pr.negative)
           expect(
-            outcome(() => openPrincipalRecord(c.document, keyServer.signingKey, backend)),
+            codeOf(() => openPrincipalRecord(c.document, keyServer.signingKey, backend)),
             c.name,
           ).toBe(c.error)
 
@@ -350,7 +327,7 @@ describe('document vectors v1', () => {
           true,
         )
         for (const c of cp.checks) {
-          const result = outcome(() =>
+          const result = codeOf(() =>
             verifyConnectPassword(c.password, {
               clientId: c.clientId,
               signingKey: device.signingKey,
@@ -381,7 +358,7 @@ describe('document vectors v1', () => {
         const first = V.requestSignature.requests[2]
         const device = identity(first.principal, backend)
         for (const c of V.requestSignature.checks) {
-          const result = outcome(() =>
+          const result = codeOf(() =>
             verifyRequestSignature(
               parseRequestSignature(c.headers),
               device.signingKey,

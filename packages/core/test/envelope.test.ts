@@ -14,21 +14,10 @@ import { SUITES, type SuiteId } from '../src/envelope/suites.js'
 import { verifyEnvelope } from '../src/envelope/verify.js'
 import { SmqttError } from '../src/errors.js'
 import { ReplayWindow } from '../src/replay-window.js'
-import { backends, filled, makeGroup, nativeBackend, payloadOf, TOPIC } from './_fixtures.js'
+import { backends, codeOf, filled, makeGroup, nativeBackend, payloadOf, TOPIC } from './_fixtures.js'
 
 const NOW = 1_790_000_000
 const suites = Object.keys(SUITES).map(Number) as SuiteId[]
-
-function expectCode(fn: () => unknown, code: string): void {
-  try {
-    fn()
-  } catch (err) {
-    expect(err).toBeInstanceOf(SmqttError)
-    expect((err as SmqttError).code).toBe(code)
-    return
-  }
-  throw new Error(`expected ${code}, nothing was thrown`)
-}
 
 function seal(group = makeGroup(), overrides: Partial<Parameters<typeof sealEnvelope>[0]> = {}) {
   return sealEnvelope({
@@ -97,8 +86,7 @@ describe('round trip', () => {
 describe('attacks', () => {
   test('topic swap: the same envelope on another topic is refused', () => {
     const group = makeGroup()
-    expectCode(
-      () => openEnvelope(seal(group), 'home/hall/lock/cmd', { keys: group.keys, now: NOW }),
+    expect(codeOf(() => openEnvelope(seal(group), 'home/hall/lock/cmd', { keys: group.keys, now: NOW }))).toBe(
       'ERR_ENVELOPE_SIGNATURE_INVALID',
     )
   })
@@ -107,22 +95,19 @@ describe('attacks', () => {
     const group = makeGroup()
     // It holds the epoch key, so it can encrypt; it puts the thermostat's kid in the header.
     const impostor = createEnvelopeSigner({ kid: 1000, seed: filled(32, 3) })
-    expectCode(
-      () => openEnvelope(seal(group, { signer: impostor }), TOPIC, { keys: group.keys, now: NOW }),
+    expect(codeOf(() => openEnvelope(seal(group, { signer: impostor }), TOPIC, { keys: group.keys, now: NOW }))).toBe(
       'ERR_ENVELOPE_SIGNATURE_INVALID',
     )
     // Under its own kid it is not a writer.
-    expectCode(
-      () => openEnvelope(seal(group, { signer: group.readerOnly }), TOPIC, { keys: group.keys, now: NOW }),
-      'ERR_UNKNOWN_SENDER',
-    )
+    expect(
+      codeOf(() => openEnvelope(seal(group, { signer: group.readerOnly }), TOPIC, { keys: group.keys, now: NOW })),
+    ).toBe('ERR_UNKNOWN_SENDER')
   })
 
   test('wrong key: a writer with a stale key for the epoch cannot be read', () => {
     const group = makeGroup()
     const wrongKey = new EpochKey({ group: 7, epoch: 300, suite: 1, key: filled(32, 0x43) })
-    expectCode(
-      () => openEnvelope(seal(group, { epochKey: wrongKey }), TOPIC, { keys: group.keys, now: NOW }),
+    expect(codeOf(() => openEnvelope(seal(group, { epochKey: wrongKey }), TOPIC, { keys: group.keys, now: NOW }))).toBe(
       'ERR_ENVELOPE_DECRYPTION_FAILED',
     )
   })
@@ -130,8 +115,7 @@ describe('attacks', () => {
   test('unknown epoch', () => {
     const group = makeGroup()
     const later = new EpochKey({ group: 7, epoch: 301, suite: 1, key: filled(32, 0x42) })
-    expectCode(
-      () => openEnvelope(seal(group, { epochKey: later }), TOPIC, { keys: group.keys, now: NOW }),
+    expect(codeOf(() => openEnvelope(seal(group, { epochKey: later }), TOPIC, { keys: group.keys, now: NOW }))).toBe(
       'ERR_UNKNOWN_EPOCH',
     )
   })
@@ -139,15 +123,13 @@ describe('attacks', () => {
   test('suite downgrade: an envelope in another suite than the group is refused', () => {
     const group = makeGroup(1)
     const aes = new EpochKey({ group: 7, epoch: 300, suite: 2, key: filled(32, 0x42) })
-    expectCode(
-      () => openEnvelope(seal(group, { epochKey: aes }), TOPIC, { keys: group.keys, now: NOW }),
+    expect(codeOf(() => openEnvelope(seal(group, { epochKey: aes }), TOPIC, { keys: group.keys, now: NOW }))).toBe(
       'ERR_ENVELOPE_UNSUPPORTED',
     )
     // Rewriting the suite byte of a genuine envelope breaks its signature.
     const envelope = seal(group)
     envelope[1] = ((envelope[1] as number) & 0xf0) | 2
-    expectCode(
-      () => verifyEnvelope(envelope, TOPIC, { writerKey: group.keys.writerKey }),
+    expect(codeOf(() => verifyEnvelope(envelope, TOPIC, { writerKey: group.keys.writerKey }))).toBe(
       'ERR_ENVELOPE_SIGNATURE_INVALID',
     )
   })
@@ -163,24 +145,25 @@ describe('attacks', () => {
     expect(openEnvelope(seal(group, { topic: own, seq: 1 }), own, { keys, now: NOW, replay }).header.sender).toBe(1000)
     const elsewhere = 'home/hall/thermostat/1001/temp'
     const trespass = seal(group, { topic: elsewhere, seq: 2 })
-    expectCode(() => openEnvelope(trespass, elsewhere, { keys, now: NOW, replay }), 'ERR_SENDER_NOT_PERMITTED')
+    expect(codeOf(() => openEnvelope(trespass, elsewhere, { keys, now: NOW, replay }))).toBe('ERR_SENDER_NOT_PERMITTED')
     // Signature first: a forgery names no one whose rights could be checked.
     const forged = seal(group, {
       topic: elsewhere,
       seq: 3,
       signer: createEnvelopeSigner({ kid: 1000, seed: filled(32, 9) }),
     })
-    expectCode(() => openEnvelope(forged, elsewhere, { keys, now: NOW, replay }), 'ERR_ENVELOPE_SIGNATURE_INVALID')
+    expect(codeOf(() => openEnvelope(forged, elsewhere, { keys, now: NOW, replay }))).toBe(
+      'ERR_ENVELOPE_SIGNATURE_INVALID',
+    )
     // A refused envelope leaves its sequence number unused.
     expect(openEnvelope(seal(group, { topic: own, seq: 2 }), own, { keys, now: NOW, replay }).header.seq).toBe(2)
   })
 
   test('revoked sender', () => {
     const group = makeGroup()
-    expectCode(
-      () => openEnvelope(seal(group), TOPIC, { keys: group.keys, now: NOW, isRevoked: (kid) => kid === 1000 }),
-      'ERR_SENDER_REVOKED',
-    )
+    expect(
+      codeOf(() => openEnvelope(seal(group), TOPIC, { keys: group.keys, now: NOW, isRevoked: (kid) => kid === 1000 })),
+    ).toBe('ERR_SENDER_REVOKED')
   })
 
   test('replay: the second copy is refused, a fresh sequence number is not', () => {
@@ -188,7 +171,7 @@ describe('attacks', () => {
     const replay = new ReplayWindow()
     const envelope = seal(group, { seq: 10 })
     openEnvelope(envelope, TOPIC, { keys: group.keys, now: NOW, replay })
-    expectCode(() => openEnvelope(envelope, TOPIC, { keys: group.keys, now: NOW, replay }), 'ERR_REPLAY')
+    expect(codeOf(() => openEnvelope(envelope, TOPIC, { keys: group.keys, now: NOW, replay }))).toBe('ERR_REPLAY')
     expect(openEnvelope(seal(group, { seq: 11 }), TOPIC, { keys: group.keys, now: NOW, replay }).header.seq).toBe(11)
   })
 
@@ -196,8 +179,7 @@ describe('attacks', () => {
     const group = makeGroup()
     const replay = new ReplayWindow()
     const forged = seal(group, { seq: 20, signer: createEnvelopeSigner({ kid: 1000, seed: filled(32, 9) }) })
-    expectCode(
-      () => openEnvelope(forged, TOPIC, { keys: group.keys, now: NOW, replay }),
+    expect(codeOf(() => openEnvelope(forged, TOPIC, { keys: group.keys, now: NOW, replay }))).toBe(
       'ERR_ENVELOPE_SIGNATURE_INVALID',
     )
     expect(openEnvelope(seal(group, { seq: 20 }), TOPIC, { keys: group.keys, now: NOW, replay }).header.seq).toBe(20)
@@ -207,8 +189,8 @@ describe('attacks', () => {
     const group = makeGroup()
     const old = seal(group, { sentAt: NOW - 3600 })
     const options = { keys: group.keys, now: NOW, replay: new ReplayWindow({ maxAgeSeconds: 300 }) }
-    expectCode(() => openEnvelope(old, TOPIC, options), 'ERR_STALE')
-    expectCode(() => openEnvelope(old, TOPIC, { ...options, retained: true }), 'ERR_STALE')
+    expect(codeOf(() => openEnvelope(old, TOPIC, options))).toBe('ERR_STALE')
+    expect(codeOf(() => openEnvelope(old, TOPIC, { ...options, retained: true }))).toBe('ERR_STALE')
     // A message its sender published as retained is readable from the retained store.
     const retained = seal(group, { sentAt: NOW - 3600, retain: true })
     expect(openEnvelope(retained, TOPIC, { ...options, retained: true }).header.retain).toBe(true)
@@ -223,16 +205,17 @@ describe('attacks', () => {
       ).toThrow(SmqttError)
     const extended = new Uint8Array(envelope.length + 1)
     extended.set(envelope)
-    expectCode(() => openEnvelope(extended, TOPIC, { keys: group.keys, now: NOW }), 'ERR_ENVELOPE_SIGNATURE_INVALID')
+    expect(codeOf(() => openEnvelope(extended, TOPIC, { keys: group.keys, now: NOW }))).toBe(
+      'ERR_ENVELOPE_SIGNATURE_INVALID',
+    )
   })
 
   test('oversize envelopes are refused before any work', () => {
     const group = makeGroup()
-    expectCode(
-      () => openEnvelope(new Uint8Array(100), TOPIC, { keys: group.keys, maxEnvelopeBytes: 99 }),
+    expect(codeOf(() => openEnvelope(new Uint8Array(100), TOPIC, { keys: group.keys, maxEnvelopeBytes: 99 }))).toBe(
       'ERR_ENVELOPE_TOO_LARGE',
     )
-    expectCode(() => seal(group, { payload: new Uint8Array(5 * 1024 * 1024) }), 'ERR_ENVELOPE_TOO_LARGE')
+    expect(codeOf(() => seal(group, { payload: new Uint8Array(5 * 1024 * 1024) }))).toBe('ERR_ENVELOPE_TOO_LARGE')
   })
 })
 
@@ -255,7 +238,9 @@ describe('opening in two steps (signature checked elsewhere)', () => {
     const replay = new ReplayWindow()
     const unverified = beginOpenEnvelope(envelope, TOPIC, options(replay))
     expect(checkEnvelopeSignature(unverified)).toBe(false)
-    expectCode(() => finishOpenEnvelopeUnsafe(unverified, false, options(replay)), 'ERR_ENVELOPE_SIGNATURE_INVALID')
+    expect(codeOf(() => finishOpenEnvelopeUnsafe(unverified, false, options(replay)))).toBe(
+      'ERR_ENVELOPE_SIGNATURE_INVALID',
+    )
     expect(replay.size).toBe(0)
   })
 
@@ -265,7 +250,7 @@ describe('opening in two steps (signature checked elsewhere)', () => {
     const first = beginOpenEnvelope(envelope, TOPIC, options(replay))
     const second = beginOpenEnvelope(envelope, TOPIC, options(replay))
     finishOpenEnvelopeUnsafe(first, true, options(replay))
-    expectCode(() => finishOpenEnvelopeUnsafe(second, true, options(replay)), 'ERR_REPLAY')
+    expect(codeOf(() => finishOpenEnvelopeUnsafe(second, true, options(replay)))).toBe('ERR_REPLAY')
   })
 
   test('a sender revoked while its signature was being checked is refused', () => {
@@ -273,12 +258,12 @@ describe('opening in two steps (signature checked elsewhere)', () => {
     const opts = { ...options(), isRevoked: (kid: number) => revoked.has(kid) }
     const unverified = beginOpenEnvelope(seal(group), TOPIC, opts)
     revoked.add(group.thermostat.kid)
-    expectCode(() => finishOpenEnvelopeUnsafe(unverified, true, opts), 'ERR_SENDER_REVOKED')
+    expect(codeOf(() => finishOpenEnvelopeUnsafe(unverified, true, opts))).toBe('ERR_SENDER_REVOKED')
   })
 
   test('begin runs the cheap checks: an unknown sender never reaches a verifier', () => {
     const envelope = seal(group, { signer: group.readerOnly })
-    expectCode(() => beginOpenEnvelope(envelope, TOPIC, options()), 'ERR_UNKNOWN_SENDER')
+    expect(codeOf(() => beginOpenEnvelope(envelope, TOPIC, options()))).toBe('ERR_UNKNOWN_SENDER')
   })
 })
 
@@ -288,10 +273,10 @@ describe('strict parser', () => {
   test('unknown version and suite', () => {
     const v = base()
     v[0] = ENVELOPE_VERSION + 1
-    expectCode(() => parseEnvelope(v), 'ERR_ENVELOPE_UNSUPPORTED')
+    expect(codeOf(() => parseEnvelope(v))).toBe('ERR_ENVELOPE_UNSUPPORTED')
     const s = base()
     s[1] = 0x0f
-    expectCode(() => parseEnvelope(s), 'ERR_ENVELOPE_UNSUPPORTED')
+    expect(codeOf(() => parseEnvelope(s))).toBe('ERR_ENVELOPE_UNSUPPORTED')
   })
 
   test('unknown flag bits', () => {
@@ -299,7 +284,7 @@ describe('strict parser', () => {
     for (const flag of [0x40, 0x80]) {
       const f = base()
       f[1] = (f[1] as number) | flag
-      expectCode(() => parseEnvelope(f), 'ERR_ENVELOPE_MALFORMED')
+      expect(codeOf(() => parseEnvelope(f))).toBe('ERR_ENVELOPE_MALFORMED')
     }
   })
 
@@ -310,19 +295,19 @@ describe('strict parser', () => {
     padded.set(e.subarray(0, 2))
     padded.set([0x87, 0x00], 2)
     padded.set(e.subarray(3), 4)
-    expectCode(() => parseEnvelope(padded), 'ERR_ENVELOPE_MALFORMED')
+    expect(codeOf(() => parseEnvelope(padded))).toBe('ERR_ENVELOPE_MALFORMED')
   })
 
   test('varint out of range', () => {
     const e = new Uint8Array(200)
     e.set([1, 1, 0x80, 0x80, 0x80, 0x80, 0x10]) // group = 2^32
-    expectCode(() => parseEnvelope(e), 'ERR_ENVELOPE_MALFORMED')
+    expect(codeOf(() => parseEnvelope(e))).toBe('ERR_ENVELOPE_MALFORMED')
   })
 
   test('too short, empty, not bytes', () => {
-    expectCode(() => parseEnvelope(new Uint8Array(0)), 'ERR_ENVELOPE_MALFORMED')
-    expectCode(() => parseEnvelope(base().subarray(0, 90)), 'ERR_ENVELOPE_MALFORMED')
-    expectCode(() => parseEnvelope('hello' as unknown as Uint8Array), 'ERR_ENVELOPE_MALFORMED')
+    expect(codeOf(() => parseEnvelope(new Uint8Array(0)))).toBe('ERR_ENVELOPE_MALFORMED')
+    expect(codeOf(() => parseEnvelope(base().subarray(0, 90)))).toBe('ERR_ENVELOPE_MALFORMED')
+    expect(codeOf(() => parseEnvelope('hello' as unknown as Uint8Array))).toBe('ERR_ENVELOPE_MALFORMED')
   })
 })
 
@@ -393,8 +378,7 @@ describe('properties', () => {
         (seed, victim, payload) => {
           const forger = createEnvelopeSigner({ kid: victim, seed })
           const forged = seal(group, { signer: forger, payload })
-          expectCode(
-            () => verifyEnvelope(forged, TOPIC, { writerKey: group.keys.writerKey }),
+          expect(codeOf(() => verifyEnvelope(forged, TOPIC, { writerKey: group.keys.writerKey }))).toBe(
             'ERR_ENVELOPE_SIGNATURE_INVALID',
           )
         },

@@ -5,25 +5,15 @@ import { EpochKey } from '../src/envelope/epoch-key.js'
 import { beginOpenEnvelope, finishOpenEnvelopeUnsafe, openEnvelope } from '../src/envelope/open.js'
 import { sealEnvelope } from '../src/envelope/seal.js'
 import { verifyEnvelope } from '../src/envelope/verify.js'
-import { isSmqttError, SmqttError, type SmqttErrorCode } from '../src/errors.js'
+import { isSmqttError, SmqttError } from '../src/errors.js'
 import { ReplayWindow } from '../src/replay-window.js'
-import { filled, makeGroup, payloadOf, TOPIC } from './_fixtures.js'
+import { filled, makeGroup, payloadOf, TOPIC, thrown } from './_fixtures.js'
 
 const NOW = 1_790_000_000
 const SEQ = 100_000
 
 function sealed(group = makeGroup(), signer = group.thermostat): Uint8Array {
   return sealEnvelope({ topic: TOPIC, payload: payloadOf(64), epochKey: group.epochKey, signer, seq: SEQ, sentAt: NOW })
-}
-
-function thrown(code: SmqttErrorCode, fn: () => unknown): SmqttError {
-  try {
-    fn()
-  } catch (err) {
-    if (isSmqttError(err, code)) return err
-    throw err
-  }
-  throw new Error(`expected ${code}, nothing was thrown`)
 }
 
 describe('SmqttError.details', () => {

@@ -4,31 +4,18 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, test } from 'vitest'
 import { fromHex, toHex } from '../src/_bytes.js'
-import {
-  type EnvelopeProperties,
-  encodeBoundProperties,
-  type PropertyBinding,
-} from '../src/envelope/bound-properties.js'
+import { encodeBoundProperties, type PropertyBinding } from '../src/envelope/bound-properties.js'
 import { EpochKey } from '../src/envelope/epoch-key.js'
 import { parseEnvelope } from '../src/envelope/header.js'
 import { openEnvelope } from '../src/envelope/open.js'
 import { sealEnvelope } from '../src/envelope/seal.js'
 import { createEnvelopeSigner } from '../src/envelope/signer.js'
-import type { SuiteId } from '../src/envelope/suites.js'
 import { verifyEnvelope } from '../src/envelope/verify.js'
 import { SmqttError } from '../src/errors.js'
+import { type EnvelopeCase, type PropertiesJson, propertiesFromJson } from './_envelope-vectors.js'
 import { backends } from './_fixtures.js'
 
-interface EnvelopeVector {
-  name: string
-  suite: SuiteId
-  group: number
-  epoch: number
-  kid: number
-  seq: number
-  sentAt: number
-  retain: boolean
-  topic: string
+interface EnvelopeVector extends EnvelopeCase {
   payload: string
   epochKey: string
   signingSeed: string
@@ -75,13 +62,6 @@ describe('envelope v1 vectors', () => {
       })
 })
 
-interface PropertiesJson {
-  contentType?: string
-  responseTopic?: string
-  correlationData?: string
-  userProperties?: [string, string][]
-}
-
 /** An envelope-v1 vector (no derived sender key) that binds properties, and what receivers make of them. */
 interface BoundPropertyVector extends Omit<EnvelopeVector, 'senderKey' | 'senderIv'> {
   properties: PropertiesJson
@@ -94,15 +74,6 @@ interface BoundPropertyVector extends Omit<EnvelopeVector, 'senderKey' | 'sender
     verified?: PropertiesJson
     unsigned?: PropertiesJson
   }[]
-}
-
-function fromJson(p: PropertiesJson): EnvelopeProperties {
-  return {
-    ...(p.contentType !== undefined ? { contentType: p.contentType } : {}),
-    ...(p.responseTopic !== undefined ? { responseTopic: p.responseTopic } : {}),
-    ...(p.correlationData !== undefined ? { correlationData: fromHex(p.correlationData) } : {}),
-    ...(p.userProperties !== undefined ? { userProperties: p.userProperties } : {}),
-  }
 }
 
 const boundFile = fileURLToPath(new URL('../vectors/envelope-v1-bound-properties.json', import.meta.url))
@@ -119,7 +90,7 @@ describe('envelope v1 vectors with bound MQTT 5 properties (flag 0x20)', () => {
         const epochKey = new EpochKey({ group: v.group, epoch: v.epoch, suite: v.suite, key: fromHex(v.epochKey) })
         const signer = createEnvelopeSigner({ kid: v.kid, seed: fromHex(v.signingSeed) }, backend)
         expect(toHex(signer.publicKey)).toBe(v.signingPublicKey)
-        const sent = fromJson(v.properties)
+        const sent = propertiesFromJson(v.properties)
         const envelope = fromHex(v.envelope)
         expect(parseEnvelope(envelope).header.properties).toEqual(v.binding)
         expect(toHex(encodeBoundProperties(v.binding, sent) as Uint8Array)).toBe(v.boundProperties)
@@ -130,7 +101,7 @@ describe('envelope v1 vectors with bound MQTT 5 properties (flag 0x20)', () => {
         }
         const keys = { epochKey: () => epochKey, writerKey: () => signer.publicKey }
         for (const check of v.checks) {
-          const options = check.received ? { properties: fromJson(check.received) } : {}
+          const options = check.received ? { properties: propertiesFromJson(check.received) } : {}
           let result = 'opened'
           let brokerResult = 'opened'
           try {
@@ -143,8 +114,8 @@ describe('envelope v1 vectors with bound MQTT 5 properties (flag 0x20)', () => {
             })
             expect(toHex(opened.payload), check.name).toBe(v.payload)
             expect(opened.properties, check.name).toEqual({
-              verified: fromJson(check.verified ?? {}),
-              unsigned: fromJson(check.unsigned ?? {}),
+              verified: propertiesFromJson(check.verified ?? {}),
+              unsigned: propertiesFromJson(check.unsigned ?? {}),
             })
           } catch (err) {
             if (!(err instanceof SmqttError)) throw err

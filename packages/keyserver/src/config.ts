@@ -5,10 +5,9 @@
 // Plain HTTP exists only behind `insecureAllowPlainHttp: true`: TLS settings always resolve
 // (to defaults if absent) and cannot be switched off any other way. Loading such a config logs
 // nothing; the flag stays in the result so the server can warn loudly when it listens.
-import { readFileSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
-import { configField, parseConfigText, SmqttError } from '@smqtt/core'
-import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
+import { resolve } from 'node:path'
+import { configField, parseConfigText } from '@smqtt/core'
+import { loadConfigFile } from '@smqtt/core/file-modes'
 import { TLS_PROFILES, type TlsProfile } from '@smqtt/core/tls'
 import {
   DEFAULT_DEADLINES,
@@ -159,16 +158,7 @@ export function defaultKeyServerConfig(baseDir: string): KeyServerConfig {
  * ```
  */
 export function loadKeyServerConfig(path: string): KeyServerConfig {
-  const absolute = resolve(path)
-  // Whoever can write the config (or its folder) can point the server at their own keys and store.
-  assertDeploymentFileMode(absolute, 'config', { label: 'config file' })
-  let text: string
-  try {
-    text = readFileSync(absolute, 'utf8')
-  } catch (cause) {
-    throw new SmqttError('ERR_CONFIG_INVALID', `config file ${absolute} cannot be read`, { cause })
-  }
-  return parseKeyServerConfig(parseConfigText(text, `config file ${absolute}`), dirname(absolute))
+  return loadConfigFile(path, parseKeyServerConfig)
 }
 
 /**
@@ -211,6 +201,9 @@ export function parseKeyServerConfig(json: unknown, baseDir: string): KeyServerC
   const listen = object(orDefault(root.listen, {}), '$.listen', ['host', 'port'])
   const tls = object(orDefault(root.tls, {}), '$.tls', ['certFile', 'keyFile', 'caFile', 'profile'])
   const path = (value: unknown, at: string) => resolve(base, pathString(value, at))
+  // A top-level whole number: absent, its default; present, within [min, max].
+  const integerSetting = (key: keyof typeof defaults, min: number, max: number) =>
+    integer(orDefault(root[key], defaults[key]), `$.${key}`, min, max)
   return {
     baseDir: base,
     listen: {
@@ -226,74 +219,19 @@ export function parseKeyServerConfig(json: unknown, baseDir: string): KeyServerC
     store: storeUrl(orDefault(root.store, defaults.store), '$.store', base),
     masterKeyFile: path(orDefault(root.masterKeyFile, defaults.masterKeyFile), '$.masterKeyFile'),
     adminTokenFile: path(orDefault(root.adminTokenFile, defaults.adminTokenFile), '$.adminTokenFile'),
-    bundleTtlSeconds: integer(
-      orDefault(root.bundleTtlSeconds, defaults.bundleTtlSeconds),
-      '$.bundleTtlSeconds',
-      1,
-      30 * DAY,
-    ),
-    revocationRetentionSeconds: integer(
-      orDefault(root.revocationRetentionSeconds, defaults.revocationRetentionSeconds),
-      '$.revocationRetentionSeconds',
-      1,
-      365 * DAY,
-    ),
-    rotationLeadSeconds: integer(
-      orDefault(root.rotationLeadSeconds, defaults.rotationLeadSeconds),
-      '$.rotationLeadSeconds',
-      0,
-      DAY,
-    ),
-    defaultGraceSeconds: integer(
-      orDefault(root.defaultGraceSeconds, defaults.defaultGraceSeconds),
-      '$.defaultGraceSeconds',
-      0,
-      30 * DAY,
-    ),
-    enrollmentTokenTtlSeconds: integer(
-      orDefault(root.enrollmentTokenTtlSeconds, defaults.enrollmentTokenTtlSeconds),
-      '$.enrollmentTokenTtlSeconds',
-      MINUTE,
-      30 * DAY,
-    ),
-    clientCertificateValidityDays: integer(
-      orDefault(root.clientCertificateValidityDays, defaults.clientCertificateValidityDays),
-      '$.clientCertificateValidityDays',
-      1,
-      // The CA/Browser Forum's cap on TLS leaves; no renewal path yet, so not shorter by default.
-      MAX_CLIENT_CERTIFICATE_DAYS,
-    ),
-    maxBodyBytes: integer(
-      orDefault(root.maxBodyBytes, defaults.maxBodyBytes),
-      '$.maxBodyBytes',
-      1024,
-      16 * 1024 * 1024,
-    ),
-    principalRequestsPerSecond: integer(
-      orDefault(root.principalRequestsPerSecond, defaults.principalRequestsPerSecond),
-      '$.principalRequestsPerSecond',
-      1,
-      100_000,
-    ),
-    principalRequestBurst: integer(
-      orDefault(root.principalRequestBurst, defaults.principalRequestBurst),
-      '$.principalRequestBurst',
-      1,
-      100_000,
-    ),
-    failedAuthPerAddressPerMinute: integer(
-      orDefault(root.failedAuthPerAddressPerMinute, defaults.failedAuthPerAddressPerMinute),
-      '$.failedAuthPerAddressPerMinute',
-      1,
-      1_000_000,
-    ),
+    bundleTtlSeconds: integerSetting('bundleTtlSeconds', 1, 30 * DAY),
+    revocationRetentionSeconds: integerSetting('revocationRetentionSeconds', 1, 365 * DAY),
+    rotationLeadSeconds: integerSetting('rotationLeadSeconds', 0, DAY),
+    defaultGraceSeconds: integerSetting('defaultGraceSeconds', 0, 30 * DAY),
+    enrollmentTokenTtlSeconds: integerSetting('enrollmentTokenTtlSeconds', MINUTE, 30 * DAY),
+    // The CA/Browser Forum's cap on TLS leaves; no renewal path yet, so not shorter by default.
+    clientCertificateValidityDays: integerSetting('clientCertificateValidityDays', 1, MAX_CLIENT_CERTIFICATE_DAYS),
+    maxBodyBytes: integerSetting('maxBodyBytes', 1024, 16 * 1024 * 1024),
+    principalRequestsPerSecond: integerSetting('principalRequestsPerSecond', 1, 100_000),
+    principalRequestBurst: integerSetting('principalRequestBurst', 1, 100_000),
+    failedAuthPerAddressPerMinute: integerSetting('failedAuthPerAddressPerMinute', 1, 1_000_000),
     deadlines: deadlineSettings(orDefault(root.deadlines, {})),
-    maxPendingConnectionsPerAddress: integer(
-      orDefault(root.maxPendingConnectionsPerAddress, defaults.maxPendingConnectionsPerAddress),
-      '$.maxPendingConnectionsPerAddress',
-      1,
-      1_000_000,
-    ),
+    maxPendingConnectionsPerAddress: integerSetting('maxPendingConnectionsPerAddress', 1, 1_000_000),
     insecureAllowPlainHttp: boolean(
       orDefault(root.insecureAllowPlainHttp, defaults.insecureAllowPlainHttp),
       '$.insecureAllowPlainHttp',

@@ -35,6 +35,13 @@ export type { AuditLog } from './service/audit-log.js'
 export type { FailedAuthentications, Failure as AuthenticationFailure } from './service/failed-auth.js'
 export type { EnrollmentResult, KeyServerChange, KeyServerOptions, KeyServerSettings } from './service/key-server.js'
 export { KeyServer } from './service/key-server.js'
+export type { MqttPush, MqttPushOptions } from './service/mqtt-push.js'
+export {
+  DEFAULT_MAX_INLINE_SNAPSHOT_BYTES,
+  KEYSERVER_ROLE,
+  PUSH_PRINCIPAL_ID,
+  startMqttPush,
+} from './service/mqtt-push.js'
 export type { PolicyState } from './service/policy-state.js'
 // The store's rows and arguments. Two are exported under other names, since the family already
 // uses theirs for something else: a principal record is core's signed document (here the stored

@@ -7,9 +7,9 @@
 // belongs to (e.g. 'epoch:7:1'), so a secret copied into another slot fails to open. Random
 // 96-bit nonces are safe here: a key server seals far fewer than the ~2^32 secrets per key
 // after which a nonce collision becomes a concern.
-import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { statSync, writeFileSync } from 'node:fs'
 import { cryptoBackend, SmqttError } from '@smqtt/core'
-import { assertDeploymentFileMode } from '@smqtt/core/file-modes'
+import { readDeploymentFile } from '@smqtt/core/file-modes'
 
 /** The environment variable that holds the master key (base64url, 32 bytes); it wins over the file. */
 export const MASTER_KEY_ENV = 'SMQTT_MASTER_KEY'
@@ -170,13 +170,7 @@ function readKeyFile(file: string): string {
     const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : 'cannot be read'
     throw masterKeyInvalid(`no master key: ${MASTER_KEY_ENV} is not set and ${file} ${why}`, err)
   }
-  assertDeploymentFileMode(file, 'secret', { code: 'ERR_MASTER_KEY_INVALID', label: 'master key file', mode })
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (err) {
-    throw masterKeyInvalid(`master key file ${file} cannot be read`, err)
-  }
+  const text = readDeploymentFile(file, 'secret', { code: 'ERR_MASTER_KEY_INVALID', label: 'master key file', mode })
   return text.replace(/\r?\n$/, '')
 }
 

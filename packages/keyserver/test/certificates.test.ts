@@ -10,7 +10,7 @@ import { promisify } from 'node:util'
 import { createEnrollmentRequest, generateIdentity } from '@smqtt/core'
 import { type Harness, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
-import { loadKeyServerConfig } from '../src/config.js'
+import { type KeyServerConfig, loadKeyServerConfig } from '../src/config.js'
 import { MasterKey } from '../src/master-key.js'
 import {
   CertificateAuthority,
@@ -49,6 +49,13 @@ function pemBlocks(text: string): string[] {
 function p256Spki(): Uint8Array {
   const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   return new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }))
+}
+
+/** Issues a `localhost` leaf from `ca` and writes it where the key server's config reads its own. */
+async function writeServerLeaf(ca: CertificateAuthority, config: KeyServerConfig, validityDays: number): Promise<void> {
+  const leaf = await ca.issueServerCertificate({ commonName: 'localhost', dnsNames: ['localhost'], validityDays })
+  writeFileSync(config.tls.certFile, leaf.certificatePem)
+  writeFileSync(config.tls.keyFile, leaf.privateKeyPem)
 }
 
 describe('name constraints on the deployment CA', () => {
@@ -285,13 +292,7 @@ describe('init and start', () => {
       readFileSync(config.tls.caFile, 'utf8'),
       masterKey.open('ca.private-key', sealed),
     )
-    const long = await ca.issueServerCertificate({
-      commonName: 'localhost',
-      dnsNames: ['localhost'],
-      validityDays: 825,
-    })
-    writeFileSync(config.tls.certFile, long.certificatePem)
-    writeFileSync(config.tls.keyFile, long.privateKeyPem)
+    await writeServerLeaf(ca, config, 825)
 
     const server = await startKeyServer(config, { logger: (await import('pino')).pino({ level: 'silent' }) })
     try {
@@ -381,13 +382,7 @@ describe('two levels: the root certifies an issuing intermediate, which issues e
     await store.insertSecret('ca.private-key', masterKey.seal('ca.private-key', oldRoot.privateKeyPkcs8))
     await store.close()
     writeFileSync(config.tls.caFile, oldRoot.certificatePem)
-    const leaf = await root.issueServerCertificate({
-      commonName: 'localhost',
-      dnsNames: ['localhost'],
-      validityDays: 90,
-    })
-    writeFileSync(config.tls.certFile, leaf.certificatePem)
-    writeFileSync(config.tls.keyFile, leaf.privateKeyPem)
+    await writeServerLeaf(root, config, 90)
     const client = await root.issueClientCertificate({
       principalId: 'old-1',
       publicKeySpki: p256Spki(),
@@ -478,9 +473,7 @@ describe('certificate revocation list', () => {
   beforeAll(async () => {
     h = await startHarness()
   })
-  afterAll(async () => {
-    await h?.close()
-  })
+  afterAll(() => h?.close())
   afterEach(() => {
     h.clock.now = 1_790_000_000
   })

@@ -173,9 +173,7 @@ describe('HTTP hardening', () => {
   beforeAll(async () => {
     h = await startHarness()
   })
-  afterAll(async () => {
-    await h?.close()
-  })
+  afterAll(() => h?.close())
 
   const auth = { authorization: `Bearer ${ADMIN_TOKEN}` }
   const expectSecurityHeaders = (headers: Record<string, unknown>) => {

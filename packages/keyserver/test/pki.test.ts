@@ -51,6 +51,16 @@ beforeAll(async () => {
   caCert = new X509Certificate(caMaterial.certificatePem)
 })
 
+/** Checks what every certificate the test CA issues is: a leaf it signed, for `usage` only. */
+function expectLeafOfTestCa(pem: string, usage: string): X509Certificate {
+  const cert = new X509Certificate(pem)
+  expect(cert.checkIssued(caCert)).toBe(true)
+  expect(cert.verify(caCert.publicKey)).toBe(true)
+  expect(cert.ca).toBe(false)
+  expect(cert.keyUsage).toEqual([usage])
+  return cert
+}
+
 describe('createCertificateAuthority', () => {
   test('makes a self-signed P-256 root that may certify one issuing CA (path length 1)', async () => {
     expect(caCert.ca).toBe(true)
@@ -126,11 +136,7 @@ describe('issueServerCertificate', () => {
       ipAddresses: ['127.0.0.1', '::1'],
       validityDays: 10,
     })
-    const cert = new X509Certificate(issued.certificatePem)
-    expect(cert.checkIssued(caCert)).toBe(true)
-    expect(cert.verify(caCert.publicKey)).toBe(true)
-    expect(cert.ca).toBe(false)
-    expect(cert.keyUsage).toEqual([SERVER_AUTH])
+    const cert = expectLeafOfTestCa(issued.certificatePem, SERVER_AUTH)
     expect(cert.checkHost('localhost')).toBe('localhost')
     expect(cert.checkHost('broker.example.com')).toBe('broker.example.com')
     expect(cert.checkHost('evil.example.com')).toBeUndefined()
@@ -170,11 +176,7 @@ describe('issueClientCertificate', () => {
       publicKeySpki: spki,
       validityDays: 7,
     })
-    const cert = new X509Certificate(issued.certificatePem)
-    expect(cert.checkIssued(caCert)).toBe(true)
-    expect(cert.verify(caCert.publicKey)).toBe(true)
-    expect(cert.ca).toBe(false)
-    expect(cert.keyUsage).toEqual([CLIENT_AUTH])
+    const cert = expectLeafOfTestCa(issued.certificatePem, CLIENT_AUTH)
     expect(cert.subject).toBe('CN=thermostat-hall')
     expect(cert.subjectAltName).toBe('URI:urn:smqtt:principal:thermostat-hall')
     expect(Buffer.from(spki).equals(cert.publicKey.export({ type: 'spki', format: 'der' }))).toBe(true)
@@ -325,6 +327,17 @@ describe('mutual TLS 1.3 with issued certificates', () => {
     return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
   }
 
+  /** A TLS client's certificate and key for principal `thermostat-hall`, issued by `issuer`. */
+  async function thermostatCredentials(issuer: CertificateAuthority): Promise<{ cert: string; key: string }> {
+    const { spki, privateKeyPem } = p256Spki()
+    const issued = await issuer.issueClientCertificate({
+      principalId: 'thermostat-hall',
+      publicKeySpki: spki,
+      validityDays: 1,
+    })
+    return { cert: issued.certificatePem, key: privateKeyPem }
+  }
+
   /** Connects, reads until the server closes; `received` is what the server sent, `error` why it failed. */
   function exchange(port: number, clientCredentials: { cert?: string; key?: string }) {
     const closed = new Promise<{ received: string; error: Error | undefined }>((resolve) => {
@@ -352,13 +365,7 @@ describe('mutual TLS 1.3 with issued certificates', () => {
 
   test('accepts a client certificate issued by the CA and maps it to the principal', async () => {
     const { port } = await startServer()
-    const { spki, privateKeyPem } = p256Spki()
-    const { certificatePem } = await ca.issueClientCertificate({
-      principalId: 'thermostat-hall',
-      publicKeySpki: spki,
-      validityDays: 1,
-    })
-    const outcome = await exchange(port, { cert: certificatePem, key: privateKeyPem })
+    const outcome = await exchange(port, await thermostatCredentials(ca))
     expect(outcome.error).toBeUndefined()
     expect(outcome.received).toBe('principal=thermostat-hall')
   })
@@ -367,13 +374,7 @@ describe('mutual TLS 1.3 with issued certificates', () => {
     const { port, refused } = await startServer()
     const otherMaterial = await createCertificateAuthority({ commonName: 'SMQTT test CA', validityDays: 30 })
     const other = await CertificateAuthority.load(otherMaterial.certificatePem, otherMaterial.privateKeyPkcs8)
-    const { spki, privateKeyPem } = p256Spki()
-    const { certificatePem } = await other.issueClientCertificate({
-      principalId: 'thermostat-hall',
-      publicKeySpki: spki,
-      validityDays: 1,
-    })
-    const outcome = await exchange(port, { cert: certificatePem, key: privateKeyPem })
+    const outcome = await exchange(port, await thermostatCredentials(other))
     expect(outcome.received).toBe('')
     // Node drops a client whose certificate fails verification without saying why on the
     // server side ('socket hang up'); that the handler never ran is what matters.

@@ -4,42 +4,11 @@
 import { createServer, type Socket } from 'node:net'
 import { isSmqttError } from '@smqtt/core'
 import pg from 'pg'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { openStore } from '../src/store/open-store.js'
-import { PostgresKeyStore } from '../src/store/postgres-store.js'
-import { describeKeyStoreConformance } from './store-conformance.js'
-
-const POSTGRES_URL = process.env.SMQTT_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-
-const schemas: string[] = []
-function freshSchema(): string {
-  const schema = `smqtt_test_${crypto.randomUUID().replaceAll('-', '')}`
-  schemas.push(schema)
-  return schema
-}
-
-function storeUrl(schema: string): string {
-  const url = new URL(POSTGRES_URL)
-  url.searchParams.set('schema', schema)
-  return url.toString()
-}
-
-/** A separate connection, as an operator (or a bug) could open, outside the store's API. */
-async function withRawClient<T>(action: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: POSTGRES_URL })
-  await client.connect()
-  try {
-    return await action(client)
-  } finally {
-    await client.end()
-  }
-}
-
-afterAll(async () => {
-  await withRawClient(async (client) => {
-    for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`)
-  })
-})
+import { MIGRATIONS, PostgresKeyStore } from '../src/store/postgres-store.js'
+import { freshSchema, POSTGRES_URL, storeUrl, withRawClient } from './_test-stores.js'
+import { describeKeyStoreConformance, newAudit, newPrincipal } from './store-conformance.js'
 
 let lastSchema = ''
 describeKeyStoreConformance(
@@ -63,18 +32,35 @@ describeKeyStoreConformance(
         await withRawClient((client) => client.query(`DROP TRIGGER test_fail_audit ON ${s}.audit`))
       }
     },
+    openAtVersion5: async () => {
+      const schema = freshSchema()
+      const s = pg.escapeIdentifier(schema)
+      await withRawClient(async (client) => {
+        await client.query(`CREATE SCHEMA ${s}`)
+        await client.query(`CREATE TABLE ${s}.schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`)
+        for (const [i, migration] of MIGRATIONS.slice(0, 5).entries()) {
+          await client.query(migration(s))
+          await client.query(`INSERT INTO ${s}.schema_version (version, applied_at) VALUES ($1, 0)`, [i + 1])
+        }
+        await client.query(
+          `INSERT INTO ${s}.epochs (group_id, epoch, suite, sealed_key, created_at, activates_at)
+           VALUES (3, 1, 1, '\\x00', 0, 0)`,
+        )
+      })
+      return {
+        store: await openStore(storeUrl(schema)),
+        moveEpoch: async () => {
+          await withRawClient((client) =>
+            client.query(`UPDATE ${s}.epochs SET group_id = 4 WHERE group_id = 3 AND epoch = 1`),
+          )
+        },
+      }
+    },
   },
 )
 
-const principal = {
-  roles: ['sensor'],
-  username: undefined,
-  signingKey: new Uint8Array(32).fill(1),
-  agreementKey: new Uint8Array(32).fill(2),
-  kem: 'x25519',
-  createdAt: 1_700_000_000,
-  certificateSerial: undefined,
-} as const
+/** What schema_version holds once every migration is applied. */
+const ALL_VERSIONS = MIGRATIONS.map((_, i) => ({ version: i + 1 }))
 
 describe('PostgresKeyStore', () => {
   it('creates its tables in the schema named by ?schema= and records the schema version', async () => {
@@ -101,7 +87,7 @@ describe('PostgresKeyStore', () => {
         'secrets',
       ])
       const versions = await client.query(`SELECT version FROM ${pg.escapeIdentifier(schema)}.schema_version`)
-      expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }])
+      expect(versions.rows).toEqual(ALL_VERSIONS)
     })
   })
 
@@ -126,9 +112,9 @@ describe('PostgresKeyStore', () => {
       await Promise.all(stores.map((store) => store.migrate()))
       await withRawClient(async (client) => {
         const versions = await client.query(`SELECT version FROM ${pg.escapeIdentifier(schema)}.schema_version`)
-        expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }])
+        expect(versions.rows).toEqual(ALL_VERSIONS)
       })
-      const kids = await Promise.all(stores.map((store, i) => store.createPrincipal({ ...principal, id: `p${i}` })))
+      const kids = await Promise.all(stores.map((store, i) => store.createPrincipal(newPrincipal(`p${i}`))))
       expect(kids.map((p) => p.kid).sort()).toEqual([1, 2, 3, 4])
     } finally {
       await Promise.all(stores.map((store) => store.close()))
@@ -138,14 +124,7 @@ describe('PostgresKeyStore', () => {
   it('refuses UPDATE, DELETE and TRUNCATE of audit rows, even through raw SQL', async () => {
     const schema = freshSchema()
     const store = await openStore(storeUrl(schema))
-    const entry = await store.appendAudit({
-      at: 1,
-      actor: 'admin',
-      action: 'revoke',
-      subject: 'a',
-      outcome: 'ok',
-      details: {},
-    })
+    const entry = await store.appendAudit(newAudit('revoke'))
     const audit = `${pg.escapeIdentifier(schema)}.audit`
     await withRawClient(async (client) => {
       await expect(client.query(`UPDATE ${audit} SET outcome = 'refused'`)).rejects.toThrow(/append-only/)
@@ -159,12 +138,12 @@ describe('PostgresKeyStore', () => {
   it('never reuses a kid, even after the last principal row is deleted', async () => {
     const schema = freshSchema()
     const store = await openStore(storeUrl(schema))
-    await store.createPrincipal({ ...principal, id: 'a' })
-    await store.createPrincipal({ ...principal, id: 'b' })
+    await store.createPrincipal(newPrincipal('a'))
+    await store.createPrincipal(newPrincipal('b'))
     await withRawClient((client) =>
       client.query(`DELETE FROM ${pg.escapeIdentifier(schema)}.principals WHERE id = 'b'`),
     )
-    expect((await store.createPrincipal({ ...principal, id: 'c' })).kid).toBe(3)
+    expect((await store.createPrincipal(newPrincipal('c'))).kid).toBe(3)
     await store.close()
   })
 

@@ -3,20 +3,17 @@
 // and the revocation list and the re-keying of its groups never happened. Revoking is now safe
 // to repeat: a repeat finishes whatever is missing and re-keys once more.
 import { RevocationList } from '@smqtt/core'
-import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
+import type { Harness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, expect, test } from 'vitest'
 import { StoreUnavailableError } from '../src/store/key-store.js'
+import { errorCode, startSmartHomeHarness } from './_harness.js'
 
 let h: Harness
 beforeEach(async () => {
-  h = await startHarness()
-  expect((await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })).status).toBe(200)
+  h = await startSmartHomeHarness()
 })
-afterEach(async () => {
-  await h.close()
-})
+afterEach(() => h.close())
 
-const errorCode = (response: { body: unknown }) => (response.body as { error?: { code?: string } }).error?.code
 const newestEpoch = async (group: number) => (await h.store.listEpochs(group)).at(-1)?.epoch ?? 0
 
 async function listed(kid: number): Promise<boolean> {

@@ -1,19 +1,16 @@
 // POST /v1/sequence: each run of a device gets sequence numbers no other run was given, so a
 // second copy or a restored backup never reuses a nonce (issue 12, item 1; the store's part is
 // in the conformance suite).
-import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
+import type { Harness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, expect, test } from 'vitest'
+import { errorCode, startSmartHomeHarness } from './_harness.js'
 
 let h: Harness
 beforeEach(async () => {
-  h = await startHarness()
-  expect((await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })).status).toBe(200)
+  h = await startSmartHomeHarness()
 })
-afterEach(async () => {
-  await h.close()
-})
+afterEach(() => h.close())
 
-const errorCode = (response: { body: unknown }) => (response.body as { error?: { code?: string } }).error?.code
 const range = (response: { body: unknown }) => response.body as { start: number; end: number }
 
 test('ranges are disjoint and rising, above the floor a device remembers, whatever it asks', async () => {

@@ -6,8 +6,8 @@ import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
 import { StoreConflictError } from '../src/store/key-store.js'
 import { openStore } from '../src/store/open-store.js'
-import { SqliteKeyStore } from '../src/store/sqlite-store.js'
-import { describeKeyStoreConformance } from './store-conformance.js'
+import { MIGRATIONS, SqliteKeyStore } from '../src/store/sqlite-store.js'
+import { describeKeyStoreConformance, newAudit, newPrincipal } from './store-conformance.js'
 
 const root = mkdtempSync(join(tmpdir(), 'smqtt-sqlite-store-'))
 chmodSync(root, 0o755) // so the unprivileged-user tests below can reach their directories
@@ -42,17 +42,28 @@ describeKeyStoreConformance('sqlite', () => openStore(`sqlite:${freshPath()}`), 
       withRawConnection(path, (db) => db.exec('DROP TRIGGER test_fail_audit'))
     }
   },
+  openAtVersion5: async () => {
+    const path = freshPath()
+    withRawConnection(path, (db) => {
+      db.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT')
+      MIGRATIONS.slice(0, 5).forEach((migration, i) => {
+        db.exec(migration)
+        db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, 0)').run(i + 1)
+      })
+      db.prepare(
+        `INSERT INTO epochs (group_id, epoch, suite, sealed_key, created_at, activates_at) VALUES (3, 1, 1, x'00', 0, 0)`,
+      ).run()
+    })
+    return {
+      store: await openStore(`sqlite:${path}`),
+      moveEpoch: async () => {
+        withRawConnection(path, (db) =>
+          db.prepare('UPDATE epochs SET group_id = 4 WHERE group_id = 3 AND epoch = 1').run(),
+        )
+      },
+    }
+  },
 })
-
-const principal = {
-  roles: ['sensor'],
-  username: undefined,
-  signingKey: new Uint8Array(32).fill(1),
-  agreementKey: new Uint8Array(32).fill(2),
-  kem: 'x25519',
-  createdAt: 1_700_000_000,
-  certificateSerial: undefined,
-} as const
 
 describe('SqliteKeyStore', () => {
   it('creates the file in WAL mode and records the schema version', async () => {
@@ -61,21 +72,14 @@ describe('SqliteKeyStore', () => {
     await store.close()
     withRawConnection(path, (db) => {
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
-      expect(db.prepare('SELECT version FROM schema_version').pluck().all()).toEqual([1, 2, 3, 4, 5])
+      expect(db.prepare('SELECT version FROM schema_version').pluck().all()).toEqual(MIGRATIONS.map((_, i) => i + 1))
     })
   })
 
   it('refuses UPDATE and DELETE of audit rows, even through raw SQL', async () => {
     const path = freshPath()
     const store = await openStore(`sqlite:${path}`)
-    const entry = await store.appendAudit({
-      at: 1,
-      actor: 'admin',
-      action: 'revoke',
-      subject: 'a',
-      outcome: 'ok',
-      details: {},
-    })
+    const entry = await store.appendAudit(newAudit('revoke'))
     withRawConnection(path, (db) => {
       expect(() => db.prepare("UPDATE audit SET outcome = 'refused'").run()).toThrow(/append-only/)
       expect(() => db.prepare('DELETE FROM audit WHERE id = ?').run(entry.id)).toThrow(/append-only/)
@@ -88,10 +92,10 @@ describe('SqliteKeyStore', () => {
   it('never reuses a kid, even after the last principal row is deleted', async () => {
     const path = freshPath()
     const store = await openStore(`sqlite:${path}`)
-    await store.createPrincipal({ ...principal, id: 'a' })
-    await store.createPrincipal({ ...principal, id: 'b' })
+    await store.createPrincipal(newPrincipal('a'))
+    await store.createPrincipal(newPrincipal('b'))
     withRawConnection(path, (db) => db.prepare("DELETE FROM principals WHERE id = 'b'").run())
-    expect((await store.createPrincipal({ ...principal, id: 'c' })).kid).toBe(3)
+    expect((await store.createPrincipal(newPrincipal('c'))).kid).toBe(3)
     await store.close()
   })
 
@@ -99,9 +103,9 @@ describe('SqliteKeyStore', () => {
     const path = freshPath()
     const first = await openStore(`sqlite:${path}`)
     const second = await openStore(`sqlite:${path}`)
-    await first.createPrincipal({ ...principal, id: 'a' })
-    await expect(second.createPrincipal({ ...principal, id: 'a' })).rejects.toBeInstanceOf(StoreConflictError)
-    expect((await second.createPrincipal({ ...principal, id: 'b' })).kid).toBe(2)
+    await first.createPrincipal(newPrincipal('a'))
+    await expect(second.createPrincipal(newPrincipal('a'))).rejects.toBeInstanceOf(StoreConflictError)
+    expect((await second.createPrincipal(newPrincipal('b'))).kid).toBe(2)
     await first.close()
     await second.close()
   })

@@ -23,6 +23,12 @@ export interface KeyStoreConformanceOptions {
    * transaction); resolves with the function that removes the fault.
    */
   readonly failAuditInserts?: (subject: string) => Promise<() => Promise<void>>
+  /**
+   * Creates fresh storage at schema version 5 (before epochs changes named their key group)
+   * holding epoch 1 of group 3, written as that version wrote it; resolves with a store opened
+   * on it (so upgraded) and a function that moves that epoch to group 4 with raw SQL, as a tool could.
+   */
+  readonly openAtVersion5?: () => Promise<{ store: KeyStore; moveEpoch: () => Promise<void> }>
 }
 
 const T = 1_700_000_000 // an arbitrary "now", in Unix seconds
@@ -32,7 +38,8 @@ function bytes(length: number, seed: number): Uint8Array {
   return Uint8Array.from({ length }, (_, i) => (i === 0 ? 0 : i === 1 ? 0xff : (i * 97 + seed * 31) & 0xff))
 }
 
-function newPrincipal(id: string, overrides: Partial<NewPrincipal> = {}): NewPrincipal {
+/** A principal to create, with distinct keys per id length; also used by the backends' own tests. */
+export function newPrincipal(id: string, overrides: Partial<NewPrincipal> = {}): NewPrincipal {
   return {
     id,
     roles: ['sensor'],
@@ -88,7 +95,8 @@ function newEpoch(group: number, epoch: number, overrides: Partial<EpochRecord> 
   }
 }
 
-function newAudit(action: string, overrides: Partial<NewAuditEntry> = {}): NewAuditEntry {
+/** An audit entry to append; also used by the backends' own tests. */
+export function newAudit(action: string, overrides: Partial<NewAuditEntry> = {}): NewAuditEntry {
   return { at: T, actor: 'admin', action, subject: 'thermostat-1', outcome: 'ok', details: {}, ...overrides }
 }
 
@@ -734,15 +742,22 @@ export function describeKeyStoreConformance(
         expect(kinds(await allChanges())).toEqual(['principal:1', 'principal:2', `principal:${b.kid}`])
       })
 
-      it('logs each epoch inserted, retired or deleted, and nothing for a refused insert or unknown epoch', async () => {
+      it('logs each epoch inserted, retired or deleted with its group, and nothing for a refused insert or unknown epoch', async () => {
         await store.insertEpoch(newEpoch(1, 1))
         await store.insertEpoch(newEpoch(1, 2))
+        await store.insertEpoch(newEpoch(7, 1))
         expect(await store.insertEpoch(newEpoch(1, 2))).toBe(false)
         expect(await store.setEpochRetirement(1, 1, T + 10)).toBe(true)
         expect(await store.setEpochRetirement(9, 9, T + 10)).toBe(false)
         expect(await store.deleteRetiredEpochs(T + 20)).toBe(1)
         expect(await store.deleteRetiredEpochs(T + 20)).toBe(0)
-        expect(kinds(await allChanges())).toEqual(['epochs', 'epochs', 'epochs', 'epochs'])
+        expect(await allChanges()).toEqual([
+          { seq: 1, kind: 'epochs', group: 1 },
+          { seq: 2, kind: 'epochs', group: 1 },
+          { seq: 3, kind: 'epochs', group: 7 },
+          { seq: 4, kind: 'epochs', group: 1 },
+          { seq: 5, kind: 'epochs', group: 1 },
+        ])
       })
 
       it('logs each stored policy and revocation list, and nothing for a refused put', async () => {
@@ -844,9 +859,35 @@ export function describeKeyStoreConformance(
         expect(await allChanges()).toEqual([
           { seq: 1, kind: 'principal', kid: 1 },
           { seq: 2, kind: 'revocations' },
-          { seq: 3, kind: 'epochs' },
+          { seq: 3, kind: 'epochs', group: 1 },
         ])
       })
+
+      it.runIf(options.openAtVersion5 !== undefined)(
+        'upgrades storage from schema version 5 in place: its epochs changes name no group, later ones do',
+        async () => {
+          const openAtVersion5 = options.openAtVersion5 as NonNullable<KeyStoreConformanceOptions['openAtVersion5']>
+          const { store: upgraded, moveEpoch } = await openAtVersion5()
+          try {
+            await upgraded.insertEpoch(newEpoch(3, 2))
+            await moveEpoch() // a move changes both groups
+            await upgraded.createPrincipal(newPrincipal('a'))
+            expect(await upgraded.listDirectoryChanges(0, 10)).toEqual({
+              changes: [
+                { seq: 1, kind: 'epochs' },
+                { seq: 2, kind: 'epochs', group: 3 },
+                { seq: 3, kind: 'epochs', group: 4 },
+                { seq: 4, kind: 'epochs', group: 3 },
+                { seq: 5, kind: 'principal', kid: 1 },
+              ],
+              latest: 5,
+              complete: true,
+            })
+          } finally {
+            await upgraded.close()
+          }
+        },
+      )
 
       it('refuses fractional or negative arguments', async () => {
         await expect(store.listDirectoryChanges(-1, 10)).rejects.toBeInstanceOf(RangeError)

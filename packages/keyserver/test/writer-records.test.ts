@@ -3,19 +3,17 @@
 // lists at most `bundleInlineWriters` writers per group (and past it only the recipient itself),
 // and a reader fetches the others' signed records by key id (`POST /v1/writers`).
 import { type Identity, openKeyBundle, openWriterRecord } from '@smqtt/core'
-import { addWriters, type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
+import { addWriters, type Harness } from '@smqtt/test-kit/keyserver'
 import { afterEach, beforeEach, expect, test } from 'vitest'
+import { startSmartHomeHarness } from './_harness.js'
 
 const WRITERS = 3_000
 
 let h: Harness
 beforeEach(async () => {
-  h = await startHarness()
-  expect((await h.admin('PUT', '/v1/admin/policy', { policy: SMART_HOME_POLICY })).status).toBe(200)
+  h = await startSmartHomeHarness()
 })
-afterEach(async () => {
-  await h.close()
-})
+afterEach(() => h.close())
 
 async function bundleOf(identity: Identity) {
   const response = await h.device(identity, 'GET', '/v1/bundle')

@@ -1,8 +1,10 @@
 // A real deployment in one process for the tests (`@smqtt/test-kit/broker`): the real key server
 // (HTTPS, SQLite, dev PKI), Aedes with the plugin behind a real TLS listener using the same dev
 // PKI, and mqtt.js clients.
-import { readFileSync, writeFileSync } from 'node:fs'
-import type { AddressInfo } from 'node:net'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { type AddressInfo, connect as netConnect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createServer, type Server, connect as tlsConnect } from 'node:tls'
 import {
   attachSmqtt,
@@ -20,6 +22,7 @@ import {
   createEnvelopeSigner,
   type EnvelopeSigner,
   EpochKey,
+  exportIdentity,
   generateIdentity,
   type Identity,
   type OpenedKeyBundle,
@@ -149,6 +152,22 @@ export function inbox(client: MqttClient): { topic: string; payload: Buffer }[] 
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** Waits until `received` (an {@link inbox}) holds a message, and returns the first. */
+export async function firstMessage(
+  received: readonly { topic: string; payload: Buffer }[],
+  what: string,
+  ms = BOUND,
+): Promise<{ topic: string; payload: Buffer }> {
+  await within(
+    (async () => {
+      while (received.length === 0) await sleep(10)
+    })(),
+    what,
+    ms,
+  )
+  return received[0] as { topic: string; payload: Buffer }
+}
+
 /** A CONNECT packet (MQTT 3.1.1) built by hand, for what mqtt.js refuses to send. */
 export function rawConnect(clientId: string, clean: boolean, username: string, password: string): Buffer {
   const str = (s: string) => {
@@ -214,17 +233,75 @@ export async function p256Pems(): Promise<{ spki: Uint8Array; keyPem: string }> 
   return { spki, keyPem }
 }
 
+/**
+ * An mqtt.js client logging in as `who` with a CONNECT password, over mqtts to `url` (a node of
+ * the dev PKI: server name localhost), with no reconnects; `options` adds to or overrides that.
+ */
+export function passwordClient(
+  url: string,
+  ca: string,
+  who: Pick<Enrolled, 'identity'>,
+  options: IClientOptions = {},
+): MqttClient {
+  const id = who.identity.id
+  return mqtt.connect(url, {
+    ca,
+    servername: 'localhost',
+    clientId: id,
+    username: id,
+    password: createConnectPassword(who.identity, id),
+    reconnectPeriod: 0,
+    connectTimeout: 5_000,
+    ...options,
+  })
+}
+
+/** The key server of a broker test: on the wall clock (the broker checks times against it), with TEST_POLICY. */
+export async function startTestKeyServer(): Promise<Harness> {
+  const h = await startHarness()
+  h.clock.now = Math.floor(Date.now() / 1000)
+  const put = await h.admin('PUT', '/v1/admin/policy', { policy: TEST_POLICY })
+  if (put.status !== 200) throw new Error(`policy: ${put.text}`)
+  return h
+}
+
+/** The broker's identity file that {@link brokerFolder} writes, relative to that folder. */
+export const BROKER_IDENTITY_FILE = 'broker-identity.json'
+
+/**
+ * A fresh folder for broker config files (named from `prefix`), holding the identity of the broker
+ * principal `broker-1`, enrolled with `h` (every node of a cluster may run as that one principal).
+ */
+export async function brokerFolder(h: Harness, prefix: string): Promise<string> {
+  const broker = await h.enroll('broker-1', ['broker'])
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  writeFileSync(join(dir, BROKER_IDENTITY_FILE), JSON.stringify(exportIdentity(broker.identity)), { mode: 0o600 })
+  return dir
+}
+
+/**
+ * A broker config for the key server of `h`: TLS with its dev PKI, its URL and public key; `config`
+ * gives the rest, and its `keyServer` part adds to those two.
+ */
+export function brokerConfigFor(
+  h: Harness,
+  config: Omit<BrokerConfigDocument, 'keyServer'> & { keyServer?: Partial<BrokerConfigDocument['keyServer']> },
+): BrokerConfigDocument {
+  return {
+    tls: { certFile: `${h.dir}/pki/server.pem`, keyFile: `${h.dir}/pki/server.key`, caFile: `${h.dir}/pki/ca.pem` },
+    ...config,
+    keyServer: { url: h.url, publicKey: Buffer.from(h.keyServer.publicKey).toString('base64url'), ...config.keyServer },
+  }
+}
+
 export async function startDeployment(
   options: Partial<SmqttPluginOptions> = {},
   beforeAttach: (broker: Aedes) => void = () => {},
 ): Promise<Deployment> {
-  const h = await startHarness()
-  h.clock.now = Math.floor(Date.now() / 1000)
+  const h = await startTestKeyServer()
   const clients = new Set<MqttClient>()
   const logs: Record<string, unknown>[] = []
   const logger = pino({ level: 'debug' }, { write: (line: string) => logs.push(JSON.parse(line)) })
-  const put = await h.admin('PUT', '/v1/admin/policy', { policy: TEST_POLICY })
-  if (put.status !== 200) throw new Error(`policy: ${put.text}`)
 
   const enroll: Deployment['enroll'] = async (id, roles, opts = {}) => {
     const token = await h.admin('POST', '/v1/admin/enrollment-tokens', { principalId: id, roles })
@@ -326,7 +403,7 @@ export async function startDeployment(
 /**
  * One node of a cluster, started as `smqtt-broker` starts it (a config file in `dir`, mqtts on a
  * free port) against the key server of `h`, sharing `redis` with the other nodes; `extra` adds
- * to its config. The node's identity file must be `dir/broker-identity.json`.
+ * to its config. The node's identity file must be `dir/broker-identity.json` (see {@link brokerFolder}).
  */
 export async function startClusterNode(
   h: Harness,
@@ -336,20 +413,124 @@ export async function startClusterNode(
   extra: Partial<BrokerConfigDocument> = {},
   logging: StartBrokerOptions = { logLevel: 'silent', logDestination: pino.destination(1) },
 ): Promise<RunningBroker> {
-  const doc: BrokerConfigDocument = {
+  const doc = brokerConfigFor(h, {
     listeners: { mqtts: { port: 0 } },
-    tls: { certFile: `${h.dir}/pki/server.pem`, keyFile: `${h.dir}/pki/server.key`, caFile: `${h.dir}/pki/ca.pem` },
     keyServer: {
-      url: h.url,
-      publicKey: Buffer.from(h.keyServer.publicKey).toString('base64url'),
-      identityFile: 'broker-identity.json',
+      identityFile: BROKER_IDENTITY_FILE,
       pullIntervalSeconds: 3600, // only the first pull: what follows arrives by push through Redis
     },
     metrics: false,
     redis,
     ...extra,
-  }
+  })
   const file = `${dir}/${name}.json`
   writeFileSync(file, JSON.stringify(doc))
   return startBroker(loadBrokerConfig(file), logging)
+}
+
+/** A Redis server and the key prefix of one test run on it. */
+export interface TestRedis {
+  readonly url: string
+  readonly prefix: string
+}
+
+/**
+ * The Redis a test run uses (SMQTT_TEST_REDIS_URL, default the local one), with a key prefix of
+ * the run's own (`name`, process, time), so runs never see each other's keys.
+ */
+export const testRedis = (name: string): TestRedis => ({
+  url: process.env.SMQTT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+  prefix: `smqtt-test-${name}-${process.pid}-${Date.now().toString(36)}:`,
+})
+
+/** One Redis command over RESP to the server at `url`; resolves with the raw reply (one line). */
+export function redisCommand(url: string, ...args: string[]): Promise<string> {
+  const { hostname, port } = new URL(url)
+  const command = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: hostname, port: Number(port || 6379) }, () => socket.write(command))
+    let reply = ''
+    const timer = setTimeout(() => socket.destroy(new Error(`no Redis reply within ${BOUND} ms`)), BOUND)
+    socket.on('data', (chunk) => {
+      reply += chunk
+      if (reply.endsWith('\r\n')) socket.end()
+    })
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve(reply)
+    })
+    socket.on('error', (err) => {
+      clearTimeout(timer)
+      reject(err)
+    })
+  })
+}
+
+/** Runs `lua` on the keys of a test run (`ARGV[1]`: those under `redis.prefix`); resolves with its integer reply. */
+async function evalOnRunKeys(redis: TestRedis, lua: string): Promise<number> {
+  const reply = await redisCommand(redis.url, 'EVAL', lua, '0', `${redis.prefix}*`)
+  if (!reply.startsWith(':')) throw new Error(`redis: ${reply.trim()}`)
+  return Number(reply.slice(1, -2))
+}
+
+/** How many keys of a test run (those under `redis.prefix`) Redis holds. */
+export const countRedisKeys = (redis: TestRedis): Promise<number> =>
+  evalOnRunKeys(redis, "return #redis.call('KEYS', ARGV[1])")
+
+/** Deletes the keys of a test run (those under `redis.prefix`); resolves with how many. */
+export const deleteRedisKeys = (redis: TestRedis): Promise<number> =>
+  evalOnRunKeys(
+    redis,
+    "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) n = n + 1 end return n",
+  )
+
+/**
+ * Closes what a cluster test opened, in order: its clients, its nodes, the key server; then removes
+ * its folder and its Redis keys (a failure there is ignored: the next run uses another prefix).
+ */
+export async function closeClusterTest(opened: {
+  clients: Iterable<MqttClient>
+  nodes: readonly (RunningBroker | undefined)[]
+  h: Harness | undefined
+  dir: string | undefined
+  redis: TestRedis
+}): Promise<void> {
+  for (const client of opened.clients) client.end(true)
+  for (const node of opened.nodes) await node?.close()
+  await opened.h?.close()
+  if (opened.dir) rmSync(opened.dir, { recursive: true, force: true })
+  await deleteRedisKeys(opened.redis).catch(() => {})
+}
+
+/** A broker and its plugin with no key server to pull from, and how to close both. */
+export interface BareBroker {
+  readonly broker: Aedes
+  readonly plugin: SmqttPlugin
+  close(): Promise<void>
+}
+
+/**
+ * A broker with the plugin and no key server: snapshots and deltas are handed in
+ * (`applySnapshot`, `applySnapshotDelta`), envelope signatures checked on its event loop, logs
+ * silent. For tests and benches of what the plugin does with what it is given.
+ */
+export async function startBareBroker(
+  keyServerPublicKey: Uint8Array,
+  options: Partial<SmqttPluginOptions> = {},
+): Promise<BareBroker> {
+  const broker = await Aedes.createBroker()
+  const plugin = await attachSmqtt(broker, {
+    keyServerPublicKey,
+    logger: pino({ level: 'silent' }),
+    verifyWorkers: 0,
+    ...options,
+  })
+  return {
+    broker,
+    plugin,
+    async close() {
+      await plugin.close()
+      await new Promise<void>((resolve) => broker.close(() => resolve()))
+    },
+  }
 }

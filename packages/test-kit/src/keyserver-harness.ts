@@ -7,6 +7,7 @@ import { request as httpsRequest } from 'node:https'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { text as readText } from 'node:stream/consumers'
 import { createEnrollmentRequest, generateIdentity, type Identity, sha256, signRequest } from '@smqtt/core'
 import {
   buildApp,
@@ -63,6 +64,15 @@ export interface Harness {
   close(options?: { keepFiles?: boolean }): Promise<void>
 }
 
+/** The parsed body, or undefined when it is empty or not JSON (tests then look at `text`). */
+function jsonOrUndefined(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : undefined
+  } catch {
+    return undefined
+  }
+}
+
 export async function startHarness(
   options: {
     dir?: string
@@ -105,18 +115,10 @@ export async function startHarness(
         ...opts.headers,
       }
       const req = httpsRequest(`${url}${path}`, { method, headers, ca: pki.caPem, timeout: 10_000 }, (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8')
-          let body: unknown
-          try {
-            body = text ? JSON.parse(text) : undefined
-          } catch {
-            body = undefined
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text })
-        })
+        readText(res).then(
+          (text) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: jsonOrUndefined(text), text }),
+          reject,
+        )
       })
       req.on('timeout', () => req.destroy(new Error('request timed out')))
       req.on('error', reject)

@@ -15,7 +15,7 @@ import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, Generic, NoReturn, TypeVar
 
 from . import _crypto, _mlkem
 from ._bytes import from_base64url, to_base64url
@@ -129,6 +129,12 @@ class StrictJsonReader:
             self.fail(f"{path} must decode to {length} bytes")
         return data
 
+    def once(self, value: int, seen: set[int], duplicate: str) -> None:
+        """Remembers ``value`` in ``seen``; fails with ``duplicate`` if it is there already."""
+        if value in seen:
+            self.fail(duplicate)
+        seen.add(value)
+
     def principal(self, value: object, path: str) -> str:
         if not is_well_formed_text(value, 256):
             self.fail(f"{path} is not a valid principal id")
@@ -163,6 +169,35 @@ def open_signed_document(
     except ValueError:
         read.fail("payload is not JSON")
     return body, read
+
+
+def open_signed_body(
+    signed: object,
+    *,
+    type: str,
+    version: int,
+    name: str,
+    fields: Sequence[str],
+    optional: Sequence[str] = (),
+    signing_key: bytes,
+    malformed: SmqttErrorCode,
+    signature_invalid: SmqttErrorCode,
+    max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+) -> tuple[dict[str, Any], StrictJsonReader]:
+    """:func:`open_signed_document`, then its body: an object (``name`` in errors) of this
+    ``type`` and ``version`` with ``fields`` besides ``type`` and ``v``; returns (body, reader)."""
+    body, read = open_signed_document(
+        signed,
+        type=type,
+        signing_key=signing_key,
+        malformed=malformed,
+        signature_invalid=signature_invalid,
+        max_bytes=max_bytes,
+    )
+    o = read.record(body, name, ["type", "v", *fields], optional)
+    read.literal(o["type"], "type", type)
+    read.literal(o["v"], "v", version)
+    return o, read
 
 
 def sign_document(type: str, body: dict[str, Any], seed: bytes) -> dict[str, str]:
@@ -216,16 +251,13 @@ class Identity:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """The TypeScript ``exportIdentity`` shape (secret: store it like a private key)."""
+        """The TypeScript ``exportIdentity`` shape, the public identity with its two secrets (store
+        it like a private key)."""
         return {
+            **self.public_json(),
             "type": "smqtt.identity",
-            "v": 1,
-            "id": self.id,
-            "kem": self.kem,
             "signingSeed": to_base64url(self.signing_seed),
             "agreementSecret": to_base64url(self.agreement_secret),
-            "signingKey": to_base64url(self.signing_key),
-            "agreementKey": to_base64url(self.agreement_key),
         }
 
     @staticmethod
@@ -324,14 +356,23 @@ class OpenedEpochKey:
     retires_at: int
 
 
+_Epoch = TypeVar("_Epoch")
+
+
 @dataclass(frozen=True)
-class OpenedKeyGroup:
+class KeyGroup(Generic[_Epoch]):
+    """A key group of a bundle, with its epochs as opened or as a keyring holds them."""
+
     group: int
     name: str
     filter: str
     suite: int
-    epochs: tuple[OpenedEpochKey, ...]
+    epochs: tuple[_Epoch, ...]
     writers: dict[int, Writer]
+
+
+#: a key group as :func:`open_key_bundle` returns it
+OpenedKeyGroup = KeyGroup[OpenedEpochKey]
 
 
 @dataclass(frozen=True)
@@ -412,20 +453,27 @@ class OpenedWriterRecord:
     writers: dict[int, Writer]
 
 
+def _check_addressed(addressee: str, recipient: str, not_before: int, not_after: int, now: int | None) -> None:
+    """A key bundle's or writer record's last checks, once it parsed: its recipient, then its validity."""
+    if addressee != recipient:
+        raise SmqttError("ERR_BUNDLE_WRONG_RECIPIENT")
+    clock = int(time.time()) if now is None else now
+    if clock < not_before:
+        raise SmqttError("ERR_BUNDLE_NOT_YET_VALID")
+    if clock >= not_after:
+        raise SmqttError("ERR_BUNDLE_EXPIRED")
+
+
 def open_writer_record(
     signed: object, *, key_server_public_key: bytes, reader: str, now: int | None = None
 ) -> OpenedWriterRecord:
     """The answer to ``POST /v1/writers``: writers a bundle does not list (docs/documents.md §6)."""
-    body, read = open_signed_document(
-        signed,
-        type="smqtt.writer-record",
-        signing_key=key_server_public_key,
-        malformed="ERR_BUNDLE_MALFORMED",
-        signature_invalid="ERR_BUNDLE_SIGNATURE_INVALID",
+    o, read = open_signed_body(
+        signed, type="smqtt.writer-record", version=1, name="writer record", signing_key=key_server_public_key,
+        fields=["reader", "group", "filter", "issuedAt", "notAfter", "writers"],
+        # a detached part of a key bundle: the same errors
+        malformed="ERR_BUNDLE_MALFORMED", signature_invalid="ERR_BUNDLE_SIGNATURE_INVALID",
     )
-    o = read.record(body, "writer record", ["type", "v", "reader", "group", "filter", "issuedAt", "notAfter", "writers"])
-    read.literal(o["type"], "type", "smqtt.writer-record")
-    read.literal(o["v"], "v", 1)
     record_reader = read.principal(o["reader"], "reader")
     group = read.uint32(o["group"], "group")
     group_filter = read.string(o["filter"], "filter", 65_535)
@@ -437,13 +485,8 @@ def open_writer_record(
         read.fail("issuedAt is after notAfter")
     read.array(o["writers"], "writers", 256)
     writers = read_writers(read, o["writers"], "writers", group, group_filter)
-    if record_reader != reader:
-        raise SmqttError("ERR_BUNDLE_WRONG_RECIPIENT")
-    clock = int(time.time()) if now is None else now
-    if clock + 60 < issued_at:
-        raise SmqttError("ERR_BUNDLE_NOT_YET_VALID")
-    if clock >= not_after:
-        raise SmqttError("ERR_BUNDLE_EXPIRED")
+    # A record has no notBefore: it is valid from issuedAt, with a minute for clock skew.
+    _check_addressed(record_reader, reader, issued_at - 60, not_after, now)
     return OpenedWriterRecord(record_reader, group, group_filter, issued_at, not_after, writers)
 
 
@@ -456,17 +499,11 @@ def open_key_bundle(
     max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
 ) -> OpenedKeyBundle:
     """Verifies a key bundle (signature, recipient, validity) and opens its sealed epoch keys."""
-    body, read = open_signed_document(
-        signed,
-        type="smqtt.key-bundle",
-        signing_key=key_server_public_key,
-        malformed="ERR_BUNDLE_MALFORMED",
-        signature_invalid="ERR_BUNDLE_SIGNATURE_INVALID",
-        max_bytes=max_bytes,
+    b, read = open_signed_body(
+        signed, type="smqtt.key-bundle", version=2, name="bundle", signing_key=key_server_public_key,
+        fields=["principal", "issuedAt", "notBefore", "notAfter", "groups"],
+        malformed="ERR_BUNDLE_MALFORMED", signature_invalid="ERR_BUNDLE_SIGNATURE_INVALID", max_bytes=max_bytes,
     )
-    b = read.record(body, "bundle", ["type", "v", "principal", "issuedAt", "notBefore", "notAfter", "groups"])
-    read.literal(b["type"], "type", "smqtt.key-bundle")
-    read.literal(b["v"], "v", 2)
     principal = read.principal(b["principal"], "principal")
     issued_at = read.uint32(b["issuedAt"], "issuedAt")
     not_before = read.uint32(b["notBefore"], "notBefore")
@@ -479,9 +516,7 @@ def open_key_bundle(
         path = f"groups[{g}]"
         o = read.record(value, path, ["group", "name", "filter", "suite", "epochs", "writers"])
         group = read.uint32(o["group"], f"{path}.group")
-        if group in seen_groups:
-            read.fail(f"duplicate group {group}")
-        seen_groups.add(group)
+        read.once(group, seen_groups, f"duplicate group {group}")
         group_filter = read.string(o["filter"], f"{path}.filter", 65_535)
         epochs: list[tuple[int, int, int, str, bytes, bytes]] = []
         seen_epochs: set[int] = set()
@@ -489,9 +524,7 @@ def open_key_bundle(
             at = f"{path}.epochs[{e}]"
             eo = read.record(ev, at, ["epoch", "activatesAt", "retiresAt", "enc", "sealedKey", "kem"])
             epoch = read.uint32(eo["epoch"], f"{at}.epoch")
-            if epoch in seen_epochs:
-                read.fail(f"duplicate epoch {epoch} in group {group}")
-            seen_epochs.add(epoch)
+            read.once(epoch, seen_epochs, f"duplicate epoch {epoch} in group {group}")
             activates_at = read.uint32(eo["activatesAt"], f"{at}.activatesAt")
             retires_at = read.uint32(eo["retiresAt"], f"{at}.retiresAt")
             if activates_at > retires_at:
@@ -504,13 +537,7 @@ def open_key_bundle(
         name = read.string(o["name"], f"{path}.name", 256)
         suite = read.uint32(o["suite"], f"{path}.suite")
         parsed.append((group, name, group_filter, suite, epochs, writers))
-    if principal != recipient.id:
-        raise SmqttError("ERR_BUNDLE_WRONG_RECIPIENT")
-    clock = int(time.time()) if now is None else now
-    if clock < not_before:
-        raise SmqttError("ERR_BUNDLE_NOT_YET_VALID")
-    if clock >= not_after:
-        raise SmqttError("ERR_BUNDLE_EXPIRED")
+    _check_addressed(principal, recipient.id, not_before, not_after, now)
     groups = []
     for group, name, group_filter, suite, epochs, writers in parsed:
         opened = []
@@ -549,16 +576,11 @@ class RevocationList:
 
     def accept(self, signed: object, *, key_server_public_key: bytes) -> bool:
         """Accepts a newer list (True), ignores the same one (False); raises on rollback."""
-        body, read = open_signed_document(
-            signed,
-            type="smqtt.revocations",
-            signing_key=key_server_public_key,
-            malformed="ERR_REVOCATION_LIST_MALFORMED",
-            signature_invalid="ERR_REVOCATION_LIST_SIGNATURE_INVALID",
+        o, read = open_signed_body(
+            signed, type="smqtt.revocations", version=1, name="revocation list", signing_key=key_server_public_key,
+            fields=["version", "issuedAt", "entries"], optional=["prunedBefore"],
+            malformed="ERR_REVOCATION_LIST_MALFORMED", signature_invalid="ERR_REVOCATION_LIST_SIGNATURE_INVALID",
         )
-        o = read.record(body, "revocation list", ["type", "v", "version", "issuedAt", "entries"], ["prunedBefore"])
-        read.literal(o["type"], "type", "smqtt.revocations")
-        read.literal(o["v"], "v", 1)
         version = read.uint32(o["version"], "version")
         issued_at = read.uint32(o["issuedAt"], "issuedAt")
         pruned_before = 0 if "prunedBefore" not in o else read.uint32(o["prunedBefore"], "prunedBefore")
@@ -567,9 +589,7 @@ class RevocationList:
         for i, value in enumerate(read.array(o["entries"], "entries", 1_000_000)):
             fields = read.record(value, f"entries[{i}]", ["principal", "kid", "revokedAt"])
             kid = read.uint32(fields["kid"], f"entries[{i}].kid")
-            if kid in kids:
-                read.fail(f"duplicate kid {kid}")
-            kids.add(kid)
+            read.once(kid, kids, f"duplicate kid {kid}")
             entries.append(
                 RevocationEntry(
                     read.principal(fields["principal"], f"entries[{i}].principal"),

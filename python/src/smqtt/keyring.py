@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from . import _crypto
 from collections import OrderedDict
 
-from .documents import OpenedKeyBundle, OpenedWriterRecord, Writer
+from .documents import KeyGroup, OpenedKeyBundle, OpenedWriterRecord, Writer
 from .envelope import SUITES, EpochKey
 from .errors import SmqttError
 from .topic import topic_matches
@@ -24,14 +24,8 @@ class HeldEpoch:
     key: EpochKey
 
 
-@dataclass(frozen=True)
-class HeldGroup:
-    group: int
-    name: str
-    filter: str
-    suite: int
-    epochs: tuple[HeldEpoch, ...]
-    writers: dict[int, Writer]
+#: a bundle's key group as the keyring holds it: epochs in order, each with its EpochKey
+HeldGroup = KeyGroup[HeldEpoch]
 
 
 MAX_RECORD_WRITERS_HELD = 10_000

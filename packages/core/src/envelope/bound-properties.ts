@@ -12,7 +12,7 @@
 // The receiver builds the same bytes from the packet it got, so an altered, stripped,
 // reordered or injected bound property breaks both checks; properties after the first k, or
 // kinds the mask leaves out, are reported unsigned.
-import { utf8 } from '../_bytes.js'
+import { concatBytes, utf8 } from '../_bytes.js'
 import { SmqttError } from '../errors.js'
 
 /** MQTT 5 PUBLISH properties an envelope can bind, as the packet carries them. */
@@ -168,13 +168,7 @@ export function encodeBoundProperties(
     if (!field(key) || !field(value)) return undefined
   }
   if (size > MAX_BOUND_PROPERTIES_BYTES) return undefined
-  const out = new Uint8Array(size)
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.length
-  }
-  return out
+  return concatBytes(...parts)
 }
 
 const ABSENT = new Uint8Array([0])

@@ -10,8 +10,9 @@
 //   whoever can write it can replace the file.
 //
 // POSIX only: Windows reports synthetic modes, and its ACLs are the operator's to set.
-import { statSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { readFileSync, statSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { parseConfigText } from '../config-text.js'
 import { SmqttError } from '../errors.js'
 
 /** What a file is, which decides the bits it may not have. */
@@ -66,6 +67,45 @@ export function assertDeploymentFileMode(
     if (folder !== path)
       assertDeploymentFileMode(folder, 'directory', { code, label: `${label ? `${label} ` : ''}folder` })
   }
+}
+
+/**
+ * Reads a deployment file as UTF-8 text once assertDeploymentFileMode has passed it. A file that
+ * cannot be read throws the same typed error (`check.code`), naming it: `<label> <path> cannot be read`.
+ *
+ * @example
+ * ```ts
+ * const text = readDeploymentFile('/etc/smqtt/keyserver.json', 'config', { label: 'config file' })
+ * ```
+ */
+export function readDeploymentFile(
+  path: string,
+  kind: Exclude<DeploymentFileKind, 'directory'>,
+  check: DeploymentFileCheck = {},
+): string {
+  assertDeploymentFileMode(path, kind, check)
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (cause) {
+    const { code = 'ERR_CONFIG_INVALID', label } = check
+    throw new SmqttError(code, `${label ? `${label} ` : ''}${path} cannot be read`, { cause })
+  }
+}
+
+/**
+ * Reads a service's config file: checked as a deployment file (whoever can write it, or its
+ * folder, can point the service at their own keys), parsed as JSON (`ERR_CONFIG_INVALID` naming
+ * the file), then handed with its folder, for the relative paths in it, to `parse`.
+ *
+ * @example
+ * ```ts
+ * const config = loadConfigFile('/etc/smqtt/broker.json', parseBrokerConfig)
+ * ```
+ */
+export function loadConfigFile<T>(path: string, parse: (document: unknown, folder: string) => T): T {
+  const absolute = resolve(path)
+  const text = readDeploymentFile(absolute, 'config', { label: 'config file' })
+  return parse(parseConfigText(text, `config file ${absolute}`), dirname(absolute))
 }
 
 function modeOf(path: string): number | undefined {

@@ -1,4 +1,4 @@
-import { MAX_RECORD_WRITERS, SmqttError, SNAPSHOT_NOTICE_HEADER } from '@smqtt/core'
+import { MAX_RECORD_WRITERS, SmqttError, SNAPSHOT_ACCEPT_DELTA_HEADER, SNAPSHOT_NOTICE_HEADER } from '@smqtt/core'
 import type { FastifyInstance } from 'fastify'
 import type { EnrollmentRequest, KeyServer } from '../service/key-server.js'
 import type { KeyServerMetrics } from './metrics.js'
@@ -248,9 +248,14 @@ export function registerDeviceRoutes(app: FastifyInstance, keyServer: KeyServer,
         tags: ['broker'],
         security,
         description:
-          "The signed broker snapshot: policy, directory, live epochs. Principals with the broker role only. Its `ETag` is a digest of the content (not of its issuedAt), also signed into the snapshot as `tag`: `If-None-Match` with it is answered `304` with no body while the content is unchanged, and with a signed notice (`{ issuedAt, tag }`, the document as JSON) in the `Smqtt-Snapshot-Notice` header, so a broker's snapshot is vouched current by the key server's signature without fetching it again.",
+          "The signed broker snapshot: policy, directory, live epochs. Principals with the broker role only. Its `ETag` is a digest of the content (not of its issuedAt), also signed into the snapshot as `tag`: `If-None-Match` with it is answered `304` with no body while the content is unchanged, and with a signed notice (`{ issuedAt, tag }`, the document as JSON) in the `Smqtt-Snapshot-Notice` header, so a broker's snapshot is vouched current by the key server's signature without fetching it again. A broker that sends `Smqtt-Accept-Delta: 1` and names a recent content is answered `{ delta }` (what changed since, signed) while the change is small.",
         response: {
-          200: { type: 'object', properties: { snapshot: signedDocumentSchema } },
+          200: {
+            description:
+              'The snapshot; or, to a broker that sent `Smqtt-Accept-Delta: 1` with the ETag of a recent content in If-None-Match, a signed delta from that content, while small.',
+            type: 'object',
+            properties: { snapshot: signedDocumentSchema, delta: signedDocumentSchema },
+          },
           304: {
             description:
               'The content is the one the ETag sent in If-None-Match names; `Smqtt-Snapshot-Notice` vouches for it, signed.',
@@ -266,11 +271,12 @@ export function registerDeviceRoutes(app: FastifyInstance, keyServer: KeyServer,
       const header = request.headers['if-none-match']
       const known =
         typeof header === 'string' ? /^(?:W\/)?"([A-Za-z0-9_-]{1,64})"$/.exec(header.trim())?.[1] : undefined
-      const answer = await keyServer.brokerSnapshotUnless(known)
+      const deltas = request.headers[SNAPSHOT_ACCEPT_DELTA_HEADER] === '1'
+      const answer = await keyServer.brokerSnapshotUnless(known, { deltas })
       reply.header('etag', `"${answer.tag}"`).header('cache-control', 'private, no-cache')
       if ('notice' in answer)
         return reply.code(304).header(SNAPSHOT_NOTICE_HEADER, JSON.stringify(answer.notice)).send()
-      return { snapshot: answer.snapshot }
+      return 'delta' in answer ? { delta: answer.delta } : { snapshot: answer.snapshot }
     },
   )
 }

@@ -22,18 +22,11 @@ export type KeyServerChange =
 /** See KeyServerContext.currentDirectory. */
 const DIRECTORY_TTL_SECONDS = 2
 
-export interface KeyServerContextOptions {
-  readonly settings: KeyServerSettings
-  readonly store: KeyStore
-  readonly masterKey: MasterKey
-  readonly ca: CertificateAuthority | undefined
-  readonly logger: Logger
-  readonly now: () => number
-  readonly identity: Identity
-  readonly audit: AuditLog
-  readonly failedAuth: FailedAuthentications
-  readonly policy: PolicyState
-}
+/** What KeyServer hands the context: the fields below, and the policy first in force. */
+export type KeyServerContextOptions = Pick<
+  KeyServerContext,
+  'settings' | 'store' | 'masterKey' | 'ca' | 'logger' | 'now' | 'identity' | 'audit' | 'failedAuth' | 'policy'
+>
 
 export class KeyServerContext {
   readonly settings: KeyServerSettings

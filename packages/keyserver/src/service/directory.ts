@@ -2,12 +2,12 @@
 // their publish rights in the group), the groups' opened epoch keys, and the revocation list's
 // version. Built whole from the store once, then kept current by following the store's
 // directory change log (KeyStore.listDirectoryChanges): a principal's change re-derives that
-// principal's entries alone, an epoch change re-reads the epochs, and only a policy change (or
-// a log that no longer reaches back) builds it whole again. So an enrollment or a revocation
-// at 100,000 principals costs about what it costs at 100, and a key server with nothing new
-// pays one small query per check instead of a rebuild (issue 14). It also indexes who holds
-// each group's keys, so the push after a re-key finds a home's 10 members without evaluating
-// the policy for the whole fleet.
+// principal's entries alone, an epoch change re-reads the epochs of its key group, and only a
+// policy change (or a log that no longer reaches back) builds it whole again. So an enrollment,
+// a revocation or a home's re-key at 100,000 principals costs about what it costs at 100, and a
+// key server with nothing new pays one small query per check instead of a rebuild (issue 14).
+// It also indexes who holds each group's keys, so the push after a re-key finds a home's 10
+// members without evaluating the policy for the whole fleet.
 import {
   constantTimeEqual,
   type KeyGroupPolicy,
@@ -17,7 +17,7 @@ import {
 } from '@smqtt/core'
 import type { Logger } from 'pino'
 import type { MasterKey } from '../master-key.js'
-import type { KeyStore, PrincipalRecord } from '../store/key-store.js'
+import type { DirectoryChange, KeyStore, PrincipalRecord } from '../store/key-store.js'
 import { writerLeftOut } from './policy-review.js'
 import { type PolicyState, principalContext } from './policy-state.js'
 
@@ -68,8 +68,8 @@ export class Directory {
   // PolicyState.keyedGroups); kid → those groups (to take them out again).
   readonly #holders = new Map<number, Set<number>>()
   readonly #holds = new Map<number, readonly number[]>()
-  // Epoch keys opened so far by label, with their sealed bytes (see readEpochs).
-  readonly #openedKeys = new Map<string, OpenedKey>()
+  // group → epoch → its key as opened, with its sealed bytes: the live epochs' alone (see #readEpochs).
+  readonly #openedKeys = new Map<number, Map<number, OpenedKey>>()
 
   private constructor(seq: number, policyVersion: number, generation: number, now: number) {
     this.#seq = seq
@@ -87,7 +87,7 @@ export class Directory {
     const { latest } = await source.store.listDirectoryChanges(0, 0)
     const policy = await source.reloadPolicy()
     const directory = new Directory(latest, policy.version, source.nextGeneration(), now)
-    directory.epochs = await readEpochs(source, directory.#openedKeys)
+    await directory.#readEpochs(source, 'all')
     directory.revocations = await readRevocations(source)
     for (const principal of await source.store.listPrincipals())
       if (principal.status === 'active') directory.#setPrincipal(principal.kid, principalEntries(source, principal))
@@ -100,22 +100,23 @@ export class Directory {
    */
   async follow(source: DirectorySource, now: number): Promise<boolean> {
     if (source.policy().version !== this.#policyVersion) return false
-    const log = await source.store.listDirectoryChanges(this.#seq, MAX_CHANGES_APPLIED)
-    const last = log.changes.at(-1)?.seq ?? this.#seq
-    if (!log.complete || last !== log.latest || log.changes.some((c) => c.kind === 'policy')) return false
-    const kinds = new Set(log.changes.map((c) => c.kind))
-    const kids = new Set(log.changes.flatMap((c) => (c.kind === 'principal' ? [c.kid] : [])))
-    if (kinds.has('epochs')) this.epochs = await readEpochs(source, this.#openedKeys)
-    if (kinds.has('revocations')) this.revocations = await readRevocations(source)
+    const changed = await changesSince(source.store, this.#seq)
+    if (changed === undefined) return false
+    const { kids, groups, last } = changed
+    const epochsChanged = groups === 'all' || groups.size > 0
+    if (epochsChanged) await this.#readEpochs(source, groups)
+    if (changed.revocations) this.revocations = await readRevocations(source)
     for (const kid of kids) {
       const principal = await source.store.getPrincipalByKid(kid)
       this.#setPrincipal(kid, principal?.status === 'active' ? principalEntries(source, principal) : NO_ENTRIES)
     }
     // Any principal's change moves the generation, a reader's too: its own bundle and tag
-    // depend on its roles and status, which other processes may have changed.
-    if (kinds.has('epochs') || kids.size > 0) {
+    // depend on its roles and status, which other processes may have changed. A group's share
+    // of a tag depends on its epochs and writers alone, so an epoch change drops its group's.
+    if (epochsChanged || kids.size > 0) {
       this.generation = source.nextGeneration()
-      this.groupTags.clear()
+      if (groups === 'all' || kids.size > 0) this.groupTags.clear()
+      else for (const group of groups) this.groupTags.delete(group)
     }
     this.#seq = last
     this.checkedAt = now
@@ -150,6 +151,47 @@ export class Directory {
     const kids = new Set<number>()
     for (const group of groups) for (const kid of this.#holders.get(group) ?? []) kids.add(kid)
     return [...kids].sort((a, b) => a - b)
+  }
+
+  /**
+   * Reads the epochs of `groups` (or of every group) and their keys. A key opened before from
+   * the very same sealed bytes is taken from #openedKeys, so a re-key of one home opens one key,
+   * not one per group of the fleet; the bytes are compared because an epoch number can come back
+   * with another key once all of a group's epochs are gone. The keys of epochs no longer listed
+   * are dropped. Nothing changes unless every read and every key succeeds.
+   */
+  async #readEpochs(source: DirectorySource, groups: ReadonlySet<number> | 'all'): Promise<void> {
+    const records = groups === 'all' ? await source.store.listEpochs() : []
+    if (groups !== 'all') for (const group of groups) records.push(...(await source.store.listEpochs(group)))
+    const readEpochs = new Map<number, OpenedEpoch[]>()
+    const readKeys = new Map<number, Map<number, OpenedKey>>()
+    for (const e of records) {
+      const known = this.#openedKeys.get(e.group)?.get(e.epoch)
+      const key =
+        known && constantTimeEqual(known.sealed, e.sealedKey)
+          ? known.key
+          : source.masterKey.open(epochLabel(e.group, e.epoch), e.sealedKey)
+      const list = readEpochs.get(e.group) ?? []
+      readEpochs.set(e.group, list)
+      list.push({ epoch: e.epoch, key, activatesAt: e.activatesAt, retiresAt: e.retiresAt })
+      const keys = readKeys.get(e.group) ?? new Map<number, OpenedKey>()
+      readKeys.set(e.group, keys.set(e.epoch, { sealed: e.sealedKey, key }))
+    }
+    if (groups === 'all') {
+      this.epochs = readEpochs
+      this.#openedKeys.clear()
+    } else {
+      // A new map, as a whole read gives: whoever holds the old one keeps what it read.
+      const epochs = new Map(this.epochs)
+      for (const group of groups) {
+        const list = readEpochs.get(group)
+        if (list) epochs.set(group, list)
+        else epochs.delete(group)
+        this.#openedKeys.delete(group)
+      }
+      this.epochs = epochs
+    }
+    for (const [group, keys] of readKeys) this.#openedKeys.set(group, keys)
   }
 
   // Replaces what `kid` holds and writes with `entries`.
@@ -243,30 +285,44 @@ interface OpenedKey {
 }
 
 /**
- * Every epoch in the store, its key opened, by group. A key opened before from the very same
- * sealed bytes is taken from `opened` (by label; left holding the live epochs' keys alone), so
- * a re-key of one home opens one key, not one per group of the fleet. The bytes are compared
- * because an epoch number can come back with another key once all of a group's epochs are gone.
+ * The groups whose epochs `changes` changed, or 'all' when one of them names no group (logged
+ * before store migration 6).
  */
-async function readEpochs(
-  source: DirectorySource,
-  opened: Map<string, OpenedKey>,
-): Promise<Map<number, OpenedEpoch[]>> {
-  const epochs = new Map<number, OpenedEpoch[]>()
-  const live = new Map<string, OpenedKey>()
-  for (const e of await source.store.listEpochs()) {
-    const label = epochLabel(e.group, e.epoch)
-    const known = opened.get(label)
-    const key =
-      known && constantTimeEqual(known.sealed, e.sealedKey) ? known.key : source.masterKey.open(label, e.sealedKey)
-    live.set(label, { sealed: e.sealedKey, key })
-    const list = epochs.get(e.group) ?? []
-    list.push({ epoch: e.epoch, key, activatesAt: e.activatesAt, retiresAt: e.retiresAt })
-    epochs.set(e.group, list)
+/** What the store's change log says changed after `seq` (see {@link changesSince}). */
+export interface LoggedChanges {
+  /** Principals changed, by kid. */
+  readonly kids: ReadonlySet<number>
+  /** Groups whose epochs changed; `all` when an entry names none (logged before migration 6). */
+  readonly groups: ReadonlySet<number> | 'all'
+  readonly revocations: boolean
+  /** The seq of the last change: where to read from next time. */
+  readonly last: number
+}
+
+/**
+ * The changes logged after `seq`, or undefined when only a whole rebuild will do: the policy
+ * changed, the log no longer reaches back, or there are more than are worth applying one by one.
+ */
+export async function changesSince(store: KeyStore, seq: number): Promise<LoggedChanges | undefined> {
+  const log = await store.listDirectoryChanges(seq, MAX_CHANGES_APPLIED)
+  const last = log.changes.at(-1)?.seq ?? seq
+  if (!log.complete || last !== log.latest || log.changes.some((c) => c.kind === 'policy')) return undefined
+  return {
+    kids: new Set(log.changes.flatMap((c) => (c.kind === 'principal' ? [c.kid] : []))),
+    groups: epochGroups(log.changes),
+    revocations: log.changes.some((c) => c.kind === 'revocations'),
+    last,
   }
-  opened.clear()
-  for (const [label, entry] of live) opened.set(label, entry)
-  return epochs
+}
+
+function epochGroups(changes: readonly DirectoryChange[]): Set<number> | 'all' {
+  const groups = new Set<number>()
+  for (const change of changes) {
+    if (change.kind !== 'epochs') continue
+    if (change.group === undefined) return 'all'
+    groups.add(change.group)
+  }
+  return groups
 }
 
 async function readRevocations(source: DirectorySource): Promise<number> {

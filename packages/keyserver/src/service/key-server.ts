@@ -241,11 +241,17 @@ export class KeyServer {
     return this.#snapshots.brokerSnapshot()
   }
 
-  /** The snapshot with its tag, or a signed notice when the tag is `knownTag`. */
+  /**
+   * The snapshot with its tag; a signed notice when the tag is `knownTag`; with `deltas`, a
+   * signed delta from `knownTag` when that content is recent and the change small.
+   */
   brokerSnapshotUnless(
     knownTag: string | undefined,
-  ): Promise<{ tag: string } & ({ snapshot: SignedDocument } | { notice: SignedDocument })> {
-    return this.#snapshots.brokerSnapshotUnless(knownTag)
+    options: { readonly deltas?: boolean } = {},
+  ): Promise<
+    { tag: string } & ({ snapshot: SignedDocument } | { notice: SignedDocument } | { delta: SignedDocument })
+  > {
+    return this.#snapshots.brokerSnapshotUnless(knownTag, options)
   }
 
   /** What to push to brokers after a change: the snapshot while small enough, else a notice. */

@@ -11,6 +11,7 @@ import type {
   DirectoryChanges,
   EnrollmentTokenRecord,
   EpochRecord,
+  NewAuditEntry,
   NewPrincipal,
   PrincipalRecord,
   PrincipalStatus,
@@ -63,25 +64,23 @@ export interface DocumentRow {
   updated_at: number
 }
 
-export interface AuditRow {
-  id: number
-  at: number
-  actor: string
-  action: string
-  subject: string
+/** An audit entry as stored: outcome as text, details as JSON text. */
+export interface AuditRow extends Omit<AuditEntry, 'outcome' | 'details'> {
   outcome: string
   details: string
 }
 
 /**
  * A row of the directory-changes read: the counter's value as `latest` on every row, joined to
- * one change after `afterSeq` (seq, kind and kid null on the single row when there is none).
+ * one change after `afterSeq` (seq, kind, kid and key_group null on the single row when there
+ * is none; key_group added by migration 6).
  */
 export interface DirectoryChangeRow {
   latest: number
   seq: number | null
   kind: string | null
   kid: number | null
+  key_group: number | null
 }
 
 const STATUSES: readonly PrincipalStatus[] = ['active', 'disabled', 'revoked']
@@ -190,6 +189,7 @@ export function toDirectoryChanges(
 function toDirectoryChange(row: DirectoryChangeRow): DirectoryChange {
   const seq = row.seq as number
   const kind = oneOf(CHANGE_KINDS, row.kind ?? '', 'directory change kind')
+  if (kind === 'epochs') return row.key_group === null ? { seq, kind } : { seq, kind, group: row.key_group }
   if (kind !== 'principal') return { seq, kind }
   if (row.kid === null) throw new Error(`store holds a principal change without a kid (seq ${seq})`)
   return { seq, kind, kid: row.kid }
@@ -208,6 +208,33 @@ export function checkBytes(value: unknown, label: string): asserts value is Uint
 export function checkStringList(value: unknown, label: string): asserts value is readonly string[] {
   if (!Array.isArray(value) || !value.every((item) => typeof item === 'string'))
     throw new TypeError(`${label} must be an array of strings`)
+}
+
+/**
+ * A new principal's column values, in the order both backends' inserts list them: id, roles,
+ * username, signing_key, agreement_key, kem, created_at, certificate_serial.
+ */
+export function principalValues(principal: NewPrincipal): unknown[] {
+  return [
+    principal.id,
+    JSON.stringify(principal.roles),
+    principal.username ?? null,
+    principal.signingKey,
+    principal.agreementKey,
+    principal.kem,
+    principal.createdAt,
+    principal.certificateSerial ?? null,
+  ]
+}
+
+/**
+ * Checks an audit entry before either backend writes it, and answers its column values in the
+ * order both backends' inserts list them: at, actor, action, subject, outcome, details.
+ */
+export function checkedAuditValues(entry: NewAuditEntry): unknown[] {
+  checkCount(entry.at, 'at')
+  checkOutcome(entry.outcome)
+  return [entry.at, entry.actor, entry.action, entry.subject, entry.outcome, JSON.stringify(entry.details)]
 }
 
 /** Checks a new principal before either backend writes it. */

@@ -84,11 +84,13 @@ export type NewAuditEntry = Omit<AuditEntry, 'id'>
 
 /**
  * One change to what the key server's directory is built from, recorded by the store itself
- * (database triggers) in commit order, numbered 1, 2, 3, … without gaps.
+ * (database triggers) in commit order, numbered 1, 2, 3, … without gaps. An epochs change names
+ * the key group whose epochs changed; one logged before store migration 6 names none, and then
+ * means any group may have changed.
  */
 export type DirectoryChange =
   | { readonly seq: number; readonly kind: 'principal'; readonly kid: number }
-  | { readonly seq: number; readonly kind: 'epochs' }
+  | { readonly seq: number; readonly kind: 'epochs'; readonly group?: number }
   | { readonly seq: number; readonly kind: 'policy' }
   | { readonly seq: number; readonly kind: 'revocations' }
 

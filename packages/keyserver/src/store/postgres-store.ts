@@ -14,48 +14,24 @@ import {
   type QueryResultRow,
   TypeOverrides,
 } from 'pg'
+import { SqlKeyStore } from './_sql-key-store.js'
 import {
   type AuditRow,
-  checkBytes,
-  checkCount,
-  checkNewPrincipal,
-  checkNextVersion,
-  checkOutcome,
-  checkStatus,
-  checkStringList,
-  type DirectoryChangeRow,
-  type DocumentRow,
-  type EnrollmentTokenRow,
-  type EpochRow,
+  checkedAuditValues,
   type PrincipalRow,
-  type RedeemedTokenRow,
+  principalValues,
   toAuditEntry,
-  toBytes,
-  toDirectoryChanges,
-  toEnrollmentToken,
-  toEpoch,
   toPrincipal,
-  toStoredDocument,
-  toTokenEnrollment,
 } from './_store-rows.js'
 import {
   type AuditEntry,
-  type DirectoryChanges,
   type EnrolledPrincipal,
   type Enrollment,
-  type EnrollmentTokenRecord,
-  type EpochRecord,
   type KeyStore,
   type NewAuditEntry,
   type NewPrincipal,
   type PrincipalRecord,
-  type PrincipalStatus,
-  StoreConflictError,
-  type StoredPolicy,
-  type StoredRevocationList,
   StoreUnavailableError,
-  type TokenEnrollment,
-  type UnixSeconds,
 } from './key-store.js'
 
 export interface PostgresKeyStoreOptions {
@@ -100,8 +76,8 @@ typeParsers.setTypeParser(pgTypes.builtins.INT8, (text: string) => {
 // Migration n (1-based) takes the schema from version n - 1 to n; `s` is the quoted schema.
 // Append only: never edit one that has shipped. Documents, roles and audit details are TEXT
 // (JSON), not JSONB: signed documents are kept byte for byte, and JSON's "\u0000" escape,
-// which JSONB refuses, stays storable.
-const MIGRATIONS: readonly ((s: string) => string)[] = [
+// which JSONB refuses, stays storable. Exported for the upgrade tests (the package does not export it).
+export const MIGRATIONS: readonly ((s: string) => string)[] = [
   (s) => `
   CREATE TABLE ${s}.secrets (
     name TEXT PRIMARY KEY,
@@ -246,6 +222,36 @@ const MIGRATIONS: readonly ((s: string) => string)[] = [
   CREATE TRIGGER revocation_list_log_change AFTER INSERT OR UPDATE ON ${s}.revocation_list
     FOR EACH ROW EXECUTE FUNCTION ${s}.log_directory_change('revocations');
   `,
+  (s) => `
+  -- An epochs change names its key group, so a re-key of one home re-reads that home's epochs,
+  -- not the fleet's (issue 14). Entries logged before this name none: any group may have changed.
+  ALTER TABLE ${s}.directory_changes ADD COLUMN key_group BIGINT CHECK (key_group IS NULL OR kind = 'epochs');
+
+  -- Replaced in place: the triggers of migration 5 keep calling it. An update that moves an
+  -- epoch to another group (raw SQL) changes the group it left too.
+  CREATE OR REPLACE FUNCTION ${s}.log_directory_change() RETURNS trigger LANGUAGE plpgsql AS $$
+  DECLARE
+    changed_kid BIGINT;
+    changed_groups BIGINT[] := ARRAY[NULL]::BIGINT[];
+    changed_group BIGINT;
+  BEGIN
+    IF TG_ARGV[0] = 'principal' THEN
+      IF TG_OP = 'DELETE' THEN changed_kid := OLD.kid; ELSE changed_kid := NEW.kid; END IF;
+    ELSIF TG_ARGV[0] = 'epochs' THEN
+      IF TG_OP = 'DELETE' THEN changed_groups := ARRAY[OLD.group_id]; ELSE changed_groups := ARRAY[NEW.group_id]; END IF;
+      IF TG_OP = 'UPDATE' THEN
+        IF OLD.group_id <> NEW.group_id THEN changed_groups := changed_groups || OLD.group_id; END IF;
+      END IF;
+    END IF;
+    FOREACH changed_group IN ARRAY changed_groups LOOP
+      WITH counter AS (UPDATE ${s}.directory_change_counter SET seq = seq + 1 RETURNING seq)
+      INSERT INTO ${s}.directory_changes (seq, kind, kid, key_group)
+        SELECT counter.seq, TG_ARGV[0], changed_kid, changed_group FROM counter;
+    END LOOP;
+    RETURN NULL;
+  END
+  $$;
+  `,
 ]
 
 /**
@@ -262,20 +268,21 @@ const MIGRATIONS: readonly ((s: string) => string)[] = [
  * await store.close()
  * ```
  */
-export class PostgresKeyStore implements KeyStore {
+export class PostgresKeyStore extends SqlKeyStore {
   readonly kind = 'postgres'
   readonly schema: string
-  readonly #s: string
+  protected readonly s: string
   readonly #pool: Pool
   readonly #where: string
   #closed = false
 
   constructor(options: PostgresKeyStoreOptions) {
+    super()
     const schema = options.schema ?? 'public'
     if (!isPostgresSchemaName(schema))
       throw new RangeError(`schema must be letters, digits and underscores (at most 63), got ${JSON.stringify(schema)}`)
     this.schema = schema
-    this.#s = escapeIdentifier(schema)
+    this.s = escapeIdentifier(schema)
     this.#where = describeServer(options.connectionString)
     this.#pool = new Pool({
       connectionString: options.connectionString,
@@ -299,7 +306,7 @@ export class PostgresKeyStore implements KeyStore {
    */
   async migrate(): Promise<void> {
     const client = await this.#connect()
-    const s = this.#s
+    const s = this.s
     try {
       await client.query('BEGIN')
       await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [LOCK_CLASS, this.schema])
@@ -340,331 +347,57 @@ export class PostgresKeyStore implements KeyStore {
     await this.#pool.end()
   }
 
-  async getSecret(name: string): Promise<Uint8Array | undefined> {
-    const row = await this.#one<{ sealed: Uint8Array }>(`SELECT sealed FROM ${this.#s}.secrets WHERE name = $1`, [name])
-    return row && toBytes(row.sealed)
+  protected statusUpdateSql(): string {
+    return `UPDATE ${this.s}.principals
+            SET status = $2::text,
+                status_changed_at = CASE WHEN status <> $2::text AND $2::text <> 'active' THEN $3::bigint
+                                    ELSE status_changed_at END
+            WHERE id = $1 AND status <> 'revoked'`
   }
 
-  async insertSecret(name: string, sealed: Uint8Array): Promise<boolean> {
-    checkBytes(sealed, 'sealed')
-    const result = await this.#query(
-      `INSERT INTO ${this.#s}.secrets (name, sealed) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
-      [name, sealed],
-    )
-    return result.rowCount === 1
+  protected sequenceReservationSql(): string {
+    return `UPDATE ${this.s}.principals SET sequence_floor = GREATEST(sequence_floor, $2::bigint) + $3::bigint
+            WHERE id = $1 AND status = 'active' AND GREATEST(sequence_floor, $2::bigint) + $3::bigint <= $4::bigint
+            RETURNING sequence_floor`
   }
 
-  async createPrincipal(principal: NewPrincipal): Promise<PrincipalRecord> {
-    checkNewPrincipal(principal)
-    return this.#insertPrincipal(principal)
-  }
-
-  async getPrincipal(id: string): Promise<PrincipalRecord | undefined> {
-    const row = await this.#one<PrincipalRow>(`SELECT * FROM ${this.#s}.principals WHERE id = $1`, [id])
-    return row && toPrincipal(row)
-  }
-
-  async getPrincipalByKid(kid: number): Promise<PrincipalRecord | undefined> {
-    checkCount(kid, 'kid')
-    const row = await this.#one<PrincipalRow>(`SELECT * FROM ${this.#s}.principals WHERE kid = $1`, [kid])
-    return row && toPrincipal(row)
-  }
-
-  async listPrincipals(options: { readonly revokedSince?: UnixSeconds } = {}): Promise<PrincipalRecord[]> {
-    if (options.revokedSince === undefined) {
-      const { rows } = await this.#query<PrincipalRow>(`SELECT * FROM ${this.#s}.principals ORDER BY kid`)
-      return rows.map(toPrincipal)
-    }
-    checkCount(options.revokedSince, 'revokedSince')
-    const { rows } = await this.#query<PrincipalRow>(
-      `SELECT * FROM ${this.#s}.principals WHERE status <> 'revoked' OR status_changed_at >= $1 ORDER BY kid`,
-      [options.revokedSince],
-    )
-    return rows.map(toPrincipal)
-  }
-
-  async listRevokedPrincipals(options: {
-    readonly since: UnixSeconds
-    readonly limit: number
-  }): Promise<PrincipalRecord[]> {
-    checkCount(options.since, 'since')
-    checkCount(options.limit, 'limit')
-    const { rows } = await this.#query<PrincipalRow>(
-      `SELECT * FROM ${this.#s}.principals WHERE status = 'revoked' AND status_changed_at >= $1
-       ORDER BY status_changed_at DESC, kid DESC LIMIT $2`,
-      [options.since, options.limit],
-    )
-    return rows.map(toPrincipal)
-  }
-
-  /**
-   * `statusChangedAt` becomes `at` when the status actually changes to disabled or revoked;
-   * re-activating keeps the time it was last disabled.
-   */
-  async setPrincipalStatus(id: string, status: PrincipalStatus, at: UnixSeconds): Promise<boolean> {
-    checkStatus(status)
-    checkCount(at, 'at')
-    const result = await this.#query(
-      `UPDATE ${this.#s}.principals
-       SET status = $2::text,
-           status_changed_at = CASE WHEN status <> $2::text AND $2::text <> 'active' THEN $3::bigint
-                               ELSE status_changed_at END
-       WHERE id = $1 AND status <> 'revoked'`,
-      [id, status, at],
-    )
-    return result.rowCount === 1
-  }
-
-  async reserveSequence(id: string, atLeast: number, size: number): Promise<number | undefined> {
-    checkCount(atLeast, 'atLeast')
-    checkCount(size, 'size')
-    const result = await this.#query<{ sequence_floor: number }>(
-      `UPDATE ${this.#s}.principals SET sequence_floor = GREATEST(sequence_floor, $2::bigint) + $3::bigint
-       WHERE id = $1 AND status = 'active' AND GREATEST(sequence_floor, $2::bigint) + $3::bigint <= $4::bigint
-       RETURNING sequence_floor`,
-      [id, atLeast, size, Number.MAX_SAFE_INTEGER],
-    )
-    const row = result.rows[0]
-    return row === undefined ? undefined : row.sequence_floor - size
-  }
-
-  /** A duplicate token hash raises {@link StoreConflictError}. */
-  async insertEnrollmentToken(token: EnrollmentTokenRecord): Promise<void> {
-    checkBytes(token.tokenHash, 'tokenHash')
-    checkStringList(token.roles, 'roles')
-    checkCount(token.createdAt, 'createdAt')
-    checkCount(token.expiresAt, 'expiresAt')
-    if (token.usedAt !== undefined) checkCount(token.usedAt, 'usedAt')
-    try {
-      await this.#query(
-        `INSERT INTO ${this.#s}.enrollment_tokens (token_hash, principal_id, roles, created_at, expires_at, used_at)
-         VALUES ($1, $2, $3, $4, $5, $6)`,
-        [
-          token.tokenHash,
-          token.principalId,
-          JSON.stringify(token.roles),
-          token.createdAt,
-          token.expiresAt,
-          token.usedAt ?? null,
-        ],
-      )
-    } catch (err) {
-      if (isUniqueViolation(err)) throw new StoreConflictError('enrollment token already exists', { cause: err })
-      throw err
-    }
-  }
-
-  async getEnrollmentToken(tokenHash: Uint8Array): Promise<EnrollmentTokenRecord | undefined> {
-    checkBytes(tokenHash, 'tokenHash')
-    const row = await this.#one<EnrollmentTokenRow>(
-      `SELECT * FROM ${this.#s}.enrollment_tokens WHERE token_hash = $1`,
-      [tokenHash],
-    )
-    return row && toEnrollmentToken(row)
-  }
-
-  async consumeEnrollmentToken(tokenHash: Uint8Array, now: UnixSeconds): Promise<EnrollmentTokenRecord | undefined> {
-    checkBytes(tokenHash, 'tokenHash')
-    checkCount(now, 'now')
-    const row = await this.#one<EnrollmentTokenRow>(
-      `UPDATE ${this.#s}.enrollment_tokens SET used_at = $2
-       WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
-       RETURNING *`,
-      [tokenHash, now],
-    )
-    return row && toEnrollmentToken(row)
-  }
-
-  /** Unused tokens that have not expired at `now`, oldest first. */
-  async listPendingEnrollmentTokens(now: UnixSeconds): Promise<EnrollmentTokenRecord[]> {
-    checkCount(now, 'now')
-    const { rows } = await this.#query<EnrollmentTokenRow>(
-      `SELECT * FROM ${this.#s}.enrollment_tokens WHERE used_at IS NULL AND expires_at > $1
-       ORDER BY created_at, token_hash`,
-      [now],
-    )
-    return rows.map(toEnrollmentToken)
-  }
-
-  async enrollPrincipal(enrollment: Enrollment): Promise<EnrolledPrincipal | undefined> {
+  protected async enroll(enrollment: Enrollment): Promise<EnrolledPrincipal | undefined> {
     const { tokenHash, now, principal } = enrollment
-    checkBytes(tokenHash, 'tokenHash')
-    checkCount(now, 'now')
-    checkNewPrincipal(principal)
     return this.#transaction(async (client) => {
-      const redeemed = await this.#query(
-        `UPDATE ${this.#s}.enrollment_tokens SET used_at = $2
-         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 AND principal_id = $3`,
-        [tokenHash, now, principal.id],
-        client,
-      )
+      const redeemed = await this.#query(this.redeemTokenSql(), [tokenHash, now, principal.id], client)
       if (redeemed.rowCount !== 1) return undefined
-      const created = await this.#insertPrincipal(principal, client)
-      await this.#query(
-        `UPDATE ${this.#s}.enrollment_tokens SET enrolled_kid = $2, certificate_pem = $3 WHERE token_hash = $1`,
-        [tokenHash, created.kid, enrollment.certificatePem ?? null],
-        client,
-      )
-      return { principal: created, audit: await this.#insertAudit(enrollment.audit(created), client) }
+      const created = await this.insertPrincipal(principal, client)
+      await this.#query(this.recordEnrollmentSql(), [tokenHash, created.kid, enrollment.certificatePem ?? null], client)
+      return { principal: created, audit: await this.insertAudit(enrollment.audit(created), client) }
     })
   }
 
-  async getTokenEnrollment(tokenHash: Uint8Array): Promise<TokenEnrollment | undefined> {
-    checkBytes(tokenHash, 'tokenHash')
-    const row = await this.#one<RedeemedTokenRow>(
-      `SELECT * FROM ${this.#s}.enrollment_tokens WHERE token_hash = $1 AND enrolled_kid IS NOT NULL`,
-      [tokenHash],
+  protected async rows<Row>(sql: string, params: readonly unknown[] = []): Promise<Row[]> {
+    return (await this.#query(sql, [...params])).rows as Row[]
+  }
+
+  protected async changes(sql: string, params: readonly unknown[] = []): Promise<number> {
+    return (await this.#query(sql, [...params])).rowCount ?? 0
+  }
+
+  protected isUniqueViolation(err: unknown): boolean {
+    return err instanceof DatabaseError && err.code === '23505'
+  }
+
+  protected async insertPrincipal(principal: NewPrincipal, on: Queryable = this.#pool): Promise<PrincipalRecord> {
+    const s = this.s
+    const row = await this.#one<PrincipalRow>(
+      `WITH next_kid AS (UPDATE ${s}.counters SET value = value + 1 WHERE name = 'kid' RETURNING value)
+       INSERT INTO ${s}.principals
+         (kid, id, roles, username, signing_key, agreement_key, kem, status, created_at, certificate_serial)
+       SELECT value, $1::text, $2::text, $3::text, $4::bytea, $5::bytea, $6::text, 'active', $7::bigint, $8::text
+       FROM next_kid
+       RETURNING *`,
+      principalValues(principal),
+      on,
     )
-    const principal = row && (await this.getPrincipalByKid(row.enrolled_kid))
-    return row && principal && toTokenEnrollment(row, principal)
-  }
-
-  async getPolicy(): Promise<StoredPolicy | undefined> {
-    return this.#getDocument('policy')
-  }
-
-  async putPolicy(document: string, expectedVersion: number, at: UnixSeconds): Promise<boolean> {
-    checkCount(expectedVersion, 'expectedVersion')
-    return this.#putDocument('policy', expectedVersion + 1, document, expectedVersion, at)
-  }
-
-  async listEpochs(group?: number): Promise<EpochRecord[]> {
-    const s = this.#s
-    if (group !== undefined) checkCount(group, 'group')
-    const { rows } =
-      group === undefined
-        ? await this.#query<EpochRow>(`SELECT * FROM ${s}.epochs ORDER BY group_id, epoch`)
-        : await this.#query<EpochRow>(`SELECT * FROM ${s}.epochs WHERE group_id = $1 ORDER BY epoch`, [group])
-    return rows.map(toEpoch)
-  }
-
-  async insertEpoch(epoch: EpochRecord): Promise<boolean> {
-    for (const field of ['group', 'epoch', 'suite', 'createdAt', 'activatesAt'] as const)
-      checkCount(epoch[field], field)
-    if (epoch.retiresAt !== undefined) checkCount(epoch.retiresAt, 'retiresAt')
-    checkBytes(epoch.sealedKey, 'sealedKey')
-    const result = await this.#query(
-      `INSERT INTO ${this.#s}.epochs (group_id, epoch, suite, sealed_key, created_at, activates_at, retires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
-       ON CONFLICT (group_id, epoch) DO NOTHING`,
-      [
-        epoch.group,
-        epoch.epoch,
-        epoch.suite,
-        epoch.sealedKey,
-        epoch.createdAt,
-        epoch.activatesAt,
-        epoch.retiresAt ?? null,
-      ],
-    )
-    return result.rowCount === 1
-  }
-
-  async setEpochRetirement(group: number, epoch: number, retiresAt: UnixSeconds): Promise<boolean> {
-    checkCount(group, 'group')
-    checkCount(epoch, 'epoch')
-    checkCount(retiresAt, 'retiresAt')
-    const result = await this.#query(
-      `UPDATE ${this.#s}.epochs SET retires_at = $3 WHERE group_id = $1 AND epoch = $2`,
-      [group, epoch, retiresAt],
-    )
-    return result.rowCount === 1
-  }
-
-  async deleteRetiredEpochs(now: UnixSeconds): Promise<number> {
-    checkCount(now, 'now')
-    const result = await this.#query(
-      `DELETE FROM ${this.#s}.epochs AS old WHERE old.retires_at IS NOT NULL AND old.retires_at < $1
-         AND old.epoch < (SELECT max(newest.epoch) FROM ${this.#s}.epochs AS newest WHERE newest.group_id = old.group_id)`,
-      [now],
-    )
-    return result.rowCount ?? 0
-  }
-
-  async getRevocationList(): Promise<StoredRevocationList | undefined> {
-    return this.#getDocument('revocation_list')
-  }
-
-  /** Throws RangeError unless `version === expectedVersion + 1`. */
-  async putRevocationList(
-    version: number,
-    document: string,
-    expectedVersion: number,
-    at: UnixSeconds,
-  ): Promise<boolean> {
-    checkNextVersion(version, expectedVersion)
-    return this.#putDocument('revocation_list', version, document, expectedVersion, at)
-  }
-
-  // One statement, so `latest` and the changes come from one snapshot.
-  async listDirectoryChanges(afterSeq: number, limit: number): Promise<DirectoryChanges> {
-    checkCount(afterSeq, 'afterSeq')
-    checkCount(limit, 'limit')
-    const s = this.#s
-    const { rows } = await this.#query<DirectoryChangeRow>(
-      `SELECT counter.seq AS latest, change.seq, change.kind, change.kid
-       FROM ${s}.directory_change_counter AS counter
-       LEFT JOIN (SELECT * FROM ${s}.directory_changes WHERE seq > $1 ORDER BY seq LIMIT $2) AS change ON true
-       ORDER BY change.seq`,
-      [afterSeq, limit],
-    )
-    return toDirectoryChanges(rows, afterSeq, limit)
-  }
-
-  async pruneDirectoryChanges(keep: number): Promise<number> {
-    checkCount(keep, 'keep')
-    const s = this.#s
-    const result = await this.#query(
-      `DELETE FROM ${s}.directory_changes WHERE seq <= (SELECT seq FROM ${s}.directory_change_counter) - $1`,
-      [keep],
-    )
-    return result.rowCount ?? 0
-  }
-
-  async appendAudit(entry: NewAuditEntry): Promise<AuditEntry> {
-    return this.#insertAudit(entry)
-  }
-
-  async listAudit(options: { afterId?: number; limit: number }): Promise<AuditEntry[]> {
-    const afterId = options.afterId ?? 0
-    checkCount(afterId, 'afterId')
-    checkCount(options.limit, 'limit')
-    const { rows } = await this.#query<AuditRow>(`SELECT * FROM ${this.#s}.audit WHERE id > $1 ORDER BY id LIMIT $2`, [
-      afterId,
-      options.limit,
-    ])
-    return rows.map(toAuditEntry)
-  }
-
-  async #insertPrincipal(principal: NewPrincipal, on: Queryable = this.#pool): Promise<PrincipalRecord> {
-    const s = this.#s
-    try {
-      const row = await this.#one<PrincipalRow>(
-        `WITH next_kid AS (UPDATE ${s}.counters SET value = value + 1 WHERE name = 'kid' RETURNING value)
-         INSERT INTO ${s}.principals
-           (kid, id, roles, username, signing_key, agreement_key, kem, status, created_at, certificate_serial)
-         SELECT value, $1::text, $2::text, $3::text, $4::bytea, $5::bytea, $6::text, 'active', $7::bigint, $8::text
-         FROM next_kid
-         RETURNING *`,
-        [
-          principal.id,
-          JSON.stringify(principal.roles),
-          principal.username ?? null,
-          principal.signingKey,
-          principal.agreementKey,
-          principal.kem,
-          principal.createdAt,
-          principal.certificateSerial ?? null,
-        ],
-        on,
-      )
-      if (!row) throw new Error(`PostgreSQL schema ${this.schema} has no kid counter: was it migrated?`)
-      return toPrincipal(row)
-    } catch (err) {
-      if (isUniqueViolation(err))
-        throw new StoreConflictError(`principal ${principal.id} already exists`, { cause: err })
-      throw err
-    }
+    if (!row) throw new Error(`PostgreSQL schema ${this.schema} has no kid counter: was it migrated?`)
+    return toPrincipal(row)
   }
 
   /**
@@ -672,61 +405,16 @@ export class PostgresKeyStore implements KeyStore {
    * order (in a transaction, held until it commits): a reader paging with `afterId` can never
    * skip an entry that commits late with a smaller id.
    */
-  async #insertAudit(entry: NewAuditEntry, on: Queryable = this.#pool): Promise<AuditEntry> {
-    checkCount(entry.at, 'at')
-    checkOutcome(entry.outcome)
+  protected async insertAudit(entry: NewAuditEntry, on: Queryable = this.#pool): Promise<AuditEntry> {
     const row = await this.#one<AuditRow>(
       `WITH commit_order AS MATERIALIZED (SELECT pg_advisory_xact_lock($7, hashtext($8)))
-       INSERT INTO ${this.#s}.audit (at, actor, action, subject, outcome, details)
+       INSERT INTO ${this.s}.audit (at, actor, action, subject, outcome, details)
        SELECT $1::bigint, $2::text, $3::text, $4::text, $5::text, $6::text FROM commit_order
        RETURNING *`,
-      [
-        entry.at,
-        entry.actor,
-        entry.action,
-        entry.subject,
-        entry.outcome,
-        JSON.stringify(entry.details),
-        LOCK_CLASS + 1,
-        this.schema,
-      ],
+      [...checkedAuditValues(entry), LOCK_CLASS + 1, this.schema],
       on,
     )
     return toAuditEntry(row as AuditRow)
-  }
-
-  async #getDocument(table: 'policy' | 'revocation_list'): Promise<StoredPolicy | undefined> {
-    const row = await this.#one<DocumentRow>(
-      `SELECT version, document, updated_at FROM ${this.#s}.${table} WHERE singleton = 1`,
-    )
-    return row && toStoredDocument(row)
-  }
-
-  // The first version is an insert that loses to any existing row (ON CONFLICT waits for a
-  // concurrent inserter, then does nothing); later ones an update that only matches the
-  // expected version. Either way one statement, so exactly one of racing writers wins.
-  async #putDocument(
-    table: 'policy' | 'revocation_list',
-    version: number,
-    document: string,
-    expectedVersion: number,
-    at: UnixSeconds,
-  ): Promise<boolean> {
-    if (typeof document !== 'string') throw new TypeError('document must be a string')
-    checkCount(at, 'at')
-    const result =
-      expectedVersion === 0
-        ? await this.#query(
-            `INSERT INTO ${this.#s}.${table} (singleton, version, document, updated_at) VALUES (1, $1, $2, $3)
-             ON CONFLICT (singleton) DO NOTHING`,
-            [version, document, at],
-          )
-        : await this.#query(
-            `UPDATE ${this.#s}.${table} SET version = $1, document = $2, updated_at = $3
-             WHERE singleton = 1 AND version = $4`,
-            [version, document, at, expectedVersion],
-          )
-    return result.rowCount === 1
   }
 
   async #one<Row>(sql: string, params: unknown[] = [], on: Queryable = this.#pool): Promise<Row | undefined> {
@@ -792,10 +480,6 @@ export class PostgresKeyStore implements KeyStore {
 
 /** Where a statement runs: any pooled connection, or the one holding a transaction. */
 type Queryable = Pool | PoolClient
-
-function isUniqueViolation(err: unknown): boolean {
-  return err instanceof DatabaseError && err.code === '23505'
-}
 
 /**
  * The server is unreachable, went away mid-query (restart, pg_terminate_backend), or refuses

@@ -1,53 +1,29 @@
 // The default key store: one SQLite file, no setup. better-sqlite3 is synchronous, so every
-// method runs to completion before another starts: the atomicity the interface asks for
+// statement runs to completion before another starts: the atomicity the interface asks for
 // (consume a token once, assign kids, optimistic versions) comes from single statements and
 // from SQLite's one-writer lock when several processes share the file; an enrollment's
 // several statements run in one synchronous transaction.
 
 import { closeSync, existsSync, openSync } from 'node:fs'
 import Database from 'better-sqlite3'
+import { SqlKeyStore } from './_sql-key-store.js'
 import {
   type AuditRow,
-  checkBytes,
-  checkCount,
-  checkNewPrincipal,
-  checkNextVersion,
-  checkOutcome,
-  checkStatus,
-  checkStringList,
-  type DirectoryChangeRow,
-  type DocumentRow,
-  type EnrollmentTokenRow,
-  type EpochRow,
+  checkedAuditValues,
   type PrincipalRow,
-  type RedeemedTokenRow,
+  principalValues,
   toAuditEntry,
-  toBytes,
-  toDirectoryChanges,
-  toEnrollmentToken,
-  toEpoch,
   toPrincipal,
-  toStoredDocument,
-  toTokenEnrollment,
 } from './_store-rows.js'
 import {
   type AuditEntry,
-  type DirectoryChanges,
   type EnrolledPrincipal,
   type Enrollment,
-  type EnrollmentTokenRecord,
-  type EpochRecord,
   type KeyStore,
   type NewAuditEntry,
   type NewPrincipal,
   type PrincipalRecord,
-  type PrincipalStatus,
-  StoreConflictError,
-  type StoredPolicy,
-  type StoredRevocationList,
   StoreUnavailableError,
-  type TokenEnrollment,
-  type UnixSeconds,
 } from './key-store.js'
 
 export interface SqliteKeyStoreOptions {
@@ -64,8 +40,8 @@ export interface SqliteKeyStoreOptions {
 
 // Migration n (1-based) takes the schema from version n - 1 to n. Append only: never edit one
 // that has shipped. Tables are STRICT so a fractional time or a string kid is refused, as
-// PostgreSQL would refuse it.
-const MIGRATIONS: readonly string[] = [
+// PostgreSQL would refuse it. Exported for the upgrade tests (the package does not export it).
+export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE secrets (
     name TEXT PRIMARY KEY,
@@ -205,6 +181,35 @@ const MIGRATIONS: readonly string[] = [
   CREATE TRIGGER revocation_list_log_update AFTER UPDATE ON revocation_list
   BEGIN INSERT INTO directory_change_log (kind) VALUES ('revocations'); END;
   `,
+  `
+  -- An epochs change names its key group, so a re-key of one home re-reads that home's epochs,
+  -- not the fleet's (issue 14). Entries logged before this name none: any group may have changed.
+  ALTER TABLE directory_changes ADD COLUMN key_group INTEGER CHECK (key_group IS NULL OR kind = 'epochs');
+
+  -- Dropping the view drops its numbering trigger too.
+  DROP VIEW directory_change_log;
+  CREATE VIEW directory_change_log AS SELECT kind, kid, key_group FROM directory_changes;
+  CREATE TRIGGER directory_change_log_number INSTEAD OF INSERT ON directory_change_log
+  BEGIN
+    UPDATE directory_change_counter SET seq = seq + 1;
+    INSERT INTO directory_changes (seq, kind, kid, key_group)
+      SELECT seq, NEW.kind, NEW.kid, NEW.key_group FROM directory_change_counter;
+  END;
+
+  DROP TRIGGER epochs_log_insert;
+  DROP TRIGGER epochs_log_update;
+  DROP TRIGGER epochs_log_delete;
+  CREATE TRIGGER epochs_log_insert AFTER INSERT ON epochs
+  BEGIN INSERT INTO directory_change_log (kind, key_group) VALUES ('epochs', NEW.group_id); END;
+  -- An update that moves an epoch to another group (raw SQL) changes the group it left too.
+  CREATE TRIGGER epochs_log_update AFTER UPDATE ON epochs
+  BEGIN
+    INSERT INTO directory_change_log (kind, key_group) VALUES ('epochs', NEW.group_id);
+    INSERT INTO directory_change_log (kind, key_group) SELECT 'epochs', OLD.group_id WHERE OLD.group_id <> NEW.group_id;
+  END;
+  CREATE TRIGGER epochs_log_delete AFTER DELETE ON epochs
+  BEGIN INSERT INTO directory_change_log (kind, key_group) VALUES ('epochs', OLD.group_id); END;
+  `,
 ]
 
 // Errors that mean "this file cannot be used" rather than "this statement was refused".
@@ -223,13 +228,16 @@ const STORAGE_ERROR = /^SQLITE_(READONLY|CANTOPEN|FULL|IOERR|CORRUPT|NOTADB|PERM
  * await store.close()
  * ```
  */
-export class SqliteKeyStore implements KeyStore {
+export class SqliteKeyStore extends SqlKeyStore {
   readonly kind = 'sqlite'
   readonly path: string
+  // SQLite keeps a database's own tables in its schema `main`.
+  protected readonly s = 'main'
   readonly #db: Database.Database
-  readonly #statements = new Map<string, Database.Statement>()
+  readonly #statements = new Map<string, { readonly statement: Database.Statement; readonly order: number[] }>()
 
   constructor(path: string, options: SqliteKeyStoreOptions = {}) {
+    super()
     this.path = path
     let db: Database.Database | undefined
     try {
@@ -287,370 +295,109 @@ export class SqliteKeyStore implements KeyStore {
     if (this.#db.open) this.#db.close()
   }
 
-  async getSecret(name: string): Promise<Uint8Array | undefined> {
-    const row = this.#get<{ sealed: Uint8Array }>('SELECT sealed FROM secrets WHERE name = ?', name)
-    return row && toBytes(row.sealed)
+  protected statusUpdateSql(): string {
+    return `UPDATE principals
+            SET status = $2,
+                status_changed_at = CASE WHEN status <> $2 AND $2 <> 'active' THEN $3 ELSE status_changed_at END
+            WHERE id = $1 AND status <> 'revoked'`
   }
 
-  async insertSecret(name: string, sealed: Uint8Array): Promise<boolean> {
-    checkBytes(sealed, 'sealed')
-    return (
-      this.#run('INSERT INTO secrets (name, sealed) VALUES (?, ?) ON CONFLICT (name) DO NOTHING', name, sealed) === 1
-    )
+  protected sequenceReservationSql(): string {
+    return `UPDATE principals SET sequence_floor = max(sequence_floor, $2) + $3
+            WHERE id = $1 AND status = 'active' AND max(sequence_floor, $2) + $3 <= $4
+            RETURNING sequence_floor`
   }
 
-  async createPrincipal(principal: NewPrincipal): Promise<PrincipalRecord> {
-    checkNewPrincipal(principal)
-    return this.#insertPrincipal(principal)
-  }
-
-  async getPrincipal(id: string): Promise<PrincipalRecord | undefined> {
-    const row = this.#get<PrincipalRow>('SELECT * FROM principals WHERE id = ?', id)
-    return row && toPrincipal(row)
-  }
-
-  async getPrincipalByKid(kid: number): Promise<PrincipalRecord | undefined> {
-    checkCount(kid, 'kid')
-    const row = this.#get<PrincipalRow>('SELECT * FROM principals WHERE kid = ?', kid)
-    return row && toPrincipal(row)
-  }
-
-  async listPrincipals(options: { readonly revokedSince?: UnixSeconds } = {}): Promise<PrincipalRecord[]> {
-    if (options.revokedSince === undefined)
-      return this.#all<PrincipalRow>('SELECT * FROM principals ORDER BY kid').map(toPrincipal)
-    checkCount(options.revokedSince, 'revokedSince')
-    return this.#all<PrincipalRow>(
-      `SELECT * FROM principals WHERE status <> 'revoked' OR status_changed_at >= ? ORDER BY kid`,
-      options.revokedSince,
-    ).map(toPrincipal)
-  }
-
-  async listRevokedPrincipals(options: {
-    readonly since: UnixSeconds
-    readonly limit: number
-  }): Promise<PrincipalRecord[]> {
-    checkCount(options.since, 'since')
-    checkCount(options.limit, 'limit')
-    return this.#all<PrincipalRow>(
-      `SELECT * FROM principals WHERE status = 'revoked' AND status_changed_at >= ?
-       ORDER BY status_changed_at DESC, kid DESC LIMIT ?`,
-      options.since,
-      options.limit,
-    ).map(toPrincipal)
-  }
-
-  /**
-   * `statusChangedAt` becomes `at` when the status actually changes to disabled or revoked;
-   * re-activating keeps the time it was last disabled.
-   */
-  async setPrincipalStatus(id: string, status: PrincipalStatus, at: UnixSeconds): Promise<boolean> {
-    checkStatus(status)
-    checkCount(at, 'at')
-    const changes = this.#run(
-      `UPDATE principals
-       SET status = :status,
-           status_changed_at = CASE WHEN status <> :status AND :status <> 'active' THEN :at ELSE status_changed_at END
-       WHERE id = :id AND status <> 'revoked'`,
-      { id, status, at },
-    )
-    return changes === 1
-  }
-
-  async reserveSequence(id: string, atLeast: number, size: number): Promise<number | undefined> {
-    checkCount(atLeast, 'atLeast')
-    checkCount(size, 'size')
-    const row = this.#get<{ sequence_floor: number }>(
-      `UPDATE principals SET sequence_floor = max(sequence_floor, :atLeast) + :size
-       WHERE id = :id AND status = 'active' AND max(sequence_floor, :atLeast) + :size <= :max
-       RETURNING sequence_floor`,
-      { id, atLeast, size, max: Number.MAX_SAFE_INTEGER },
-    )
-    return row === undefined ? undefined : row.sequence_floor - size
-  }
-
-  /** A duplicate token hash raises {@link StoreConflictError}. */
-  async insertEnrollmentToken(token: EnrollmentTokenRecord): Promise<void> {
-    checkBytes(token.tokenHash, 'tokenHash')
-    checkStringList(token.roles, 'roles')
-    checkCount(token.createdAt, 'createdAt')
-    checkCount(token.expiresAt, 'expiresAt')
-    if (token.usedAt !== undefined) checkCount(token.usedAt, 'usedAt')
-    try {
-      this.#run(
-        `INSERT INTO enrollment_tokens (token_hash, principal_id, roles, created_at, expires_at, used_at)
-         VALUES (?, ?, ?, ?, ?, ?)`,
-        token.tokenHash,
-        token.principalId,
-        JSON.stringify(token.roles),
-        token.createdAt,
-        token.expiresAt,
-        token.usedAt ?? null,
-      )
-    } catch (err) {
-      if (isUniqueViolation(err)) throw new StoreConflictError('enrollment token already exists', { cause: err })
-      throw err
-    }
-  }
-
-  async getEnrollmentToken(tokenHash: Uint8Array): Promise<EnrollmentTokenRecord | undefined> {
-    checkBytes(tokenHash, 'tokenHash')
-    const row = this.#get<EnrollmentTokenRow>('SELECT * FROM enrollment_tokens WHERE token_hash = ?', tokenHash)
-    return row && toEnrollmentToken(row)
-  }
-
-  async consumeEnrollmentToken(tokenHash: Uint8Array, now: UnixSeconds): Promise<EnrollmentTokenRecord | undefined> {
-    checkBytes(tokenHash, 'tokenHash')
-    checkCount(now, 'now')
-    const row = this.#get<EnrollmentTokenRow>(
-      `UPDATE enrollment_tokens SET used_at = :now
-       WHERE token_hash = :tokenHash AND used_at IS NULL AND expires_at > :now
-       RETURNING *`,
-      { tokenHash, now },
-    )
-    return row && toEnrollmentToken(row)
-  }
-
-  /** Unused tokens that have not expired at `now`, oldest first. */
-  async listPendingEnrollmentTokens(now: UnixSeconds): Promise<EnrollmentTokenRecord[]> {
-    checkCount(now, 'now')
-    return this.#all<EnrollmentTokenRow>(
-      `SELECT * FROM enrollment_tokens WHERE used_at IS NULL AND expires_at > ?
-       ORDER BY created_at, token_hash`,
-      now,
-    ).map(toEnrollmentToken)
-  }
-
-  async enrollPrincipal(enrollment: Enrollment): Promise<EnrolledPrincipal | undefined> {
+  // IMMEDIATE: takes the file's write lock up front, so another process cannot slip in between.
+  protected async enroll(enrollment: Enrollment): Promise<EnrolledPrincipal | undefined> {
     const { tokenHash, now, principal } = enrollment
-    checkBytes(tokenHash, 'tokenHash')
-    checkCount(now, 'now')
-    checkNewPrincipal(principal)
-    // IMMEDIATE: takes the file's write lock up front, so another process cannot slip in between.
     const enroll = this.#db.transaction(() => {
-      const redeemed = this.#run(
-        `UPDATE enrollment_tokens SET used_at = :now
-         WHERE token_hash = :tokenHash AND used_at IS NULL AND expires_at > :now AND principal_id = :id`,
-        { tokenHash, now, id: principal.id },
-      )
-      if (redeemed !== 1) return undefined
+      if (this.#run(this.redeemTokenSql(), [tokenHash, now, principal.id]) !== 1) return undefined
       const created = this.#insertPrincipal(principal)
-      this.#run(
-        'UPDATE enrollment_tokens SET enrolled_kid = ?, certificate_pem = ? WHERE token_hash = ?',
-        created.kid,
-        enrollment.certificatePem ?? null,
-        tokenHash,
-      )
+      this.#run(this.recordEnrollmentSql(), [tokenHash, created.kid, enrollment.certificatePem ?? null])
       return { principal: created, audit: this.#insertAudit(enrollment.audit(created)) }
     })
     return this.#guard(() => enroll.immediate())
   }
 
-  async getTokenEnrollment(tokenHash: Uint8Array): Promise<TokenEnrollment | undefined> {
-    checkBytes(tokenHash, 'tokenHash')
-    const row = this.#get<RedeemedTokenRow>(
-      'SELECT * FROM enrollment_tokens WHERE token_hash = ? AND enrolled_kid IS NOT NULL',
-      tokenHash,
-    )
-    const principal = row && (await this.getPrincipalByKid(row.enrolled_kid))
-    return row && principal && toTokenEnrollment(row, principal)
+  protected async rows<Row>(sql: string, params: readonly unknown[] = []): Promise<Row[]> {
+    return this.#prepared(sql, params, (statement, values) => statement.all(...values) as Row[])
   }
 
-  async getPolicy(): Promise<StoredPolicy | undefined> {
-    return this.#getDocument('policy')
+  protected async changes(sql: string, params: readonly unknown[] = []): Promise<number> {
+    return this.#run(sql, params)
   }
 
-  async putPolicy(document: string, expectedVersion: number, at: UnixSeconds): Promise<boolean> {
-    checkCount(expectedVersion, 'expectedVersion')
-    return this.#putDocument('policy', expectedVersion + 1, document, expectedVersion, at)
+  protected async insertPrincipal(principal: NewPrincipal): Promise<PrincipalRecord> {
+    return this.#insertPrincipal(principal)
   }
 
-  async listEpochs(group?: number): Promise<EpochRecord[]> {
-    if (group !== undefined) checkCount(group, 'group')
-    const rows =
-      group === undefined
-        ? this.#all<EpochRow>('SELECT * FROM epochs ORDER BY group_id, epoch')
-        : this.#all<EpochRow>('SELECT * FROM epochs WHERE group_id = ? ORDER BY epoch', group)
-    return rows.map(toEpoch)
-  }
-
-  async insertEpoch(epoch: EpochRecord): Promise<boolean> {
-    for (const field of ['group', 'epoch', 'suite', 'createdAt', 'activatesAt'] as const)
-      checkCount(epoch[field], field)
-    if (epoch.retiresAt !== undefined) checkCount(epoch.retiresAt, 'retiresAt')
-    checkBytes(epoch.sealedKey, 'sealedKey')
-    const changes = this.#run(
-      `INSERT INTO epochs (group_id, epoch, suite, sealed_key, created_at, activates_at, retires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (group_id, epoch) DO NOTHING`,
-      epoch.group,
-      epoch.epoch,
-      epoch.suite,
-      epoch.sealedKey,
-      epoch.createdAt,
-      epoch.activatesAt,
-      epoch.retiresAt ?? null,
-    )
-    return changes === 1
-  }
-
-  async setEpochRetirement(group: number, epoch: number, retiresAt: UnixSeconds): Promise<boolean> {
-    checkCount(group, 'group')
-    checkCount(epoch, 'epoch')
-    checkCount(retiresAt, 'retiresAt')
-    return this.#run('UPDATE epochs SET retires_at = ? WHERE group_id = ? AND epoch = ?', retiresAt, group, epoch) === 1
-  }
-
-  async deleteRetiredEpochs(now: UnixSeconds): Promise<number> {
-    checkCount(now, 'now')
-    return this.#run(
-      `DELETE FROM epochs WHERE retires_at IS NOT NULL AND retires_at < ?
-         AND epoch < (SELECT max(newest.epoch) FROM epochs AS newest WHERE newest.group_id = epochs.group_id)`,
-      now,
-    )
-  }
-
-  async getRevocationList(): Promise<StoredRevocationList | undefined> {
-    return this.#getDocument('revocation_list')
-  }
-
-  /** Throws RangeError unless `version === expectedVersion + 1`. */
-  async putRevocationList(
-    version: number,
-    document: string,
-    expectedVersion: number,
-    at: UnixSeconds,
-  ): Promise<boolean> {
-    checkNextVersion(version, expectedVersion)
-    return this.#putDocument('revocation_list', version, document, expectedVersion, at)
-  }
-
-  // One statement, so `latest` and the changes come from one snapshot.
-  async listDirectoryChanges(afterSeq: number, limit: number): Promise<DirectoryChanges> {
-    checkCount(afterSeq, 'afterSeq')
-    checkCount(limit, 'limit')
-    const rows = this.#all<DirectoryChangeRow>(
-      `SELECT counter.seq AS latest, change.seq, change.kind, change.kid
-       FROM directory_change_counter AS counter
-       LEFT JOIN (SELECT * FROM directory_changes WHERE seq > ? ORDER BY seq LIMIT ?) AS change ON true
-       ORDER BY change.seq`,
-      afterSeq,
-      limit,
-    )
-    return toDirectoryChanges(rows, afterSeq, limit)
-  }
-
-  async pruneDirectoryChanges(keep: number): Promise<number> {
-    checkCount(keep, 'keep')
-    return this.#run('DELETE FROM directory_changes WHERE seq <= (SELECT seq FROM directory_change_counter) - ?', keep)
-  }
-
-  async appendAudit(entry: NewAuditEntry): Promise<AuditEntry> {
+  protected async insertAudit(entry: NewAuditEntry): Promise<AuditEntry> {
     return this.#insertAudit(entry)
   }
 
-  async listAudit(options: { afterId?: number; limit: number }): Promise<AuditEntry[]> {
-    const afterId = options.afterId ?? 0
-    checkCount(afterId, 'afterId')
-    checkCount(options.limit, 'limit')
-    return this.#all<AuditRow>('SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?', afterId, options.limit).map(
-      toAuditEntry,
+  protected isUniqueViolation(err: unknown): boolean {
+    return (
+      err instanceof Database.SqliteError &&
+      (err.code === 'SQLITE_CONSTRAINT_UNIQUE' || err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY')
     )
   }
 
+  // Synchronous, so that an enrollment's transaction can run it.
   #insertPrincipal(principal: NewPrincipal): PrincipalRecord {
-    try {
-      const row = this.#get<PrincipalRow>(
-        `INSERT INTO principals
-           (id, roles, username, signing_key, agreement_key, kem, status, created_at, certificate_serial)
-         VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)
-         RETURNING *`,
-        principal.id,
-        JSON.stringify(principal.roles),
-        principal.username ?? null,
-        principal.signingKey,
-        principal.agreementKey,
-        principal.kem,
-        principal.createdAt,
-        principal.certificateSerial ?? null,
-      )
-      return toPrincipal(row as PrincipalRow)
-    } catch (err) {
-      if (isUniqueViolation(err))
-        throw new StoreConflictError(`principal ${principal.id} already exists`, { cause: err })
-      throw err
-    }
+    const row = this.#get<PrincipalRow>(
+      `INSERT INTO principals
+         (id, roles, username, signing_key, agreement_key, kem, status, created_at, certificate_serial)
+       VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8)
+       RETURNING *`,
+      principalValues(principal),
+    )
+    return toPrincipal(row as PrincipalRow)
   }
 
   #insertAudit(entry: NewAuditEntry): AuditEntry {
-    checkCount(entry.at, 'at')
-    checkOutcome(entry.outcome)
     const row = this.#get<AuditRow>(
-      `INSERT INTO audit (at, actor, action, subject, outcome, details) VALUES (?, ?, ?, ?, ?, ?) RETURNING *`,
-      entry.at,
-      entry.actor,
-      entry.action,
-      entry.subject,
-      entry.outcome,
-      JSON.stringify(entry.details),
+      `INSERT INTO audit (at, actor, action, subject, outcome, details) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`,
+      checkedAuditValues(entry),
     )
     return toAuditEntry(row as AuditRow)
   }
 
-  #getDocument(table: 'policy' | 'revocation_list'): StoredPolicy | undefined {
-    const row = this.#get<DocumentRow>(`SELECT version, document, updated_at FROM ${table} WHERE singleton = 1`)
-    return row && toStoredDocument(row)
-  }
-
-  // The first version is an insert that loses to any existing row; later ones an update that
-  // only matches the expected version. Either way one statement, so exactly one writer wins.
-  #putDocument(
-    table: 'policy' | 'revocation_list',
-    version: number,
-    document: string,
-    expectedVersion: number,
-    at: UnixSeconds,
-  ): boolean {
-    if (typeof document !== 'string') throw new TypeError('document must be a string')
-    checkCount(at, 'at')
-    const changes =
-      expectedVersion === 0
-        ? this.#run(
-            `INSERT INTO ${table} (singleton, version, document, updated_at) VALUES (1, ?, ?, ?)
-             ON CONFLICT (singleton) DO NOTHING`,
-            version,
-            document,
-            at,
-          )
-        : this.#run(
-            `UPDATE ${table} SET version = ?, document = ?, updated_at = ? WHERE singleton = 1 AND version = ?`,
-            version,
-            document,
-            at,
-            expectedVersion,
-          )
-    return changes === 1
-  }
-
-  #statement(sql: string): Database.Statement {
-    let statement = this.#statements.get(sql)
-    if (!statement) {
-      statement = this.#db.prepare(sql)
-      this.#statements.set(sql, statement)
-    }
-    return statement
-  }
-
-  #get<Row>(sql: string, ...params: unknown[]): Row | undefined {
-    return this.#guard(() => this.#statement(sql).get(...params) as Row | undefined)
-  }
-
-  #all<Row>(sql: string, ...params: unknown[]): Row[] {
-    return this.#guard(() => this.#statement(sql).all(...params) as Row[])
+  #get<Row>(sql: string, params: readonly unknown[]): Row | undefined {
+    return this.#prepared(sql, params, (statement, values) => statement.get(...values) as Row | undefined)
   }
 
   /** Runs a write and returns how many rows it changed. */
-  #run(sql: string, ...params: unknown[]): number {
-    return this.#guard(() => this.#statement(sql).run(...params).changes)
+  #run(sql: string, params: readonly unknown[]): number {
+    return this.#prepared(sql, params, (statement, values) => statement.run(...values).changes)
+  }
+
+  /**
+   * Runs `use` on the statement prepared once for `sql`. Statements number their parameters as
+   * PostgreSQL does ($1, $2, …; see SqlKeyStore) and better-sqlite3 binds `?` in order, so each
+   * $n becomes a `?` bound to the n-th value.
+   */
+  #prepared<T>(
+    sql: string,
+    params: readonly unknown[],
+    use: (statement: Database.Statement, values: unknown[]) => T,
+  ): T {
+    return this.#guard(() => {
+      let prepared = this.#statements.get(sql)
+      if (!prepared) {
+        const order: number[] = []
+        const text = sql.replace(/\$(\d+)/g, (_, n: string) => {
+          order.push(Number(n) - 1)
+          return '?'
+        })
+        prepared = { statement: this.#db.prepare(text), order }
+        this.#statements.set(sql, prepared)
+      }
+      return use(
+        prepared.statement,
+        prepared.order.map((n) => params[n]),
+      )
+    })
   }
 
   #guard<T>(operation: () => T): T {
@@ -664,13 +411,6 @@ export class SqliteKeyStore implements KeyStore {
       throw err
     }
   }
-}
-
-function isUniqueViolation(err: unknown): boolean {
-  return (
-    err instanceof Database.SqliteError &&
-    (err.code === 'SQLITE_CONSTRAINT_UNIQUE' || err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY')
-  )
 }
 
 function describeError(err: unknown): string {
