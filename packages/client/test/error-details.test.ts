@@ -10,9 +10,9 @@ import {
   ReplayWindow,
   sealEnvelope,
 } from '@smqtt/core'
+import { thrown } from '@smqtt/test-kit/errors'
 import type { IPublishPacket } from 'mqtt'
 import { describe, expect, test } from 'vitest'
-import { thrown } from '../../core/test/_fixtures.js'
 import { ReceiveLine } from '../src/_receive-line.js'
 import { replayKey, SavedReplayWindow } from '../src/_replay-state.js'
 import { Keyring } from '../src/keyring.js'

@@ -7,7 +7,6 @@ import { EpochKey } from '../src/envelope/epoch-key.js'
 import type { EnvelopeKeys } from '../src/envelope/open.js'
 import { createEnvelopeSigner } from '../src/envelope/signer.js'
 import type { SuiteId } from '../src/envelope/suites.js'
-import { isSmqttError, type SmqttError, type SmqttErrorCode } from '../src/errors.js'
 
 const sodium = loadSodium()
 if (!sodium) throw new Error('sodium-native must be installed for the test suite')
@@ -43,24 +42,4 @@ export function makeGroup(suite: SuiteId = 1, backend: CryptoBackend = nativeBac
   return { epochKey, thermostat, app, readerOnly, keys }
 }
 
-/** The code of the SmqttError that `run` throws, or 'ok' when it returns; any other error is rethrown. */
-export function codeOf(run: () => unknown): SmqttErrorCode | 'ok' {
-  try {
-    run()
-    return 'ok'
-  } catch (err) {
-    if (isSmqttError(err)) return err.code
-    throw err
-  }
-}
-
-/** The SmqttError with `code` that `run` throws (to read its message or details); anything else fails. */
-export function thrown(code: SmqttErrorCode, run: () => unknown): SmqttError {
-  try {
-    run()
-  } catch (err) {
-    if (isSmqttError(err, code)) return err
-    throw err
-  }
-  throw new Error(`expected ${code}, nothing was thrown`)
-}
+export { codeOf, thrown } from '@smqtt/test-kit/errors'

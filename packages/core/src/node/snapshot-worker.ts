@@ -19,7 +19,7 @@ port.on('message', (request: SnapshotWorkerRequest) => {
     const part = left?.principals.slice(left.sent, left.sent + PRINCIPALS_PER_PART) ?? []
     if (left && part.length > 0) {
       left.sent += part.length
-      reply({ id: request.id, type: 'principals', principals: part })
+      reply({ id: request.id, type: 'principals', principals: withPackedKeys(part) })
     } else {
       unsent.delete(request.id)
       reply({ id: request.id, type: 'done' })
@@ -40,3 +40,18 @@ port.on('message', (request: SnapshotWorkerRequest) => {
   unsent.set(id, { principals, sent: 0 })
   reply({ id, type: 'head', snapshot: head })
 })
+
+/**
+ * The part with its signing keys copied into one buffer, each key a view into it: one backing
+ * store per part crosses to the broker instead of one per principal, which its garbage collector
+ * would otherwise track one by one (100,000 at a fleet of 100,000).
+ */
+function withPackedKeys(part: readonly SnapshotPrincipal[]): SnapshotPrincipal[] {
+  const keys = new Uint8Array(part.reduce((sum, p) => sum + p.signingKey.length, 0))
+  let at = 0
+  return part.map((p) => {
+    keys.set(p.signingKey, at)
+    at += p.signingKey.length
+    return { ...p, signingKey: keys.subarray(at - p.signingKey.length, at) }
+  })
+}

@@ -12,7 +12,6 @@ import {
   EpochKey,
   generateIdentity,
   type Identity,
-  isSmqttError,
   openEnvelope,
   openKeyBundle,
   openWriterRecord,
@@ -20,9 +19,10 @@ import {
   type SuiteId,
   sealEnvelope,
 } from '@smqtt/core'
+import { codeOf } from '@smqtt/test-kit/errors'
 import { type Harness, SMART_HOME_POLICY, startHarness } from '@smqtt/test-kit/keyserver'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import { Keyring } from '../../packages/client/src/keyring.js'
+import { Keyring } from '../src/keyring.js'
 
 type Member = { identity: Identity; kid: number }
 
@@ -84,28 +84,18 @@ async function envelopeBy(member: Member, group: number, topic: string): Promise
   })
 }
 
-function refusal(run: () => unknown): string {
-  try {
-    run()
-    return 'opened'
-  } catch (err) {
-    if (isSmqttError(err)) return err.code
-    throw err
-  }
-}
-
 test('a writer record cannot widen a writer’s rights or resurrect a revoked writer', async () => {
   const own = 'home/h1/thermostat/thermostat-1/temp'
   const others = 'home/h1/thermostat/thermostat-2/temp'
   const keyring = await keyringOf(app)
   const fromThermostat = await envelopeBy(thermostat, 1, own)
   // Its bundle lists no writer of group 1: the sender is unknown until its record is fetched.
-  expect(refusal(() => openEnvelope(fromThermostat, own, { keys: keyring, now: h.clock.now }))).toBe(
+  expect(codeOf(() => openEnvelope(fromThermostat, own, { keys: keyring, now: h.clock.now }))).toBe(
     'ERR_UNKNOWN_SENDER',
   )
   const genuine = await recordFor(app, 1, [thermostat.kid, thermostat2.kid])
   expect(keyring.addWriters(open(genuine))).toBe(2)
-  expect(refusal(() => openEnvelope(fromThermostat, own, { keys: keyring, now: h.clock.now }))).toBe('opened')
+  expect(codeOf(() => openEnvelope(fromThermostat, own, { keys: keyring, now: h.clock.now }))).toBe('ok')
 
   // 1. Widened rights: a record giving thermostat-1 every thermostat's topics, signed by anyone
   //    but the key server, or the genuine record with its rights edited: refused unsigned.
@@ -126,15 +116,15 @@ test('a writer record cannot widen a writer’s rights or resurrect a revoked wr
     notAfter: h.clock.now + 3_600,
     keyServer: attacker,
   })
-  expect(refusal(() => open(widened))).toBe('ERR_BUNDLE_SIGNATURE_INVALID')
+  expect(codeOf(() => open(widened))).toBe('ERR_BUNDLE_SIGNATURE_INVALID')
   const edited = structuredClone(genuine) as { payload: string }
   const body = JSON.parse(Buffer.from(edited.payload, 'base64url').toString('utf8'))
   body.writers[0].publish.allow = ['home/+/thermostat/#']
   edited.payload = Buffer.from(JSON.stringify(body)).toString('base64url')
-  expect(refusal(() => open(edited))).toBe('ERR_BUNDLE_SIGNATURE_INVALID')
+  expect(codeOf(() => open(edited))).toBe('ERR_BUNDLE_SIGNATURE_INVALID')
   // Its own rights still hold: on thermostat-2's topic, refused.
   const misplaced = await envelopeBy(thermostat, 1, others)
-  expect(refusal(() => openEnvelope(misplaced, others, { keys: keyring, now: h.clock.now }))).toBe(
+  expect(codeOf(() => openEnvelope(misplaced, others, { keys: keyring, now: h.clock.now }))).toBe(
     'ERR_SENDER_NOT_PERMITTED',
   )
 
@@ -144,26 +134,24 @@ test('a writer record cannot widen a writer’s rights or resurrect a revoked wr
   expect(open(lockRecord).writers.has(locksmith.kid)).toBe(true)
   keyring.addWriters(open(lockRecord))
   const fromLocksmith = await envelopeBy(locksmith, 1, own) // it reads group 1, so it holds the key
-  expect(refusal(() => openEnvelope(fromLocksmith, own, { keys: keyring, now: h.clock.now }))).toBe(
-    'ERR_UNKNOWN_SENDER',
-  )
+  expect(codeOf(() => openEnvelope(fromLocksmith, own, { keys: keyring, now: h.clock.now }))).toBe('ERR_UNKNOWN_SENDER')
   const relabelled = structuredClone(lockRecord) as { payload: string }
   const lockBody = JSON.parse(Buffer.from(relabelled.payload, 'base64url').toString('utf8'))
   lockBody.group = 1
   relabelled.payload = Buffer.from(JSON.stringify(lockBody)).toString('base64url')
-  expect(refusal(() => open(relabelled))).toBe('ERR_BUNDLE_SIGNATURE_INVALID')
+  expect(codeOf(() => open(relabelled))).toBe('ERR_BUNDLE_SIGNATURE_INVALID')
   // The key server does not list it as a writer of group 1 either.
   expect(open(await recordFor(app, 1, [locksmith.kid])).writers.size).toBe(0)
 
   // 3. Another reader's record: bound to the reader it was asked for.
   const othersRecord = await recordFor(locksmith, 1, [thermostat.kid])
-  expect(refusal(() => open(othersRecord))).toBe('ERR_BUNDLE_WRONG_RECIPIENT')
+  expect(codeOf(() => open(othersRecord))).toBe('ERR_BUNDLE_WRONG_RECIPIENT')
 
   // 4. A revoked writer: what it keeps sealing under the epoch it held (readable for the grace
   //    period) is refused through the revocation list by a subscriber still holding a record
   //    issued before; and it is in no record issued after.
   const fromRevoked = await envelopeBy(thermostat2, 1, others)
-  expect(refusal(() => openEnvelope(fromRevoked, others, { keys: keyring, now: h.clock.now }))).toBe('opened')
+  expect(codeOf(() => openEnvelope(fromRevoked, others, { keys: keyring, now: h.clock.now }))).toBe('ok')
   expect((await h.admin('POST', '/v1/admin/principals/thermostat-2/revoke')).status).toBe(200)
   h.clock.now += 5
   expect(open(await recordFor(app, 1, [thermostat2.kid, thermostat.kid])).writers.has(thermostat2.kid)).toBe(false)
@@ -173,7 +161,7 @@ test('a writer record cannot widen a writer’s rights or resurrect a revoked wr
     keyServerPublicKey: h.keyServer.publicKey,
   })
   expect(
-    refusal(() =>
+    codeOf(() =>
       openEnvelope(fromRevoked, others, {
         keys: keyring, // the old epoch and the record of before the revocation
         now: h.clock.now,
@@ -186,8 +174,8 @@ test('a writer record cannot widen a writer’s rights or resurrect a revoked wr
   const later = await keyringOf(app)
   later.addWriters(open(await recordFor(app, 1, [thermostat.kid])))
   const current = await envelopeBy(thermostat, 1, own) // under the epoch the revocation opened
-  expect(refusal(() => openEnvelope(current, own, { keys: later, now: h.clock.now }))).toBe('opened')
+  expect(codeOf(() => openEnvelope(current, own, { keys: later, now: h.clock.now }))).toBe('ok')
   h.clock.now += 301
   expect(later.writerKey(1, thermostat.kid)).toBeUndefined()
-  expect(refusal(() => openEnvelope(current, own, { keys: later, now: h.clock.now }))).toBe('ERR_UNKNOWN_SENDER')
+  expect(codeOf(() => openEnvelope(current, own, { keys: later, now: h.clock.now }))).toBe('ERR_UNKNOWN_SENDER')
 })
