@@ -11,13 +11,13 @@ import { snapshotApply } from './policy-snapshot-apply.js'
 import { pushHome } from './push-home.js'
 import { rekey } from './rekey.js'
 import { revocationsList } from './revocations-list.js'
-import { snapshotBytes, snapshotCurrent, snapshotDelta, snapshotUnchanged } from './snapshot-curves.js'
+import { snapshotBytes, snapshotChange, snapshotCurrent, snapshotDelta, snapshotUnchanged } from './snapshot-curves.js'
 
 export const curves: ScaleCurve[] = []
 curves.push(policyParse)
 curves.push(snapshotApply)
 curves.push(forwardCheck)
-curves.push(snapshotBytes, snapshotCurrent, snapshotUnchanged, snapshotDelta)
+curves.push(snapshotBytes, snapshotCurrent, snapshotUnchanged, snapshotChange, snapshotDelta)
 curves.push(bundleBytes)
 curves.push(revocationsList)
 curves.push(rekey, pushHome)
